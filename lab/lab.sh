@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# The built-in two-edge lab: two network namespaces (edge1, edge2) on a
+# bridge in the root namespace, each with its own sshd and dockerd.
+# See docs/design.md ("Lab") for the names, addresses and paths.
+#
+#   lab.sh deps     install the Debian packages the lab needs (if missing)
+#   lab.sh up       bring the lab up (idempotent)
+#   lab.sh down     tear it down (idempotent, works on a half-up lab)
+#   lab.sh status   show what is up
+set -euo pipefail
+
+readonly STATE=/var/lib/edgemig-lab
+readonly RUN=/run/edgemig-lab
+readonly SSHDIR=$STATE/ssh
+readonly KEY=$SSHDIR/id_ed25519
+readonly AUTHKEYS=$SSHDIR/authorized_keys
+readonly KNOWN_HOSTS=$SSHDIR/known_hosts
+readonly SHIM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lab-prlimit-shim.c
+readonly SHIM=$STATE/lib/lab-prlimit-shim.so
+readonly BRIDGE=emigbr0
+readonly BRIDGE_ADDR=10.213.0.1/24
+readonly SUBNET=10.213.0.0/24
+readonly EDGES=(edge1 edge2)
+readonly IPT_COMMENT=edgemig-lab
+readonly DOCKER=/usr/bin/docker   # the 20.10 client matching the daemon
+readonly DAEMON_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+readonly DEPS=(docker.io openssh-server iproute2 nftables iptables gcc libc6-dev
+  iputils-arping apache2-utils curl mmdebstrap rsync ethtool util-linux)
+
+# Per-edge facts: index 1 or 2.
+edge_idx() { echo "${1#edge}"; }
+edge_ip() { echo "10.213.0.1$(edge_idx "$1")"; }
+edge_veth() { echo "emig-e$(edge_idx "$1")h"; }
+edge_bip() { echo "172.30.$(edge_idx "$1").1/24"; }
+edge_sock() { echo "$RUN/$1/docker.sock"; }
+edge_cgroup() { echo "/edgemig-lab/$1"; }
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+now() { date +%s.%N; }
+
+need_root() { [ "$(id -u)" = 0 ] || die "must run as root"; }
+
+# ---------------------------------------------------------------- deps
+cmd_deps() {
+  need_root
+  local missing=() p
+  for p in "${DEPS[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "deps: all present"
+    return 0
+  fi
+  log "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+check_tools() {
+  local c missing=()
+  for c in ip iptables nft ethtool nsenter setsid ssh ssh-keygen /usr/sbin/sshd dockerd "$DOCKER" gcc; do
+    command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+  done
+  [ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]}: run '$0 deps' first"
+}
+
+# ---------------------------------------------------------------- helpers
+# Alive and not a zombie (PID 1 on these machines is slow to reap orphans).
+pid_alive() {
+  local stat
+  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat:0:1}" != Z ]
+}
+pidfile_pid() { [ -s "$1" ] && tr -dc 0-9 <"$1" || true; }
+ns_exists() { [ -e "/var/run/netns/$1" ]; }
+
+# True if pid runs in the network namespace of edge.
+pid_in_ns() {
+  local pid=$1 edge=$2
+  [ "$(stat -Lc %i "/proc/$pid/ns/net" 2>/dev/null)" = "$(stat -Lc %i "/var/run/netns/$edge" 2>/dev/null)" ]
+}
+
+docker_ok() { timeout 5 "$DOCKER" -H "unix://$(edge_sock "$1")" version >/dev/null 2>&1; }
+
+tcp_open() { timeout 1 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# Write $2 to $1 only if it differs; return 0 if the file changed.
+write_if_changed() {
+  local file=$1 content=$2 mode=${3:-0644}
+  if [ -f "$file" ] && [ "$(cat "$file")" = "$content" ]; then
+    return 1
+  fi
+  local tmp
+  tmp=$(mktemp "$file.XXXXXX")
+  printf '%s\n' "$content" >"$tmp"
+  chmod "$mode" "$tmp"
+  mv -f "$tmp" "$file"
+  return 0
+}
+
+# ---------------------------------------------------------------- up
+setup_dirs() {
+  install -d -m 0755 -o root -g root "$STATE" "$STATE/lib" "$RUN" /run/sshd
+  install -d -m 0700 -o root -g root "$SSHDIR"
+  local e
+  for e in "${EDGES[@]}"; do
+    install -d -m 0755 -o root -g root "$STATE/$e" "$RUN/$e"
+  done
+}
+
+build_shim() {
+  if [ -f "$SHIM" ] && [ ! "$SHIM_SRC" -nt "$SHIM" ]; then
+    return 0
+  fi
+  log "building $SHIM"
+  local tmp
+  tmp=$(mktemp "$SHIM.XXXXXX")
+  gcc -O2 -Wall -Wextra -fPIC -shared -o "$tmp" "$SHIM_SRC" -ldl
+  chmod 0755 "$tmp"
+  mv -f "$tmp" "$SHIM"
+}
+
+setup_keys() {
+  if [ ! -f "$KEY" ]; then
+    log "generating $KEY"
+    ssh-keygen -q -t ed25519 -N '' -C edgemig-lab -f "$KEY"
+  fi
+  write_if_changed "$AUTHKEYS" "$(cat "$KEY.pub")" 0600 || true
+  local e hk lines=()
+  for e in "${EDGES[@]}"; do
+    hk=$STATE/$e/ssh_host_ed25519_key
+    [ -f "$hk" ] || ssh-keygen -q -t ed25519 -N '' -C "edgemig-lab-$e" -f "$hk"
+    lines+=("$(edge_ip "$e"),$e $(cut -d' ' -f1-2 "$hk.pub")")
+  done
+  write_if_changed "$KNOWN_HOSTS" "$(printf '%s\n' "${lines[@]}")" 0644 || true
+}
+
+setup_network() {
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    ip link add "$BRIDGE" type bridge
+  fi
+  ip addr replace "$BRIDGE_ADDR" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+
+  local e veth
+  for e in "${EDGES[@]}"; do
+    veth=$(edge_veth "$e")
+    ns_exists "$e" || ip netns add "$e"
+    if ! ip link show "$veth" >/dev/null 2>&1 || ! ip -n "$e" link show eth0 >/dev/null 2>&1; then
+      ip link del "$veth" 2>/dev/null || true
+      ip -n "$e" link del eth0 2>/dev/null || true
+      ip link add "$veth" type veth peer name eth0 netns "$e"
+    fi
+    ip link set "$veth" master "$BRIDGE"
+    ip link set "$veth" up
+    ip -n "$e" link set lo up
+    ip -n "$e" addr replace "$(edge_ip "$e")/24" dev eth0
+    ip -n "$e" link set eth0 up
+    ip -n "$e" route replace "$SUBNET" dev eth0 src "$(edge_ip "$e")"
+    # Per-frame loss emulation needs real frames, not GSO super-packets.
+    ip netns exec "$e" ethtool -K eth0 tso off gso off gro off >/dev/null 2>&1 || true
+    ethtool -K "$veth" tso off gso off gro off >/dev/null 2>&1 || true
+  done
+
+  # br_netfilter: bridged frames traverse the root namespace's FORWARD chain,
+  # whose policy may be DROP (set by a Docker daemon there).
+  local dir
+  for dir in -i -o; do
+    iptables -C FORWARD "$dir" "$BRIDGE" -m comment --comment "$IPT_COMMENT" -j ACCEPT 2>/dev/null ||
+      iptables -I FORWARD 1 "$dir" "$BRIDGE" -m comment --comment "$IPT_COMMENT" -j ACCEPT
+  done
+}
+
+sshd_config() {
+  local e=$1
+  cat <<EOF
+# edgemig lab sshd for $e (generated by lab/lab.sh)
+ListenAddress $(edge_ip "$e"):22
+HostKey $STATE/$e/ssh_host_ed25519_key
+PidFile $RUN/$e/sshd.pid
+AuthorizedKeysFile $AUTHKEYS
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes yes
+PrintMotd no
+UseDNS no
+MaxStartups 100:30:200
+MaxSessions 100
+Subsystem sftp internal-sftp
+EOF
+}
+
+start_sshd() {
+  local e=$1 cfg=$STATE/$e/sshd_config pid changed=0
+  write_if_changed "$cfg" "$(sshd_config "$e")" 0644 && changed=1
+  /usr/sbin/sshd -t -f "$cfg"
+  pid=$(pidfile_pid "$RUN/$e/sshd.pid")
+  if pid_alive "$pid" && pid_in_ns "$pid" "$e"; then
+    if [ "$changed" = 1 ]; then
+      kill -HUP "$pid"
+    fi
+    return 0
+  fi
+  # nsenter keeps the root mount namespace (ip netns exec would give sshd a
+  # private one): mounts made over ssh (dump tmpfs) must be seen by dockerd.
+  nsenter --net="/var/run/netns/$e" /usr/sbin/sshd -f "$cfg"
+}
+
+start_dockerd() {
+  local e=$1 pid
+  pid=$(pidfile_pid "$RUN/$e/docker.pid")
+  if pid_alive "$pid" && pid_in_ns "$pid" "$e"; then
+    return 0
+  fi
+  rm -f "$RUN/$e/docker.pid" "$(edge_sock "$e")"
+  install -d -m 0710 "$STATE/$e/docker"
+  # nsenter, not ip netns exec: the latter remounts /sys and dockerd then
+  # dies with "Devices cgroup isn't mounted".
+  nsenter --net="/var/run/netns/$e" \
+    env -i PATH="$DAEMON_PATH" HOME=/root LANG=C.UTF-8 \
+    setsid dockerd --experimental \
+      --data-root "$STATE/$e/docker" \
+      --exec-root "$RUN/$e/docker" \
+      --pidfile "$RUN/$e/docker.pid" \
+      -H "unix://$(edge_sock "$e")" \
+      --bip "$(edge_bip "$e")" \
+      --storage-driver overlay2 \
+      --cgroup-parent "$(edge_cgroup "$e")" \
+      >>"$STATE/$e/dockerd.log" 2>&1 </dev/null &
+  disown
+}
+
+wait_for() {
+  local what=$1 tries=$2
+  shift 2
+  local i
+  for ((i = 0; i < tries; i++)); do
+    "$@" && return 0
+    sleep 0.2
+  done
+  die "$what did not come up (see logs under $STATE)"
+}
+
+cmd_up() {
+  need_root
+  check_tools
+  local t0 e
+  t0=$(now)
+  setup_dirs
+  build_shim
+  setup_keys
+  setup_network
+  for e in "${EDGES[@]}"; do
+    start_sshd "$e"
+    start_dockerd "$e"
+  done
+  for e in "${EDGES[@]}"; do
+    wait_for "sshd on $e" 50 tcp_open "$(edge_ip "$e")" 22
+    wait_for "dockerd on $e" 150 docker_ok "$e"
+  done
+  log "up in $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}') s"
+}
+
+# ---------------------------------------------------------------- down
+# All descendants of the given pids (not including them).
+descendants() {
+  local -A kids=()
+  local stat pid ppid rest
+  for stat in /proc/[0-9]*/stat; do
+    read -r pid rest 2>/dev/null <"$stat" || continue
+    rest=${rest##*) }
+    read -r _ ppid _ <<<"$rest"
+    kids[$ppid]+="$pid "
+  done
+  local queue=("$@") out=() p c
+  while [ ${#queue[@]} -gt 0 ]; do
+    p=${queue[0]}
+    queue=("${queue[@]:1}")
+    for c in ${kids[$p]:-}; do
+      out+=("$c")
+      queue+=("$c")
+    done
+  done
+  echo "${out[@]:-}"
+}
+
+# Wait until none of the pids is alive; up to $1 tenths of a second.
+wait_gone() {
+  local tenths=$1 i p alive
+  shift
+  for ((i = 0; i < tenths; i++)); do
+    alive=0
+    for p in "$@"; do pid_alive "$p" && alive=1 && break; done
+    [ "$alive" = 0 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+cgroup_pids() {
+  local e=$1
+  cat /sys/fs/cgroup/*"$(edge_cgroup "$e")"/cgroup.procs \
+    /sys/fs/cgroup/*"$(edge_cgroup "$e")"/*/cgroup.procs 2>/dev/null | sort -u || true
+}
+
+# dockerd first, gracefully (it stops its containers), all edges at once.
+stop_dockerds() {
+  local e pid pids=()
+  for e in "${EDGES[@]}"; do
+    pid=$(pidfile_pid "$RUN/$e/docker.pid")
+    pid_alive "$pid" && pids+=("$pid")
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait_gone 100 "${pids[@]}" || kill -KILL "${pids[@]}" 2>/dev/null || true
+}
+
+# Then everything left in an edge's namespace (sshd, containerd, shims),
+# their children, and any container process left in the edge's cgroup.
+stop_edge() {
+  local e=$1 pid pids=()
+  if ns_exists "$e"; then
+    mapfile -t pids < <(ip netns pids "$e" 2>/dev/null || true)
+  fi
+  pid=$(pidfile_pid "$RUN/$e/sshd.pid")
+  pid_alive "$pid" && pids+=("$pid")
+  # shellcheck disable=SC2207
+  pids+=($(descendants "${pids[@]}") $(cgroup_pids "$e"))
+  if [ ${#pids[@]} -gt 0 ]; then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait_gone 20 "${pids[@]}" || kill -KILL "${pids[@]}" 2>/dev/null || true
+    wait_gone 30 "${pids[@]}" || log "warning: pids still alive in $e: ${pids[*]}"
+  fi
+  # Empty cgroups left by killed containers.
+  local d
+  for d in /sys/fs/cgroup/*/edgemig-lab/"$e"; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
+
+unmount_lab() {
+  local i mp mps
+  for ((i = 0; i < 5; i++)); do
+    # Mount points under the lab dirs, deepest (latest) first.
+    mapfile -t mps < <(awk -v s="$STATE/" -v r="$RUN" \
+      'index($5, s) == 1 || $5 == r || index($5, r "/") == 1 { print $5 }' \
+      /proc/self/mountinfo | tac)
+    [ ${#mps[@]} -eq 0 ] && return 0
+    for mp in "${mps[@]}"; do
+      mp=$(printf '%b' "$mp")   # mountinfo escapes blanks as \040
+      umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
+    done
+  done
+  log "warning: could not unmount everything under $STATE / $RUN"
+}
+
+cmd_down() {
+  need_root
+  local t0 e s veth dir table
+  t0=$(now)
+  # ssh ControlMaster processes of Ansible runs against the lab.
+  for s in "$RUN"/cm-*; do
+    [ -S "$s" ] && timeout 3 ssh -o ControlPath="$s" -O exit lab >/dev/null 2>&1 || true
+  done
+  stop_dockerds
+  for e in "${EDGES[@]}"; do
+    stop_edge "$e"
+  done
+  unmount_lab
+  for e in "${EDGES[@]}"; do
+    ns_exists "$e" && ip netns del "$e"
+    veth=$(edge_veth "$e")
+    ip link show "$veth" >/dev/null 2>&1 && ip link del "$veth"
+  done
+  ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
+  for dir in -i -o; do
+    while iptables -D FORWARD "$dir" "$BRIDGE" -m comment --comment "$IPT_COMMENT" -j ACCEPT 2>/dev/null; do :; done
+  done
+  # Root-namespace qdiscs on lab links go with the links; nft tables do not.
+  nft list tables 2>/dev/null | while read -r _ fam table; do
+    case $table in edgemig*) nft delete table "$fam" "$table" || true ;; esac
+  done
+  for e in "${EDGES[@]}"; do
+    rm -rf --one-file-system "${STATE:?}/$e/docker"
+  done
+  rm -rf --one-file-system "${RUN:?}"
+  log "down in $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}') s"
+}
+
+# ---------------------------------------------------------------- status
+cmd_status() {
+  local e pid up=0
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    echo "bridge $BRIDGE: $(ip -br addr show "$BRIDGE" | awk '{print $2, $3}')"
+  else
+    echo "bridge $BRIDGE: absent"
+  fi
+  for e in "${EDGES[@]}"; do
+    if ! ns_exists "$e"; then
+      echo "$e: no namespace"
+      continue
+    fi
+    echo "$e: netns, eth0 $(ip -n "$e" -br addr show eth0 2>/dev/null | awk '{print $2, $3}')"
+    pid=$(pidfile_pid "$RUN/$e/sshd.pid")
+    if pid_alive "$pid"; then echo "  sshd    pid $pid on $(edge_ip "$e"):22"; else echo "  sshd    down"; fi
+    pid=$(pidfile_pid "$RUN/$e/docker.pid")
+    if pid_alive "$pid" && docker_ok "$e"; then
+      echo "  dockerd pid $pid at unix://$(edge_sock "$e") ($("$DOCKER" -H "unix://$(edge_sock "$e")" ps -q | wc -l) running containers)"
+      up=$((up + 1))
+    else
+      echo "  dockerd down"
+    fi
+  done
+  echo "key:   $KEY $([ -f "$KEY" ] && echo present || echo absent)"
+  echo "shim:  $SHIM $([ -f "$SHIM" ] && echo present || echo absent)"
+  [ "$up" = "${#EDGES[@]}" ]
+}
+
+case ${1:-} in
+  deps) cmd_deps ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *)
+    echo "usage: $0 {deps|up|down|status}" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,125 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Checkpoint a container into a tmpfs dump dir, and put it back when a migration fails."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import (
+    checkpoint_dir as docker_checkpoint_dir, upper_dir, volumes,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import is_page_image
+
+
+class CheckpointError(Exception):
+    pass
+
+
+def tree_size(path: str | None) -> int:
+    total = 0
+    if not path or not os.path.isdir(path):
+        return 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            total += st.st_size
+    return total
+
+
+def checkpoint_sizes(ckpt_dir: str) -> dict:
+    pages = other = 0
+    for dirpath, _dirs, files in os.walk(ckpt_dir):
+        for name in files:
+            size = os.lstat(os.path.join(dirpath, name)).st_size
+            rel = os.path.relpath(os.path.join(dirpath, name), ckpt_dir)
+            if is_page_image("checkpoint", rel):
+                pages += size
+            else:
+                other += size
+    return {"pages": pages, "other": other}
+
+
+def fs_type(path: str) -> str:
+    """File system type of the mount holding ``path`` (longest mount prefix)."""
+    best, kind = "", "unknown"
+    real = os.path.realpath(path)
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            mnt = parts[1].replace("\\040", " ")
+            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, parts[2]
+    return kind
+
+
+def _log_tail(path: str, lines: int = 15) -> str:
+    for name in ("dump.log", "criu.work/dump.log"):
+        log = os.path.join(path, name)
+        if os.path.isfile(log):
+            with open(log, errors="replace") as fh:
+                return "".join(fh.readlines()[-lines:])
+    return ""
+
+
+def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
+           exit_container: bool = True) -> dict:
+    """Checkpoint ``container`` into ``dump_dir/<container>-<ts>/<checkpoint>``.
+
+    If CRIU fails the container keeps running (CRIU thaws it); if Docker left
+    it stopped anyway it is started again, so a failed checkpoint never takes
+    the service down.
+    """
+    inspect = api.inspect_container(container)
+    if inspect is None:
+        raise CheckpointError(f"container {container!r} does not exist")
+    if not inspect["State"].get("Running"):
+        raise CheckpointError(f"container {container!r} is not running (status {inspect['State'].get('Status')})")
+    os.makedirs(dump_dir, mode=0o700, exist_ok=True)
+    work = os.path.join(dump_dir, f"{container}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    os.mkdir(work, 0o700)
+    t0 = time.monotonic()
+    try:
+        api.create_checkpoint(inspect["Id"], checkpoint, work, exit_container=exit_container)
+    except DockerAPIError as exc:
+        tail = _log_tail(os.path.join(work, checkpoint))
+        after = api.inspect_container(container)
+        restarted = False
+        if after is not None and not after["State"].get("Running"):
+            api.start_container(container)
+            restarted = True
+        shutil.rmtree(work, ignore_errors=True)
+        msg = f"checkpoint of {container!r} failed: {exc.message}"
+        if restarted:
+            msg += " (the container had stopped and was started again)"
+        if tail:
+            msg += f"\nCRIU log tail:\n{tail}"
+        raise CheckpointError(msg) from None
+    seconds = time.monotonic() - t0
+    ckpt = os.path.join(work, checkpoint)
+    sizes = checkpoint_sizes(ckpt)
+    upper = upper_dir(inspect)
+    vols = volumes(inspect)
+    sizes["layer"] = tree_size(upper)
+    sizes["volumes"] = sum(tree_size(v["path"]) for v in vols)
+    sizes["total"] = sizes["pages"] + sizes["other"] + sizes["layer"] + sizes["volumes"]
+    return {"work_dir": work, "checkpoint_dir": ckpt, "checkpoint": checkpoint,
+            "container_id": inspect["Id"], "upper_dir": upper, "volumes": vols,
+            "sizes": sizes, "durations": {"checkpoint_s": round(seconds, 4)},
+            "dump_fs": fs_type(work)}
+
+
+def stage_checkpoint(api: DockerAPI, container_id: str, checkpoint: str, source_dir: str) -> str:
+    """Copy a checkpoint from a dump dir to where ``docker start --checkpoint`` finds it."""
+    data_root = api.info()["DockerRootDir"]
+    dest = docker_checkpoint_dir(data_root, container_id, checkpoint)
+    if os.path.realpath(source_dir) != os.path.realpath(dest):
+        if os.path.exists(dest):
+            shutil.rmtree(dest)
+        shutil.copytree(source_dir, dest, symlinks=True)
+    return dest

@@ -1,0 +1,124 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Container create bodies: from a catalog entry (deploy) or from a source
+container's inspect output (the migration target must match the source).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+LABEL_SERVICE = "edgemig.service"
+LABEL_SPEC = "edgemig.spec-hash"
+
+# HostConfig keys carried from source to target. Anything host-specific
+# (cgroup parents, device paths, log paths) is left to the target daemon.
+HOSTCONFIG_KEYS = (
+    "Binds", "PortBindings", "Mounts", "RestartPolicy", "CapAdd", "CapDrop", "Privileged",
+    "Memory", "MemorySwap", "NanoCpus", "CpuShares", "PidsLimit", "ShmSize", "Tmpfs", "Sysctls",
+    "SecurityOpt", "Ulimits", "ReadonlyRootfs", "ExtraHosts", "Dns", "Init", "NetworkMode",
+    "IpcMode", "PidMode", "UTSMode",
+)
+CONFIG_KEYS = (
+    "Hostname", "Domainname", "User", "Env", "Cmd", "Entrypoint", "WorkingDir", "ExposedPorts",
+    "Labels", "StopSignal", "StopTimeout", "Tty", "OpenStdin",
+)
+
+
+def spec_hash(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def from_catalog(service: str, spec: dict) -> dict:
+    """Create body for a catalog service (see docs/design.md for the shape)."""
+    if not spec.get("image"):
+        raise ValueError(f"service {service!r}: catalog entry has no image")
+    exposed, bindings = {}, {}
+    for port in spec.get("ports") or []:
+        key = f"{int(port['container'])}/{port.get('proto', 'tcp')}"
+        exposed[key] = {}
+        if port.get("host"):
+            bindings[key] = [{"HostIp": port.get("host_ip", ""), "HostPort": str(port["host"])}]
+    mounts = [{"Type": "volume", "Source": v["name"], "Target": v["path"]}
+              for v in spec.get("volumes") or []]
+    body = {
+        "Image": spec["image"],
+        "Hostname": spec.get("hostname", service),
+        "Env": [f"{k}={v}" for k, v in sorted((spec.get("env") or {}).items())],
+        "ExposedPorts": exposed,
+        "Labels": {LABEL_SERVICE: service, LABEL_SPEC: spec_hash(spec)},
+        "HostConfig": {"PortBindings": bindings, "Mounts": mounts,
+                       "RestartPolicy": {"Name": "no"}},
+    }
+    if spec.get("command"):
+        body["Cmd"] = list(spec["command"])
+    return body
+
+
+def from_inspect(inspect: dict) -> dict:
+    """Create body reproducing an existing container on another daemon.
+
+    The image is referenced by ID: the target must hold the very same base
+    image (the paper's shared base image), not just one with the same tag.
+    """
+    config = inspect.get("Config") or {}
+    host = inspect.get("HostConfig") or {}
+    body = {k: config[k] for k in CONFIG_KEYS if config.get(k) is not None}
+    body["Image"] = inspect["Image"]
+    hc = {k: host[k] for k in HOSTCONFIG_KEYS if host.get(k) not in (None, "", [], {})}
+    # Named volumes are re-created by name; bind mounts stay as the user wrote them.
+    mounts = []
+    for m in inspect.get("Mounts") or []:
+        if m.get("Type") == "volume" and m.get("Name"):
+            mounts.append({"Type": "volume", "Source": m["Name"], "Target": m["Destination"]})
+    if mounts:
+        hc["Mounts"] = mounts
+    # Binds of named volumes (``-v name:/path``) are covered by Mounts above.
+    binds = [b for b in hc.pop("Binds", None) or [] if b.startswith("/")]
+    if binds:
+        hc["Binds"] = binds
+    body["HostConfig"] = hc
+    return body
+
+
+def upper_dir(inspect: dict) -> str | None:
+    """The overlay2 writable layer (UpperDir) of a container."""
+    gd = inspect.get("GraphDriver") or {}
+    if gd.get("Name") != "overlay2":
+        return None
+    return (gd.get("Data") or {}).get("UpperDir")
+
+
+def volumes(inspect: dict) -> list[dict]:
+    return [{"name": m["Name"], "path": m.get("Source"), "destination": m["Destination"]}
+            for m in inspect.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
+
+
+def checkpoint_dir(data_root: str, container_id: str, checkpoint: str) -> str:
+    """Where Docker 20.10 looks for a checkpoint on ``start --checkpoint``.
+
+    Docker refuses a custom checkpoint dir on restore, so the stream is
+    written straight into the container's own checkpoints directory.
+    """
+    return os.path.join(data_root, "containers", container_id, "checkpoints", checkpoint)
+
+
+def summary(inspect: dict | None) -> dict:
+    if inspect is None:
+        return {"exists": False, "running": False}
+    state = inspect.get("State") or {}
+    return {
+        "exists": True,
+        "running": bool(state.get("Running")),
+        "status": state.get("Status"),
+        "id": inspect.get("Id"),
+        "name": (inspect.get("Name") or "").lstrip("/"),
+        "image_id": inspect.get("Image"),
+        "image": (inspect.get("Config") or {}).get("Image"),
+        "started_at": state.get("StartedAt"),
+        "labels": (inspect.get("Config") or {}).get("Labels") or {},
+        "upper_dir": upper_dir(inspect),
+        "volumes": volumes(inspect),
+        "ip_address": (inspect.get("NetworkSettings") or {}).get("IPAddress"),
+    }

@@ -1,0 +1,189 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A small Docker Engine API client over a unix socket.
+
+community.docker's client is private to that collection and the docker SDK
+has no checkpoint API, so we speak the few endpoints we need ourselves:
+inspect, create, start (optionally from a checkpoint), checkpoint create,
+remove, images, info. Only the standard library is used so the modules run
+on an edge host that has nothing but Python.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import urllib.parse
+from typing import Any
+
+API_VERSION = "1.41"  # Docker 20.10; newer daemons accept it too
+
+
+class DockerAPIError(Exception):
+    """An Engine API call failed; ``status`` is the HTTP status (0: no answer)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(f"Docker API error {status}: {message}" if status else message)
+        self.status = status
+        self.message = message
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def socket_path(base_url: str) -> str:
+    """``unix:///run/docker.sock`` -> ``/run/docker.sock``; other schemes are refused."""
+    if base_url.startswith("unix://"):
+        return base_url[len("unix://"):]
+    if base_url.startswith("/"):
+        return base_url
+    raise ValueError(f"docker_host {base_url!r}: only unix:// sockets are supported")
+
+
+class DockerAPI:
+    """Blocking JSON client; one connection per call keeps it simple and thread-safe."""
+
+    def __init__(self, base_url: str = "unix:///var/run/docker.sock", timeout: float = 120.0):
+        self.base_url = base_url
+        self.path = socket_path(base_url)
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None, params: dict | None = None,
+                timeout: float | None = None, raw: bool = False) -> Any:
+        url = f"/v{API_VERSION}{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        headers = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn = _UnixHTTPConnection(self.path, timeout or self.timeout)
+        try:
+            conn.request(method, url, body=data, headers=headers)
+            resp = conn.getresponse()
+            payload = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise DockerAPIError(0, f"cannot talk to Docker at {self.base_url}: {exc}") from exc
+        finally:
+            conn.close()
+        if resp.status >= 400:
+            try:
+                message = json.loads(payload).get("message", "")
+            except ValueError:
+                message = payload.decode(errors="replace")
+            raise DockerAPIError(resp.status, message.strip())
+        if raw:
+            return payload
+        if not payload:
+            return None
+        try:
+            return json.loads(payload)
+        except ValueError:
+            return payload.decode(errors="replace")
+
+    def get(self, path: str, params: dict | None = None, timeout: float | None = None) -> Any:
+        return self.request("GET", path, params=params, timeout=timeout)
+
+    def post(self, path: str, body: Any = None, params: dict | None = None,
+             timeout: float | None = None) -> Any:
+        return self.request("POST", path, body=body, params=params, timeout=timeout)
+
+    def delete(self, path: str, params: dict | None = None) -> Any:
+        return self.request("DELETE", path, params=params)
+
+    # -- the endpoints we use -------------------------------------------------
+    def info(self) -> dict:
+        return self.get("/info")
+
+    def version(self) -> dict:
+        return self.get("/version")
+
+    def inspect_container(self, name: str) -> dict | None:
+        """Inspect output, or None if there is no such container."""
+        try:
+            return self.get(f"/containers/{urllib.parse.quote(name)}/json")
+        except DockerAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def inspect_image(self, name: str) -> dict | None:
+        try:
+            return self.get(f"/images/{urllib.parse.quote(name, safe='')}/json")
+        except DockerAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_container(self, name: str, body: dict) -> str:
+        return self.post("/containers/create", body=body, params={"name": name})["Id"]
+
+    def start_container(self, name: str, checkpoint: str | None = None,
+                        checkpoint_dir: str | None = None, timeout: float | None = None) -> None:
+        params = {"checkpoint": checkpoint, "checkpoint-dir": checkpoint_dir}
+        self.post(f"/containers/{urllib.parse.quote(name)}/start", params=params, timeout=timeout)
+
+    def stop_container(self, name: str, timeout_s: int = 10) -> None:
+        try:
+            self.post(f"/containers/{urllib.parse.quote(name)}/stop", params={"t": timeout_s},
+                      timeout=timeout_s + 30)
+        except DockerAPIError as exc:
+            if exc.status != 304:  # already stopped
+                raise
+
+    def remove_container(self, name: str, force: bool = True, volumes: bool = False) -> bool:
+        try:
+            self.delete(f"/containers/{urllib.parse.quote(name)}",
+                        params={"force": str(force).lower(), "v": str(volumes).lower()})
+        except DockerAPIError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def create_checkpoint(self, name: str, checkpoint_id: str, checkpoint_dir: str | None,
+                          exit_container: bool = True, timeout: float = 300.0) -> None:
+        body = {"CheckpointID": checkpoint_id, "Exit": exit_container}
+        if checkpoint_dir:
+            body["CheckpointDir"] = checkpoint_dir
+        self.post(f"/containers/{urllib.parse.quote(name)}/checkpoints", body=body, timeout=timeout)
+
+    def exec_run(self, name: str, cmd: list[str], timeout: float = 30.0) -> tuple[int, bytes]:
+        """Run ``cmd`` in the container; returns (exit code, combined output)."""
+        exec_id = self.post(f"/containers/{urllib.parse.quote(name)}/exec", body={
+            "Cmd": cmd, "AttachStdout": True, "AttachStderr": True})["Id"]
+        raw = self.request("POST", f"/exec/{exec_id}/start", body={"Detach": False, "Tty": False},
+                           timeout=timeout, raw=True)
+        code = self.get(f"/exec/{exec_id}/json").get("ExitCode")
+        return (code if code is not None else -1), _demux(raw)
+
+    def volume_inspect(self, name: str) -> dict | None:
+        try:
+            return self.get(f"/volumes/{urllib.parse.quote(name)}")
+        except DockerAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+def _demux(raw: bytes) -> bytes:
+    """Strip Docker's 8-byte stream multiplexing headers from attached output."""
+    out = bytearray()
+    pos = 0
+    while pos + 8 <= len(raw) and raw[pos] in (0, 1, 2) and raw[pos + 1:pos + 4] == b"\0\0\0":
+        size = int.from_bytes(raw[pos + 4:pos + 8], "big")
+        out += raw[pos + 8:pos + 8 + size]
+        pos += 8 + size
+    if pos < len(raw):
+        out += raw[pos:]
+    return bytes(out)

@@ -1,0 +1,442 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pipelined sending and receiving of a migration stream.
+
+Sender:   read + page dedup (1 thread) -> compress (pool, one worker per core)
+          -> send in order (1 thread) ; a monitor samples the network.
+Receiver: read frames (1 thread) -> decompress + check (pool) -> write in
+          order (1 thread), acknowledging written bytes back to the sender.
+
+Stages overlap and every queue between them is bounded, so memory stays
+flat whatever the checkpoint size and a slow network pushes back all the way
+to the reader. ``pipelined=False`` runs the paper's serial baseline
+(compress everything, then send) for comparison.
+
+lz4 and zstd release the GIL while they work, so a thread pool really uses
+all cores; the Python left on the hot path is per chunk, not per byte.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterator
+
+from ansible_collections.edgemig.migration.plugins.module_utils.codecs import compress
+from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+    PAGE, P_LITERAL, P_REF, P_ZERO, REF, T_ABORT, T_CHUNK, T_END, T_ENTRY, T_HELLO, VERSION,
+    ZERO_PAGE, FrameReader, ProtocolError, TreeWriter, chunk_frame, decode_chunk, entry_meta,
+    json_frame, parse_chunk, parse_json,
+)
+
+CHUNK_SIZE = 1 << 20
+DEDUP_TABLE_MAX = 4_000_000  # pages remembered for dedup (~16 GiB of pages)
+
+
+def is_page_image(root: str, rel: str) -> bool:
+    """CRIU keeps memory in ``pages-*.img``: page-aligned, worth page dedup."""
+    base = rel.rsplit("/", 1)[-1]
+    return root == "checkpoint" and base.startswith("pages-") and base.endswith(".img")
+
+
+def walk_roots(roots: list[tuple[str, str]]) -> Iterator[tuple[str, str, str, os.stat_result]]:
+    """(root, relative path, full path, lstat) for every object, parents first.
+
+    The root directory itself comes first as ``"."`` so its owner and mode
+    travel too (a MariaDB volume's data dir belongs to mysql, not root).
+    """
+    for name, top in roots:
+        yield name, ".", top, os.lstat(top)
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, top)
+            for entry in sorted(dirnames) + sorted(filenames):
+                full = os.path.join(dirpath, entry)
+                rel = entry if rel_dir == "." else f"{rel_dir}/{entry}"
+                yield name, rel, full, os.lstat(full)
+
+
+class Deduper:
+    """Turns page-image chunks into (page map, literal pages).
+
+    Zero pages and pages identical to one already sent (anywhere earlier in
+    the stream, far beyond any codec window) become a tag or a reference.
+    """
+
+    def __init__(self, max_pages: int = DEDUP_TABLE_MAX):
+        self.table: dict[bytes, tuple[int, int]] = {}
+        self.max_pages = max_pages
+        self.zero_pages = 0
+        self.dup_pages = 0
+
+    def split(self, file_id: int, offset: int, data: bytes) -> tuple[bytes, bytes] | None:
+        """(pagemap, literal) or None when nothing in the chunk dedups."""
+        n_full = len(data) // PAGE
+        tags = bytearray()
+        literal = []
+        hits = 0
+        table = self.table
+        for i in range(n_full):
+            page = data[i * PAGE:(i + 1) * PAGE]
+            if page == ZERO_PAGE:
+                tags.append(P_ZERO)
+                self.zero_pages += 1
+                hits += 1
+                continue
+            digest = hashlib.blake2b(page, digest_size=16).digest()
+            ref = table.get(digest)
+            if ref is not None:
+                tags.append(P_REF)
+                tags += REF.pack(*ref)
+                self.dup_pages += 1
+                hits += 1
+                continue
+            if len(table) < self.max_pages:
+                table[digest] = (file_id, offset + i * PAGE)
+            tags.append(P_LITERAL)
+            literal.append(page)
+        if len(data) % PAGE:
+            tags.append(P_LITERAL)
+            literal.append(data[n_full * PAGE:])
+        if not hits:
+            return None
+        return bytes(tags), b"".join(literal)
+
+
+class AckState:
+    """What the receiver told us, updated by the reply-reader thread."""
+
+    def __init__(self):
+        self.acked = 0
+        self.result: dict | None = None
+        self.error: str | None = None
+        self.done = threading.Event()
+
+    def feed_line(self, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return
+        if "ack" in msg:
+            self.acked = int(msg["ack"])
+        if "error" in msg:
+            self.error = str(msg["error"])
+            self.done.set()
+        elif msg.get("ok"):
+            self.result = msg
+            self.done.set()
+
+
+def _compress_job(codec: str, level: int, raw: bytes, literal: bytes) -> tuple[str, int, bytes, int, float]:
+    t0 = time.thread_time()
+    crc = zlib.crc32(raw)
+    if codec == "none":
+        payload = literal
+    else:
+        payload = compress(codec, level, literal)
+        if len(payload) >= len(literal):
+            # Compressing did not pay for this chunk: send it as it is.
+            codec, level, payload = "none", 0, literal
+    return codec, level, payload, crc, time.thread_time() - t0
+
+
+class StreamSender:
+    """Streams roots through ``send(bytes)``; see the module docstring."""
+
+    def __init__(self, roots: list[tuple[str, str]], controller, send: Callable[[bytes], None],
+                 acks: AckState, workers: int | None = None, chunk_size: int = CHUNK_SIZE,
+                 dedup: bool = True, pipelined: bool = True, monitor=None,
+                 interval: float = 0.25):
+        self.roots = roots
+        self.ctl = controller
+        self._send = send
+        self.acks = acks
+        self.workers = workers or os.cpu_count() or 1
+        self.chunk_size = chunk_size
+        self.dedup = Deduper() if dedup else None
+        self.pipelined = pipelined
+        self.monitor = monitor
+        self.interval = interval
+        self.stats = {"files": 0, "entries": 0, "bytes_raw": 0, "bytes_wire": 0, "chunks": 0,
+                      "bytes_pages": 0, "bytes_layer": 0, "bytes_other": 0, "compress_cpu_s": 0.0,
+                      "codecs": {}}
+        self.timeline: list[dict] = []
+        self._stop = threading.Event()
+        self._t0 = 0.0
+        self._lock = threading.Lock()
+
+    # -- producing
+    def _items(self, pool: ThreadPoolExecutor) -> Iterator[tuple]:
+        file_id = 0
+        for root, rel, full, st in walk_roots(self.roots):
+            if self._stop.is_set():
+                return
+            link = None
+            pages = False
+            meta_id = None
+            if os.path.isfile(full) and not os.path.islink(full):
+                meta_id = file_id
+                file_id += 1
+                pages = is_page_image(root, rel)
+            meta = entry_meta(root, rel, full, st, meta_id, link, pages)
+            self.stats["entries"] += 1
+            yield ("entry", meta)
+            if meta["kind"] != "file":
+                continue
+            self.stats["files"] += 1
+            kind = "bytes_pages" if pages else ("bytes_other" if root == "checkpoint" else "bytes_layer")
+            with open(full, "rb", buffering=0) as fh:
+                offset = 0
+                while True:
+                    raw = fh.read(self.chunk_size)
+                    if not raw:
+                        break
+                    self.stats[kind] += len(raw)
+                    yield ("chunk", meta_id, offset, raw, pages, pool)
+                    offset += len(raw)
+
+    def _submit(self, item: tuple) -> tuple:
+        if item[0] != "chunk":
+            return item
+        _, fid, offset, raw, pages, pool = item
+        pagemap, literal = b"", raw
+        if pages and self.dedup is not None:
+            split = self.dedup.split(fid, offset, raw)
+            if split is not None:
+                pagemap, literal = split
+        codec, level = self.ctl.current()
+        if literal and codec != "none" and self.ctl.wants_sample():
+            self.ctl.sample(literal)
+        fut = pool.submit(_compress_job, codec, level, raw, literal)
+        return ("chunk", fid, offset, len(raw), len(literal), pagemap, fut)
+
+    # -- sending
+    def _emit(self, item: tuple) -> None:
+        if item[0] == "entry":
+            data = json_frame(T_ENTRY, item[1])
+        else:
+            _, fid, offset, raw_len, lit_len, pagemap, fut = item
+            codec, level, payload, crc, cpu = fut.result()
+            data = chunk_frame(fid, offset, codec, level, raw_len, crc, payload, lit_len, pagemap)
+            self.ctl.observe_chunk(codec, level, lit_len, len(payload), cpu)
+            with self._lock:
+                self.stats["chunks"] += 1
+                self.stats["bytes_raw"] += raw_len
+                self.stats["compress_cpu_s"] += cpu
+                c = self.stats["codecs"].setdefault(f"{codec}:{level}", [0, 0])
+                c[0] += raw_len
+                c[1] += len(payload)
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self.acks.error:
+            raise ProtocolError(f"receiver failed: {self.acks.error}")
+        self._send(data)
+        with self._lock:
+            self.stats["bytes_wire"] += len(data)
+
+    def _monitor_loop(self) -> None:
+        last_t, last_raw, last_wire = time.monotonic(), 0, 0
+        while not self._stop.wait(self.interval):
+            now = time.monotonic()
+            sample = None
+            if self.monitor is not None:
+                try:
+                    sample = self.monitor.sample(now, self.acks.acked)
+                except OSError:
+                    sample = None
+                if sample is not None:
+                    self.ctl.observe_network(sample)
+            with self._lock:
+                raw, wire = self.stats["bytes_raw"], self.stats["bytes_wire"]
+            dt = max(now - last_t, 1e-6)
+            codec, level = self.ctl.current()
+            point = {"t": round(now - self._t0, 3), "codec": codec, "level": level,
+                     "raw_Bps": round((raw - last_raw) / dt), "wire_Bps": round((wire - last_wire) / dt),
+                     "bytes_raw": raw, "bytes_wire": wire, "acked": self.acks.acked}
+            if sample is not None:
+                point.update({"rtt_ms": round(sample.rtt_s * 1000, 3), "loss": round(sample.loss, 4),
+                              "goodput_Bps": round(sample.goodput_Bps)})
+            self.timeline.append(point)
+            last_t, last_raw, last_wire = now, raw, wire
+
+    def run(self, timeout: float = 3600.0) -> dict:
+        self._t0 = time.monotonic()
+        mon = threading.Thread(target=self._monitor_loop, name="edgemig-monitor", daemon=True)
+        mon.start()
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="edgemig-compress")
+        try:
+            self._write(json_frame(T_HELLO, {"version": VERSION,
+                                             "roots": [name for name, _ in self.roots]}))
+            t_first = None
+            if self.pipelined:
+                # Bounded in-order queue of futures: workers run ahead of the
+                # sender by at most 2 chunks per worker.
+                pending: queue.Queue = queue.Queue(maxsize=self.workers * 2 + 2)
+                errors: list[BaseException] = []
+
+                def produce() -> None:
+                    try:
+                        for item in self._items(pool):
+                            pending.put(self._submit(item))
+                    except BaseException as exc:  # handed to the sending thread
+                        errors.append(exc)
+                    finally:
+                        pending.put(None)
+
+                prod = threading.Thread(target=produce, name="edgemig-reader", daemon=True)
+                prod.start()
+                try:
+                    while True:
+                        item = pending.get()
+                        if item is None:
+                            break
+                        if t_first is None:
+                            t_first = time.monotonic() - self._t0
+                        self._emit(item)
+                finally:
+                    self._stop.set()
+                    while prod.is_alive():  # unblock the producer if we failed
+                        try:
+                            pending.get(timeout=0.05)
+                        except queue.Empty:
+                            pass
+                    prod.join()
+                if errors:
+                    raise errors[0]
+            else:
+                # The paper's serial baseline: compress everything, then send.
+                done = []
+                for item in self._items(pool):
+                    sub = self._submit(item)
+                    if sub[0] == "chunk":
+                        sub[-1].result()
+                    done.append(sub)
+                t_first = time.monotonic() - self._t0
+                for sub in done:
+                    self._emit(sub)
+            self._write(json_frame(T_END, {"files": self.stats["files"],
+                                           "bytes": self.stats["bytes_raw"]}))
+            t_sent = time.monotonic() - self._t0
+            if not self.acks.done.wait(timeout):
+                raise ProtocolError("receiver did not confirm the stream in time")
+            if self.acks.error:
+                raise ProtocolError(f"receiver failed: {self.acks.error}")
+        except BaseException as exc:
+            if not self.acks.done.is_set():
+                try:
+                    self._send(json_frame(T_ABORT, {"reason": str(exc)[:500]}))
+                except Exception:
+                    pass
+            raise
+        finally:
+            self._stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            mon.join()
+        total = time.monotonic() - self._t0
+        out = dict(self.stats)
+        out.update({"seconds": round(total, 4), "first_byte_s": round(t_first or 0.0, 4),
+                    "last_byte_s": round(t_sent, 4),
+                    "zero_pages": self.dedup.zero_pages if self.dedup else 0,
+                    "dup_pages": self.dedup.dup_pages if self.dedup else 0,
+                    "ratio": round(out["bytes_wire"] / out["bytes_raw"], 4) if out["bytes_raw"] else 1.0,
+                    "workers": self.workers, "pipelined": self.pipelined,
+                    "controller": self.ctl.describe(), "receiver": self.acks.result})
+        return out
+
+
+# ---------------------------------------------------------------- receiver
+def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
+                   roots: dict[str, str], workers: int | None = None,
+                   ack_interval: float = 0.05, corrupt_hook: Callable[[dict], None] | None = None) -> dict:
+    """Receive one stream into ``roots``; returns the summary or raises ProtocolError.
+
+    ``reply`` sends one JSON message back to the sender (acks). ``corrupt_hook``
+    exists for the fault-injection tests only (it may flip bytes in a parsed
+    chunk before it is checked).
+    """
+    workers = workers or os.cpu_count() or 1
+    reader = FrameReader(read)
+    ftype, payload = reader.next()
+    if ftype != T_HELLO:
+        raise ProtocolError("stream does not start with HELLO")
+    hello = parse_json(payload, "HELLO")
+    if hello.get("version") != VERSION:
+        raise ProtocolError(f"protocol version {hello.get('version')!r} not supported (want {VERSION})")
+    unknown = [r for r in hello.get("roots", []) if r not in roots]
+    if unknown:
+        raise ProtocolError(f"sender wants roots the receiver was not given: {unknown}")
+    writer = TreeWriter({name: roots[name] for name in hello.get("roots", [])})
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgemig-decompress")
+    q: queue.Queue = queue.Queue(maxsize=workers * 2 + 2)
+    failure: list[BaseException] = []
+    result: dict = {}
+    t0 = time.monotonic()
+
+    def write_loop() -> None:
+        last = 0.0
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if failure:
+                    continue  # drain so the reader never blocks
+                kind = item[0]
+                if kind == "entry":
+                    writer.entry(item[1])
+                elif kind == "chunk":
+                    writer.chunk(item[1], item[2].result())
+                elif kind == "end":
+                    result.update(writer.finish(item[1]))
+                now = time.monotonic()
+                if now - last >= ack_interval:
+                    reply({"ack": writer.bytes_written})
+                    last = now
+        except BaseException as exc:
+            failure.append(exc)
+            while q.get() is not None:
+                pass
+
+    wt = threading.Thread(target=write_loop, name="edgemig-writer", daemon=True)
+    wt.start()
+    ended = False
+    try:
+        while not failure:
+            ftype, payload = reader.next()
+            if ftype == T_ENTRY:
+                q.put(("entry", parse_json(payload, "ENTRY")))
+            elif ftype == T_CHUNK:
+                ch = parse_chunk(payload)
+                if corrupt_hook is not None:
+                    corrupt_hook(ch)
+                fut: Future = pool.submit(decode_chunk, ch)
+                q.put(("chunk", ch, fut))
+            elif ftype == T_END:
+                q.put(("end", parse_json(payload, "END")))
+                ended = True
+                break
+            elif ftype == T_ABORT:
+                reason = parse_json(payload, "ABORT").get("reason", "")
+                raise ProtocolError(f"sender aborted the transfer: {reason}")
+            else:
+                raise ProtocolError(f"unexpected frame type {ftype} after HELLO")
+    finally:
+        q.put(None)
+        wt.join()
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.close()
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, ProtocolError):
+            raise exc
+        raise ProtocolError(f"receiver failed: {exc}") from exc
+    if not ended:
+        raise ProtocolError("stream ended before END")
+    result.update({"bytes_in": reader.bytes_in, "seconds": round(time.monotonic() - t0, 4)})
+    return result

@@ -1,0 +1,99 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Entry point of the receiving side, run on the target host.
+
+The sender starts it over SSH (see transfer.py: the sources travel with the
+stream, so the target needs Python and the codec libraries, nothing else).
+It reads the stream from stdin and answers on stdout, one JSON message per
+line: ``{"ack": n}`` while data arrives, then ``{"ok": true, ...}`` or
+``{"error": "..."}``. Exit status 0 only when every byte was verified and
+written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import threading
+
+from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+    ProtocolError, parse_roots,
+)
+
+
+def clear_dir(path: str) -> None:
+    """Empty ``path`` (not the directory itself), never following symlinks."""
+    with os.scandir(path) as it:
+        for entry in it:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+
+def corrupt_every(n: int):
+    """Fault-injection hook (tests only): flip a byte in every n-th chunk."""
+    count = [0]
+
+    def hook(ch: dict) -> None:
+        count[0] += 1
+        if count[0] % n == 0 and ch["data"]:
+            data = bytearray(ch["data"])
+            data[len(data) // 2] ^= 0xFF
+            ch["data"] = bytes(data)
+    return hook
+
+
+def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
+    parser = argparse.ArgumentParser(prog="edgemig-receive")
+    parser.add_argument("--root", action="append", default=[], help="name=/absolute/dir")
+    parser.add_argument("--clear", action="append", default=[], help="root to empty first")
+    parser.add_argument("--create", action="append", default=[], help="root dir to create (0700)")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--fault-corrupt-every", type=int, default=0)
+    args = parser.parse_args(argv)
+    inp = stdin or sys.stdin.buffer
+    out = stdout or sys.stdout.buffer
+    lock = threading.Lock()
+
+    def reply(msg: dict) -> None:
+        line = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
+        with lock:
+            out.write(line)
+            out.flush()
+
+    try:
+        roots = parse_roots(args.root)
+        for name in args.create:
+            if name not in roots:
+                raise ProtocolError(f"--create {name}: no such root")
+            os.makedirs(roots[name], mode=0o700, exist_ok=True)
+        for name, path in roots.items():
+            if not os.path.isdir(path):
+                raise ProtocolError(f"destination root {name}={path} does not exist on the receiver")
+        for name in args.clear:
+            if name not in roots:
+                raise ProtocolError(f"--clear {name}: no such root")
+            clear_dir(roots[name])
+        hook = corrupt_every(args.fault_corrupt_every) if args.fault_corrupt_every else None
+        summary = receive_stream(inp.read, reply, roots, workers=args.workers or None,
+                                 corrupt_hook=hook)
+    except ProtocolError as exc:
+        reply({"error": str(exc)})
+        return 1
+    except OSError as exc:
+        reply({"error": f"receiver I/O error: {exc}"})
+        return 1
+    except Exception as exc:  # never a traceback without a message on the wire
+        reply({"error": f"receiver crashed: {type(exc).__name__}: {exc}"})
+        return 1
+    summary["ok"] = True
+    reply(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

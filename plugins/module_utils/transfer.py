@@ -1,0 +1,228 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Edge-to-edge transfer of a migration stream over one paramiko SSH channel.
+
+The source opens an SSH session to the target (host key verified against a
+known_hosts file, never auto-accepted), starts a tiny bootstrap with the
+target's Python, and sends it the receiver's sources first; the stream
+follows on the same channel. The target therefore needs no copy of the
+collection, and sender and receiver always speak the same protocol version.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shlex
+import struct
+import threading
+import time
+
+from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
+from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
+from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import AckState, StreamSender
+from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
+
+try:
+    import paramiko
+    HAS_PARAMIKO = True
+    PARAMIKO_IMPORT_ERROR = None
+except ImportError as _exc:  # reported by the module with missing_required_lib
+    paramiko = None
+    HAS_PARAMIKO = False
+    PARAMIKO_IMPORT_ERROR = _exc
+
+PKG = "ansible_collections.edgemig.migration.plugins.module_utils"
+RECEIVER_MODULES = ("codecs", "wkdm", "protocol", "pipeline", "receiver")
+
+# Runs on the target: read the bundled sources from stdin, import them from
+# memory, hand the rest of stdin to the receiver.
+BOOTSTRAP = r'''
+import sys, json, struct, importlib.abc, importlib.util
+inp = sys.stdin.buffer
+n = struct.unpack("!I", inp.read(4))[0]
+bundle = json.loads(inp.read(n))
+class _Edgemig(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name in bundle:
+            return importlib.util.spec_from_loader(name, self)
+        if any(k.startswith(name + ".") for k in bundle):
+            return importlib.util.spec_from_loader(name, self, is_package=True)
+        return None
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        src = bundle.get(module.__name__)
+        if src is not None:
+            exec(compile(src, "edgemig:" + module.__name__, "exec"), module.__dict__)
+sys.meta_path.insert(0, _Edgemig())
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+class TransferError(Exception):
+    """The transfer failed; the message says where and why."""
+
+
+def receiver_bundle() -> bytes:
+    """Length-prefixed JSON of the receiver's module sources."""
+    bundle = {}
+    for short in RECEIVER_MODULES:
+        name = f"{PKG}.{short}"
+        mod = importlib.import_module(name)
+        src = None
+        loader = getattr(mod, "__loader__", None)
+        if loader is not None and hasattr(loader, "get_source"):
+            src = loader.get_source(name)
+        if src is None:
+            with open(mod.__file__, encoding="utf-8") as fh:
+                src = fh.read()
+        bundle[name] = src
+    data = json.dumps(bundle).encode()
+    return struct.pack("!I", len(data)) + data
+
+
+def receiver_command(python: str, roots: dict[str, str], clear: list[str] = (),
+                     create: list[str] = (), workers: int = 0, fault_corrupt_every: int = 0) -> str:
+    args = [python, "-c", BOOTSTRAP]
+    for name, path in roots.items():
+        args += ["--root", f"{name}={path}"]
+    for name in clear:
+        args += ["--clear", name]
+    for name in create:
+        args += ["--create", name]
+    if workers:
+        args += ["--workers", str(workers)]
+    if fault_corrupt_every:
+        args += ["--fault-corrupt-every", str(fault_corrupt_every)]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def connect(host: str, port: int, user: str, key_file: str, known_hosts: str,
+            timeout: float = 20.0):
+    """An SSHClient to the target; unknown or changed host keys are refused."""
+    if not os.path.isfile(known_hosts):
+        raise TransferError(f"known_hosts file {known_hosts} does not exist: "
+                            "run the migration_trust role so edge host keys are known")
+    client = paramiko.SSHClient()
+    client.load_host_keys(known_hosts)
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    try:
+        client.connect(host, port=port, username=user, key_filename=key_file, timeout=timeout,
+                       banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False,
+                       allow_agent=False)
+    except paramiko.SSHException as exc:
+        client.close()
+        raise TransferError(f"SSH to {user}@{host}:{port} failed: {exc}") from None
+    except OSError as exc:
+        client.close()
+        raise TransferError(f"cannot reach {host}:{port}: {exc}") from None
+    return client
+
+
+def _pump_replies(chan, acks: AckState, stderr_buf: list) -> None:
+    buf = b""
+    while True:
+        data = chan.recv(65536)
+        if not data:
+            break
+        buf += data
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            acks.feed_line(line)
+    while chan.recv_stderr_ready():
+        stderr_buf.append(chan.recv_stderr(65536))
+    if not acks.done.is_set():
+        acks.error = acks.error or "receiver closed the channel without confirming"
+        acks.done.set()
+
+
+def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], *, host: str,
+                  port: int = 22, user: str = "root", key_file: str, known_hosts: str,
+                  remote_python: str = "python3", policy: str = "model", workers: int = 0,
+                  chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
+                  clear: list[str] = (), create: list[str] = (), fault_corrupt_every: int = 0,
+                  timeout: float = 3600.0) -> dict:
+    """Stream ``src_roots`` to ``dest_roots`` on ``host``; returns stats and timeline."""
+    if not HAS_PARAMIKO:
+        raise TransferError(f"paramiko is required: {PARAMIKO_IMPORT_ERROR}")
+    cores = workers or os.cpu_count() or 1
+    ctl = make_controller(policy, cores)
+    t0 = time.monotonic()
+    client = connect(host, port, user, key_file, known_hosts)
+    stderr_buf: list[bytes] = []
+    try:
+        transport = client.get_transport()
+        chan = transport.open_session(window_size=8 << 20, max_packet_size=1 << 15)
+        chan.exec_command(receiver_command(remote_python, dest_roots, clear, create, 0,
+                                           fault_corrupt_every))
+        t_connect = time.monotonic() - t0
+        chan.sendall(receiver_bundle())
+        acks = AckState()
+        pump = threading.Thread(target=_pump_replies, args=(chan, acks, stderr_buf),
+                                name="edgemig-replies", daemon=True)
+        pump.start()
+        monitor = NetMonitor(transport.sock)
+        sender = StreamSender(src_roots, ctl, chan.sendall, acks, workers=cores,
+                              chunk_size=chunk_size, dedup=dedup, pipelined=pipelined,
+                              monitor=monitor)
+        try:
+            result = sender.run(timeout=timeout)
+        except ProtocolError as exc:
+            pump.join(timeout=5)
+            detail = b"".join(stderr_buf).decode(errors="replace").strip()[-800:]
+            raise TransferError(f"{exc}{': ' + detail if detail else ''}") from None
+        except OSError as exc:
+            raise TransferError(f"connection to {host} lost during transfer: {exc}") from None
+        chan.shutdown_write()
+        status = chan.recv_exit_status()
+        pump.join(timeout=10)
+        if status != 0:
+            detail = b"".join(stderr_buf).decode(errors="replace").strip()[-800:]
+            raise TransferError(f"receiver on {host} exited with status {status}: {detail}")
+        result["connect_s"] = round(t_connect, 4)
+        result["timeline"] = sender.timeline
+        return result
+    finally:
+        client.close()
+
+
+def send_local(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], policy: str = "model",
+               workers: int = 0, **kwargs) -> dict:
+    """The same pipeline through an in-process pipe (tests, benchmarks without SSH)."""
+    from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import receive_stream
+
+    corrupt_hook = kwargs.pop("corrupt_hook", None)
+    rfd, wfd = os.pipe()
+    reader = os.fdopen(rfd, "rb")
+    writer = os.fdopen(wfd, "wb", buffering=0)
+    acks = AckState()
+    outcome: dict = {}
+
+    def run_receiver() -> None:
+        try:
+            outcome["summary"] = receive_stream(reader.read, lambda m: acks.feed_line(json.dumps(m).encode()),
+                                                dest_roots, workers=workers or None,
+                                                corrupt_hook=corrupt_hook)
+            outcome["summary"]["ok"] = True
+            acks.feed_line(json.dumps(outcome["summary"]).encode())
+        except Exception as exc:
+            acks.feed_line(json.dumps({"error": str(exc)}).encode())
+            # Keep draining so the sender is never stuck on a full pipe.
+            while reader.read(1 << 16):
+                pass
+
+    rt = threading.Thread(target=run_receiver, daemon=True)
+    rt.start()
+    ctl = make_controller(policy, workers or os.cpu_count() or 1)
+    sender = StreamSender(src_roots, ctl, writer.write, acks, workers=workers or None,
+                          monitor=NetMonitor(None), **kwargs)
+    try:
+        result = sender.run()
+    finally:
+        writer.close()
+        rt.join()
+        reader.close()
+    result["timeline"] = sender.timeline
+    return result
