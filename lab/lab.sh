@@ -312,9 +312,17 @@ cgroup_pids() {
     /sys/fs/cgroup/*"$(edge_cgroup "$e")"/*/cgroup.procs 2>/dev/null | sort -u || true
 }
 
-# dockerd first, gracefully (it stops its containers), all edges at once.
+# Containers are thrown away with the data roots: kill them outright (a
+# graceful stop waits 10 s for every PID 1 that ignores SIGTERM), then stop
+# the dockerds gracefully, all edges at once.
 stop_dockerds() {
   local e pid pids=()
+  for e in "${EDGES[@]}"; do
+    # shellcheck disable=SC2207
+    pids+=($(cgroup_pids "$e"))
+  done
+  [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null || true
+  pids=()
   for e in "${EDGES[@]}"; do
     pid=$(pidfile_pid "$RUN/$e/docker.pid")
     pid_alive "$pid" && pids+=("$pid")
@@ -340,11 +348,6 @@ stop_edge() {
     wait_gone 20 "${pids[@]}" || kill -KILL "${pids[@]}" 2>/dev/null || true
     wait_gone 30 "${pids[@]}" || log "warning: pids still alive in $e: ${pids[*]}"
   fi
-  # Empty cgroups left by killed containers.
-  local d
-  for d in /sys/fs/cgroup/*/edgemig-lab/"$e"; do
-    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
-  done
 }
 
 unmount_lab() {
@@ -376,6 +379,8 @@ cmd_down() {
     stop_edge "$e"
   done
   unmount_lab
+  # Empty cgroups left by killed containers.
+  find /sys/fs/cgroup/*/edgemig-lab -depth -type d -exec rmdir {} + 2>/dev/null || true
   for e in "${EDGES[@]}"; do
     ns_exists "$e" && ip netns del "$e"
     veth=$(edge_veth "$e")

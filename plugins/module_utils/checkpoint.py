@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 
@@ -58,12 +59,15 @@ def fs_type(path: str) -> str:
     return kind
 
 
-def _log_tail(path: str, lines: int = 15) -> str:
-    for name in ("dump.log", "criu.work/dump.log"):
-        log = os.path.join(path, name)
+def criu_errors(message: str, ckpt_dir: str, lines: int = 8) -> str:
+    """The ``Error`` lines of the CRIU log that runc names in its message (or in the dump dir)."""
+    candidates = re.findall(r"path=\s*(\S+\.log)", message)
+    candidates += [os.path.join(ckpt_dir, "dump.log"), os.path.join(ckpt_dir, "criu.work", "dump.log")]
+    for log in candidates:
         if os.path.isfile(log):
             with open(log, errors="replace") as fh:
-                return "".join(fh.readlines()[-lines:])
+                errors = [line.rstrip() for line in fh if "Error" in line]
+            return "\n".join(errors[-lines:])
     return ""
 
 
@@ -87,7 +91,7 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
     try:
         api.create_checkpoint(inspect["Id"], checkpoint, work, exit_container=exit_container)
     except DockerAPIError as exc:
-        tail = _log_tail(os.path.join(work, checkpoint))
+        tail = criu_errors(exc.message, os.path.join(work, checkpoint))
         after = api.inspect_container(container)
         restarted = False
         if after is not None and not after["State"].get("Running"):
@@ -98,7 +102,7 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
         if restarted:
             msg += " (the container had stopped and was started again)"
         if tail:
-            msg += f"\nCRIU log tail:\n{tail}"
+            msg += f"; CRIU says: {tail}"
         raise CheckpointError(msg) from None
     seconds = time.monotonic() - t0
     ckpt = os.path.join(work, checkpoint)

@@ -15,14 +15,14 @@ def arp_packet(mac: bytes, ip: str) -> bytes:
     return eth + arp
 
 
-def interface_mac(ifname: str) -> bytes:
-    with open(f"/sys/class/net/{ifname}/address", encoding="ascii") as fh:
-        return bytes.fromhex(fh.read().strip().replace(":", ""))
+def send_garp(ifname: str, mac: str, ip: str, count: int = 3) -> None:
+    """Broadcast ``count`` gratuitous ARPs for ``ip`` from ``mac`` (``aa:bb:..``).
 
-
-def send_garp(ifname: str, ip: str, count: int = 3) -> None:
-    mac = interface_mac(ifname)
-    pkt = arp_packet(mac, ip)
+    The MAC comes from netlink (``ip -j link``), not /sys/class/net: a process
+    that entered a network namespace with nsenter still sees the root
+    namespace's /sys.
+    """
+    pkt = arp_packet(bytes.fromhex(mac.replace(":", "")), ip)
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
         sock.bind((ifname, 0))
         for _ in range(count):

@@ -22,6 +22,10 @@ from ansible_collections.edgemig.migration.plugins.module_utils.controller impor
 from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
 from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import AckState, StreamSender
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
+# Imported so that Ansible packs the receiver with the module: its source is
+# sent to the target (receiver_bundle).
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import main as _receiver_main  # noqa: F401
+from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as _wkdm  # noqa: F401
 
 try:
     import paramiko

@@ -69,15 +69,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.edgemig.migration.plugins.module_utils.garp import send_garp
 
 
-def has_address(module, interface: str, address: str) -> bool:
+def link_state(module, interface: str, address: str) -> tuple[bool, str]:
+    """(address present on the interface, the interface's MAC)."""
     rc, out, err = module.run_command(["ip", "-j", "addr", "show", "dev", interface])
     if rc != 0:
         module.fail_json(msg=f"interface={interface!r}: {err.strip() or 'no such interface'}")
-    for link in json.loads(out or "[]"):
-        for addr in link.get("addr_info", []):
-            if addr.get("local") == address:
-                return True
-    return False
+    links = json.loads(out or "[]")
+    present = any(a.get("local") == address for link in links for a in link.get("addr_info", []))
+    return present, (links[0].get("address", "") if links else "")
 
 
 def main() -> None:
@@ -96,7 +95,7 @@ def main() -> None:
         ipaddress.IPv4Address(p["address"])
     except ValueError:
         module.fail_json(msg=f"address={p['address']!r} is not an IPv4 address")
-    present = has_address(module, p["interface"], p["address"])
+    present, mac = link_state(module, p["interface"], p["address"])
     want = p["state"] == "present"
     changed = present != want
     if changed and not module.check_mode:
@@ -107,7 +106,7 @@ def main() -> None:
             module.fail_json(msg=f"ip addr {verb} {p['address']} on {p['interface']} failed: {err.strip()}")
     if want and not module.check_mode and p["garp_count"] > 0:
         try:
-            send_garp(p["interface"], p["address"], p["garp_count"])
+            send_garp(p["interface"], mac, p["address"], p["garp_count"])
         except OSError as exc:
             module.warn(f"gratuitous ARP on {p['interface']} failed: {exc}")
     module.exit_json(changed=changed, present=want if not module.check_mode else present)

@@ -12,7 +12,7 @@ sed -i -e 's/<Server port="8005"/<Server port="-1"/' \
        -e 's/autoDeploy="true"/autoDeploy="false"/' "$root/etc/tomcat10/server.xml"
 install -d "$base/webapps/app"
 install -m 0644 "$r/index.jsp" "$base/webapps/app/index.jsp"
+install -m 0644 "$r/health.txt" "$base/webapps/app/health.txt"
 # logs: console only (the container's stdout), no rotating files in the layer
 install -m 0644 "$r/logging.properties" "$root/etc/tomcat10/logging.properties"
 install -m 0755 "$r/edgemig-tomcat" "$root/usr/local/bin/edgemig-tomcat"
-# Class data sharing archive for the JDK is shipped; nothing else to prepare.

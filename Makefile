@@ -1,0 +1,84 @@
+# edgemig.migration - see README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+INVENTORY ?= inventory/lab.yml
+SVC ?= apache
+COLL := .cache/collections/ansible_collections/edgemig/migration
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
+PLAY := ansible-playbook -i $(INVENTORY)
+
+.PHONY: help deps collection-link lab-up lab-down lab-status provision deploy migrate demo \
+        test test-unit test-integration test-faults molecule bench bench-stream soak build lint clean
+
+help:
+	@echo "make demo      lab up, provision, deploy $(SVC) on edge1, migrate it to edge2, print the report"
+	@echo "make test      the whole suite (unit, collection, lab integration, molecule, faults)"
+	@echo "make lab-up | lab-down | provision | deploy | migrate SVC=... | bench | bench-stream | soak"
+
+deps: collection-link
+	@$(PYTHON) -c 'import ansible, lz4, zstandard, paramiko, numpy, hypothesis, pytest, matplotlib, pymysql' 2>/dev/null \
+	  || $(PYTHON) -m pip install -q -r requirements.txt
+	bash lab/lab.sh deps
+
+collection-link:
+	@mkdir -p $(dir $(COLL))
+	@ln -sfn $(CURDIR) $(COLL)
+
+lab-up: deps
+	bash lab/lab.sh up
+
+lab-down:
+	bash lab/lab.sh down
+
+lab-status:
+	bash lab/lab.sh status
+
+provision: lab-up
+	$(PLAY) playbooks/provision.yml
+
+deploy: collection-link
+	$(PLAY) playbooks/deploy.yml -e svc=$(SVC) -e host=edge1
+
+migrate: collection-link
+	$(PLAY) playbooks/migrate.yml -e svc=$(SVC)
+
+# The main job on the built-in lab: everything it needs, then one migration.
+demo: provision
+	$(PLAY) playbooks/deploy.yml -e svc=$(SVC) -e host=edge1
+	$(PLAY) playbooks/migrate.yml -e svc=$(SVC) -e target=edge2
+
+test-unit: collection-link
+	$(PYTHON) -m pytest -q tests/unit
+
+test-integration: provision
+	$(PYTHON) -m pytest -q -m lab tests/integration
+
+test-faults: provision
+	$(PYTHON) -m pytest -q -m faults tests/integration
+
+molecule: provision
+	cd extensions && molecule test --all
+
+# The whole suite; brings the lab up itself (CI: .ci/run).
+test: provision
+	$(PYTHON) -m pytest -q tests
+	$(MAKE) molecule
+
+build: collection-link
+	ansible-galaxy collection build --force --output-path .cache/dist .
+
+lint: collection-link
+	ansible-lint --profile production roles playbooks
+
+bench-stream: provision
+	$(PYTHON) bench/stream_bench.py $(BENCH_ARGS)
+
+bench: provision
+	$(PYTHON) bench/migration_bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+soak: provision
+	$(PYTHON) bench/soak.py $(BENCH_ARGS)
+
+clean:
+	rm -rf .cache/dist reports tests/output

@@ -1,0 +1,124 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Helpers for tests on the two-edge lab: playbooks, docker on an edge, service probes."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+INVENTORY = os.path.join(ROOT, "inventory", "lab.yml")
+EDGES = ("edge1", "edge2")
+DOCKER = "/usr/bin/docker"  # the 20.10 client that matches the lab daemons
+
+
+def catalog() -> dict:
+    with open(os.path.join(ROOT, "inventory", "group_vars", "all", "catalog.yml")) as fh:
+        return yaml.safe_load(fh)["edgemig_services"]
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["ANSIBLE_CONFIG"] = os.path.join(ROOT, "ansible.cfg")
+    e["ANSIBLE_COLLECTIONS_PATH"] = os.path.join(ROOT, ".cache", "collections")
+    e.setdefault("ANSIBLE_NOCOLOR", "1")
+    return e
+
+
+def playbook(name: str, *extra: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+    cmd = ["ansible-playbook", "-i", INVENTORY, os.path.join(ROOT, "playbooks", name), *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def recap_changed(output: str) -> int:
+    return sum(int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1]))
+
+
+def docker(edge: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [DOCKER, "-H", f"unix:///run/edgemig-lab/{edge}/docker.sock", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)}: {proc.stderr}")
+    return proc
+
+
+def running_on(svc: str) -> list[str]:
+    out = []
+    for edge in EDGES:
+        proc = docker(edge, "inspect", "-f", "{{.State.Running}}", svc, check=False)
+        if proc.returncode == 0 and proc.stdout.strip() == "true":
+            out.append(edge)
+    return out
+
+
+def http_get(host: str, port: int, path: str, timeout: float = 3.0) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def sql(spec: dict, query: str, params: tuple = (), host: str | None = None, commit: bool = False):
+    import pymysql
+    probe = spec["uptime_probe"]
+    conn = pymysql.connect(host=host or spec["address"], port=probe["port"], user=probe["user"],
+                           password=probe["password"], database=probe.get("database"), connect_timeout=5,
+                           read_timeout=10, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+        if commit:
+            conn.commit()
+        return rows
+    finally:
+        conn.close()
+
+
+def uptime(spec: dict, host: str | None = None) -> float:
+    """The service's own uptime in seconds, read through its stable address."""
+    probe = spec["uptime_probe"]
+    if probe["type"] == "sql":
+        rows = sql(spec, probe["query"], host=host)
+        value = float(dict(rows)[probe["key"]])
+    else:
+        status, body = http_get(host or spec["address"], probe["port"], probe["path"])
+        assert status == 200, f"uptime probe answered {status}"
+        m = re.search(rf"{re.escape(probe['key'])}\s*[:=]\s*([0-9.]+)", body)
+        assert m, f"no {probe['key']} in {body[:300]!r}"
+        value = float(m.group(1))
+    return value / 1000.0 if probe.get("unit") == "ms" else value
+
+
+def wait_answering(spec: dict, timeout: float = 30.0) -> float:
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < timeout:
+        try:
+            return uptime(spec)
+        except Exception as exc:  # still switching over
+            last = exc
+            time.sleep(0.2)
+    raise AssertionError(f"service at {spec['address']} does not answer: {last}")
+
+
+def report(svc: str) -> dict:
+    with open(os.path.join(ROOT, "reports", f"migrate-{svc}-latest.json")) as fh:
+        return json.load(fh)
+
+
+def lab_is_up() -> bool:
+    proc = subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "status"], capture_output=True, text=True)
+    return proc.returncode == 0 and "dockerd pid" in proc.stdout

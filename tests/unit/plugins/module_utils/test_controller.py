@@ -1,0 +1,288 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from ansible_collections.edgemig.migration.plugins.module_utils import controller as C
+from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetSample
+
+MB = 1e6
+
+
+def net(t, goodput=0.0, rtt=0.01, loss=0.0, delivery=0.0, app_limited=False):
+    return NetSample(t=t, rtt_s=rtt, rtt_ratio=1.0, loss=loss, goodput_Bps=goodput,
+                     delivery_rate_Bps=delivery, app_limited=app_limited)
+
+
+# -- paper grid -------------------------------------------------------------
+
+@pytest.mark.parametrize("rtt_ratio,loss,delta,state", [
+    (0.5, 0.0, 4, 1), (1.0, 0.1, 2, 2), (1.5, 0.1, 0, 3),
+    (0.5, 0.3, 3, 4), (1.0, 0.3, 1, 5), (1.5, 0.3, -1, 6),
+    (0.5, 0.9, -2, 7), (1.0, 0.6, -3, 8), (2.0, 1.0, -4, 9),
+])
+def test_paper_grid_all_cells(rtt_ratio, loss, delta, state):
+    assert C.paper_delta(rtt_ratio, loss) == delta
+    assert C.paper_state(rtt_ratio, loss) == state
+
+
+@pytest.mark.parametrize("rtt_ratio,loss,delta", [
+    (0.85, 0.0, 2), (0.8499, 0.0, 4), (1.05, 0.0, 2), (1.0501, 0.0, 0),
+    (1.0, 0.2, 1), (1.0, 0.1999, 2), (1.0, 0.5, 1), (1.0, 0.5001, -3),
+    (0.0, 0.0, 4), (math.inf, 1.0, -4),
+])
+def test_paper_boundaries_fall_in_middle_band(rtt_ratio, loss, delta):
+    assert C.paper_delta(rtt_ratio, loss) == delta
+
+
+def test_paper_thresholds_are_parameters():
+    assert C.paper_delta(1.0, 0.05, loss_thresholds=(0.01, 0.02)) == -3
+    assert C.paper_delta(0.95, 0.0, rtt_thresholds=(0.97, 1.03)) == 4
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), "x"])
+def test_paper_rejects_nonsense(bad):
+    with pytest.raises(ValueError):
+        C.paper_delta(bad, 0.0)
+    with pytest.raises(ValueError):
+        C.paper_delta(1.0, bad)
+
+
+def test_paper_controller_steps_and_clamps():
+    ctl = C.PaperController()
+    assert ctl.current() == ("lz4", 4)
+    ctl.observe_network(net(0.0, rtt=0.010))          # first sample: reference only
+    assert ctl.current() == ("lz4", 4)
+    ctl.observe_network(net(0.1, rtt=0.010))          # ratio 1.0, no loss: +2
+    assert ctl.current() == ("lz4", 6)
+    ctl.observe_network(net(0.2, rtt=0.005))          # ratio 0.5: +4, clamped
+    assert ctl.current() == ("lz4", 9)
+    ctl.observe_network(net(0.3, rtt=0.010, loss=0.9))  # ratio 2, heavy loss: -4
+    assert ctl.current() == ("lz4", 5)
+    for i in range(5):
+        ctl.observe_network(net(0.4 + i, rtt=0.010, loss=0.9))  # -3 each
+    assert ctl.current() == ("lz4", 1)
+    d = ctl.describe()
+    assert d["policy"] == "paper" and d["level"] == 1 and d["delta"] == -3 and d["state"] == 8
+
+
+def test_paper_controller_clamps_initial_level_and_ignores_missing_rtt():
+    assert C.PaperController(level=0).current() == ("lz4", 1)
+    assert C.PaperController(level=42).current() == ("lz4", 9)
+    ctl = C.PaperController()
+    ctl.observe_network(net(0.0, rtt=0.0))
+    ctl.observe_network(net(0.1, rtt=0.0))
+    assert ctl.current() == ("lz4", 4)
+    assert not ctl.wants_sample()
+
+
+def test_paper_controller_min_interval():
+    ctl = C.PaperController(min_interval_s=1.0)
+    ctl.observe_network(net(0.0))
+    ctl.observe_network(net(0.5))
+    assert ctl.current() == ("lz4", 4)
+    ctl.observe_network(net(1.0))
+    assert ctl.current() == ("lz4", 6)
+
+
+# -- fixed / factory --------------------------------------------------------
+
+def test_fixed_controller():
+    ctl = C.FixedController("zstd", 3)
+    ctl.observe_network(net(0.0))
+    ctl.observe_chunk("zstd", 3, 1000, 300, 0.001)
+    assert ctl.current() == ("zstd", 3)
+    assert ctl.describe()["policy"] == "fixed:zstd:3"
+    assert ctl.totals()["zstd:3"]["raw"] == 1000
+    with pytest.raises(ValueError):
+        C.FixedController("lz4", 10)
+
+
+@pytest.mark.parametrize("policy,expected", [
+    ("fixed:lz4:4", ("lz4", 4)), ("fixed:none:0", ("none", 0)),
+    ("fixed:zstd:3", ("zstd", 3)), ("fixed:wkdm:0", ("wkdm", 0)), ("fixed:zstd:-5", ("zstd", -5)),
+    ("paper", ("lz4", 4)), ("model", ("lz4", 2)),
+])
+def test_make_controller(policy, expected):
+    assert C.make_controller(policy, cores=2).current() == expected
+
+
+@pytest.mark.parametrize("policy,msg", [
+    ("", "policy"), ("fast", "unknown compression policy"), ("fixed", "unknown compression policy"),
+    ("fixed:lz4", "fixed:<codec>:<level>"), ("fixed:lz4:4:1", "fixed:<codec>:<level>"),
+    ("fixed:gzip:1", "unknown codec"), ("fixed:lz4:x", "not an integer"),
+    ("fixed:lz4:0", "1..9"), ("fixed:none:1", "level 0 only"), (None, "policy"),
+])
+def test_make_controller_errors(policy, msg):
+    with pytest.raises(ValueError, match=msg):
+        C.make_controller(policy, cores=2)
+
+
+def test_model_rejects_bad_args():
+    with pytest.raises(ValueError):
+        C.ModelController(0)
+    with pytest.raises(ValueError, match="candidate"):
+        C.ModelController(2, candidates=[("lz4", 12)])
+
+
+# -- model controller -------------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+# A plausible profile (speeds per core, bytes/s; ratios on memory pages).
+PROFILE = {
+    ("lz4", 1): (1000 * MB, 0.33, 3000 * MB),
+    ("lz4", 2): (900 * MB, 0.29, 3000 * MB),
+    ("lz4", 3): (190 * MB, 0.23, 3000 * MB),
+    ("lz4", 6): (110 * MB, 0.225, 3000 * MB),
+    ("zstd", -3): (860 * MB, 0.26, 1500 * MB),
+    ("zstd", -1): (770 * MB, 0.215, 1500 * MB),
+    ("zstd", 1): (690 * MB, 0.198, 1200 * MB),
+    ("zstd", 3): (500 * MB, 0.183, 1200 * MB),
+    ("zstd", 6): (170 * MB, 0.171, 1200 * MB),
+    ("zstd", 9): (105 * MB, 0.169, 1200 * MB),
+}
+
+
+def primed(cores=2, **kw):
+    clock = Clock()
+    ctl = C.ModelController(cores, clock=clock, **kw)
+    for (c, lv), (s, r, d) in PROFILE.items():
+        ctl.set_estimate(c, lv, s, r, d)
+    return ctl, clock
+
+
+def feed(ctl, clock, seconds, goodput, app_limited=False, delivery=None):
+    for _ in range(int(seconds * 10)):
+        clock.t += 0.1
+        ctl.observe_network(net(clock.t, goodput=goodput, app_limited=app_limited,
+                                delivery=goodput if delivery is None else delivery))
+
+
+def test_model_keeps_initial_choice_without_network_estimate():
+    ctl, clock = primed()
+    assert ctl.current() == ("lz4", 2)
+    assert ctl.describe()["net_rate_Bps"] is None
+
+
+def test_model_fast_network_picks_none_or_lz4_fast():
+    ctl, clock = primed()
+    feed(ctl, clock, 2, goodput=10_000 * MB)          # 10 GB/s link, 2 cores
+    assert ctl.current() == ("none", 0)
+    ctl, clock = primed()
+    feed(ctl, clock, 2, goodput=1_000 * MB)           # 1 GB/s link
+    assert ctl.current()[0] in ("lz4", "zstd") and ctl.current() in (("lz4", 1), ("lz4", 2), ("zstd", -3), ("zstd", -1))
+
+
+def test_model_slow_network_picks_strong_zstd():
+    ctl, clock = primed()
+    feed(ctl, clock, 2, goodput=10 * MB)
+    assert ctl.current() in (("zstd", 6), ("zstd", 9))
+    preds = ctl.describe()["predicted_Bps"]
+    assert preds["none:0"] == 10 * MB
+
+
+def test_model_switches_when_network_changes():
+    ctl, clock = primed()
+    feed(ctl, clock, 2, goodput=10_000 * MB)
+    assert ctl.current() == ("none", 0)
+    feed(ctl, clock, 3, goodput=10 * MB)            # link collapses: old max ages out
+    assert ctl.current() in (("zstd", 6), ("zstd", 9))
+    feed(ctl, clock, 3, goodput=200 * MB)
+    assert ctl.current() in (("zstd", 1), ("zstd", 3))
+    assert ctl.describe()["switches"] >= 3
+
+
+def test_model_single_core_is_cpu_bound_sooner():
+    ctl, clock = primed(cores=1)
+    feed(ctl, clock, 2, goodput=200 * MB)
+    one = ctl.current()
+    ctl, clock = primed(cores=8)
+    feed(ctl, clock, 2, goodput=200 * MB)
+    many = ctl.current()
+    assert PROFILE[one][1] >= PROFILE[many][1]   # more cores afford a better ratio
+
+
+def test_model_hysteresis_and_dwell():
+    ctl, clock = primed(hysteresis=0.05, min_dwell_s=1.0)
+    feed(ctl, clock, 2, goodput=10 * MB)
+    first = ctl.current()
+    before = ctl.switches
+    feed(ctl, clock, 0.5, goodput=10.2 * MB)        # tiny change: no switch
+    assert ctl.current() == first and ctl.switches == before
+
+
+def test_model_app_limited_goodput_is_treated_as_lower_bound():
+    """CPU-bound sender: goodput under-estimates the link, so the model probes upwards."""
+    ctl, clock = primed()
+    feed(ctl, clock, 2, goodput=50 * MB, app_limited=True, delivery=40 * MB)
+    d = ctl.describe()
+    assert d["net_probing"] is True
+    assert d["net_rate_Bps"] == pytest.approx(50 * MB * 1.25)
+
+
+def test_model_uses_delivery_rate_only_when_not_app_limited():
+    ctl, clock = primed()
+    feed(ctl, clock, 1, goodput=20 * MB, delivery=500 * MB, app_limited=False)
+    assert ctl.net_rate_Bps == pytest.approx(500 * MB)
+    ctl, clock = primed()
+    feed(ctl, clock, 1, goodput=20 * MB, delivery=500 * MB, app_limited=True)
+    assert ctl.net_rate_Bps == pytest.approx(20 * MB * 1.25)
+
+
+def test_model_real_sampling_on_data():
+    clock = Clock()
+    ctl = C.ModelController(2, clock=clock, sample_bytes=64 * 1024)
+    data = (os.urandom(512) + bytes(1536) + b"edge migration " * 100) * 64
+    assert ctl.wants_sample()
+    ctl.sample(data)
+    assert not ctl.wants_sample()               # rescheduled
+    est = ctl.describe()["estimates"]
+    assert set(est) == {"%s:%d" % c for c in C.DEFAULT_CANDIDATES if c[0] != "none"}
+    assert all(0 < e["ratio"] < 1 and e["speed_Bps"] > 0 for e in est.values())
+    clock.t += 10
+    assert ctl.wants_sample()
+    feed(ctl, clock, 1, goodput=5 * MB)
+    assert ctl.current()[0] == "zstd"
+
+
+def test_model_sampling_overhead_budget():
+    clock = Clock()
+    ctl = C.ModelController(2, clock=clock, max_overhead=0.03, sample_period_s=0.01)
+    ctl.sample(os.urandom(256 * 1024))
+    spent = ctl._sample_cpu
+    # next probe no sooner than spent / 3 %
+    assert ctl._next_sample >= spent / 0.03 - 1e-9
+
+
+def test_model_observe_chunk_corrects_estimates():
+    ctl, clock = primed()
+    feed(ctl, clock, 1, goodput=100 * MB)
+    cur = ctl.current()
+    speed, ratio, _ = PROFILE[cur]
+    # real chunks compress 20 % better and run at half the probed speed
+    for _ in range(10):
+        ctl.observe_chunk(cur[0], cur[1], 1 << 20, int((1 << 20) * ratio * 0.8), (1 << 20) / (speed / 2))
+    feed(ctl, clock, 0.5, goodput=100 * MB)
+    assert ctl.corr_ratio < 1.0 and ctl.corr_speed < 1.0
+    ctl.observe_chunk("none", 0, 100, 100, 0.0)     # ignored by the model, still counted
+    assert ctl.totals()["none:0"]["raw"] == 100
+
+
+def test_describe_is_json_serialisable():
+    import json
+    ctl, clock = primed()
+    feed(ctl, clock, 1, goodput=100 * MB)
+    json.dumps(ctl.describe())
+    json.dumps(C.PaperController().describe())
+    json.dumps(C.FixedController("lz4", 1).describe())
