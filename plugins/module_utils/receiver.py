@@ -22,6 +22,9 @@ from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import 
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
     ProtocolError, parse_roots,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
+    SwitchoverError, restore_and_switch,
+)
 
 
 def clear_dir(path: str) -> None:
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     parser.add_argument("--create", action="append", default=[], help="root dir to create (0700)")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--fault-corrupt-every", type=int, default=0)
+    parser.add_argument("--then-restore", default="", help="JSON spec: restore and switch over after the stream")
     args = parser.parse_args(argv)
     inp = stdin or sys.stdin.buffer
     out = stdout or sys.stdout.buffer
@@ -81,7 +85,11 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
         hook = corrupt_every(args.fault_corrupt_every) if args.fault_corrupt_every else None
         summary = receive_stream(inp.read, reply, roots, workers=args.workers or None,
                                  corrupt_hook=hook)
-    except ProtocolError as exc:
+        if args.then_restore:
+            # The stream is verified: restore now, without a round trip to
+            # the controller, so the service is down as briefly as possible.
+            summary["switchover"] = restore_and_switch(json.loads(args.then_restore))
+    except (ProtocolError, SwitchoverError) as exc:
         reply({"error": str(exc)})
         return 1
     except OSError as exc:

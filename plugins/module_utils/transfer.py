@@ -37,7 +37,8 @@ except ImportError as _exc:  # reported by the module with missing_required_lib
     PARAMIKO_IMPORT_ERROR = _exc
 
 PKG = "ansible_collections.edgemig.migration.plugins.module_utils"
-RECEIVER_MODULES = ("codecs", "wkdm", "protocol", "pipeline", "receiver")
+RECEIVER_MODULES = ("codecs", "wkdm", "protocol", "pipeline", "docker_api", "health", "garp",
+                    "switchover", "receiver")
 
 # Runs on the target: read the bundled sources from stdin, import them from
 # memory, hand the rest of stdin to the receiver.
@@ -88,7 +89,8 @@ def receiver_bundle() -> bytes:
 
 
 def receiver_command(python: str, roots: dict[str, str], clear: list[str] = (),
-                     create: list[str] = (), workers: int = 0, fault_corrupt_every: int = 0) -> str:
+                     create: list[str] = (), workers: int = 0, fault_corrupt_every: int = 0,
+                     then_restore: dict | None = None) -> str:
     args = [python, "-c", BOOTSTRAP]
     for name, path in roots.items():
         args += ["--root", f"{name}={path}"]
@@ -100,6 +102,8 @@ def receiver_command(python: str, roots: dict[str, str], clear: list[str] = (),
         args += ["--workers", str(workers)]
     if fault_corrupt_every:
         args += ["--fault-corrupt-every", str(fault_corrupt_every)]
+    if then_restore:
+        args += ["--then-restore", json.dumps(then_restore)]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -147,7 +151,7 @@ def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], 
                   remote_python: str = "python3", policy: str = "model", workers: int = 0,
                   chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
                   clear: list[str] = (), create: list[str] = (), fault_corrupt_every: int = 0,
-                  timeout: float = 3600.0) -> dict:
+                  then_restore: dict | None = None, timeout: float = 3600.0) -> dict:
     """Stream ``src_roots`` to ``dest_roots`` on ``host``; returns stats and timeline."""
     if not HAS_PARAMIKO:
         raise TransferError(f"paramiko is required: {PARAMIKO_IMPORT_ERROR}")
@@ -160,7 +164,7 @@ def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], 
         transport = client.get_transport()
         chan = transport.open_session(window_size=8 << 20, max_packet_size=1 << 15)
         chan.exec_command(receiver_command(remote_python, dest_roots, clear, create, 0,
-                                           fault_corrupt_every))
+                                           fault_corrupt_every, then_restore))
         t_connect = time.monotonic() - t0
         chan.sendall(receiver_bundle())
         acks = AckState()

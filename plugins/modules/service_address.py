@@ -62,21 +62,12 @@ present:
 '''
 
 import ipaddress
-import json
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.garp import send_garp
-
-
-def link_state(module, interface: str, address: str) -> tuple[bool, str]:
-    """(address present on the interface, the interface's MAC)."""
-    rc, out, err = module.run_command(["ip", "-j", "addr", "show", "dev", interface])
-    if rc != 0:
-        module.fail_json(msg=f"interface={interface!r}: {err.strip() or 'no such interface'}")
-    links = json.loads(out or "[]")
-    present = any(a.get("local") == address for link in links for a in link.get("addr_info", []))
-    return present, (links[0].get("address", "") if links else "")
+from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
+    SwitchoverError, address_present, set_address,
+)
 
 
 def main() -> None:
@@ -95,21 +86,17 @@ def main() -> None:
         ipaddress.IPv4Address(p["address"])
     except ValueError:
         module.fail_json(msg=f"address={p['address']!r} is not an IPv4 address")
-    present, mac = link_state(module, p["interface"], p["address"])
     want = p["state"] == "present"
-    changed = present != want
-    if changed and not module.check_mode:
-        verb = "add" if want else "del"
-        rc, _out, err = module.run_command(["ip", "addr", verb, f"{p['address']}/{p['prefix']}",
-                                            "dev", p["interface"]])
-        if rc != 0:
-            module.fail_json(msg=f"ip addr {verb} {p['address']} on {p['interface']} failed: {err.strip()}")
-    if want and not module.check_mode and p["garp_count"] > 0:
-        try:
-            send_garp(p["interface"], mac, p["address"], p["garp_count"])
-        except OSError as exc:
-            module.warn(f"gratuitous ARP on {p['interface']} failed: {exc}")
-    module.exit_json(changed=changed, present=want if not module.check_mode else present)
+    try:
+        present, _mac = address_present(p["interface"], p["address"])
+        if module.check_mode:
+            module.exit_json(changed=present != want, present=present)
+        changed = set_address(p["interface"], p["address"], want, p["prefix"], p["garp_count"])
+    except SwitchoverError as exc:
+        module.fail_json(msg=f"interface={p['interface']!r}: {exc}")
+    except OSError as exc:
+        module.fail_json(msg=f"gratuitous ARP on {p['interface']} failed: {exc}")
+    module.exit_json(changed=changed, present=want)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def test_failed_restore_rolls_back_to_source():
     proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
                     "-e", "edgemig_fault_corrupt_every=1", check=False)
     assert proc.returncode != 0
-    assert "checksum" in proc.stdout and "restored" in proc.stdout, proc.stdout[-3000:]
+    assert "checksum" in proc.stdout and "restored from its checkpoint" in proc.stdout, proc.stdout[-3000:]
     assert running_on(svc) == [src]
     after = wait_answering(spec)
     assert after >= before, "rollback restarted the service instead of restoring it"
@@ -122,7 +122,8 @@ def test_restore_failure_on_target_rolls_back():
     proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
                     "-e", "edgemig_fault_restore=true", check=False)
     assert proc.returncode != 0
-    assert "Restore on the target" in proc.stdout and "restored from its checkpoint" in proc.stdout, proc.stdout[-3000:]
+    assert "restore of 'apache' from its checkpoint failed" in proc.stdout, proc.stdout[-3000:]
+    assert "restored from its checkpoint on the source" in proc.stdout, proc.stdout[-3000:]
     assert running_on(svc) == [src]
     assert docker(dst, "inspect", svc, check=False).returncode != 0, "half-made target container left behind"
     assert wait_answering(spec) >= before

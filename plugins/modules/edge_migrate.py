@@ -1,0 +1,237 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: edge_migrate
+short_description: The downtime-critical part of a migration in one run - freeze, stream, restore, switch over
+version_added: 0.1.0
+description:
+  - Runs on the source edge host. Checkpoints the container into O(dump_dir), takes the service address off
+    this host, streams checkpoint, writable layer and volumes to the prepared target container (as
+    M(edgemig.migration.checkpoint_transfer) does), and has the receiver on the target restore the container and take
+    over the address the moment the last byte is verified. No Ansible round trip sits on the downtime path.
+  - If anything fails after the freeze, the container is restored here from its checkpoint (or started fresh when
+    that fails too) and the address comes back, so the service is never left down. The dump is always removed.
+  - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore) O(stage=prepare).
+extends_documentation_fragment:
+  - edgemig.migration.docker
+attributes:
+  check_mode:
+    support: none
+  diff_mode:
+    support: none
+  idempotent:
+    support: none
+options:
+  name:
+    description: Container (service) to migrate.
+    type: str
+    required: true
+  dump_dir:
+    description: tmpfs directory for the checkpoint on this host.
+    type: path
+    default: /var/lib/edgemig/dumps
+  checkpoint:
+    description: Checkpoint name.
+    type: str
+    default: edgemig
+  target:
+    description: >-
+      The target - C(host), C(port) (22), C(user) (root), C(key_file), C(known_hosts), C(python) (python3),
+      C(docker_host), C(checkpoint_dir), C(upper_dir), C(volumes) (from the prepare stage) and C(interface)
+      (where the service address goes).
+    type: dict
+    required: true
+  address:
+    description: The service's stable address, moved from this host to the target.
+    type: str
+  interface:
+    description: Interface of this host holding O(address).
+    type: str
+  health:
+    description: Health check the target must pass before it takes the address (catalog C(health)).
+    type: dict
+  policy:
+    description: Compression policy, see M(edgemig.migration.checkpoint_transfer).
+    type: str
+    default: model
+  dedup:
+    description: Page-level dedup.
+    type: bool
+    default: true
+  pipelined:
+    description: Overlap the transfer stages.
+    type: bool
+    default: true
+  fault_corrupt_every:
+    description: Fault injection for tests only (see M(edgemig.migration.checkpoint_transfer)).
+    type: int
+    default: 0
+  fault_restore:
+    description: Fault injection for tests only - the target is asked to restore a checkpoint that does not exist.
+    type: bool
+    default: false
+requirements:
+  - paramiko, lz4, zstandard (both ends)
+author:
+  - edgemig developers
+'''
+
+EXAMPLES = r'''
+- name: Move apache to edge2
+  edgemig.migration.edge_migrate:
+    name: apache
+    address: 10.213.0.101
+    interface: eth0
+    target:
+      host: 10.213.0.12
+      docker_host: unix:///run/edgemig-lab/edge2/docker.sock
+      checkpoint_dir: "{{ prepared.checkpoint_dir }}"
+      upper_dir: "{{ prepared.upper_dir }}"
+      volumes: "{{ prepared.volumes }}"
+      interface: eth0
+'''
+
+RETURN = r'''
+durations:
+  description: >-
+    Seconds - C(checkpoint_s) (freeze+dump), C(transfer_s), C(restore_s), C(health_s), C(switch_s) (address),
+    and C(downtime_s), from the freeze to the address answering on the target, measured on this host.
+  returned: always
+  type: dict
+sizes:
+  description: Bytes by kind (pages, other, layer, volumes, total).
+  returned: success
+  type: dict
+stats:
+  description: Transfer statistics (see M(edgemig.migration.checkpoint_transfer)).
+  returned: success
+  type: dict
+timeline:
+  description: Per-interval codec, level, RTT, loss and throughput.
+  returned: success
+  type: list
+  elements: dict
+rolled_back:
+  description: On failure, how the service was kept up here - C(checkpoint), C(fresh_start) or C(not_needed).
+  returned: failure
+  type: str
+'''
+
+import shutil
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import (
+    CheckpointError, create, stage_checkpoint,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, set_address
+from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
+    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, TransferError, send_over_ssh,
+)
+
+
+def roll_back(api, p: dict, ck: dict) -> str:
+    """Bring the service back here: from its checkpoint, else fresh."""
+    how = "checkpoint"
+    try:
+        inspect = api.inspect_container(p["name"])
+        if inspect and inspect["State"].get("Running"):
+            how = "not_needed"
+        else:
+            try:
+                stage_checkpoint(api, ck["container_id"], p["checkpoint"], ck["checkpoint_dir"])
+                api.start_container(p["name"], checkpoint=p["checkpoint"], timeout=300)
+            except (DockerAPIError, OSError):
+                how = "fresh_start"
+                api.start_container(p["name"])
+    finally:
+        if p["address"] and p["interface"]:
+            set_address(p["interface"], p["address"], True)
+    return how
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
+            checkpoint=dict(type="str", default="edgemig"),
+            target=dict(type="dict", required=True),
+            address=dict(type="str"),
+            interface=dict(type="str"),
+            health=dict(type="dict"),
+            policy=dict(type="str", default="model"),
+            dedup=dict(type="bool", default=True),
+            pipelined=dict(type="bool", default=True),
+            fault_corrupt_every=dict(type="int", default=0),
+            fault_restore=dict(type="bool", default=False),
+            **DOCKER_ARGS,
+        ),
+        required_together=[("address", "interface")],
+        supports_check_mode=False,
+    )
+    if not HAS_PARAMIKO:
+        module.fail_json(msg=missing_required_lib("paramiko"), exception=str(PARAMIKO_IMPORT_ERROR))
+    p = module.params
+    tgt = p["target"]
+    missing = [k for k in ("host", "checkpoint_dir", "upper_dir") if not tgt.get(k)]
+    if missing:
+        module.fail_json(msg=f"target is missing {', '.join(missing)} (prepare the target container first)")
+    api = docker_api(module)
+    t0 = time.monotonic()
+    try:
+        ck = create(api, p["name"], p["dump_dir"], p["checkpoint"])
+    except (CheckpointError, DockerAPIError, OSError) as exc:
+        module.fail_json(msg=f"checkpoint: {exc}", rolled_back="not_needed", durations={})
+    durations = dict(ck["durations"])
+    try:
+        if p["address"]:
+            set_address(p["interface"], p["address"], False)
+        roots = [("checkpoint", ck["checkpoint_dir"]), ("layer", ck["upper_dir"])]
+        dest = {"checkpoint": tgt["checkpoint_dir"], "layer": tgt["upper_dir"]}
+        clear = ["layer"]
+        target_vols = {v["name"]: v["path"] for v in tgt.get("volumes") or []}
+        for vol in ck["volumes"]:
+            if vol["name"] not in target_vols:
+                raise TransferError(f"volume {vol['name']!r} has no counterpart on the target")
+            roots.append((f"volume/{vol['name']}", vol["path"]))
+            dest[f"volume/{vol['name']}"] = target_vols[vol["name"]]
+            clear.append(f"volume/{vol['name']}")
+        then_restore = {"docker_host": tgt.get("docker_host"), "name": p["name"],
+                        "checkpoint": "edgemig-fault-missing" if p["fault_restore"] else p["checkpoint"],
+                        "health": p["health"], "address": p["address"], "interface": tgt.get("interface")}
+        t1 = time.monotonic()
+        result = send_over_ssh(roots, dest, host=tgt["host"], port=int(tgt.get("port", 22)),
+                               user=tgt.get("user", "root"), key_file=tgt.get("key_file", "/etc/edgemig/migration_key"),
+                               known_hosts=tgt.get("known_hosts", "/etc/edgemig/known_hosts"),
+                               remote_python=tgt.get("python", "python3"), policy=p["policy"], dedup=p["dedup"],
+                               pipelined=p["pipelined"], clear=clear, fault_corrupt_every=p["fault_corrupt_every"],
+                               then_restore=then_restore)
+        durations["downtime_s"] = round(time.monotonic() - t0, 4)
+        switch = (result.get("receiver") or {}).get("switchover") or {}
+        durations["transfer_s"] = round(time.monotonic() - t1 - sum(switch.values()), 4)
+        durations.update(switch)
+    except (TransferError, SwitchoverError, DockerAPIError, OSError, ValueError) as exc:
+        try:
+            how = roll_back(api, p, ck)
+        except Exception as rb_exc:  # report both; the playbook's rescue tries again
+            module.fail_json(msg=f"migration failed: {exc}; rollback on the source failed too: {rb_exc}",
+                             rolled_back="failed", work_dir=ck["work_dir"], checkpoint_dir=ck["checkpoint_dir"],
+                             durations=durations)
+        shutil.rmtree(ck["work_dir"], ignore_errors=True)
+        module.fail_json(msg=f"migration failed: {exc}; the service was "
+                             f"{'restored from its checkpoint' if how == 'checkpoint' else 'started again'} on the source",
+                         rolled_back=how, durations=durations)
+    shutil.rmtree(ck["work_dir"], ignore_errors=True)
+    timeline = result.pop("timeline", [])
+    module.exit_json(changed=True, durations=durations, sizes=ck["sizes"], stats=result, timeline=timeline)
+
+
+if __name__ == "__main__":
+    main()
