@@ -10,7 +10,7 @@ version_added: 0.1.0
 description:
   - Runs on the source edge host and streams directly to the target (never through the controller) over one
     paramiko SSH channel. The target host key must be in O(known_hosts); unknown hosts are refused.
-  - The stream is framed: every chunk carries its codec, level, sizes and a CRC32; the receiver validates every
+  - The stream is framed - every chunk carries its codec, level, sizes and a CRC32; the receiver validates every
     path (no absolute paths, no C(..), never writes through a symlink) and aborts on the first bad frame.
   - Stages overlap - read, page dedup, compress on all cores, send, decompress, write - with bounded queues.
   - O(policy) chooses the compression. C(model) (default) measures the candidates' speed and ratio on the data

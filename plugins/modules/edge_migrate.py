@@ -121,6 +121,7 @@ rolled_back:
 '''
 
 import shutil
+import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -178,6 +179,11 @@ def main() -> None:
     )
     if not HAS_PARAMIKO:
         module.fail_json(msg=missing_required_lib("paramiko"), exception=str(PARAMIKO_IMPORT_ERROR))
+    # If the controller dies (Ctrl-C, lost SSH), sshd hangs up on us: finish
+    # the migration or the rollback anyway instead of dying with the service
+    # frozen. A re-run of migrate.yml then finds exactly one running copy.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     p = module.params
     tgt = p["target"]
     missing = [k for k in ("host", "checkpoint_dir", "upper_dir") if not tgt.get(k)]
