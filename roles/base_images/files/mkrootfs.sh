@@ -39,6 +39,7 @@ mmdebstrap --variant=minbase --mode=root --format=tar \
   --include="$packages" \
   --aptopt='APT::Install-Recommends "false"' \
   --aptopt='APT::Install-Suggests "false"' \
+  --dpkgopt='force-unsafe-io' \
   --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' \
   --dpkgopt='path-include=/usr/share/doc/*/copyright' \

@@ -12,5 +12,5 @@ for p in "$@"; do
 done
 [ -z "$present" ] && exit 0
 # shellcheck disable=SC2086
-chroot "$root" dpkg --purge --force-depends $present >/dev/null
+chroot "$root" dpkg --purge --force-depends $present >/dev/null 2>&1
 echo "slim: purged$present"
