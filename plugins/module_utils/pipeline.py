@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import queue
+import stat
 import threading
 import time
 import zlib
@@ -151,7 +152,8 @@ class StreamSender:
     def __init__(self, roots: list[tuple[str, str]], controller, send: Callable[[bytes], None],
                  acks: AckState, workers: int | None = None, chunk_size: int = CHUNK_SIZE,
                  dedup: bool = True, pipelined: bool = True, monitor=None,
-                 interval: float = 0.25):
+                 interval: float = 0.25, stall_timeout: float = 0.0,
+                 on_stall: Callable[[str], None] | None = None):
         self.roots = roots
         self.ctl = controller
         self._send = send
@@ -169,6 +171,11 @@ class StreamSender:
         self._stop = threading.Event()
         self._t0 = 0.0
         self._lock = threading.Lock()
+        # Stall watchdog: data sent but no acknowledgement for this long ->
+        # abort (a dropped link makes TCP hang for many minutes otherwise).
+        self.stall_timeout = stall_timeout
+        self.on_stall = on_stall
+        self.stalled: str | None = None
 
     # -- producing
     def _items(self, pool: ThreadPoolExecutor) -> Iterator[tuple]:
@@ -176,6 +183,11 @@ class StreamSender:
         for root, rel, full, st in walk_roots(self.roots):
             if self._stop.is_set():
                 return
+            if stat.S_ISSOCK(st.st_mode):
+                # A unix socket file in the writable layer (mysqld.sock): it
+                # can not be copied, and CRIU binds the restored socket again.
+                self.stats["skipped_sockets"] = self.stats.get("skipped_sockets", 0) + 1
+                continue
             link = None
             pages = False
             meta_id = None
@@ -240,14 +252,44 @@ class StreamSender:
         with self._lock:
             self.stats["bytes_wire"] += len(data)
 
+    def _check_stall(self, now: float, state: list) -> None:
+        """``state`` = [last acked value, time it last moved]."""
+        acked = self.acks.acked
+        with self._lock:
+            outstanding = self.stats["bytes_raw"] > acked
+        if acked != state[0] or not outstanding or self.acks.done.is_set():
+            state[0], state[1] = acked, now
+            return
+        if now - state[1] >= self.stall_timeout and self.stalled is None:
+            self.stalled = (f"transfer stalled: the receiver acknowledged nothing for "
+                            f"{self.stall_timeout:g} s (link down or receiver hung); aborted")
+            self.acks.error = self.acks.error or self.stalled
+            self.acks.done.set()
+            if self.on_stall is not None:
+                try:
+                    self.on_stall(self.stalled)  # e.g. close the channel: unblocks a stuck send
+                except Exception:
+                    pass
+
     def _monitor_loop(self) -> None:
         last_t, last_raw, last_wire = time.monotonic(), 0, 0
+        stall_state = [0, last_t]
         while not self._stop.wait(self.interval):
             now = time.monotonic()
+            if self.stall_timeout:
+                self._check_stall(now, stall_state)
             sample = None
             if self.monitor is not None:
+                # The receiver acknowledges raw bytes written; the link
+                # carries wire bytes. Convert, or the model would take raw
+                # goodput (up to 1/ratio times the link) for the link rate.
+                with self._lock:
+                    raw_sent, wire_sent = self.stats["bytes_raw"], self.stats["bytes_wire"]
+                acked = self.acks.acked
+                if raw_sent > 0:
+                    acked = int(acked * min(1.0, wire_sent / raw_sent))
                 try:
-                    sample = self.monitor.sample(now, self.acks.acked)
+                    sample = self.monitor.sample(now, acked)
                 except OSError:
                     sample = None
                 if sample is not None:
@@ -264,6 +306,20 @@ class StreamSender:
                               "goodput_Bps": round(sample.goodput_Bps)})
             self.timeline.append(point)
             last_t, last_raw, last_wire = now, raw, wire
+
+    def _wait_done(self, timeout: float) -> bool:
+        # The monitor thread is stopped once everything is sent; keep the
+        # stall watchdog running until the receiver has acknowledged it all.
+        if not self.stall_timeout:
+            return self.acks.done.wait(timeout)
+        deadline = time.monotonic() + timeout
+        state = [self.acks.acked, time.monotonic()]
+        while not self.acks.done.wait(min(self.interval, max(deadline - time.monotonic(), 0))):
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            self._check_stall(now, state)
+        return True
 
     def run(self, timeout: float = 3600.0) -> dict:
         self._t0 = time.monotonic()
@@ -323,8 +379,10 @@ class StreamSender:
             self._write(json_frame(T_END, {"files": self.stats["files"],
                                            "bytes": self.stats["bytes_raw"]}))
             t_sent = time.monotonic() - self._t0
-            if not self.acks.done.wait(timeout):
+            if not self._wait_done(timeout):
                 raise ProtocolError("receiver did not confirm the stream in time")
+            if self.stalled:
+                raise ProtocolError(self.stalled)
             if self.acks.error:
                 raise ProtocolError(f"receiver failed: {self.acks.error}")
         except BaseException as exc:
@@ -394,6 +452,11 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
                     writer.chunk(item[1], item[2].result())
                 elif kind == "end":
                     result.update(writer.finish(item[1]))
+                    # Everything is written and verified: say so now (the
+                    # final answer may wait for a restore on the target).
+                    reply({"ack": writer.bytes_written, "verified": True})
+                    last = time.monotonic()
+                    continue
                 now = time.monotonic()
                 if now - last >= ack_interval:
                     reply({"ack": writer.bytes_written})

@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 
 from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import receive_stream
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
@@ -50,6 +51,39 @@ def corrupt_every(n: int):
     return hook
 
 
+def set_process_name(name: str) -> None:
+    """Best effort: ``comm`` (``pgrep -x``, ``ps -o comm``) becomes ``name`` (15 chars)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except Exception:
+        pass
+
+
+class IdleWatchdog:
+    """Exit when the sender sent nothing for ``timeout`` s before the stream ended.
+
+    A dropped link leaves our stdin open for as long as TCP keeps trying:
+    without this the receiver would wait there for many minutes.
+    """
+
+    def __init__(self, timeout: float, progress, on_stall):
+        self.timeout, self.progress, self.on_stall = timeout, progress, on_stall
+        self.stop = threading.Event()
+        threading.Thread(target=self._run, name="edgemig-idle", daemon=True).start()
+
+    def _run(self) -> None:
+        last, since = self.progress(), time.monotonic()
+        while not self.stop.wait(min(1.0, self.timeout / 4)):
+            now, cur = time.monotonic(), self.progress()
+            if cur != last:
+                last, since = cur, now
+            elif now - since >= self.timeout:
+                self.on_stall()
+                return
+
+
 def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     parser = argparse.ArgumentParser(prog="edgemig-receive")
     parser.add_argument("--root", action="append", default=[], help="name=/absolute/dir")
@@ -58,7 +92,12 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--fault-corrupt-every", type=int, default=0)
     parser.add_argument("--then-restore", default="", help="JSON spec: restore and switch over after the stream")
+    parser.add_argument("--tag", default="", help="marker for process listings (edgemig-receiver:<service>)")
+    parser.add_argument("--stall-timeout", type=float, default=0.0,
+                        help="give up when no data arrived for this many seconds (0: never)")
     args = parser.parse_args(argv)
+    if stdin is None:
+        set_process_name("edgemig-recv")
     inp = stdin or sys.stdin.buffer
     out = stdout or sys.stdout.buffer
     lock = threading.Lock()
@@ -83,8 +122,30 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
                 raise ProtocolError(f"--clear {name}: no such root")
             clear_dir(roots[name])
         hook = corrupt_every(args.fault_corrupt_every) if args.fault_corrupt_every else None
-        summary = receive_stream(inp.read, reply, roots, workers=args.workers or None,
-                                 corrupt_hook=hook)
+        received = [0]
+
+        read_some = getattr(inp, "read1", inp.read)  # partial reads: progress is seen mid-frame
+
+        def read(n: int) -> bytes:
+            data = read_some(n)
+            received[0] += len(data)
+            return data
+
+        watchdog = None
+        if args.stall_timeout > 0:
+            def stalled() -> None:
+                try:
+                    reply({"error": f"receiver got no data for {args.stall_timeout:g} s "
+                                    "(link down or sender gone); gave up"})
+                finally:
+                    os._exit(3)
+            watchdog = IdleWatchdog(args.stall_timeout, lambda: received[0], stalled)
+        try:
+            summary = receive_stream(read, reply, roots, workers=args.workers or None,
+                                     corrupt_hook=hook)
+        finally:
+            if watchdog is not None:
+                watchdog.stop.set()
         if args.then_restore:
             # The stream is verified: restore now, without a round trip to
             # the controller, so the service is down as briefly as possible.

@@ -65,6 +65,13 @@ options:
     description: Overlap the transfer stages.
     type: bool
     default: true
+  stall_timeout:
+    description:
+      - Seconds without any acknowledgement from the receiver while data is in flight after which the transfer
+        is aborted (and the service rolled back here). A dropped link otherwise hangs in TCP for many minutes.
+      - The receiver gives up after twice this time without data. V(0) disables both.
+    type: int
+    default: 30
   fault_corrupt_every:
     description: Fault injection for tests only (see M(edgemig.migration.checkpoint_transfer)).
     type: int
@@ -170,6 +177,7 @@ def main() -> None:
             policy=dict(type="str", default="model"),
             dedup=dict(type="bool", default=True),
             pipelined=dict(type="bool", default=True),
+            stall_timeout=dict(type="int", default=30),
             fault_corrupt_every=dict(type="int", default=0),
             fault_restore=dict(type="bool", default=False),
             **DOCKER_ARGS,
@@ -218,7 +226,7 @@ def main() -> None:
                                known_hosts=tgt.get("known_hosts", "/etc/edgemig/known_hosts"),
                                remote_python=tgt.get("python", "python3"), policy=p["policy"], dedup=p["dedup"],
                                pipelined=p["pipelined"], clear=clear, fault_corrupt_every=p["fault_corrupt_every"],
-                               then_restore=then_restore)
+                               then_restore=then_restore, stall_timeout=p["stall_timeout"])
         durations["downtime_s"] = round(time.monotonic() - t0, 4)
         switch = (result.get("receiver") or {}).get("switchover") or {}
         durations["transfer_s"] = round(time.monotonic() - t1 - sum(switch.values()), 4)

@@ -1,0 +1,468 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""docs/benchmarks.md and docs/img/*.png from the raw results of bench/migration_bench.py.
+
+    python3 bench/migration_bench.py --from-json docs/benchmarks.json   # rewrite the report only
+
+Every number in the report is computed here from the JSON; nothing is typed in.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+
+METHODS = ["uncompressed", "podman", "paper", "model"]
+LABEL = {"uncompressed": "uncompressed serial", "podman": "Podman-style export", "paper": "paper controller",
+         "model": "model controller (default)"}
+TARGETS = {"apache_unshaped": 1.0, "apache_10": 1.5, "mysql": 3.0, "ratio": 0.35}
+
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def f(v, nd=2, unit=""):
+    if v is None:
+        return "-"
+    return f"{v:.{nd}f}{unit}"
+
+
+def rate_name(r):
+    return "unshaped" if not r else f"{r:g} Mbit/s"
+
+
+def sel(results, **kw):
+    out = []
+    for r in results:
+        if all(r.get(k) == v for k, v in kw.items()):
+            out.append(r)
+    return out
+
+
+def ok(rs):
+    return [r for r in rs if r.get("ok")]
+
+
+def mt(r):
+    """Migration time of the data path: freeze to serving on the target (module/harness measured)."""
+    return r.get("module_downtime_s")
+
+
+def stage_split(r):
+    s = r.get("stages") or {}
+    xfer = s.get("transfer_s")
+    if xfer is None:  # podman: export + copy + import
+        xfer = sum(s.get(k, 0.0) for k in ("export_s", "copy_s", "import_s"))
+    return {"freeze+dump": s.get("checkpoint_s"), "transfer": xfer, "restore": s.get("restore_s"),
+            "switch-over": (s.get("health_s") or 0.0) + (s.get("switch_s") or 0.0)}
+
+
+def plots(data, img_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    res = data["results"]
+    made = {}
+    os.makedirs(img_dir, exist_ok=True)
+    # Fig. 8: migration time vs bandwidth per method, one panel per service
+    svcs = [s for s in ("apache", "mysql", "tomcat") if sel(res, service=s, group="fig8")]
+    if svcs:
+        fig, axes = plt.subplots(1, len(svcs), figsize=(5 * len(svcs), 4), squeeze=False)
+        for ax, svc in zip(axes[0], svcs):
+            for m in METHODS:
+                rates = sorted({r["rate_mbit"] for r in sel(res, service=svc, method=m, group="fig8") if r["rate_mbit"]})
+                ys = [med([mt(r) for r in ok(sel(res, service=svc, method=m, rate_mbit=x, group="fig8"))]) for x in rates]
+                pts = [(x, y) for x, y in zip(rates, ys) if y is not None]
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=LABEL[m])
+            ax.set_xscale("log")
+            ax.set_xlabel("link rate (Mbit/s, tbf)")
+            ax.set_ylabel("migration time, freeze to serving (s)")
+            ax.set_title(svc)
+            ax.grid(alpha=.3)
+        axes[0][0].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(img_dir, "fig8_time_vs_bandwidth.png"), dpi=110)
+        plt.close(fig)
+        made["fig8"] = "img/fig8_time_vs_bandwidth.png"
+    # Fig. 9: time vs fixed lz4 level per bandwidth
+    f9 = ok([r for r in res if r.get("group") == "fig9"])
+    if f9:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for svc in sorted({r["service"] for r in f9}):
+            for rate in sorted({r["rate_mbit"] for r in f9 if r["service"] == svc}):
+                pts = sorted((int(r["method"][4:]), mt(r)) for r in f9 if r["service"] == svc and r["rate_mbit"] == rate)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{svc} @ {rate_name(rate)}")
+        ax.set_xlabel("fixed lz4 level")
+        ax.set_ylabel("migration time, freeze to serving (s)")
+        ax.set_yscale("log")
+        ax.grid(alpha=.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(img_dir, "fig9_time_vs_lz4_level.png"), dpi=110)
+        plt.close(fig)
+        made["fig9"] = "img/fig9_time_vs_lz4_level.png"
+    # Fig. 5: serial vs pipelined
+    f5 = ok([r for r in res if r.get("group") == "fig5"])
+    if f5:
+        keys = sorted({(r["service"], r["rate_mbit"]) for r in f5})
+        fig, ax = plt.subplots(figsize=(6, 4))
+        w = 0.38
+        for i, kind in enumerate(("serial", "pipelined")):
+            ys = [med([r["stages"].get("transfer_s") for r in f5 if (r["service"], r["rate_mbit"]) == k
+                       and r["method"].startswith(kind)]) or 0 for k in keys]
+            ax.bar([j + (i - .5) * w for j in range(len(keys))], ys, w, label=kind)
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels([f"{s}\n{rate_name(r)}" for s, r in keys])
+        ax.set_ylabel("transfer stage (s)")
+        ax.legend()
+        ax.grid(alpha=.3, axis="y")
+        fig.tight_layout()
+        fig.savefig(os.path.join(img_dir, "fig5_serial_vs_pipelined.png"), dpi=110)
+        plt.close(fig)
+        made["fig5"] = "img/fig5_serial_vs_pipelined.png"
+    # Fig. 6/7: ab throughput and QPS during a migration
+    abr = [r for r in res if r.get("ab")]
+    if abr:
+        fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+        for r in abr:
+            ser = r["ab"]["series"]
+            lab = LABEL.get(r["method"], r["method"])
+            a1.plot([p["t"] for p in ser], [p["mbit"] for p in ser], marker=".", label=lab)
+            a2.plot([p["t"] for p in ser], [p["qps"] for p in ser], marker=".", label=lab)
+            w0, w1 = r["ab_migration_window"]
+            for ax in (a1, a2):
+                ax.axvspan(w0, w1, alpha=.12, color=a1.lines[-1].get_color())
+        a1.set_ylabel("throughput (Mbit/s)")
+        a2.set_ylabel("requests/s")
+        a2.set_xlabel("seconds since ab started (shaded: the migration)")
+        a1.set_title(f"ab -c 100 on /big.html (512 KiB) during an apache migration, {rate_name(abr[0]['rate_mbit'])}")
+        a1.legend(fontsize=8)
+        for ax in (a1, a2):
+            ax.grid(alpha=.3)
+        fig.tight_layout()
+        fig.savefig(os.path.join(img_dir, "fig6_7_ab_during_migration.png"), dpi=110)
+        plt.close(fig)
+        made["ab"] = "img/fig6_7_ab_during_migration.png"
+    # level / throughput timeline under a changing rate schedule
+    sch = ok([r for r in res if r.get("schedule")])
+    if sch:
+        fig, axes = plt.subplots(2, len(sch), figsize=(6 * len(sch), 6), squeeze=False, sharex="col")
+        for col, r in enumerate(sch):
+            tl = r.get("timeline") or []
+            a1, a2 = axes[0][col], axes[1][col]
+            # the schedule clock starts before the playbook; the stream starts after the checkpoint
+            offset = (r.get("wall_s") or 0) - (r["stages"].get("downtime_s") or 0) + (r["stages"].get("checkpoint_s") or 0)
+            a1.plot([p["t"] for p in tl], [p.get("wire_Bps", 0) * 8 / 1e6 for p in tl], label="wire Mbit/s")
+            a1.plot([p["t"] for p in tl], [p.get("raw_Bps", 0) * 8 / 1e6 for p in tl], label="raw (effective) Mbit/s")
+            steps = r["schedule"]
+            xs, ys = [], []
+            for i, s in enumerate(steps):
+                t = s["t"] - offset
+                nxt = steps[i + 1]["t"] - offset if i + 1 < len(steps) else (tl[-1]["t"] if tl else t + 1)
+                xs += [t, nxt]
+                ys += [s["rate_mbit"], s["rate_mbit"]]
+            a1.plot(xs, ys, "k--", label="tbf rate")
+            a1.set_ylabel("Mbit/s")
+            a1.set_title(f"{r['service']}, {LABEL.get(r['method'], r['method'])}")
+            a1.legend(fontsize=8)
+            lv = [(p["t"], f"{p['codec']}:{p['level']}") for p in tl]
+            names = sorted({v for _, v in lv})
+            a2.step([t for t, _ in lv], [names.index(v) for _, v in lv], where="post")
+            a2.set_yticks(range(len(names)))
+            a2.set_yticklabels(names)
+            a2.set_xlabel("seconds since the stream started")
+            a2.set_ylabel("codec:level")
+            for ax in (a1, a2):
+                ax.grid(alpha=.3)
+                ax.set_xlim(left=0)
+        fig.tight_layout()
+        fig.savefig(os.path.join(img_dir, "schedule_timeline.png"), dpi=110)
+        plt.close(fig)
+        made["schedule"] = "img/schedule_timeline.png"
+    return made
+
+
+def write(data, path):
+    res = data["results"]
+    doc_dir = os.path.dirname(os.path.abspath(path))
+    made = plots(data, os.path.join(doc_dir, "img"))
+    L = []
+    a = L.append
+    a("# Migration benchmarks (issue 5, the paper's section VI on our lab)\n")
+    a("Generated by `bench/bench_report.py` from `docs/benchmarks.json`; every number below was measured by "
+      "`bench/migration_bench.py` on the two-edge lab (network namespaces on one 2-core machine, link shaped by "
+      "tc tbf on the host-side veths). Rewrite it from the JSON with "
+      "`python3 bench/migration_bench.py --from-json docs/benchmarks.json`.\n")
+    a(f"- command: `{data['command']}`")
+    a(f"- started {data['started']}, {len(res)} migrations in {data['elapsed_s']:.0f} s; "
+      f"host: {data['host']['cpus']} CPUs, kernel {data['host']['kernel']}")
+    failed = [r for r in res if not r.get("ok")]
+    a(f"- failed migrations: {len(failed)}" + "".join(
+        f"\n  - {r['service']} {r['method']} @ {rate_name(r['rate_mbit'])}: {r.get('error', '')[:200]}" for r in failed))
+    a("")
+    a("## What is measured\n")
+    a("- **migration time**: freeze to serving on the target, measured on the source by `edge_migrate` "
+      "(checkpoint + stream + restore + health + address) - or by the harness for the Podman-style export. "
+      "All methods here are stop-and-copy (no pre-copy: the kernel has no soft-dirty tracking), so this is also "
+      "the service-side downtime. **playbook wall** is the whole `ansible-playbook migrate.yml` run "
+      "(preflight, target creation, cleanup, report: about 5-6 s of Ansible on this machine) - the Podman-style "
+      "export has no Ansible around it, so compare methods on migration time.")
+    a("- **client downtime**: a client polls the stable service address every 20 ms (each probe its own thread, "
+      "1 s timeout; apache `/index.html`, tomcat `/app/health.txt`, MariaDB: server greeting): the time from the "
+      "last good answer before to the first good answer after.")
+    a("- **bytes**: stream bytes (`bytes_wire`, or the archive size for the Podman-style export) and the bytes of "
+      "all frames bridged from source to target edge (nft counter on the lab bridge: includes TCP/SSH overhead).")
+    a("- **link utilisation** = stream bytes x 8 / transfer stage / tbf rate. **CPU** of the sender and receiver "
+      "processes (sampled every 50 ms from /proc, incl. threads), `compress_cpu_s` from the module's stats, and per "
+      "edge everything its sshd ran (all Ansible modules of the play included) and dockerd+containerd. "
+      "CRIU's own CPU is not included. **peak RSS** of the sender / receiver processes.\n")
+
+    # ---- Fig. 8 tables
+    a("## Migration time vs bandwidth per method (Fig. 8)\n")
+    if "fig8" in made:
+        a(f"![Fig. 8]({made['fig8']})\n")
+    for svc in ("apache", "mysql", "tomcat"):
+        rows = sel(res, service=svc, group="fig8")
+        if not rows:
+            continue
+        reps = max(r["repeat"] for r in rows) + 1
+        a(f"### {svc} (median of {reps} run{'s' if reps > 1 else ''} per cell)\n")
+        a("| rate | " + " | ".join(LABEL[m] for m in METHODS) + " | model / uncompressed | saving vs uncompressed |")
+        a("|---|" + "---|" * (len(METHODS) + 2))
+        for rate in sorted({r["rate_mbit"] for r in rows}, key=lambda x: (x == 0, x)):
+            cells, vals = [], {}
+            for m in METHODS:
+                rs = ok(sel(rows, method=m, rate_mbit=rate))
+                v = med([mt(r) for r in rs])
+                w = med([r.get("wall_s") for r in rs])
+                vals[m] = v
+                cells.append(f"{f(v)} s (wall {f(w, 1)})" if v is not None else "-")
+            ratio = vals["model"] / vals["uncompressed"] if vals.get("model") and vals.get("uncompressed") else None
+            a(f"| {rate_name(rate)} | " + " | ".join(cells) + f" | {f(ratio)} | "
+              f"{f((1 - ratio) * 100 if ratio else None, 1, ' %')} |")
+        a("")
+    # savings summary
+    a("### Saving of our default vs uncompressed serial, per bandwidth\n")
+    a("Saving = 1 - (model migration time / uncompressed serial migration time); the paper reports 45.4 % "
+      "on average. Distance to the best fixed level: model time / best fixed-lz4 time - 1, where the lz4 sweep "
+      "ran.\n")
+    a("| rate | " + " | ".join(s for s in ("apache", "mysql", "tomcat")) + " | average | best fixed lz4 (mysql) | model vs best fixed |")
+    a("|---|---|---|---|---|---|---|")
+    all_sav = []
+    f9 = ok([r for r in res if r.get("group") == "fig9"])
+    for rate in sorted({r["rate_mbit"] for r in sel(res, group="fig8")}, key=lambda x: (x == 0, x)):
+        cells, savs = [], []
+        for svc in ("apache", "mysql", "tomcat"):
+            m = med([mt(r) for r in ok(sel(res, service=svc, method="model", rate_mbit=rate, group="fig8"))])
+            u = med([mt(r) for r in ok(sel(res, service=svc, method="uncompressed", rate_mbit=rate, group="fig8"))])
+            if m and u:
+                savs.append(1 - m / u)
+                cells.append(f(100 * (1 - m / u), 1, " %"))
+            else:
+                cells.append("-")
+        all_sav += savs
+        best = None
+        lv = [(mt(r), r["method"]) for r in f9 if r["rate_mbit"] == rate and r["service"] == "mysql"]
+        if lv:
+            best = min(lv)
+        mm = med([mt(r) for r in ok(sel(res, service="mysql", method="model", rate_mbit=rate, group="fig8"))])
+        dist = f(100 * (mm / best[0] - 1), 1, " %") if best and mm else "-"
+        a(f"| {rate_name(rate)} | " + " | ".join(cells) + f" | {f(100 * statistics.mean(savs), 1, ' %') if savs else '-'} | "
+          f"{f'{best[1]} {best[0]:.2f} s' if best else '-'} | {dist} |")
+    if all_sav:
+        a(f"\nAverage saving over all measured service/rate cells: **{100 * statistics.mean(all_sav):.1f} %** "
+          f"(paper: 45.4 %).\n")
+
+    # ---- targets
+    a("## Targets\n")
+    a("| target | measured (median) | runs | verdict | largest downtime stage (median s) |")
+    a("|---|---|---|---|---|")
+
+    def target_row(name, rs, limit, value_fn):
+        vals = [value_fn(r) for r in ok(rs)]
+        v = med(vals)
+        if v is None:
+            a(f"| {name} | not measured | 0 | - | - |")
+            return
+        splits = [stage_split(r) for r in ok(rs)]
+        stages = {k: med([s[k] for s in splits]) for k in splits[0]}
+        worst = max(stages.items(), key=lambda kv: kv[1] or 0)
+        verdict = f"met ({(limit - v):.3f} s under)" if v <= limit else f"**missed** by {v - limit:.3f} s"
+        a(f"| {name} | {v:.3f} s | {len(vals)} | {verdict} | {worst[0]} {worst[1]:.2f} "
+          f"({', '.join(f'{k} {x:.2f}' for k, x in stages.items() if x is not None)}) |")
+
+    ap_model = [r for r in res if r["service"] == "apache" and r["method"] == "model" and not r.get("ab")
+                and not r.get("loss") and not r.get("schedule")]
+    target_row("apache client downtime, default, unshaped <= 1.0 s", [r for r in ap_model if r["rate_mbit"] == 0],
+               TARGETS["apache_unshaped"], lambda r: r.get("client_downtime_s"))
+    target_row("apache client downtime, default, 10 Mbit/s <= 1.5 s", [r for r in ap_model if r["rate_mbit"] == 10],
+               TARGETS["apache_10"], lambda r: r.get("client_downtime_s"))
+    for rate in sorted({r["rate_mbit"] for r in sel(res, service="mysql", method="model", group="fig8")}):
+        target_row(f"MariaDB client downtime, default, {rate_name(rate)} <= 3 s",
+                   sel(res, service="mysql", method="model", rate_mbit=rate, group="fig8"), TARGETS["mysql"],
+                   lambda r: r.get("client_downtime_s"))
+    for svc in ("mysql", "tomcat"):
+        for rate in sorted({r["rate_mbit"] for r in sel(res, service=svc, group="fig8") if 0 < r["rate_mbit"] <= 20}):
+            m = med([mt(r) for r in ok(sel(res, service=svc, method="model", rate_mbit=rate, group="fig8"))])
+            u = med([mt(r) for r in ok(sel(res, service=svc, method="uncompressed", rate_mbit=rate, group="fig8"))])
+            mw = med([r["wall_s"] for r in ok(sel(res, service=svc, method="model", rate_mbit=rate, group="fig8"))])
+            uw = med([r["wall_s"] for r in ok(sel(res, service=svc, method="uncompressed", rate_mbit=rate, group="fig8"))])
+            if m and u:
+                rr = m / u
+                verdict = "met" if rr <= TARGETS["ratio"] else f"**missed** by {rr - TARGETS['ratio']:.2f}"
+                rows = ok(sel(res, service=svc, method="model", rate_mbit=rate, group="fig8"))
+                splits = [stage_split(r) for r in rows]
+                stages = {k: med([s[k] for s in splits]) for k in splits[0]}
+                worst = max(stages.items(), key=lambda kv: kv[1] or 0)
+                a(f"| {svc} total time default / uncompressed serial at {rate_name(rate)} <= 0.35 | "
+                  f"{rr:.3f} ({m:.2f} s / {u:.2f} s); playbook wall {mw / uw:.3f} ({mw:.1f} s / {uw:.1f} s) | "
+                  f"{len(rows)} | {verdict} | {worst[0]} {worst[1]:.2f} |")
+    a("")
+
+    # ---- downtime breakdown
+    a("## Downtime breakdown (default policy)\n")
+    a("Stages as measured by the module: freeze+dump = `docker checkpoint` (CRIU freeze and dump into the tmpfs); "
+      "transfer = stream incl. SSH connect and the receiver writing the last byte; restore = `docker start "
+      "--checkpoint` on the target; switch-over = health check + address move + gratuitous ARP. The client "
+      "column is what the polling client saw.\n")
+    a("| service | rate | freeze+dump | transfer | restore | switch-over | module downtime | client downtime | runs |")
+    a("|---|---|---|---|---|---|---|---|---|")
+    for svc in ("apache", "mysql", "tomcat"):
+        for rate in sorted({r["rate_mbit"] for r in sel(res, service=svc, method="model")}, key=lambda x: (x == 0, x)):
+            rs = [r for r in ok(sel(res, service=svc, method="model", rate_mbit=rate)) if not r.get("ab")
+                  and not r.get("loss") and not r.get("schedule")]
+            if not rs:
+                continue
+            sp = [stage_split(r) for r in rs]
+            a(f"| {svc} | {rate_name(rate)} | " + " | ".join(f(med([s[k] for s in sp])) for k in sp[0]) +
+              f" | {f(med([mt(r) for r in rs]))} | {f(med([r.get('client_downtime_s') for r in rs]))} | {len(rs)} |")
+    a("")
+
+    # ---- Fig. 9
+    if f9:
+        a("## Migration time vs fixed lz4 level (Fig. 9)\n")
+        if "fig9" in made:
+            a(f"![Fig. 9]({made['fig9']})\n")
+        keys = sorted({(r["service"], r["rate_mbit"]) for r in f9})
+        a("| level | " + " | ".join(f"{s} @ {rate_name(r)}: time (ratio)" for s, r in keys) + " |")
+        a("|---|" + "---|" * len(keys))
+        for lv in range(1, 10):
+            cells = []
+            for s, rt in keys:
+                rs = [r for r in f9 if r["service"] == s and r["rate_mbit"] == rt and r["method"] == f"lz4:{lv}"]
+                cells.append(f"{f(med([mt(r) for r in rs]))} s ({f(med([r['ratio'] for r in rs]), 3)})" if rs else "-")
+            a(f"| {lv} | " + " | ".join(cells) + " |")
+        for s, rt in keys:
+            m = ok(sel(res, service=s, method="model", rate_mbit=rt, group="fig8"))
+            if m:
+                a(f"\n{s} @ {rate_name(rt)}, model controller for comparison: {f(med([mt(r) for r in m]))} s, "
+                  f"ratio {f(med([r['ratio'] for r in m]), 3)}, chose "
+                  f"{', '.join(sorted({k for r in m for k in (r.get('codecs') or {})}))}.")
+        a("")
+
+    # ---- Fig. 5
+    f5 = ok([r for r in res if r.get("group") == "fig5"])
+    if f5:
+        a("## Serial vs pipelined at the same settings (Fig. 5)\n")
+        if "fig5" in made:
+            a(f"![Fig. 5]({made['fig5']})\n")
+        a("| service | rate | policy | serial: transfer / migration time | pipelined: transfer / migration time | pipelined / serial (transfer) |")
+        a("|---|---|---|---|---|---|")
+        for s, rt in sorted({(r["service"], r["rate_mbit"]) for r in f5}):
+            se = [r for r in f5 if r["service"] == s and r["rate_mbit"] == rt and r["method"].startswith("serial")]
+            pi = [r for r in f5 if r["service"] == s and r["rate_mbit"] == rt and r["method"].startswith("pipelined")]
+            st = med([r["stages"]["transfer_s"] for r in se])
+            pt = med([r["stages"]["transfer_s"] for r in pi])
+            a(f"| {s} | {rate_name(rt)} | {(se or pi)[0]['method'].split(':', 1)[1]} | {f(st)} s / {f(med([mt(r) for r in se]))} s | "
+              f"{f(pt)} s / {f(med([mt(r) for r in pi]))} s | {f(pt / st if st and pt else None)} |")
+        a("")
+
+    # ---- ab
+    abr = [r for r in res if r.get("ab")]
+    if abr:
+        a("## Throughput and requests/s during a migration (Fig. 6/7)\n")
+        if "ab" in made:
+            a(f"![Fig. 6/7]({made['ab']})\n")
+        a("`ab -q -r -c 100 -t T -s 10 -g ...` on `http://10.213.0.101:4004/big.html` (512 KiB) from the controller "
+          "namespace; per-second completions from ab's per-request log, throughput = completions x 512 KiB. "
+          "The load shares the 2 CPUs with the migration. Note: tbf shapes traffic towards the edges, so ab's "
+          "responses (edge to client) are not rate limited; the migration stream edge to edge is.\n")
+        a("| method | rate | migration time | client downtime | ab requests | failed | mean req/s | mean Mbit/s | "
+          "req/s during the migration window |")
+        a("|---|---|---|---|---|---|---|---|---|")
+        for r in abr:
+            ab = r["ab"]
+            w0, w1 = r.get("ab_migration_window", [0, 0])
+            inwin = [p["qps"] for p in ab["series"] if w0 <= p["t"] <= w1]
+            a(f"| {LABEL.get(r['method'], r['method'])} | {rate_name(r['rate_mbit'])} | {f(mt(r))} s | "
+              f"{f(r.get('client_downtime_s'))} s | {f(ab.get('requests'), 0)} | {f(ab.get('failed'), 0)} | "
+              f"{f(ab.get('rps'), 1)} | {f((ab.get('transfer_kBps') or 0) * 8 / 1000, 1)} | "
+              f"{f(statistics.mean(inwin) if inwin else None, 1)} |")
+        a("")
+
+    # ---- schedule
+    sch = [r for r in res if r.get("schedule")]
+    if sch:
+        a("## Compression level and throughput under a changing rate\n")
+        if "schedule" in made:
+            a(f"![schedule]({made['schedule']})\n")
+        for r in sch:
+            steps = ", ".join(f"{s['t']:.1f} s: {s['rate_mbit']:g}" for s in r["schedule"])
+            codecs = r.get("codecs") or {}
+            a(f"- {r['service']}, {LABEL.get(r['method'], r['method'])}: rate steps (s since start: Mbit/s) {steps}; "
+              f"migration time {f(mt(r))} s, ratio {f(r.get('ratio'), 3)}; raw bytes per codec:level: "
+              + ", ".join(f"{k} {v[0] / 1e6:.1f} MB" for k, v in sorted(codecs.items())) +
+              (f"; controller switches: {r.get('controller', {}).get('switches')}" if r.get("controller") else "")
+              + ("" if r.get("ok") else f" - FAILED: {r.get('error')}"))
+        a("")
+
+    # ---- loss
+    lo = [r for r in res if r.get("loss")]
+    if lo:
+        a("## Random loss\n")
+        a("nft `numgen random` drop on the ingress hook of both host-side veths, TSO/GSO off inside the "
+          "namespaces (per-frame loss, see PLATFORM.md).\n")
+        a("| service | method | rate | loss | migration time | client downtime | goodput Mbit/s | ok |")
+        a("|---|---|---|---|---|---|---|---|")
+        for r in lo:
+            a(f"| {r['service']} | {LABEL.get(r['method'], r['method'])} | {rate_name(r['rate_mbit'])} | "
+              f"{100 * r['loss']:.1f} % | {f(mt(r))} s | {f(r.get('client_downtime_s'))} s | {f(r.get('goodput_mbit'), 1)} | "
+              f"{'yes' if r.get('ok') else 'no: ' + str(r.get('error'))[:120]} |")
+        a("")
+
+    # ---- resources
+    a("## Bytes, ratio, utilisation, CPU, memory (Fig. 8 runs, medians)\n")
+    a("| service | method | rate | raw MB | stream MB | ratio | link MB (edge to edge) | link util. | goodput Mbit/s | "
+      "compress CPU s | sender CPU s | receiver CPU s | sender / receiver peak RSS MB | source / target edge CPU s "
+      "(sshd tree, dockerd) |")
+    a("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for svc in ("apache", "mysql", "tomcat"):
+        for rate in sorted({r["rate_mbit"] for r in sel(res, service=svc, group="fig8")}, key=lambda x: (x == 0, x)):
+            for m in METHODS:
+                rs = ok(sel(res, service=svc, method=m, rate_mbit=rate, group="fig8"))
+                if not rs:
+                    continue
+
+                def g(fn, rs=rs):
+                    return med([fn(r) for r in rs])
+                a(f"| {svc} | {m} | {rate_name(rate)} | {f(g(lambda r: r['bytes_raw'] / 1e6), 1)} | "
+                  f"{f(g(lambda r: r['bytes_wire'] / 1e6), 2)} | {f(g(lambda r: r['ratio']), 3)} | "
+                  f"{f(g(lambda r: r['link_bytes'] / 1e6 if r.get('link_bytes') is not None else None), 2)} | {f(g(lambda r: r.get('link_util')))} | "
+                  f"{f(g(lambda r: r.get('goodput_mbit')), 1)} | {f(g(lambda r: r.get('compress_cpu_s')))} | "
+                  f"{f(g(lambda r: r['proc']['sender_cpu_s']))} | {f(g(lambda r: r['proc']['receiver_cpu_s']))} | "
+                  f"{f(g(lambda r: r['proc']['sender_rss_peak_mb']), 0)} / {f(g(lambda r: r['proc']['receiver_rss_peak_mb']), 0)} | "
+                  f"{f(g(lambda r: r['cpu']['source']['ssh_s']), 1)}, {f(g(lambda r: r['cpu']['source']['docker_s']), 1)} / "
+                  f"{f(g(lambda r: r['cpu']['target']['ssh_s']), 1)}, {f(g(lambda r: r['cpu']['target']['docker_s']), 1)} |")
+    a("")
+    a("Podman-style rows: compress CPU = tar + zstd -3 -T0 on the source; sender CPU = those plus scp; receiver = "
+      "sshd/scp on the target + tar/zstd -d + cp into the container; the archive is built, copied and unpacked "
+      "one after the other (serial), and the container is created at import time as `podman container restore "
+      "--import` does.\n")
+    notes = os.path.join(doc_dir, "benchmarks-notes.md")
+    if os.path.exists(notes):
+        with open(notes) as fh:
+            a(fh.read())
+    with open(path, "w") as fh:
+        fh.write("\n".join(L) + "\n")

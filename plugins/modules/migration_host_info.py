@@ -1,0 +1,279 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: migration_host_info
+short_description: Report whether an edge host is ready for live migration (CRIU, Docker, dump tmpfs, runc.conf)
+version_added: 0.1.0
+description:
+  - Finds C(criu) (on E(PATH) unless O(criu_path) is given), reads its version and runs C(criu check).
+  - Asks the Docker Engine API (over its unix socket) for the daemon's version, API version, whether the
+    experimental API (needed for checkpoint/restore) is on, the data root and the storage driver.
+  - Reports the dump directory's file system type, free bytes and mode, and the CRIU options runc reads from
+    O(runc_conf).
+  - Sums it up as RV(ready) and a list of RV(problems). Never changes anything.
+extends_documentation_fragment:
+  - edgemig.migration.docker
+attributes:
+  check_mode:
+    support: full
+    details: Only reads; runs the same in check mode.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  criu_path:
+    description: The C(criu) to check; the first one on E(PATH) when not given (that is the one runc uses).
+    type: path
+  criu_min_version:
+    description: Minimum CRIU version for RV(ready).
+    type: str
+    default: '4.2'
+  run_criu_check:
+    description: Run C(criu check) (needs root). When false, RV(criu.check_ok) is null and not judged.
+    type: bool
+    default: true
+  dump_dir:
+    description: Dump directory to inspect (the O(edgemig.migration.dump_tmpfs#role:main:dump_tmpfs_path) tmpfs);
+      not inspected when not given.
+    type: path
+  min_free_bytes:
+    description: Free bytes the dump directory must have for RV(ready); 0 disables the check.
+    type: int
+    default: 0
+  runc_conf:
+    description: The CRIU configuration file runc reads.
+    type: path
+    default: /etc/criu/runc.conf
+  required_runc_options:
+    description: CRIU options that must be in O(runc_conf) for RV(ready) (without leading dashes).
+    type: list
+    elements: str
+    default: [skip-in-flight]
+  storage_driver:
+    description: Storage driver the daemon must use for RV(ready); empty to accept any.
+    type: str
+    default: overlay2
+author:
+  - edgemig developers
+seealso:
+  - role: edgemig.migration.criu
+  - role: edgemig.migration.docker_engine
+  - role: edgemig.migration.dump_tmpfs
+'''
+
+EXAMPLES = r'''
+- name: Is this edge ready for migrations?
+  edgemig.migration.migration_host_info:
+    docker_host: unix:///run/edgemig-lab/edge1/docker.sock
+    dump_dir: /var/lib/edgemig-lab/edge1/dumps
+  register: readiness
+
+- name: Stop unless it is
+  ansible.builtin.assert:
+    that: readiness.ready
+    fail_msg: "{{ inventory_hostname }} is not ready: {{ readiness.problems | join('; ') }}"
+'''
+
+RETURN = r'''
+ready:
+  description: True when RV(problems) is empty.
+  returned: always
+  type: bool
+  sample: true
+problems:
+  description: Why the host is not ready, one line per problem.
+  returned: always
+  type: list
+  elements: str
+  sample: ["criu: `criu check` fails (/usr/sbin/criu): Error (criu/crtools.c:260): Could not initialize kernel features detection."]
+criu:
+  description: The CRIU found.
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: Path of the C(criu) checked (null if none was found).
+      type: str
+      sample: /usr/local/sbin/criu
+    version:
+      description: Its version.
+      type: str
+      sample: 4.2.1
+    min_version:
+      description: O(criu_min_version).
+      type: str
+      sample: '4.2'
+    check_ok:
+      description: Whether C(criu check) passed (null when not run).
+      type: bool
+      sample: true
+    check_output:
+      description: Combined output of C(criu check).
+      type: str
+      sample: Looks good.
+docker:
+  description: The Docker daemon.
+  returned: always
+  type: dict
+  contains:
+    host:
+      description: The endpoint asked.
+      type: str
+      sample: unix:///var/run/docker.sock
+    version:
+      description: Engine version.
+      type: str
+      sample: 20.10.24+dfsg1
+    api_version:
+      description: Engine API version.
+      type: str
+      sample: '1.41'
+    experimental:
+      description: Whether the experimental API (checkpoint/restore) is on.
+      type: bool
+      sample: true
+    data_root:
+      description: The daemon's data root.
+      type: str
+      sample: /var/lib/docker
+    storage_driver:
+      description: The daemon's storage driver.
+      type: str
+      sample: overlay2
+    error:
+      description: Why the daemon could not be asked (null when it answered).
+      type: str
+      sample: null
+dump_dir:
+  description: The dump directory (all null/false when O(dump_dir) is not given).
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: O(dump_dir).
+      type: str
+      sample: /var/lib/edgemig/dumps
+    exists:
+      description: Whether it is an existing directory.
+      type: bool
+      sample: true
+    fs_type:
+      description: File system type it is on.
+      type: str
+      sample: tmpfs
+    is_tmpfs:
+      description: Whether that is tmpfs.
+      type: bool
+      sample: true
+    free_bytes:
+      description: Bytes available.
+      type: int
+      sample: 2147483648
+    mode:
+      description: Permission bits, octal.
+      type: str
+      sample: '0700'
+runc_conf:
+  description: The CRIU options runc uses.
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: O(runc_conf).
+      type: str
+      sample: /etc/criu/runc.conf
+    exists:
+      description: Whether the file exists.
+      type: bool
+      sample: true
+    options:
+      description: Its options, without leading dashes.
+      type: list
+      elements: str
+      sample: [tcp-close, skip-in-flight, file-locks]
+'''
+
+import os
+import shutil
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import (
+    docker_facts,
+    dump_dir_facts,
+    parse_criu_version,
+    parse_runc_conf,
+    problems,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            DOCKER_ARGS,
+            criu_path=dict(type="path"),
+            criu_min_version=dict(type="str", default="4.2"),
+            run_criu_check=dict(type="bool", default=True),
+            dump_dir=dict(type="path"),
+            min_free_bytes=dict(type="int", default=0),
+            runc_conf=dict(type="path", default="/etc/criu/runc.conf"),
+            required_runc_options=dict(type="list", elements="str", default=["skip-in-flight"]),
+            storage_driver=dict(type="str", default="overlay2"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+
+    # CRIU: the one runc would find, unless told otherwise.
+    criu_path = p["criu_path"] or shutil.which("criu")
+    criu = {"path": criu_path, "version": None, "min_version": p["criu_min_version"],
+            "check_ok": None, "check_output": None}
+    if criu_path and not os.access(criu_path, os.X_OK):
+        criu.update(path=None)
+    elif criu_path:
+        rc, out, err = module.run_command([criu_path, "--version"])
+        criu["version"] = parse_criu_version(out + err)
+        if p["run_criu_check"]:
+            rc, out, err = module.run_command([criu_path, "check"])
+            criu["check_ok"] = rc == 0
+            criu["check_output"] = (out + err).strip()
+
+    # Docker.
+    api = docker_api(module)
+    docker = {"host": api.base_url, "error": None}
+    try:
+        docker.update(docker_facts(api.info(), api.version()))
+    except DockerAPIError as exc:
+        docker.update(docker_facts(None, None), experimental=False, error=str(exc))
+
+    dump_dir = dump_dir_facts(p["dump_dir"], _read("/proc/self/mountinfo") or "")
+
+    conf_text = _read(p["runc_conf"])
+    runc_conf = {"path": p["runc_conf"], "exists": conf_text is not None,
+                 "options": parse_runc_conf(conf_text or "")}
+
+    found = problems(criu, docker, dump_dir, runc_conf,
+                     min_version=p["criu_min_version"],
+                     required_runc_options=p["required_runc_options"],
+                     storage_driver=p["storage_driver"],
+                     min_free_bytes=p["min_free_bytes"])
+    module.exit_json(changed=False, ready=not found, problems=found, criu=criu, docker=docker,
+                     dump_dir=dump_dir, runc_conf=runc_conf)
+
+
+if __name__ == "__main__":
+    main()
