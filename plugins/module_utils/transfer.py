@@ -169,52 +169,88 @@ def _pump_replies(chan, acks: AckState, stderr_buf: list) -> None:
         acks.done.set()
 
 
-def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], *, host: str,
-                  port: int = 22, user: str = "root", key_file: str, known_hosts: str,
-                  remote_python: str = "python3", policy: str = "model", workers: int = 0,
-                  chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
-                  clear: list[str] = (), create: list[str] = (), fault_corrupt_every: int = 0,
-                  then_restore: dict | None = None, timeout: float = 3600.0,
-                  stall_timeout: float = 30.0, tag: str = "") -> dict:
-    """Stream ``src_roots`` to ``dest_roots`` on ``host``; returns stats and timeline."""
-    if not HAS_PARAMIKO:
-        raise TransferError(f"paramiko is required: {PARAMIKO_IMPORT_ERROR}")
-    cores = workers or os.cpu_count() or 1
-    ctl = make_controller(policy, cores)
-    t0 = time.monotonic()
-    client = connect(host, port, user, key_file, known_hosts)
-    stderr_buf: list[bytes] = []
-    try:
-        transport = client.get_transport()
-        chan = transport.open_session(window_size=8 << 20, max_packet_size=1 << 15)
-        chan.exec_command(receiver_command(remote_python, dest_roots, clear, create, 0,
-                                           fault_corrupt_every, then_restore,
-                                           tag=tag or (then_restore or {}).get("name", ""),
-                                           # the sender gives up first, with the better message
-                                           stall_timeout=2 * stall_timeout))
-        t_connect = time.monotonic() - t0
-        chan.sendall(receiver_bundle())
-        acks = AckState()
-        pump = threading.Thread(target=_pump_replies, args=(chan, acks, stderr_buf),
-                                name="edgemig-replies", daemon=True)
-        pump.start()
-        monitor = NetMonitor(transport.sock)
+class SshStream:
+    """One edge-to-edge stream: ``open()`` connects and starts the receiver,
+    ``stream()`` sends the roots, ``close()`` hangs up.
+
+    Opening is split from streaming so that a migration can connect, do the
+    SSH handshake and start the receiver (Python start-up, imports) *before*
+    it freezes the container: none of that sits on the downtime path.
+    """
+
+    def __init__(self, dest_roots: dict[str, str], *, host: str, port: int = 22, user: str = "root",
+                 key_file: str, known_hosts: str, remote_python: str = "python3", clear: list[str] = (),
+                 create: list[str] = (), fault_corrupt_every: int = 0, then_restore: dict | None = None,
+                 stall_timeout: float = 30.0, tag: str = ""):
+        if not HAS_PARAMIKO:
+            raise TransferError(f"paramiko is required: {PARAMIKO_IMPORT_ERROR}")
+        self.host, self.port, self.user = host, port, user
+        self.key_file, self.known_hosts = key_file, known_hosts
+        self.command = receiver_command(remote_python, dest_roots, clear, create, 0, fault_corrupt_every,
+                                        then_restore, tag=tag or (then_restore or {}).get("name", ""),
+                                        # the sender gives up first, with the better message
+                                        stall_timeout=2 * stall_timeout)
+        self.stall_timeout = stall_timeout
+        self.client = self.transport = self.chan = self.pump = None
+        self.acks = AckState()
+        self.stderr_buf: list[bytes] = []
+        self.connect_s = 0.0
+
+    def open(self) -> "SshStream":
+        t0 = time.monotonic()
+        self.client = connect(self.host, self.port, self.user, self.key_file, self.known_hosts)
+        self.transport = self.client.get_transport()
+        self.chan = self.transport.open_session(window_size=8 << 20, max_packet_size=1 << 15)
+        self.chan.exec_command(self.command)
+        self.chan.sendall(receiver_bundle())
+        self.pump = threading.Thread(target=_pump_replies, args=(self.chan, self.acks, self.stderr_buf),
+                                     name="edgemig-replies", daemon=True)
+        self.pump.start()
+        self.connect_s = time.monotonic() - t0
+        return self
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def __enter__(self) -> "SshStream":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _stderr(self) -> str:
+        return b"".join(self.stderr_buf).decode(errors="replace").strip()[-800:]
+
+    def stream(self, src_roots: list[tuple[str, str]], *, policy: str = "model", workers: int = 0,
+               chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
+               timeout: float = 3600.0) -> dict:
+        """Send ``src_roots``; returns stats and timeline once the receiver confirmed."""
+        cores = workers or os.cpu_count() or 1
+        ctl = make_controller(policy, cores)
+        host, chan, acks = self.host, self.chan, self.acks
+        if acks.error:  # the receiver already gave up (bad root, no space...)
+            self.pump.join(timeout=5)
+            raise TransferError(f"receiver on {host} failed before the stream: {acks.error}")
+        monitor = NetMonitor(self.transport.sock)
+        transport = self.transport
         sender = StreamSender(src_roots, ctl, chan.sendall, acks, workers=cores,
                               chunk_size=chunk_size, dedup=dedup, pipelined=pipelined,
-                              monitor=monitor, stall_timeout=stall_timeout,
+                              monitor=monitor, stall_timeout=self.stall_timeout,
                               on_stall=lambda _msg: transport.close())
         try:
             result = sender.run(timeout=timeout)
         except ProtocolError as exc:
             if sender.stalled:
                 raise TransferError(f"{sender.stalled} (to {host})") from None
-            pump.join(timeout=5)
-            detail = b"".join(stderr_buf).decode(errors="replace").strip()[-800:]
+            self.pump.join(timeout=5)
+            detail = self._stderr()
             raise TransferError(f"{exc}{': ' + detail if detail else ''}") from None
         except (OSError, EOFError) as exc:
             if sender.stalled:
                 raise TransferError(f"{sender.stalled} (to {host})") from None
-            pump.join(timeout=5)
+            self.pump.join(timeout=5)
             why = acks.error or str(exc) or type(exc).__name__
             if chan.exit_status_ready():
                 why += f" (receiver exit status {chan.recv_exit_status()})"
@@ -223,16 +259,29 @@ def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], 
         # The receiver confirmed (acks.done): its exit status follows at once.
         # Never hang here on a link that died right after the confirmation.
         status = chan.recv_exit_status() if chan.status_event.wait(30) else (0 if acks.result else -1)
-        pump.join(timeout=10)
+        self.pump.join(timeout=10)
         if status != 0:
-            detail = b"".join(stderr_buf).decode(errors="replace").strip()[-800:]
-            raise TransferError(f"receiver on {host} exited with status {status}: {detail}")
-        result["connect_s"] = round(t_connect, 4)
+            raise TransferError(f"receiver on {host} exited with status {status}: {self._stderr()}")
+        result["connect_s"] = round(self.connect_s, 4)
         result["cipher"] = getattr(transport, "local_cipher", None)
         result["timeline"] = sender.timeline
         return result
-    finally:
-        client.close()
+
+
+def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], *, host: str,
+                  port: int = 22, user: str = "root", key_file: str, known_hosts: str,
+                  remote_python: str = "python3", policy: str = "model", workers: int = 0,
+                  chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
+                  clear: list[str] = (), create: list[str] = (), fault_corrupt_every: int = 0,
+                  then_restore: dict | None = None, timeout: float = 3600.0,
+                  stall_timeout: float = 30.0, tag: str = "") -> dict:
+    """Connect, stream ``src_roots`` to ``dest_roots`` on ``host``, hang up."""
+    with SshStream(dest_roots, host=host, port=port, user=user, key_file=key_file,
+                   known_hosts=known_hosts, remote_python=remote_python, clear=clear, create=create,
+                   fault_corrupt_every=fault_corrupt_every, then_restore=then_restore,
+                   stall_timeout=stall_timeout, tag=tag) as conn:
+        return conn.stream(src_roots, policy=policy, workers=workers, chunk_size=chunk_size,
+                           dedup=dedup, pipelined=pipelined, timeout=timeout)
 
 
 def send_local(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], policy: str = "model",

@@ -136,11 +136,12 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import (
     CheckpointError, create, stage_checkpoint,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
-    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, TransferError, send_over_ssh,
+    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SshStream, TransferError,
 )
 
 
@@ -198,40 +199,59 @@ def main() -> None:
     if missing:
         module.fail_json(msg=f"target is missing {', '.join(missing)} (prepare the target container first)")
     api = docker_api(module)
+    # Everything the receiver needs is known before the freeze: connect, do
+    # the SSH handshake and start the receiver now, off the downtime path.
+    # A failure here (unreachable target, unknown host key) freezes nothing.
+    try:
+        inspect = api.inspect_container(p["name"])
+    except DockerAPIError as exc:
+        module.fail_json(msg=f"checkpoint: {exc}", rolled_back="not_needed", durations={})
+    if inspect is None or not inspect["State"].get("Running"):
+        module.fail_json(msg=f"checkpoint: container {p['name']!r} is not running here",
+                         rolled_back="not_needed", durations={})
+    dest = {"checkpoint": tgt["checkpoint_dir"], "layer": tgt["upper_dir"]}
+    clear = ["layer"]
+    target_vols = {v["name"]: v["path"] for v in tgt.get("volumes") or []}
+    for vol in volumes(inspect):
+        if vol["name"] not in target_vols:
+            module.fail_json(msg=f"volume {vol['name']!r} has no counterpart on the target "
+                                 "(prepare the target container from the source's config)",
+                             rolled_back="not_needed", durations={})
+        dest[f"volume/{vol['name']}"] = target_vols[vol["name"]]
+        clear.append(f"volume/{vol['name']}")
+    then_restore = {"docker_host": tgt.get("docker_host"), "name": p["name"],
+                    "checkpoint": "edgemig-fault-missing" if p["fault_restore"] else p["checkpoint"],
+                    "health": p["health"], "address": p["address"], "interface": tgt.get("interface")}
+    try:
+        conn = SshStream(dest, host=tgt["host"], port=int(tgt.get("port", 22)), user=tgt.get("user", "root"),
+                         key_file=tgt.get("key_file", "/etc/edgemig/migration_key"),
+                         known_hosts=tgt.get("known_hosts", "/etc/edgemig/known_hosts"),
+                         remote_python=tgt.get("python", "python3"), clear=clear,
+                         fault_corrupt_every=p["fault_corrupt_every"], then_restore=then_restore,
+                         stall_timeout=p["stall_timeout"]).open()
+    except TransferError as exc:
+        module.fail_json(msg=f"connecting to the target: {exc}", rolled_back="not_needed", durations={})
     t0 = time.monotonic()
     try:
         ck = create(api, p["name"], p["dump_dir"], p["checkpoint"])
     except (CheckpointError, DockerAPIError, OSError) as exc:
+        conn.close()
         module.fail_json(msg=f"checkpoint: {exc}", rolled_back="not_needed", durations={})
     durations = dict(ck["durations"])
+    durations["connect_s"] = round(conn.connect_s, 4)
     try:
         if p["address"]:
             set_address(p["interface"], p["address"], False)
         roots = [("checkpoint", ck["checkpoint_dir"]), ("layer", ck["upper_dir"])]
-        dest = {"checkpoint": tgt["checkpoint_dir"], "layer": tgt["upper_dir"]}
-        clear = ["layer"]
-        target_vols = {v["name"]: v["path"] for v in tgt.get("volumes") or []}
-        for vol in ck["volumes"]:
-            if vol["name"] not in target_vols:
-                raise TransferError(f"volume {vol['name']!r} has no counterpart on the target")
-            roots.append((f"volume/{vol['name']}", vol["path"]))
-            dest[f"volume/{vol['name']}"] = target_vols[vol["name"]]
-            clear.append(f"volume/{vol['name']}")
-        then_restore = {"docker_host": tgt.get("docker_host"), "name": p["name"],
-                        "checkpoint": "edgemig-fault-missing" if p["fault_restore"] else p["checkpoint"],
-                        "health": p["health"], "address": p["address"], "interface": tgt.get("interface")}
+        roots += [(f"volume/{v['name']}", v["path"]) for v in ck["volumes"]]
         t1 = time.monotonic()
-        result = send_over_ssh(roots, dest, host=tgt["host"], port=int(tgt.get("port", 22)),
-                               user=tgt.get("user", "root"), key_file=tgt.get("key_file", "/etc/edgemig/migration_key"),
-                               known_hosts=tgt.get("known_hosts", "/etc/edgemig/known_hosts"),
-                               remote_python=tgt.get("python", "python3"), policy=p["policy"], dedup=p["dedup"],
-                               pipelined=p["pipelined"], clear=clear, fault_corrupt_every=p["fault_corrupt_every"],
-                               then_restore=then_restore, stall_timeout=p["stall_timeout"])
+        result = conn.stream(roots, policy=p["policy"], dedup=p["dedup"], pipelined=p["pipelined"])
         durations["downtime_s"] = round(time.monotonic() - t0, 4)
         switch = (result.get("receiver") or {}).get("switchover") or {}
         durations["transfer_s"] = round(time.monotonic() - t1 - sum(switch.values()), 4)
         durations.update(switch)
     except (TransferError, SwitchoverError, DockerAPIError, OSError, ValueError) as exc:
+        conn.close()
         try:
             how = roll_back(api, p, ck)
         except Exception as rb_exc:  # report both; the playbook's rescue tries again
@@ -242,6 +262,7 @@ def main() -> None:
         module.fail_json(msg=f"migration failed: {exc}; the service was "
                              f"{'restored from its checkpoint' if how == 'checkpoint' else 'started again'} on the source",
                          rolled_back=how, durations=durations)
+    conn.close()
     shutil.rmtree(ck["work_dir"], ignore_errors=True)
     timeline = result.pop("timeline", [])
     module.exit_json(changed=True, durations=durations, sizes=ck["sizes"], stats=result, timeline=timeline)
