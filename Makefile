@@ -62,7 +62,7 @@ molecule: provision
 
 # The whole suite; brings the lab up itself (CI: .ci/run).
 test: provision
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -m "not slow" tests
 	$(MAKE) molecule
 
 build: collection-link

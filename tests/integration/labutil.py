@@ -114,6 +114,19 @@ def wait_answering(spec: dict, timeout: float = 30.0) -> float:
     raise AssertionError(f"service at {spec['address']} does not answer: {last}")
 
 
+EDGE_IP = {"edge1": "10.213.0.11", "edge2": "10.213.0.12"}
+
+
+def port_open(edge: str, port: int) -> bool:
+    """Does the edge host itself accept connections on ``port``?"""
+    import socket
+    try:
+        with socket.create_connection((EDGE_IP[edge], port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def report(svc: str) -> dict:
     with open(os.path.join(ROOT, "reports", f"migrate-{svc}-latest.json")) as fh:
         return json.load(fh)

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from labutil import (  # noqa: E402 (tests/integration is on sys.path via conftest)
-    catalog, docker, lab_is_up, playbook, recap_changed, report, running_on, sql, uptime, wait_answering,
+    catalog, docker, lab_is_up, playbook, port_open, recap_changed, report, running_on, sql, uptime,
+    wait_answering,
 )
 
 pytestmark = pytest.mark.lab
@@ -57,6 +58,8 @@ def test_migrate_there_and_back(svc):
         assert docker(a, "inspect", svc, check=False).returncode != 0, "source container still exists"
         after = wait_answering(spec)
         assert after >= before, f"{svc} uptime fell from {before} to {after}: restarted, not restored"
+        port = spec["ports"][0]["host"]
+        assert port_open(b, port) and not port_open(a, port), "the service must answer on the target only"
         assert read_marker(svc, b) == text, "file written before the migration is missing"
         rep = report(svc)
         assert rep["runs_on"] == b and rep["source"] == a
