@@ -62,6 +62,7 @@ molecule: provision
 
 # The whole suite; brings the lab up itself (CI: .ci/run).
 test: provision
+	$(MAKE) lint
 	$(PYTHON) -m pytest -q -m "not slow" tests
 	$(MAKE) molecule
 
@@ -69,7 +70,7 @@ build: collection-link
 	ansible-galaxy collection build --force --output-path .cache/dist .
 
 lint: collection-link
-	ansible-lint --profile production roles playbooks
+	ansible-lint --profile production playbooks roles extensions
 
 bench-stream: provision
 	$(PYTHON) bench/stream_bench.py $(BENCH_ARGS)
