@@ -98,7 +98,7 @@ def driver() -> int:
     return 0
 
 
-RXMEM = r'''#!/usr/bin/python3
+RXMEM = r'''#!%s
 # Runs the receiver as a child and records its peak RSS (ru_maxrss, KiB).
 import resource, subprocess, sys
 rc = subprocess.call([sys.executable] + sys.argv[1:])
@@ -109,10 +109,11 @@ sys.exit(rc)
 
 
 class Driver:
-    def __init__(self):
+    def __init__(self, env: dict | None = None):
         self.p = subprocess.Popen(
             ["nsenter", "--net=/var/run/netns/edge1", sys.executable, os.path.abspath(__file__), "--driver"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            env=dict(os.environ, **(env or {})))
         self.n = 0
 
     def run(self, job: dict, on_start=None) -> dict:
@@ -418,13 +419,18 @@ def memory_test(gib: float) -> dict:
     marker = os.path.join(SYNTH, "rx-maxrss")
     wrapper = os.path.join(SYNTH, "rxmem.py")
     with open(wrapper, "w") as fh:
-        fh.write(RXMEM % marker)
+        fh.write(RXMEM % (sys.executable, marker))
     os.chmod(wrapper, 0o755)
     out = {"dump_bytes": tree_bytes(roots), "runs": []}
-    for policy in ("model", "fixed:none:0"):
+    # glibc keeps freed 1 MiB chunk buffers in per-thread arenas once its
+    # dynamic mmap threshold has grown; MALLOC_MMAP_THRESHOLD_ pins it so
+    # chunk buffers go back to the OS (measured both ways).
+    for policy, env in (("model", None), ("fixed:none:0", None),
+                        ("model", {"MALLOC_MMAP_THRESHOLD_": "131072"}),
+                        ("fixed:none:0", {"MALLOC_MMAP_THRESHOLD_": "131072"})):
         if os.path.exists(marker):
             os.unlink(marker)
-        drv = Driver()  # a fresh sender process: its ru_maxrss is this run's
+        drv = Driver(env)  # a fresh sender process: its ru_maxrss is this run's
         try:
             res = drv.run({"src": roots, "dest": dest_for(roots, "mem"), "policy": policy,
                            "remote_python": wrapper})
@@ -432,10 +438,10 @@ def memory_test(gib: float) -> dict:
             drv.close()
         rx = int(open(marker).read()) if os.path.exists(marker) else None
         if "error" in res:
-            out["runs"].append({"policy": policy, "error": res["error"]})
+            out["runs"].append({"policy": policy, "env": env, "error": res["error"]})
         else:
             r = res["result"]
-            out["runs"].append({"policy": policy, "seconds": r["seconds"], "ratio": r["ratio"],
+            out["runs"].append({"policy": policy, "env": env, "seconds": r["seconds"], "ratio": r["ratio"],
                                 "sender_peak_MiB": round(r["sender_maxrss_kib"] / 1024, 1),
                                 "receiver_peak_MiB": round(rx / 1024, 1) if rx else None})
         print(f"  memory {policy}: {out['runs'][-1]}", flush=True)
@@ -451,6 +457,8 @@ def main() -> int:
     ap.add_argument("--no-schedule", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--memory-gib", type=float, default=1.0)
+    ap.add_argument("--memory-only", action="store_true",
+                    help="only the memory test; merged into the existing JSON/markdown")
     ap.add_argument("--json", default=os.path.join(ROOT, "docs", "stream-benchmark.json"))
     ap.add_argument("--md", default=os.path.join(ROOT, "docs", "stream-benchmark.md"))
     args = ap.parse_args()
@@ -468,6 +476,18 @@ def main() -> int:
     missing = [d for d in dumps if not os.path.exists(os.path.join(DUMPS, d, "DONE"))]
     if missing:
         subprocess.run([sys.executable, os.path.join(HERE, "capture_dumps.py"), *missing], check=True)
+    if args.memory_only:
+        with open(args.json) as fh:
+            report = json.load(fh)
+        try:
+            report["memory"] = memory_test(args.memory_gib)
+        finally:
+            shutil.rmtree(os.path.join(DEST_BASE, "bench-mem"), ignore_errors=True)
+        report["memory"]["command"] = "python3 bench/stream_bench.py " + " ".join(sys.argv[1:])
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+        write_md(report, args.md)
+        return 0
     sets = settings(args.quick)
     t_start = time.monotonic()
     report = {"command": "python3 bench/stream_bench.py " + " ".join(sys.argv[1:]),
@@ -562,12 +582,13 @@ def write_md(report: dict, path: str) -> None:
               f"{m['dump_bytes'] / (1 << 30):.2f} GiB: 15 % zero pages, 20 % duplicates, rest real page "
               "content of the captured dumps tiled. Sender = ru_maxrss of a fresh driver process; receiver "
               "= ru_maxrss of the receiver process (a wrapper on edge2 records it).", "",
-              "| policy | time s | ratio | sender peak MiB | receiver peak MiB |", "|---|---:|---:|---:|---:|"]
+              "| policy | sender env | time s | ratio | sender peak MiB | receiver peak MiB |",
+              "|---|---|---:|---:|---:|---:|"]
         for r in m["runs"]:
             if "error" in r:
-                L.append(f"| {r['policy']} | error: {r['error'][:120]} ||||")
+                L.append(f"| {r['policy']} | {r.get('env') or '-'} | error: {r['error'][:120]} ||||")
             else:
-                L.append(f"| {r['policy']} | {r['seconds']:.2f} | {r['ratio']:.3f} | {r['sender_peak_MiB']} "
+                L.append(f"| {r['policy']} | {r.get('env') or '-'} | {r['seconds']:.2f} | {r['ratio']:.3f} | {r['sender_peak_MiB']} "
                          f"| {r['receiver_peak_MiB']} |")
         L.append("")
     L.append("<!-- analysis -->")

@@ -158,8 +158,8 @@ def unshape_all() -> None:
 def nft_drop_edges() -> None:
     """Drop every packet between the two edges on the lab bridge (the controller's own SSH is untouched)."""
     a, b = EDGE_IP["edge1"], EDGE_IP["edge2"]
-    rules = (f"table bridge edgemig_fault {{ chain fwd {{ type filter hook forward priority -200; policy accept; "
-             f"ip saddr {a} ip daddr {b} drop; ip saddr {b} ip daddr {a} drop; }} }}")
+    rules = (f"table bridge edgemig_fault {{\n chain cut {{\n  type filter hook forward priority -200; policy accept;\n"
+             f"  ip saddr {a} ip daddr {b} drop\n  ip saddr {b} ip daddr {a} drop\n }}\n}}\n")
     subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
 
 
@@ -374,7 +374,10 @@ def test_corrupted_chunk_never_restored(say):
     say("fault", f"{svc} {src} -> {dst}: receiver test hook flips a byte in every 3rd chunk "
                  f"(edgemig_fault_corrupt_every=3); {rows} rows committed")
     proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
-                    "-e", "edgemig_fault_corrupt_every=3", check=False)
+                    "-e", "edgemig_fault_corrupt_every=3",
+                    # uncompressed: the CRC32 is what catches it (a compressed chunk would
+                    # mostly fail to decompress first, also detected)
+                    "-e", "edgemig_policy=fixed:none:0", check=False)
     assert proc.returncode != 0, proc.stdout[-3000:]
     say("outcome", "playbook failed, service rolled back on the source")
     check_outcome(say, svc, src, before, rows=rows, output=proc.stdout, cause=r"checksum mismatch")
@@ -576,7 +579,7 @@ def test_unknown_host_key_refused(say):
     before = uptime(CATALOG[svc])
     with tempfile.NamedTemporaryFile("w", prefix="edgemig-kh-", suffix=".known_hosts", delete=False) as fh:
         # Only the *source's* own key: the target's key is missing.
-        for line in open("/var/lib/edgemig-lab/ssh/known_hosts"):
+        for line in open("/var/lib/edgemig-lab/ssh/edge_known_hosts"):
             if line.split(" ", 1)[0].split(",")[0] in (src, EDGE_IP[src]):
                 fh.write(line)
         kh = fh.name

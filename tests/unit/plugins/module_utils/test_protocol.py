@@ -221,3 +221,21 @@ def test_bundle_contains_receiver_sources():
     bundle = json.loads(data[4:])
     assert any(k.endswith(".receiver") for k in bundle)
     assert all("def " in v for v in bundle.values())
+
+
+def test_unix_sockets_are_skipped(tmp_path):
+    import socket
+    layer = tmp_path / "layer"
+    (layer / "run").mkdir(parents=True)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(layer / "run" / "mysqld.sock"))
+    (layer / "run" / "pid").write_text("1")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    try:
+        res = send_local([("layer", str(layer))], {"layer": str(dest)}, policy="fixed:none:0")
+    finally:
+        sock.close()
+    assert res["receiver"]["ok"]
+    assert (dest / "run" / "pid").read_text() == "1"
+    assert not (dest / "run" / "mysqld.sock").exists()
