@@ -308,7 +308,7 @@ class ModelController(_Base):
 
     def __init__(self, cores: int, candidates=DEFAULT_CANDIDATES, *,
                  rx_cores: int | None = None, read_rate_Bps: float = math.inf,
-                 initial: tuple[str, int] = ("lz4", 2),
+                 initial: tuple[str, int] = ("zstd", 1),
                  sample_bytes: int = 128 * 1024, sample_period_s: float = 0.5,
                  max_overhead: float = 0.03, alpha: float = 0.3,
                  hysteresis: float = 0.05, min_dwell_s: float = 0.3,

@@ -123,6 +123,7 @@ class AckState:
         self.result: dict | None = None
         self.error: str | None = None
         self.done = threading.Event()
+        self._moved = threading.Condition()
 
     def feed_line(self, line: bytes) -> None:
         try:
@@ -137,6 +138,13 @@ class AckState:
         elif msg.get("ok"):
             self.result = msg
             self.done.set()
+        with self._moved:
+            self._moved.notify_all()
+
+    def wait_below(self, sent: int, limit: int, timeout: float = 0.25) -> None:
+        """Block while more than ``limit`` sent bytes are unacknowledged (or until ``timeout``)."""
+        with self._moved:
+            self._moved.wait_for(lambda: sent - self.acked <= limit or self.done.is_set(), timeout)
 
 
 def _compress_job(codec: str, level: int, raw: bytes, literal: bytes) -> tuple[str, int, bytes, int, float]:
@@ -180,6 +188,8 @@ class StreamSender:
         # Stall watchdog: data sent but no acknowledgement for this long ->
         # abort (a dropped link makes TCP hang for many minutes otherwise).
         self.stall_timeout = stall_timeout
+        self.min_inflight = 4 << 20
+        self._ack_rate = 0.0  # raw bytes/s the receiver confirms, EWMA (monitor thread)
         self.on_stall = on_stall
         self.stalled: str | None = None
 
@@ -242,6 +252,7 @@ class StreamSender:
             codec, level, payload, crc, cpu = fut.result()
             data = chunk_frame(fid, offset, codec, level, raw_len, crc, payload, lit_len, pagemap)
             self.ctl.observe_chunk(codec, level, lit_len, len(payload), cpu)
+            self._throttle()
             with self._lock:
                 self.stats["chunks"] += 1
                 self.stats["bytes_raw"] += raw_len
@@ -250,6 +261,23 @@ class StreamSender:
                 c[0] += raw_len
                 c[1] += len(payload)
         self._write(data)
+
+    def _throttle(self) -> None:
+        """Keep at most ~0.5 s of data (and >= 4 MiB) unacknowledged.
+
+        Without this, socket buffers and the SSH window swallow tens of MiB
+        compressed with the controller's first guess before the first network
+        sample arrives; with it, a new decision applies to data still unsent.
+        It also bounds memory on the receiver side.
+        """
+        if not self.pipelined:
+            return
+        limit = max(self.min_inflight, int(self._ack_rate * 0.5))
+        while not self.acks.done.is_set():
+            sent = self.stats["bytes_raw"]
+            if sent - self.acks.acked <= limit:
+                return
+            self.acks.wait_below(sent, limit)
 
     def _write(self, data: bytes) -> None:
         if self.acks.error:
@@ -279,9 +307,14 @@ class StreamSender:
 
     def _monitor_loop(self) -> None:
         last_t, last_raw, last_wire = time.monotonic(), 0, 0
+        last_acked = 0
         stall_state = [0, last_t]
         while not self._stop.wait(self.interval):
             now = time.monotonic()
+            acked_now = self.acks.acked
+            rate = (acked_now - last_acked) / max(now - last_t, 1e-6)
+            self._ack_rate = rate if not self._ack_rate else 0.5 * self._ack_rate + 0.5 * rate
+            last_acked = acked_now
             if self.stall_timeout:
                 self._check_stall(now, stall_state)
             sample = None

@@ -105,7 +105,7 @@ def test_fixed_controller():
 @pytest.mark.parametrize("policy,expected", [
     ("fixed:lz4:4", ("lz4", 4)), ("fixed:none:0", ("none", 0)),
     ("fixed:zstd:3", ("zstd", 3)), ("fixed:wkdm:0", ("wkdm", 0)), ("fixed:zstd:-5", ("zstd", -5)),
-    ("paper", ("lz4", 4)), ("model", ("lz4", 2)),
+    ("paper", ("lz4", 4)), ("model", ("zstd", 1)),
 ])
 def test_make_controller(policy, expected):
     assert C.make_controller(policy, cores=2).current() == expected
@@ -171,7 +171,7 @@ def feed(ctl, clock, seconds, goodput, app_limited=False, delivery=None):
 
 def test_model_keeps_initial_choice_without_network_estimate():
     ctl, clock = primed()
-    assert ctl.current() == ("lz4", 2)
+    assert ctl.current() == ("zstd", 1)
     assert ctl.describe()["net_rate_Bps"] is None
 
 
