@@ -16,14 +16,8 @@ description:
   - O(policy) chooses the compression. C(model) (default) measures the candidates' speed and ratio on the data
     flowing and the network rate, and picks the setting that minimises the predicted time (the paper's eq. 9-11).
     C(paper) is the paper's 9-state RTT/loss controller over lz4 levels 1-9. C(fixed:<codec>:<level>) pins a setting.
-extends_documentation_fragment: []
-attributes:
-  check_mode:
-    support: none
-  diff_mode:
-    support: none
-  idempotent:
-    support: none
+extends_documentation_fragment:
+  - edgemig.migration.attributes.action
 options:
   roots:
     description: What to send. Each item has C(name) (C(checkpoint), C(layer) or C(volume/<name>)), C(src) (directory

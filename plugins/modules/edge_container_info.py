@@ -13,14 +13,8 @@ description:
     that reproduces it on another Docker daemon (used by the migration to prepare the target).
   - The returned O(config) contains the container's environment; use C(no_log) on the task if it holds secrets.
 extends_documentation_fragment:
+  - edgemig.migration.attributes.info_module
   - edgemig.migration.docker
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 options:
   name:
     description: Container name or ID.

@@ -11,14 +11,8 @@ description:
   - Looks up images by name or ID. A migration restores only onto a host that holds the very same base image
     (same ID) as the source, so only the state and the writable layer travel.
 extends_documentation_fragment:
+  - edgemig.migration.attributes.info_module
   - edgemig.migration.docker
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 options:
   images:
     description: Image names or IDs.

@@ -16,14 +16,8 @@ description:
     that fails too) and the address comes back, so the service is never left down. The dump is always removed.
   - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore) O(stage=prepare).
 extends_documentation_fragment:
+  - edgemig.migration.attributes.action
   - edgemig.migration.docker
-attributes:
-  check_mode:
-    support: none
-  diff_mode:
-    support: none
-  idempotent:
-    support: none
 options:
   name:
     description: Container (service) to migrate.
