@@ -88,6 +88,14 @@ def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess
     return proc
 
 
+def CODE_VERSION() -> str:
+    """The commit the case ran with (+dirty when the collection's code had uncommitted changes)."""
+    head = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
+    dirty = run(["git", "-C", ROOT, "status", "--porcelain", "--", "plugins", "playbooks", "roles"],
+                check=False).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
 def median(values):
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
@@ -504,7 +512,13 @@ def other(edge: str) -> str:
 def ensure_running(svc: str) -> str:
     where = labutil.running_on(svc)
     if len(where) == 1:
-        return where[0]
+        # A container left from before an image rebuild cannot move: its image is not on the other edge.
+        image = labutil.docker(where[0], "inspect", "-f", "{{.Image}}", svc, check=False).stdout.strip()
+        if image and labutil.docker(other(where[0]), "image", "inspect", image, check=False).returncode == 0:
+            return where[0]
+        log(f"{svc}: its image {image[:19]} is not on {other(where[0])}: redeploying it from the catalog")
+        for edge in EDGES:
+            labutil.docker(edge, "rm", "-f", svc, check=False)
     log(f"{svc}: running on {where or 'no edge'}; deploying on edge1")
     labutil.playbook("deploy.yml", "-e", f"svc={svc}", "-e", "host=edge1", timeout=600)
     return labutil.running_on(svc)[0]
@@ -746,6 +760,7 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
     bytes1 = link.edge_bytes()
     key = "e1e2" if src == "edge1" else "e2e1"
     back = "e2e1" if src == "edge1" else "e1e2"
+    res["code"] = CODE_VERSION()
     res.update({"service": svc, "method": method, "rate_mbit": rate or 0, "repeat": rep, "loss": loss,
                 "source": src, "target": dst, "started": wall_start})
     res["client"] = poller.downtime(t_start, t_end)
@@ -861,6 +876,8 @@ def main() -> int:
     ap.add_argument("--loss-methods", default="model,uncompressed")
     ap.add_argument("--json", default=None, help="raw results (default docs/benchmarks.json; quick: reports/bench-quick.json)")
     ap.add_argument("--doc", default=None, help="report (default docs/benchmarks.md; quick: none)")
+    ap.add_argument("--merge", default=None,
+                    help="add the results of an earlier run (JSON) before this run's, e.g. to complete a run")
     ap.add_argument("--from-json", default=None, help="only (re)write the report and plots from a results file")
     args = ap.parse_args()
     if args.big_repeats is None:
@@ -913,6 +930,8 @@ def main() -> int:
                            schedule=c.get("schedule"), loss=c.get("loss", 0.0))
             res["group"] = c["group"]
             results.append(res)
+            with open(json_path + ".partial", "w") as fh:  # survives an interrupted run
+                json.dump({"command": command, "argv": sys.argv[1:], "results": results}, fh)
     finally:
         link.cleanup()
         shutil.rmtree(report_dir, ignore_errors=True)
@@ -923,6 +942,12 @@ def main() -> int:
         if lock_fh:
             lock_fh.close()
     elapsed = time.monotonic() - t_run
+    if args.merge:
+        with open(args.merge) as fh:
+            prev = json.load(fh)
+        results = prev["results"] + results
+        elapsed += prev.get("elapsed_s", 0)
+        command = prev["command"] + " ; then " + command
     data = {"command": command, "argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "elapsed_s": round(elapsed, 1), "host": {"cpus": os.cpu_count(), "kernel": os.uname().release},
             "quick": args.quick, "results": results}

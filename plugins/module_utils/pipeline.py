@@ -497,7 +497,10 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
                     last = time.monotonic()
                     continue
                 now = time.monotonic()
-                if now - last >= ack_interval:
+                # Ack at least every ack_interval, and always when the queue
+                # ran dry: the sender may be throttled waiting for exactly
+                # this ack, and no further item would come to trigger it.
+                if now - last >= ack_interval or q.empty():
                     reply({"ack": writer.bytes_written})
                     last = now
         except BaseException as exc:

@@ -11,7 +11,8 @@ description:
   - Creates and starts the container of a catalog service (image, command, env, ports, volumes) and waits for its
     health check, or removes it.
   - The container is labelled with the service name and a hash of its catalog entry; a running container with the
-    same hash is left alone, one with another hash is replaced (O(recreate=true)) or reported.
+    same hash and the current image ID is left alone, one with another hash or an outdated image is replaced
+    (O(recreate=true)) or reported.
 extends_documentation_fragment:
   - edgemig.migration.docker
 attributes:
@@ -104,10 +105,15 @@ def main() -> None:
             body = from_catalog(p["name"], p["spec"])
         except (KeyError, TypeError, ValueError) as exc:
             module.fail_json(msg=f"spec of {p['name']!r} is not a valid catalog entry: {exc}")
-        if api.inspect_image(body["Image"]) is None:
+        image = api.inspect_image(body["Image"])
+        if image is None:
             module.fail_json(msg=f"image {body['Image']!r} of service {p['name']!r} is not present on this host "
                                  "(run the base_images role)")
-        same = current is not None and (current["Config"].get("Labels") or {}).get(LABEL_SPEC) == spec_hash(p["spec"])
+        # Same catalog entry AND the image that name points to now (a rebuilt
+        # base image must not leave the service on the old one).
+        same = (current is not None
+                and (current["Config"].get("Labels") or {}).get(LABEL_SPEC) == spec_hash(p["spec"])
+                and current.get("Image") == image["Id"])
         if current is not None and not same:
             if not p["recreate"]:
                 module.fail_json(msg=f"container {p['name']!r} exists with another configuration and recreate=false")

@@ -1,0 +1,253 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fuzzing the receiver (issue 6): random and adversarial streams against ``receive_stream``.
+
+Property: whatever the bytes, ``receive_stream`` either returns a summary or
+raises ``ProtocolError`` (nothing else), and nothing appears, changes or
+disappears outside the destination directory (the parent directory, with a
+decoy file and a decoy directory, is snapshotted before and after).
+
+The default run tries FUZZ_EXAMPLES inputs per strategy (fast enough for the
+unit suite); ``-m slow`` runs the same properties with many more.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import zlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
+from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import receive_stream
+
+FUZZ_EXAMPLES = int(os.environ.get("EDGEMIG_FUZZ_EXAMPLES", "700"))
+SLOW_EXAMPLES = int(os.environ.get("EDGEMIG_FUZZ_SLOW_EXAMPLES", "20000"))
+TRIED = {"inputs": 0, "accepted": 0, "rejected": 0}
+
+
+def snapshot(top: str, skip: str) -> dict:
+    out = {}
+    for dirpath, dirs, files in os.walk(top):
+        if os.path.abspath(dirpath).startswith(os.path.abspath(skip)):
+            continue
+        for name in dirs + files:
+            full = os.path.join(dirpath, name)
+            if os.path.abspath(full).startswith(os.path.abspath(skip)):
+                continue
+            s = os.lstat(full)
+            out[os.path.relpath(full, top)] = (s.st_mode, s.st_size, s.st_mtime_ns, s.st_uid)
+    return out
+
+
+def run_stream(data: bytes) -> None:
+    """Feed ``data`` to a receiver writing into a fresh dir; assert the property."""
+    parent = tempfile.mkdtemp(prefix="edgemig-fuzz-")
+    try:
+        with open(os.path.join(parent, "decoy"), "w") as fh:
+            fh.write("outside")
+        os.mkdir(os.path.join(parent, "decoy-dir"))
+        dest = os.path.join(parent, "dest")
+        roots = {"checkpoint": os.path.join(dest, "ck"), "layer": os.path.join(dest, "layer")}
+        for path in roots.values():
+            os.makedirs(path)
+        before = snapshot(parent, dest)
+        pos = [0]
+
+        def read(n: int) -> bytes:
+            chunk = data[pos[0]:pos[0] + min(n, 7919)]  # odd partial reads
+            pos[0] += len(chunk)
+            return chunk
+        TRIED["inputs"] += 1
+        try:
+            receive_stream(read, lambda _m: None, roots, workers=2)
+            TRIED["accepted"] += 1
+        except P.ProtocolError:
+            TRIED["rejected"] += 1
+        after = snapshot(parent, dest)
+        assert before == after, f"something outside the destination changed: {set(before) ^ set(after)}"
+        # Nothing inside dest may point a *written file* outside: every regular file is under dest.
+        for dirpath, _dirs, files in os.walk(dest):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                if not os.path.islink(full):
+                    assert os.path.realpath(full).startswith(os.path.realpath(dest) + os.sep)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- frame builders
+def hello(roots=("checkpoint", "layer"), version=P.VERSION) -> bytes:
+    return P.json_frame(P.T_HELLO, {"version": version, "roots": list(roots)})
+
+
+def entry(**meta) -> bytes:
+    base = {"root": "layer", "kind": "file", "mode": 0o644, "uid": 0, "gid": 0, "mtime_ns": 0}
+    base.update(meta)
+    return P.json_frame(P.T_ENTRY, base)
+
+
+def chunk(fid, offset, data, raw_len=None, crc=None, pagemap=b"", literal_len=None, codec="none") -> bytes:
+    raw_len = len(data) if raw_len is None else raw_len
+    crc = zlib.crc32(data) if crc is None else crc
+    literal_len = len(data) if literal_len is None else literal_len
+    return P.chunk_frame(fid, offset, codec, 0, raw_len, crc, data, literal_len, pagemap)
+
+
+def end(files=None, nbytes=None) -> bytes:
+    return P.json_frame(P.T_END, {k: v for k, v in (("files", files), ("bytes", nbytes)) if v is not None})
+
+
+EVIL_PATHS = ["../escape", "/etc/passwd-edgemig", "a/../../x", "..", "./a", "a//b", "a/./b", "a\0b",
+              "x" * 5000, "", "link/inside", "link/../x", "dir/../../decoy", "decoy-link/f"]
+KINDS = list(P.KINDS) + ["socket", "", None, 7]
+
+paths = st.one_of(st.sampled_from(EVIL_PATHS + ["f", "dir", "dir/f", "link", "decoy-link", "."]),
+                  st.text(alphabet="ab./\0", min_size=0, max_size=12))
+metas = st.fixed_dictionaries({
+    "root": st.sampled_from(["layer", "checkpoint", "volume/x", "", None]),
+    "path": paths,
+    "kind": st.sampled_from(KINDS),
+}, optional={
+    "id": st.one_of(st.integers(-2, 4), st.none(), st.text(max_size=2)),
+    "size": st.one_of(st.integers(-5, 1 << 16), st.sampled_from([1 << 40, 2 ** 63])),
+    "mode": st.one_of(st.integers(0, 0o177777), st.text(max_size=3)),
+    "uid": st.integers(0, 70000), "gid": st.integers(0, 70000),
+    "target": st.sampled_from(["/etc", "../../..", "..", "/", "f", "dir/f", "../decoy", "/tmp"]),
+    "rdev": st.integers(0, 1 << 20),
+    "mtime_ns": st.one_of(st.integers(0, 1 << 62), st.text(max_size=3)),
+    "xattrs": st.one_of(st.dictionaries(st.sampled_from(["user.a", "trusted.overlay.opaque", "bogus"]),
+                                        st.sampled_from(["eQ==", "!!", ""]), max_size=2), st.text(max_size=3)),
+})
+
+
+@st.composite
+def adversarial_streams(draw) -> bytes:
+    parts = [hello(draw(st.sampled_from([("checkpoint", "layer"), ("layer",), ("nope",)])),
+                   draw(st.sampled_from([P.VERSION, P.VERSION, 0, "1"])))]
+    for _ in range(draw(st.integers(0, 8))):
+        kind = draw(st.sampled_from(["entry", "entry", "chunk", "badchunk", "raw", "abort", "end"]))
+        if kind == "entry":
+            parts.append(entry(**draw(metas)))
+        elif kind == "chunk":
+            data = draw(st.binary(max_size=9000))
+            parts.append(chunk(draw(st.integers(-1, 4).map(lambda v: v & 0xFFFFFFFF)),
+                               draw(st.sampled_from([0, 1, 4096, 2 ** 63])), data,
+                               crc=draw(st.sampled_from([None, 0])),
+                               pagemap=draw(st.sampled_from([b"", b"\x00", b"\x01\x01", b"\x02" + P.REF.pack(0, 0),
+                                                             b"\x02" + P.REF.pack(9, 1 << 40), b"\x07"]))))
+        elif kind == "badchunk":
+            head = P.CHUNK_HEAD.pack(draw(st.integers(0, 3)), draw(st.integers(0, 2 ** 64 - 1)),
+                                     draw(st.integers(0, 255)), draw(st.integers(-128, 127)),
+                                     draw(st.integers(0, 255)), draw(st.sampled_from([0, 1, P.MAX_CHUNK + 1, 2 ** 32 - 1])),
+                                     draw(st.integers(0, 2 ** 32 - 1)), draw(st.integers(0, 2 ** 32 - 1)),
+                                     draw(st.integers(0, 2 ** 32 - 1)))
+            parts.append(P.frame(P.T_CHUNK, head + draw(st.binary(max_size=64))))
+        elif kind == "raw":
+            ftype = draw(st.integers(0, 255))
+            length = draw(st.sampled_from([0, 5, P.MAX_FRAME + 1, 2 ** 32 - 1]))
+            parts.append(P.HEADER.pack(draw(st.sampled_from([P.MAGIC, b"EMF2"])), ftype, length)
+                         + draw(st.binary(max_size=32)))
+        elif kind == "abort":
+            parts.append(P.json_frame(P.T_ABORT, {"reason": "fuzz"}))
+        else:
+            parts.append(end(draw(st.one_of(st.none(), st.integers(0, 3))), draw(st.one_of(st.none(), st.integers(0, 9)))))
+    data = b"".join(parts)
+    if draw(st.booleans()):
+        data = data[:draw(st.integers(0, len(data)))]  # truncated stream
+    return data
+
+
+FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True,
+                suppress_health_check=list(HealthCheck), database=None)
+SLOW = settings(max_examples=SLOW_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+@FUZZ
+@given(st.binary(max_size=4096))
+def test_random_bytes(data):
+    run_stream(data)
+
+
+@FUZZ
+@given(st.binary(max_size=2048))
+def test_random_bytes_after_hello(data):
+    run_stream(hello() + data)
+
+
+@FUZZ
+@given(adversarial_streams())
+def test_adversarial_frames(data):
+    run_stream(data)
+
+
+# ---------------------------------------------------------------- fixed adversarial cases
+def symlink_escape_streams() -> list[bytes]:
+    """Plant a symlink pointing out, then try to write through it in every way."""
+    out = []
+    for link_target in ("..", "../..", "/", "/tmp", "../decoy-dir"):
+        plant = hello() + entry(path="out", kind="symlink", target=link_target)
+        out.append(plant + entry(path="out/x", id=0, size=3) + chunk(0, 0, b"pwn") + end())
+        out.append(plant + entry(path="out/d", kind="dir") + end())
+        out.append(plant + entry(path="out", id=0, size=3) + chunk(0, 0, b"pwn") + end())  # replace the link
+        out.append(plant + entry(path="h", kind="hardlink", target="out") + end())
+        out.append(plant + entry(path="out/../../decoy", kind="file", id=0, size=1) + end())
+    return out
+
+
+def duplicate_and_size_streams() -> list[bytes]:
+    return [
+        hello() + entry(path="f", id=0, size=3) + entry(path="f", id=1, size=3) + end(),
+        hello() + entry(path="f", id=0, size=3) + entry(path="g", id=0, size=3) + end(),
+        hello() + entry(path="f", id=0, size=3) + chunk(0, 0, b"abc") + chunk(0, 0, b"abc") + end(),
+        hello() + entry(path="f", id=0, size=3) + chunk(0, 2, b"abc") + end(),
+        hello() + entry(path="f", id=0, size=4096) + chunk(0, 0, b"", raw_len=4096, pagemap=b"\x02" + P.REF.pack(0, 0),
+                                                          literal_len=0) + end(),
+        hello() + entry(path="f", id=0, size=1 << 40) + end(),  # sparse, huge, never completed
+        hello() + entry(path="f", id=0, size=3) + chunk(0, 0, b"abc", raw_len=P.MAX_CHUNK + 1) + end(),
+        hello() + P.HEADER.pack(P.MAGIC, P.T_CHUNK, 2 ** 32 - 1),
+        hello() + entry(path="f", id=0, size=3) + chunk(0, 0, b"abd", crc=zlib.crc32(b"abc")) + end(1, 3),
+        hello() + entry(path="f", id=0, size=3) + chunk(0, 0, b"abc") + end(2, 3),
+        hello() + entry(root="layer", path=".", kind="file", id=0, size=0) + end(),
+        hello(("checkpoint", "layer")) + P.frame(P.T_ENTRY, b"[]") + end(),
+        hello() + P.frame(P.T_ENTRY, b"{" * 5000) + end(),
+        hello() + P.frame(P.T_ENTRY, b"x" * (P.MAX_JSON + 1)) + end(),
+    ]
+
+
+def test_fixed_adversarial_cases():
+    cases = symlink_escape_streams() + duplicate_and_size_streams()
+    for data in cases:
+        run_stream(data)
+        for cut in (1, len(data) // 2, len(data) - 1):
+            run_stream(data[:cut])
+
+
+def test_report_inputs_tried(capsys):
+    """Runs last in this file: print how many inputs the fuzzer tried (issue 6 asks for the number)."""
+    with capsys.disabled():
+        print(f"\n[fuzz] receiver: {TRIED['inputs']} inputs tried, {TRIED['accepted']} accepted as valid "
+              f"streams, {TRIED['rejected']} rejected with ProtocolError, 0 other exceptions, "
+              "0 writes outside the destination")
+    assert TRIED["inputs"] >= 3 * min(FUZZ_EXAMPLES, 100)
+
+
+@pytest.fixture
+def only_with_slow(request):
+    """The long variants run only when asked for: ``pytest -m slow``."""
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("long fuzz run: select it with -m slow")
+
+
+@pytest.mark.slow
+def test_adversarial_frames_slow(only_with_slow):
+    SLOW(given(adversarial_streams())(run_stream))()
+    print(f"[fuzz] slow: {TRIED['inputs']} inputs tried so far")
+
+
+@pytest.mark.slow
+def test_random_bytes_after_hello_slow(only_with_slow):
+    SLOW(given(st.binary(max_size=8192))(lambda data: run_stream(hello() + data)))()
+    print(f"[fuzz] slow: {TRIED['inputs']} inputs tried so far")
