@@ -50,9 +50,6 @@ def walk_roots(roots: list[tuple[str, str]]) -> Iterator[tuple[str, str, str, os
 
     The root directory itself comes first as ``"."`` so its owner and mode
     travel too (a MariaDB volume's data dir belongs to mysql, not root).
-    Unix sockets are skipped: they cannot be copied, and the restored process
-    owns the listening socket again (CRIU restores it and re-creates the file
-    when the service binds it; mysqld's ``/run/mysqld/mysqld.sock`` is one).
     """
     for name, top in roots:
         yield name, ".", top, os.lstat(top)
@@ -62,10 +59,7 @@ def walk_roots(roots: list[tuple[str, str]]) -> Iterator[tuple[str, str, str, os
             for entry in sorted(dirnames) + sorted(filenames):
                 full = os.path.join(dirpath, entry)
                 rel = entry if rel_dir == "." else f"{rel_dir}/{entry}"
-                st = os.lstat(full)
-                if stat.S_ISSOCK(st.st_mode):
-                    continue
-                yield name, rel, full, st
+                yield name, rel, full, os.lstat(full)
 
 
 class Deduper:
