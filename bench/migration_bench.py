@@ -192,9 +192,10 @@ class Link:
     def counters_up(self) -> None:
         run(["nft", "delete", "table", "bridge", NFT_COUNT], check=False)
         a, b = EDGE_IP["edge1"], EDGE_IP["edge2"]
-        rules = (f"table bridge {NFT_COUNT} {{ chain edgecount {{ type filter hook forward priority 0; policy accept; "
-                 f"ip saddr {a} ip daddr {b} counter comment \"e1e2\"; "
-                 f"ip saddr {b} ip daddr {a} counter comment \"e2e1\"; }} }}")
+        rules = (f"table bridge {NFT_COUNT} {{\n chain edgecount {{\n"
+                 f"  type filter hook forward priority 0; policy accept;\n"
+                 f"  ip saddr {a} ip daddr {b} counter comment \"e1e2\"\n"
+                 f"  ip saddr {b} ip daddr {a} counter comment \"e2e1\"\n }}\n}}\n")
         self._count_ok = run(["nft", "-f", "-"], input=rules, check=False).returncode == 0
 
     def edge_bytes(self) -> dict:
@@ -389,6 +390,7 @@ class Sampler(threading.Thread):
         self.cpu: dict[int, float] = {}
         self.rss: dict[str, int] = {"sender": 0, "receiver": 0, "source": 0, "target": 0}
         self._cmd: dict[int, str] = {}
+        self.cpu0: dict[int, float] = {}
         self.everything = False  # podman: every process of an edge's sshd belongs to the copy
 
     def tag(self, pid: int, side: str) -> None:
@@ -434,7 +436,8 @@ class Sampler(threading.Thread):
             if receiver_alive and side == "source" and st["comm"].startswith("python") and pid not in self.role:
                 self.role[pid] = "sender"
             if pid in self.role:
-                self.cpu[pid] = st["cpu"] + st["ccpu"]
+                self.cpu0.setdefault(pid, st["cpu"] + st["ccpu"] if self.everything else 0.0)
+                self.cpu[pid] = st["cpu"] + st["ccpu"] - self.cpu0[pid]
                 role = self.role[pid]
                 self.rss[role] = max(self.rss[role], st["rss"])
 
@@ -456,51 +459,54 @@ class Sampler(threading.Thread):
 # ----------------------------------------------------------------------------- load generator (Fig. 6/7)
 
 class AbLoad:
-    """``ab -c 100 -t T`` on apache's /big.html; per-second requests and throughput from ab -g."""
+    """``ab -c 100`` on apache's /big.html in back-to-back 1-second slices (``-t 1``), like the paper's
+    "multiple return instructions": each slice reports its requests/s and transfer rate. One long ab
+    aborts for good ("apr_pollset_poll: The timeout specified has expired") when its connections to the
+    frozen source hang; a slice that aborts is recorded as a slice with no answers and the next one starts."""
 
     def __init__(self, url: str, seconds: int, concurrency: int = 100):
         self.url, self.seconds, self.c = url, seconds, concurrency
-        self.gfile = tempfile.NamedTemporaryFile(prefix="edgemig-ab-", suffix=".tsv", delete=False).name
-        self.proc = None
+        self.slices: list[dict] = []
         self.t_wall0 = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set() and time.time() - self.t_wall0 < self.seconds:
+            t0 = time.time()
+            proc = subprocess.run(["ab", "-q", "-r", "-c", str(self.c), "-t", "1", "-n", "5000000", "-s", "2",
+                                   self.url], capture_output=True, text=True)
+            t1 = time.time()
+            sl = {"t0": round(t0 - self.t_wall0, 3), "t1": round(t1 - self.t_wall0, 3), "exit": proc.returncode}
+            for key, pat in (("requests", r"Complete requests:\s+(\d+)"), ("failed", r"Failed requests:\s+(\d+)"),
+                             ("rps", r"Requests per second:\s+([\d.]+)"),
+                             ("kBps", r"Transfer rate:\s+([\d.]+)")):
+                m = re.search(pat, proc.stdout)
+                sl[key] = float(m.group(1)) if m else 0.0
+            if proc.returncode != 0:
+                sl["error"] = proc.stderr.strip()[-120:]
+            self.slices.append(sl)
 
     def start(self) -> None:
         self.t_wall0 = time.time()
-        self.proc = subprocess.Popen(["ab", "-q", "-r", "-c", str(self.c), "-t", str(self.seconds), "-n", "50000000",
-                                      "-s", "10", "-g", self.gfile, self.url],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._thread.start()
 
     def finish(self, size_bytes: int) -> dict:
-        out, err = self.proc.communicate(timeout=self.seconds + 60)
-        summary = {}
-        for key, pat in (("requests", r"Complete requests:\s+(\d+)"), ("failed", r"Failed requests:\s+(\d+)"),
-                         ("rps", r"Requests per second:\s+([\d.]+)"),
-                         ("transfer_kBps", r"Transfer rate:\s+([\d.]+)")):
-            m = re.search(pat, out)
-            summary[key] = float(m.group(1)) if m else None
-        per_sec: dict[int, int] = {}
-        try:
-            with open(self.gfile) as fh:
-                next(fh, None)
-                for line in fh:
-                    parts = line.split("\t")
-                    if len(parts) < 6:
-                        continue
-                    start_s = int(parts[1])
-                    ttime_ms = float(parts[4])
-                    done = int(start_s + ttime_ms / 1000.0 - self.t_wall0)
-                    per_sec[done] = per_sec.get(done, 0) + 1
-        except (OSError, ValueError):
-            pass
-        finally:
-            try:
-                os.unlink(self.gfile)
-            except OSError:
-                pass
-        secs = sorted(per_sec)
-        series = [{"t": s, "qps": per_sec[s], "mbit": round(per_sec[s] * size_bytes * 8 / 1e6, 1)} for s in secs]
-        summary.update({"series": series, "exit": self.proc.returncode, "stderr": err[-300:]})
-        return summary
+        self._thread.join(timeout=self.seconds + 30)
+        self._stop.set()
+        series = []
+        for sl in self.slices:
+            dur = max(sl["t1"] - sl["t0"], 1e-3)
+            series.append({"t": round((sl["t0"] + sl["t1"]) / 2, 2), "t0": sl["t0"], "t1": sl["t1"],
+                           "qps": round(sl["requests"] / dur, 1), "mbit": round(sl["kBps"] * 8 / 1000, 1),
+                           "ok": sl["exit"] == 0})
+        total = sum(sl["requests"] for sl in self.slices)
+        span = (self.slices[-1]["t1"] - self.slices[0]["t0"]) if self.slices else 0
+        return {"requests": total, "failed": sum(sl["failed"] for sl in self.slices),
+                "aborted_slices": sum(1 for sl in self.slices if sl["exit"] != 0),
+                "rps": round(total / span, 1) if span else None,
+                "transfer_kBps": round(sum(sl["kBps"] * (sl["t1"] - sl["t0"]) for sl in self.slices) / span, 1)
+                if span else None, "series": series, "slices": self.slices}
 
 
 # ----------------------------------------------------------------------------- methods
@@ -801,7 +807,7 @@ def plan(args) -> list[dict]:
         for r in range(reps):
             cases.append(dict(svc=svc, method=method, rate=rate or 0, rep=r, **kw))
 
-    for svc in args.services.split(","):
+    for svc in [x for x in args.services.split(",") if x]:
         svc_rates = rates if svc == "apache" or not args.big_rates else [float(r) for r in args.big_rates.split(",")]
         for rate in svc_rates:
             for method in args.methods.split(","):
@@ -866,6 +872,7 @@ def main() -> int:
     ap.add_argument("--serial-policy", default="lz4:1", help="model | paper | <codec>:<level>")
     ap.add_argument("--ab", action="store_true", help="ab -c 100 load during an apache migration (Fig. 6/7)")
     ap.add_argument("--ab-rate", default="10")
+    ap.add_argument("--ab-seconds", type=int, default=0, help="ab run length (default: from the case's wall time)")
     ap.add_argument("--ab-methods", default="model,uncompressed")
     ap.add_argument("--schedule", default="", help="rate schedule 't:rate,...' (s:Mbit/s), e.g. 0:100,4:10,10:50")
     ap.add_argument("--schedule-service", default="mysql")
@@ -924,7 +931,7 @@ def main() -> int:
         for i, c in enumerate(cases):
             ab_s = 0
             if c.get("ab"):
-                ab_s = int(3 + expected_wall(results, "apache", c["method"], c["rate"]) * 1.3 + 6)
+                ab_s = args.ab_seconds or int(3 + expected_wall(results, "apache", c["method"], c["rate"]) * 1.3 + 6)
             log(f"case {i + 1}/{len(cases)} ({c['group']})")
             res = one_case(ctx, c["svc"], c["method"], c["rate"], c["rep"], ab_seconds=ab_s,
                            schedule=c.get("schedule"), loss=c.get("loss", 0.0))
@@ -954,6 +961,8 @@ def main() -> int:
     os.makedirs(os.path.dirname(json_path), exist_ok=True)
     with open(json_path, "w") as fh:
         json.dump(data, fh, indent=1)
+    if os.path.exists(json_path + ".partial"):
+        os.unlink(json_path + ".partial")
     log(f"results: {json_path} ({len(results)} migrations, {elapsed:.0f} s)")
     if doc_path:
         sys.path.insert(0, HERE)
