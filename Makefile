@@ -18,6 +18,7 @@ help:
 
 deps: collection-link
 	@$(PYTHON) -c 'import ansible, lz4, zstandard, paramiko, numpy, hypothesis, pytest, matplotlib, pymysql' 2>/dev/null \
+	  && command -v ansible-lint >/dev/null && command -v molecule >/dev/null \
 	  || $(PYTHON) -m pip install -q -r requirements.txt
 	bash lab/lab.sh deps
 
