@@ -160,7 +160,7 @@ class StreamSender:
     def __init__(self, roots: list[tuple[str, str]], controller, send: Callable[[bytes], None],
                  acks: AckState, workers: int | None = None, chunk_size: int = CHUNK_SIZE,
                  dedup: bool = True, pipelined: bool = True, monitor=None,
-                 interval: float = 0.25, stall_timeout: float = 0.0,
+                 interval: float = 0.25, stall_timeout: float = 0.0, min_inflight: int = 4 << 20,
                  on_stall: Callable[[str], None] | None = None):
         self.roots = roots
         self.ctl = controller
@@ -182,7 +182,7 @@ class StreamSender:
         # Stall watchdog: data sent but no acknowledgement for this long ->
         # abort (a dropped link makes TCP hang for many minutes otherwise).
         self.stall_timeout = stall_timeout
-        self.min_inflight = 4 << 20
+        self.min_inflight = min_inflight
         self._ack_rate = 0.0  # raw bytes/s the receiver confirms, EWMA (monitor thread)
         self.on_stall = on_stall
         self.stalled: str | None = None
