@@ -59,10 +59,11 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
 import labutil  # noqa: E402  (playbook(), docker(), running_on(), catalog())
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import clear_dir  # noqa: E402
 
 LAB_LOCK = "/run/edgemig-lab.lock"
 EDGES = ("edge1", "edge2")
-EDGE_IP = {"edge1": "10.213.0.11", "edge2": "10.213.0.12"}
+EDGE_IP = labutil.EDGE_IP
 HOST_VETH = {"edge1": "emig-e1h", "edge2": "emig-e2h"}
 NFT_COUNT = "edgemig_bench_count"
 NFT_LOSS = "edgemig_bench_loss"
@@ -702,12 +703,7 @@ class Podman:
                 "unpack_cpu_s": round(cpu(ru2, ru3), 3), "pipelined": False, "timeline": []}
 
     def _clear(self, path: str) -> None:
-        with os.scandir(path) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
+        clear_dir(path)
 
 
 # ----------------------------------------------------------------------------- one case
