@@ -606,9 +606,17 @@ def test_dump_dir_private_and_removed(say):
     try:
         proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", *SLOW)
         wait_receiver(svc)
-        for name in os.listdir(base):
-            if name.startswith(f"{svc}-"):
-                seen[name] = os.stat(os.path.join(base, name)).st_mode & 0o7777
+        # The receiver starts before the freeze (off the downtime path): poll
+        # until the checkpoint's dump dir shows up, while the stream is slowed.
+        deadline = time.monotonic() + 60
+        while not seen and proc.poll() is None and time.monotonic() < deadline:
+            for name in os.listdir(base):
+                if name.startswith(f"{svc}-"):
+                    try:
+                        seen[name] = os.stat(os.path.join(base, name)).st_mode & 0o7777
+                    except FileNotFoundError:
+                        pass
+            time.sleep(0.02)
         out = finish(proc)
     finally:
         unshape_all()
