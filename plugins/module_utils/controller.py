@@ -18,6 +18,7 @@ All share the pipeline contract (docs/design.md)::
     ctl.observe_chunk(codec, level, raw_len, comp_len, cpu_seconds)
     ctl.wants_sample() -> bool ; ctl.sample(data)
     ctl.observe_network(sample)          # netmon.NetSample, every ~100 ms
+    ctl.seed_network(rate_Bps)           # link probe result before the stream
     ctl.describe() -> dict               # for the timeline
 
 Standard library only (plus :mod:`codecs` for probing).
@@ -133,6 +134,9 @@ class _Base:
         return None
 
     def observe_network(self, sample) -> None:
+        return None
+
+    def seed_network(self, rate_Bps) -> None:
         return None
 
     def totals(self) -> dict:
@@ -352,6 +356,7 @@ class ModelController(_Base):
         self._real: dict[tuple[str, int], list] = {}
         self._net: collections.deque = collections.deque()  # (t, goodput, non-app-limited delivery rate, app_limited)
         self.net_rate_Bps: float | None = None
+        self.seeded_Bps: float | None = None
         self.net_probing = False
         self._next_sample = -math.inf
         self._sample_cpu = 0.0
@@ -431,8 +436,23 @@ class ModelController(_Base):
         best = max(max(g, d) for _, g, d, _ in self._net)
         app_limited = sum(1 for *_, a in self._net if a) * 2 >= len(self._net)
         self.net_probing = app_limited
-        self.net_rate_Bps = best * (self.probe_gain if app_limited else 1.0) if best > 0 else None
+        if best > 0:
+            self.net_rate_Bps = best * (self.probe_gain if app_limited else 1.0)
+        # else: nothing acknowledged yet (first samples): keep the seed / last
+        # estimate rather than forgetting what we knew.
         self._decide(self._clock())
+
+    def seed_network(self, rate_Bps) -> None:
+        """Start from a link estimate measured before the stream (PROBE frames).
+
+        Without it the first decision waits for acknowledged goodput (~0.25-0.5
+        s), and on a dump of a few MiB everything is compressed with the
+        initial guess by then. The first real samples replace it.
+        """
+        if rate_Bps and rate_Bps > 0 and self.net_rate_Bps is None:
+            self.net_rate_Bps = float(rate_Bps)
+            self.seeded_Bps = float(rate_Bps)
+            self._decide(self._clock())
 
     # -- model --------------------------------------------------------------
 
@@ -468,6 +488,10 @@ class ModelController(_Base):
         self._fold_real()
         if self.net_rate_Bps is None:
             return
+        if any(e.n == 0 for e in self.est.values()):
+            # Not every candidate probed yet: only "none" could be predicted,
+            # and switching to it on that basis would be a guess.
+            return
         preds = {}
         for cand in self.candidates:
             p = self.predict(cand)
@@ -497,6 +521,7 @@ class ModelController(_Base):
             "level": self.active[1],
             "cores": self.cores,
             "net_rate_Bps": self.net_rate_Bps,
+            "seeded_Bps": self.seeded_Bps,
             "net_probing": self.net_probing,
             "corr_speed": round(self.corr_speed, 4),
             "corr_ratio": round(self.corr_ratio, 4),

@@ -30,9 +30,9 @@ from typing import Callable, Iterator
 
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import compress
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
-    PAGE, P_LITERAL, P_REF, P_ZERO, REF, T_ABORT, T_CHUNK, T_END, T_ENTRY, T_HELLO, VERSION,
-    ZERO_PAGE, FrameReader, ProtocolError, TreeWriter, chunk_frame, decode_chunk, entry_meta,
-    json_frame, parse_chunk, parse_json,
+    PAGE, P_LITERAL, P_REF, P_ZERO, REF, T_ABORT, T_CHUNK, T_END, T_ENTRY, T_HELLO, T_PROBE, VERSION,
+    MAX_PROBE_FRAME, MAX_PROBES, ZERO_PAGE, FrameReader, ProtocolError, TreeWriter, chunk_frame, decode_chunk, entry_meta,
+    frame, json_frame, parse_chunk, parse_json,
 )
 
 CHUNK_SIZE = 1 << 20
@@ -117,6 +117,7 @@ class AckState:
         self.result: dict | None = None
         self.error: str | None = None
         self.done = threading.Event()
+        self.probes: list[tuple[float, int]] = []  # (arrival time, bytes) of probe answers
         self._moved = threading.Condition()
 
     def feed_line(self, line: bytes) -> None:
@@ -124,6 +125,8 @@ class AckState:
             msg = json.loads(line)
         except ValueError:
             return
+        if "probe" in msg:
+            self.probes.append((time.monotonic(), int(msg["probe"])))
         if "ack" in msg:
             self.acked = int(msg["ack"])
         if "error" in msg:
@@ -139,6 +142,60 @@ class AckState:
         """Block while more than ``limit`` sent bytes are unacknowledged (or until ``timeout``)."""
         with self._moved:
             self._moved.wait_for(lambda: sent - self.acked <= limit or self.done.is_set(), timeout)
+
+
+    def wait_probes(self, count: int, timeout: float) -> float | None:
+        """Arrival time of the ``count``-th probe answer, None on timeout or end."""
+        with self._moved:
+            self._moved.wait_for(lambda: len(self.probes) >= count or self.done.is_set(), timeout)
+        return self.probes[count - 1][0] if len(self.probes) >= count else None
+
+
+def probe_link(send: Callable[[bytes], None], acks: AckState, *, max_bytes: int = MAX_PROBE_FRAME,
+               min_seconds: float = 0.2, budget_s: float = 1.5) -> dict:
+    """Estimate the link rate with PROBE frames before the stream starts.
+
+    Two 1-byte probes first (the first answers once the receiver is up, the
+    second's round trip is the RTT), then filler of doubling size from 64 KiB until one probe takes
+    ``min_seconds`` or ``max_bytes`` is reached; the last probe gives the
+    rate: bytes / (time to its answer - RTT). Meant to run while the service
+    still runs (before the freeze), so it costs no downtime; the model
+    controller starts from its result instead of a guess. Returns
+    ``{"rate_Bps", "rtt_s", "bytes", "seconds"}``; ``rate_Bps`` is None when
+    the receiver did not answer within ``budget_s``.
+    """
+    t_start = time.monotonic()
+    deadline = t_start + budget_s
+    n_sent = 0
+
+    def one(size: int) -> float | None:
+        nonlocal n_sent
+        t0 = time.monotonic()
+        send(frame(T_PROBE, bytes(size)))
+        n_sent += 1
+        t_ans = acks.wait_probes(n_sent, max(0.0, deadline - t0))
+        return None if t_ans is None else t_ans - t0
+
+    out = {"rate_Bps": None, "rtt_s": None, "bytes": 0, "seconds": 0.0}
+    # The first answer also waits for the receiver to start (Python, imports:
+    # ~0.25 s); the second one is the round trip.
+    rtt = one(1)
+    if rtt is not None:
+        rtt = one(1)
+    if rtt is not None:
+        out["rtt_s"] = round(rtt, 6)
+        size = 64 << 10
+        while n_sent < MAX_PROBES:
+            took = one(size)
+            if took is None:
+                break
+            out["bytes"] += size
+            out["rate_Bps"] = size / max(took - rtt, took * 0.1, 1e-6)
+            if took >= min_seconds or size >= max_bytes or time.monotonic() + 2 * took > deadline:
+                break
+            size *= 2
+    out["seconds"] = round(time.monotonic() - t_start, 4)
+    return out
 
 
 def _compress_job(codec: str, level: int, raw: bytes, literal: bytes) -> tuple[str, int, bytes, int, float]:
@@ -454,6 +511,14 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
     workers = workers or os.cpu_count() or 1
     reader = FrameReader(read)
     ftype, payload = reader.next()
+    probes = 0
+    while ftype == T_PROBE:
+        # Link probe (SshStream.probe_link): answer at once, keep nothing.
+        probes += 1
+        if probes > MAX_PROBES:
+            raise ProtocolError(f"more than {MAX_PROBES} PROBE frames before HELLO")
+        reply({"probe": len(payload)})
+        ftype, payload = reader.next()
     if ftype != T_HELLO:
         raise ProtocolError("stream does not start with HELLO")
     hello = parse_json(payload, "HELLO")

@@ -9,8 +9,10 @@ hard links) and file data in chunks. Every frame is
     magic "EMF1" | type (u8) | payload length (u32)   -- network byte order
 
 Sender -> receiver frames: HELLO (json), ENTRY (json), CHUNK (binary), END
-(json), ABORT (json). Receiver -> sender: one JSON object per line (acks,
-final ``ok`` or ``error``).
+(json), ABORT (json), and before HELLO any number of PROBE frames (filler the
+receiver discards and answers with ``{"probe": <bytes>}``: the sender times
+them to estimate the link before the service is frozen). Receiver -> sender:
+one JSON object per line (acks, probe answers, final ``ok`` or ``error``).
 
 Chunks name their codec and level, so the level can change from one chunk to
 the next; they carry the raw length and a CRC32 of the raw bytes, so a
@@ -47,7 +49,7 @@ HEADER = struct.Struct("!4sBI")
 CHUNK_HEAD = struct.Struct("!IQBbBIIII")  # file_id offset codec level flags raw_len comp_len literal_len crc
 REF = struct.Struct("!IQ")
 
-T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT = 1, 2, 3, 4, 5
+T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE = 1, 2, 3, 4, 5, 6
 F_PAGEMAP = 1
 
 PAGE = 4096
@@ -60,6 +62,8 @@ MAX_CHUNK = 16 << 20
 MAX_JSON = 1 << 20
 MAX_PATH = 4096
 MAX_ENTRIES = 2_000_000
+MAX_PROBES = 64
+MAX_PROBE_FRAME = 8 << 20
 
 CODEC_NAMES = {v: k for k, v in CODECS.items()}
 KINDS = ("dir", "file", "symlink", "hardlink", "whiteout", "fifo", "chr", "blk")
@@ -282,8 +286,10 @@ class FrameReader:
             raise ProtocolError(f"bad frame magic {magic!r}: not an edgemig stream or corrupted")
         if length > MAX_FRAME:
             raise ProtocolError(f"frame of {length} bytes exceeds the {MAX_FRAME} limit")
-        if ftype not in (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT):
+        if ftype not in (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE):
             raise ProtocolError(f"unknown frame type {ftype}")
+        if ftype == T_PROBE and length > MAX_PROBE_FRAME:
+            raise ProtocolError(f"PROBE frame of {length} bytes exceeds the {MAX_PROBE_FRAME} limit")
         return ftype, self._exact(length)
 
 

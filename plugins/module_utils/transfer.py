@@ -20,7 +20,7 @@ import time
 
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
 from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
-from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import AckState, StreamSender
+from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import AckState, StreamSender, probe_link
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
 # Imported so that Ansible packs the receiver with the module: its source is
 # sent to the target (receiver_bundle).
@@ -181,7 +181,7 @@ class SshStream:
     def __init__(self, dest_roots: dict[str, str], *, host: str, port: int = 22, user: str = "root",
                  key_file: str, known_hosts: str, remote_python: str = "python3", clear: list[str] = (),
                  create: list[str] = (), fault_corrupt_every: int = 0, then_restore: dict | None = None,
-                 stall_timeout: float = 30.0, tag: str = ""):
+                 stall_timeout: float = 30.0, tag: str = "", link_probe: bool = True):
         if not HAS_PARAMIKO:
             raise TransferError(f"paramiko is required: {PARAMIKO_IMPORT_ERROR}")
         self.host, self.port, self.user = host, port, user
@@ -195,6 +195,8 @@ class SshStream:
         self.acks = AckState()
         self.stderr_buf: list[bytes] = []
         self.connect_s = 0.0
+        self.link_probe = link_probe
+        self.probe: dict | None = None
 
     def open(self) -> "SshStream":
         t0 = time.monotonic()
@@ -206,6 +208,10 @@ class SshStream:
         self.pump = threading.Thread(target=_pump_replies, args=(self.chan, self.acks, self.stderr_buf),
                                      name="edgemig-replies", daemon=True)
         self.pump.start()
+        if self.link_probe:
+            # Measured now, while the service still runs: the controller
+            # starts the stream from a measured link rate, not a guess.
+            self.probe = probe_link(self.chan.sendall, self.acks)
         self.connect_s = time.monotonic() - t0
         return self
 
@@ -229,6 +235,8 @@ class SshStream:
         """Send ``src_roots``; returns stats and timeline once the receiver confirmed."""
         cores = workers or os.cpu_count() or 1
         ctl = make_controller(policy, cores)
+        if self.probe and self.probe.get("rate_Bps"):
+            ctl.seed_network(self.probe["rate_Bps"])
         host, chan, acks = self.host, self.chan, self.acks
         if acks.error:  # the receiver already gave up (bad root, no space...)
             self.pump.join(timeout=5)
@@ -263,6 +271,7 @@ class SshStream:
         if status != 0:
             raise TransferError(f"receiver on {host} exited with status {status}: {self._stderr()}")
         result["connect_s"] = round(self.connect_s, 4)
+        result["link_probe"] = self.probe
         result["cipher"] = getattr(transport, "local_cipher", None)
         result["timeline"] = sender.timeline
         return result
@@ -274,12 +283,12 @@ def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], 
                   chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
                   clear: list[str] = (), create: list[str] = (), fault_corrupt_every: int = 0,
                   then_restore: dict | None = None, timeout: float = 3600.0,
-                  stall_timeout: float = 30.0, tag: str = "") -> dict:
+                  stall_timeout: float = 30.0, tag: str = "", link_probe: bool = True) -> dict:
     """Connect, stream ``src_roots`` to ``dest_roots`` on ``host``, hang up."""
     with SshStream(dest_roots, host=host, port=port, user=user, key_file=key_file,
                    known_hosts=known_hosts, remote_python=remote_python, clear=clear, create=create,
                    fault_corrupt_every=fault_corrupt_every, then_restore=then_restore,
-                   stall_timeout=stall_timeout, tag=tag) as conn:
+                   stall_timeout=stall_timeout, tag=tag, link_probe=link_probe) as conn:
         return conn.stream(src_roots, policy=policy, workers=workers, chunk_size=chunk_size,
                            dedup=dedup, pipelined=pipelined, timeout=timeout)
 

@@ -103,7 +103,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 stats:
-  description: Bytes raw and on the wire, ratio, chunks, zero and duplicate pages, codecs used, seconds, controller state.
+  description: >-
+    Bytes raw and on the wire, ratio, chunks, zero and duplicate pages, codecs used, seconds, controller state,
+    and C(link_probe) (C(rate_Bps), C(rtt_s) of the link as measured with probe frames before the stream).
   returned: success
   type: dict
 timeline:

@@ -64,6 +64,8 @@ def test_migrate_there_and_back(svc):
         rep = report(svc)
         assert rep["runs_on"] == b and rep["source"] == a
         assert float(rep["downtime_s"]) > 0 and int(rep["bytes_raw"]) > 0
+        # the link was measured before the freeze and the model started from it
+        assert rep["transfer"]["link_probe"]["rate_Bps"] > 0, rep["transfer"].get("link_probe")
         if rows:
             assert sql(spec, "SELECT COUNT(*) FROM migrated")[0][0] == rows
 

@@ -286,3 +286,30 @@ def test_describe_is_json_serialisable():
     json.dumps(ctl.describe())
     json.dumps(C.PaperController().describe())
     json.dumps(C.FixedController("lz4", 1).describe())
+
+
+def test_model_seed_decides_before_the_first_network_sample():
+    ctl, clock = primed()
+    ctl.seed_network(1 * MB)                       # probe said: slow link
+    assert ctl.current() in (("zstd", 6), ("zstd", 9))
+    assert ctl.describe()["seeded_Bps"] == 1 * MB
+    clock.t += 0.3
+    ctl.observe_network(net(clock.t, goodput=0))   # nothing acked yet: seed kept
+    assert ctl.net_rate_Bps == 1 * MB
+
+
+def test_model_seed_is_replaced_by_measurements():
+    ctl, clock = primed()
+    ctl.seed_network(1 * MB)
+    feed(ctl, clock, 2, goodput=10_000 * MB)
+    assert ctl.current() == ("none", 0)
+    ctl.seed_network(5 * MB)                       # a late seed never overrides a measurement
+    assert ctl.net_rate_Bps == 10_000 * MB
+
+
+def test_model_without_probed_estimates_never_switches():
+    """With a link estimate but no codec estimates only "none" is predictable:
+    that is no reason to drop compression."""
+    ctl = C.ModelController(2, clock=Clock())
+    ctl.seed_network(10_000 * MB)
+    assert ctl.current() == ("zstd", 1)

@@ -251,3 +251,70 @@ def test_round_trip_with_tight_in_flight_limit(tmp_path, policy):
                      chunk_size=16 * 1024, min_inflight=64 * 1024)
     assert res["receiver"]["ok"]
     assert (d / "pages-1.img").read_bytes() == pages
+
+
+# -- link probe (PROBE frames before HELLO) ----------------------------------
+
+def test_probe_frames_are_answered_and_discarded(tmp_path):
+    probes = P.frame(P.T_PROBE, b"") + P.frame(P.T_PROBE, bytes(70_000))
+    hello = P.json_frame(P.T_HELLO, {"version": P.VERSION, "roots": ["layer"]})
+    replies = []
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    receive_stream(io.BytesIO(probes + hello + END).read, replies.append, {"layer": str(dest)}, workers=1)
+    assert replies[:2] == [{"probe": 0}, {"probe": 70_000}]
+    assert list(dest.iterdir()) == []
+
+
+def test_too_many_probe_frames_rejected(tmp_path):
+    flood = P.frame(P.T_PROBE, b"x") * (P.MAX_PROBES + 1)
+    with pytest.raises(P.ProtocolError, match="PROBE"):
+        run(tmp_path, io.BytesIO(flood))
+
+
+def test_probe_after_hello_rejected(tmp_path):
+    with pytest.raises(P.ProtocolError, match="unexpected frame type"):
+        run(tmp_path, stream(P.frame(P.T_PROBE, b"x"), END))
+
+
+def test_probe_link_measures_a_throttled_pipe():
+    """probe_link against a receiver behind a pipe throttled to ~4 MB/s."""
+    import threading
+    import time
+
+    from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import AckState, probe_link
+
+    rate = 4e6
+    rfd, wfd = os.pipe()
+    reader, writer = os.fdopen(rfd, "rb"), os.fdopen(wfd, "wb", buffering=0)
+    acks = AckState()
+
+    def slow_read(n):
+        data = reader.read(min(n, 65536)) if n else b""
+        time.sleep(len(data) / rate)
+        return data if len(data) == n or not data else data + slow_read(n - len(data))
+
+    def receiver():
+        try:
+            receive_stream(slow_read, lambda m: acks.feed_line(json.dumps(m).encode()), {}, workers=1)
+        except P.ProtocolError:
+            pass
+
+    t = threading.Thread(target=receiver, daemon=True)
+    t.start()
+    try:
+        out = probe_link(writer.write, acks, min_seconds=0.1, budget_s=3.0)
+    finally:
+        writer.write(P.json_frame(P.T_ABORT, {"reason": "test over"}))
+        writer.close()
+        t.join(5)
+        reader.close()
+    assert out["rtt_s"] is not None and out["bytes"] >= 64 << 10
+    assert rate / 3 < out["rate_Bps"] < rate * 3
+
+
+def test_probe_link_without_receiver_gives_no_rate():
+    from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import AckState, probe_link
+
+    out = probe_link(lambda b: None, AckState(), budget_s=0.2)
+    assert out["rate_Bps"] is None and out["rtt_s"] is None
