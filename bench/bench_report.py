@@ -166,8 +166,12 @@ def plots(data, img_dir):
         for col, r in enumerate(sch):
             tl = r.get("timeline") or []
             a1, a2 = axes[0][col], axes[1][col]
-            # the schedule clock starts before the playbook; the stream starts after the checkpoint
-            offset = (r.get("wall_s") or 0) - (r["stages"].get("downtime_s") or 0) + (r["stages"].get("checkpoint_s") or 0)
+            if isinstance(r.get("schedule_anchor"), dict):
+                # the schedule clock starts at the freeze; the stream after the checkpoint
+                offset = r["stages"].get("checkpoint_s") or 0
+            else:
+                # older runs: the clock started before the playbook
+                offset = (r.get("wall_s") or 0) - (r["stages"].get("downtime_s") or 0) + (r["stages"].get("checkpoint_s") or 0)
             a1.plot([p["t"] for p in tl], [p.get("wire_Bps", 0) * 8 / 1e6 for p in tl], label="wire Mbit/s")
             a1.plot([p["t"] for p in tl], [p.get("raw_Bps", 0) * 8 / 1e6 for p in tl], label="raw (effective) Mbit/s")
             steps = r["schedule"]
@@ -428,7 +432,8 @@ def write(data, path):
         for r in sch:
             steps = ", ".join(f"{s['t']:.1f} s: {s['rate_mbit']:g}" for s in r["schedule"])
             codecs = r.get("codecs") or {}
-            a(f"- {r['service']}, {LABEL.get(r['method'], r['method'])}: rate steps (s since start: Mbit/s) {steps}; "
+            since = "the freeze" if isinstance(r.get("schedule_anchor"), dict) else "the playbook start"
+            a(f"- {r['service']}, {LABEL.get(r['method'], r['method'])}: rate steps (s since {since}: Mbit/s) {steps}; "
               f"migration time {f(mt(r))} s, ratio {f(r.get('ratio'), 3)}; raw bytes per codec:level: "
               + ", ".join(f"{k} {v[0] / 1e6:.1f} MB" for k, v in sorted(codecs.items())) +
               (f"; controller switches: {r.get('controller', {}).get('switches')}" if r.get("controller") else "")

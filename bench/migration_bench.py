@@ -225,15 +225,37 @@ class Link:
 
 
 class Schedule(threading.Thread):
-    """Change the tbf rate at given offsets (seconds from start) while a migration runs."""
+    """Change the tbf rate at given offsets while a migration runs.
 
-    def __init__(self, link: Link, steps: list[tuple[float, float]]):
+    Offsets count from the freeze: the moment the checkpoint's dump dir
+    (``<svc>-*``) appears in the source edge's dump tmpfs, so ~6 s of Ansible
+    before it do not shift the steps off the stream. ``anchor_dir=None``
+    counts from the thread's start instead (Podman-style baseline).
+    """
+
+    def __init__(self, link: Link, steps: list[tuple[float, float]], anchor_dir: str | None = None,
+                 prefix: str = ""):
         super().__init__(daemon=True)
         self.link, self.steps, self.stop = link, steps, threading.Event()
+        self.anchor_dir, self.prefix = anchor_dir, prefix
         self.applied: list = []
         self.t0 = None
+        self.anchored_after_s = None
+
+    def _wait_freeze(self) -> bool:
+        start = time.monotonic()
+        while not self.stop.wait(0.02):
+            try:
+                if any(n.startswith(self.prefix) for n in os.listdir(self.anchor_dir)):
+                    self.anchored_after_s = round(time.monotonic() - start, 3)
+                    return True
+            except FileNotFoundError:
+                pass
+        return False
 
     def run(self) -> None:
+        if self.anchor_dir and not self._wait_freeze():
+            return
         self.t0 = time.monotonic()
         for offset, rate in self.steps:
             if self.stop.wait(max(0.0, self.t0 + offset - time.monotonic())):
@@ -735,11 +757,13 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
     sampler = Sampler(src, dst)
     sampler.everything = method == "podman"
     sampler.start()
-    sched = Schedule(link, schedule[1:]) if schedule else None
+    sched = None
+    if schedule:
+        anchor = None if method == "podman" else f"/var/lib/edgemig-lab/{src}/dumps"
+        sched = Schedule(link, schedule[1:], anchor_dir=anchor, prefix=f"{svc}-")
     t_start = time.monotonic()
     wall_start = time.time()
     if sched:
-        sched.t0 = t_start
         sched.start()
     try:
         if method == "podman":
@@ -784,6 +808,7 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
         res["ab_migration_window"] = [round(wall_start - ab.t_wall0, 2), round(wall_start - ab.t_wall0 + (t_end - t_start), 2)]
     if sched:
         res["schedule"] = [{"t": 0.0, "rate_mbit": schedule[0][1]}] + sched.applied
+        res["schedule_anchor"] = {"freeze_after_s": sched.anchored_after_s} if sched.anchor_dir else "start"
     status = "ok" if res.get("ok") else f"FAILED: {res.get('error')}"
     log(f"{svc:6s} {method:14s} rate={rate or 'unshaped'!s:>8} rep={rep} loss={loss} "
         f"wall={res.get('wall_s')}s downtime(client)={res['client_downtime_s']}s "

@@ -317,7 +317,7 @@ class ModelController(_Base):
                  max_overhead: float = 0.03, alpha: float = 0.3,
                  hysteresis: float = 0.05, min_dwell_s: float = 0.3,
                  net_window_s: float = 1.5, probe_gain: float = 1.25,
-                 clock=time.monotonic) -> None:
+                 warmup_samples: int = 3, clock=time.monotonic) -> None:
         super().__init__()
         if int(cores) < 1:
             raise ValueError("cores must be >= 1, got %r" % (cores,))
@@ -348,6 +348,9 @@ class ModelController(_Base):
         self.min_dwell_s = float(min_dwell_s)
         self.net_window_s = float(net_window_s)
         self.probe_gain = float(probe_gain)
+        self.warmup_samples = int(warmup_samples)
+        self._warm = 0
+        self._acc = bytearray()  # small pieces collected for the next probe
         self._clock = clock
 
         self.est: dict[tuple[str, int], _Est] = {c: _Est() for c in self._probe}
@@ -372,10 +375,21 @@ class ModelController(_Base):
         return self.active
 
     def wants_sample(self) -> bool:
-        return bool(self._probe) and self._clock() >= self._next_sample
+        if not self._probe:
+            return False
+        # Warm-up: the first chunks are all probed (one 128 KiB slice rarely
+        # speaks for a whole dump, and a small dump is gone within the first
+        # sample period), then every sample_period_s within the CPU budget.
+        return self._warm < self.warmup_samples or self._clock() >= self._next_sample
 
     def sample(self, data) -> None:
-        """Probe every candidate on a slice of ``data`` (a chunk being sent)."""
+        """Probe every candidate on a slice of ``data`` (a chunk being sent).
+
+        Data shorter than ``sample_bytes`` (CRIU's many small images, small
+        layer files) is collected until there is enough: timing codecs on a
+        few KiB measures call overhead, not speed, and such files compress
+        unlike the pages that make up the bulk of a dump.
+        """
         now = self._clock()
         if self._t0 is None:
             self._t0 = now
@@ -383,6 +397,13 @@ class ModelController(_Base):
         n = mv.nbytes
         if n == 0:
             return
+        if n < self.sample_bytes:
+            self._acc += mv
+            if len(self._acc) < self.sample_bytes:
+                return
+            mv = memoryview(bytes(self._acc))
+            n = mv.nbytes
+            self._acc = bytearray()
         if n > self.sample_bytes:
             # Rotate the page-aligned offset so successive probes see
             # different parts of chunks (headers vs bodies of files, ...).
@@ -403,6 +424,7 @@ class ModelController(_Base):
             # A zero CPU delta (coarse clock) means "very fast": use 1 us.
             self.est[cand].update(n / max(t1 - t0, 1e-6), len(comp) / n, n / max(t2 - t1, 1e-6), self.alpha)
         self._sample_cpu += spent
+        self._warm += 1
         # Keep probing below max_overhead of one core.
         self._next_sample = now + max(self.sample_period_s, spent / self.max_overhead)
         self._decide(now)

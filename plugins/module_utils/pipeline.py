@@ -288,9 +288,12 @@ class StreamSender:
             split = self.dedup.split(fid, offset, raw)
             if split is not None:
                 pagemap, literal = split
-        codec, level = self.ctl.current()
-        if literal and codec != "none" and self.ctl.wants_sample():
+        if literal and self.ctl.wants_sample():
+            # Probe before choosing: a decision the sample triggers applies
+            # to this very chunk (the first chunk would otherwise always go
+            # out with the initial guess).
             self.ctl.sample(literal)
+        codec, level = self.ctl.current()
         fut = pool.submit(_compress_job, codec, level, raw, literal)
         return ("chunk", fid, offset, len(raw), len(literal), pagemap, fut)
 

@@ -244,9 +244,10 @@ def test_model_real_sampling_on_data():
     clock = Clock()
     ctl = C.ModelController(2, clock=clock, sample_bytes=64 * 1024)
     data = (os.urandom(512) + bytes(1536) + b"edge migration " * 100) * 64
-    assert ctl.wants_sample()
-    ctl.sample(data)
-    assert not ctl.wants_sample()               # rescheduled
+    for _ in range(ctl.warmup_samples):         # warm-up: the first chunks are all probed
+        assert ctl.wants_sample()
+        ctl.sample(data)
+    assert not ctl.wants_sample()               # then rescheduled
     est = ctl.describe()["estimates"]
     assert set(est) == {"%s:%d" % c for c in C.DEFAULT_CANDIDATES if c[0] != "none"}
     assert all(0 < e["ratio"] < 1 and e["speed_Bps"] > 0 for e in est.values())
@@ -313,3 +314,30 @@ def test_model_without_probed_estimates_never_switches():
     ctl = C.ModelController(2, clock=Clock())
     ctl.seed_network(10_000 * MB)
     assert ctl.current() == ("zstd", 1)
+
+
+def test_model_seed_then_first_sample_decides_for_that_chunk():
+    """The pipeline samples before asking current(): with a seeded slow link
+    the very first chunk already goes out with a dense codec."""
+    clock = Clock()
+    ctl = C.ModelController(2, clock=clock, sample_bytes=64 * 1024)
+    ctl.seed_network(0.6 * MB)                  # 5 Mbit/s, measured by the link probe
+    assert ctl.current() == ("zstd", 1)         # no codec estimates yet: no decision
+    page_like = (os.urandom(256) + bytes(1024) + b"GET /index.html HTTP/1.1\r\n" * 30) * 128
+    ctl.sample(page_like)
+    codec, level = ctl.current()
+    ratio = {k: v["ratio"] for k, v in ctl.describe()["estimates"].items()}
+    assert ratio["%s:%d" % (codec, level)] <= min(ratio.values()) * 1.05
+
+
+def test_model_collects_small_pieces_before_probing():
+    """A few KiB (CRIU's small images) say nothing about codec speed: they
+    are gathered until sample_bytes, then probed once."""
+    clock = Clock()
+    ctl = C.ModelController(2, clock=clock, sample_bytes=64 * 1024)
+    piece = (os.urandom(300) + bytes(3796))     # 4 KiB
+    for _ in range(15):
+        ctl.sample(piece)
+    assert ctl.describe()["estimates"] == {}    # 60 KiB so far: nothing probed
+    ctl.sample(piece)
+    assert set(ctl.describe()["estimates"]) == {"%s:%d" % c for c in C.DEFAULT_CANDIDATES if c[0] != "none"}
