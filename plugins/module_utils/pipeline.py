@@ -152,7 +152,7 @@ class AckState:
 
 
 def probe_link(send: Callable[[bytes], None], acks: AckState, *, max_bytes: int = MAX_PROBE_FRAME,
-               min_seconds: float = 0.2, budget_s: float = 1.5) -> dict:
+               min_seconds: float = 0.2, budget_s: float = 1.5, measure: bool = True) -> dict:
     """Estimate the link rate with PROBE frames before the stream starts.
 
     Two 1-byte probes first (the first answers once the receiver is up, the
@@ -162,7 +162,8 @@ def probe_link(send: Callable[[bytes], None], acks: AckState, *, max_bytes: int 
     still runs (before the freeze), so it costs no downtime; the model
     controller starts from its result instead of a guess. Returns
     ``{"rate_Bps", "rtt_s", "bytes", "seconds"}``; ``rate_Bps`` is None when
-    the receiver did not answer within ``budget_s``.
+    the receiver did not answer within ``budget_s``. ``measure=False`` only
+    waits until the receiver answers (it is up and reading).
     """
     t_start = time.monotonic()
     deadline = t_start + budget_s
@@ -180,9 +181,9 @@ def probe_link(send: Callable[[bytes], None], acks: AckState, *, max_bytes: int 
     # The first answer also waits for the receiver to start (Python, imports:
     # ~0.25 s); the second one is the round trip.
     rtt = one(1)
-    if rtt is not None:
+    if rtt is not None and measure:
         rtt = one(1)
-    if rtt is not None:
+    if rtt is not None and measure:
         out["rtt_s"] = round(rtt, 6)
         size = 64 << 10
         while n_sent < MAX_PROBES:

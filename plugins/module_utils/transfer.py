@@ -208,10 +208,11 @@ class SshStream:
         self.pump = threading.Thread(target=_pump_replies, args=(self.chan, self.acks, self.stderr_buf),
                                      name="edgemig-replies", daemon=True)
         self.pump.start()
-        if self.link_probe:
-            # Measured now, while the service still runs: the controller
-            # starts the stream from a measured link rate, not a guess.
-            self.probe = probe_link(self.chan.sendall, self.acks)
+        # Wait until the receiver answers (it is up: its start-up stays off
+        # the downtime path) and, with link_probe, measure the link now,
+        # while the service still runs: the controller then starts the
+        # stream from a measured rate, not a guess.
+        self.probe = probe_link(self.chan.sendall, self.acks, measure=self.link_probe)
         self.connect_s = time.monotonic() - t0
         return self
 

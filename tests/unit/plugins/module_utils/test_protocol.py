@@ -318,3 +318,16 @@ def test_probe_link_without_receiver_gives_no_rate():
 
     out = probe_link(lambda b: None, AckState(), budget_s=0.2)
     assert out["rate_Bps"] is None and out["rtt_s"] is None
+
+
+def test_probe_link_ready_only_sends_one_ping():
+    from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import AckState, probe_link
+
+    acks, sent = AckState(), []
+
+    def send(data):
+        sent.append(len(data))
+        acks.feed_line(json.dumps({"probe": len(data) - P.HEADER.size}).encode())
+
+    out = probe_link(send, acks, measure=False)
+    assert len(sent) == 1 and out["rate_Bps"] is None and out["bytes"] == 0
