@@ -302,7 +302,13 @@ class ModelController(_Base):
     when the sender is CPU-bound, so if most recent samples were
     app-limited the estimate is multiplied by ``probe_gain`` (as BBR probes
     for bandwidth): the controller then drifts towards faster codecs until
-    the link, not the CPU, becomes the limit.
+    the link, not the CPU, becomes the limit.  The newest sample's RTT
+    against TCP's min RTT speeds both directions up: app-limited with no
+    queue (RTT <= 2 x min RTT + ``queue_slack_s``) multiplies by
+    ``room_gain`` instead (the link just got faster: climb quickly); a queue
+    while not app-limited limits the max to the last ``net_recent_s`` (the
+    link just got slower: forget the older, higher rates).  Before the first
+    sample, :meth:`seed_network` may give the link probe's result.
 
     A switch needs a predicted gain above ``hysteresis`` and at least
     ``min_dwell_s`` since the previous switch.
@@ -317,7 +323,8 @@ class ModelController(_Base):
                  max_overhead: float = 0.03, alpha: float = 0.3,
                  hysteresis: float = 0.05, min_dwell_s: float = 0.3,
                  net_window_s: float = 1.5, probe_gain: float = 1.25,
-                 warmup_samples: int = 3, clock=time.monotonic) -> None:
+                 warmup_samples: int = 3, room_gain: float = 2.0, queue_slack_s: float = 0.002,
+                 net_recent_s: float = 0.5, clock=time.monotonic) -> None:
         super().__init__()
         if int(cores) < 1:
             raise ValueError("cores must be >= 1, got %r" % (cores,))
@@ -348,6 +355,9 @@ class ModelController(_Base):
         self.min_dwell_s = float(min_dwell_s)
         self.net_window_s = float(net_window_s)
         self.probe_gain = float(probe_gain)
+        self.room_gain = float(room_gain)
+        self.queue_slack_s = float(queue_slack_s)
+        self.net_recent_s = float(net_recent_s)
         self.warmup_samples = int(warmup_samples)
         self._warm = 0
         self._acc = bytearray()  # small pieces collected for the next probe
@@ -455,11 +465,25 @@ class ModelController(_Base):
         self._net.append((now, float(sample.goodput_Bps or 0.0), dr, bool(sample.app_limited)))
         while self._net and self._net[0][0] < now - self.net_window_s:
             self._net.popleft()
-        best = max(max(g, d) for _, g, d, _ in self._net)
-        app_limited = sum(1 for *_, a in self._net if a) * 2 >= len(self._net)
+        # What the newest sample says about the bottleneck queue: RTT at its
+        # minimum while we are app-limited means the link has room (our
+        # codec, not the network, is the limit); RTT well above the minimum
+        # while we are not app-limited means a queue, i.e. the link is full.
+        rtt, min_rtt = float(sample.rtt_s or 0.0), float(getattr(sample, "min_rtt_s", 0.0) or 0.0)
+        known = rtt > 0 and min_rtt > 0
+        roomy = known and sample.app_limited and rtt <= 2 * min_rtt + self.queue_slack_s
+        queued = known and not sample.app_limited and rtt > 2 * min_rtt + self.queue_slack_s
+        window = self._net
+        if queued:
+            # A full link: only the recent past counts (a rate drop must not
+            # hide behind the window's older, higher maximum).
+            window = [x for x in self._net if x[0] >= now - self.net_recent_s]
+        best = max(max(g, d) for _, g, d, _ in window)
+        app_limited = roomy or sum(1 for *_, a in self._net if a) * 2 >= len(self._net)
         self.net_probing = app_limited
+        gain = self.room_gain if roomy else self.probe_gain if app_limited else 1.0
         if best > 0:
-            self.net_rate_Bps = best * (self.probe_gain if app_limited else 1.0)
+            self.net_rate_Bps = best * gain
         # else: nothing acknowledged yet (first samples): keep the seed / last
         # estimate rather than forgetting what we knew.
         self._decide(self._clock())

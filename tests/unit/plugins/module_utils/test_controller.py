@@ -13,9 +13,9 @@ from ansible_collections.edgemig.migration.plugins.module_utils.netmon import Ne
 MB = 1e6
 
 
-def net(t, goodput=0.0, rtt=0.01, loss=0.0, delivery=0.0, app_limited=False):
+def net(t, goodput=0.0, rtt=0.01, loss=0.0, delivery=0.0, app_limited=False, min_rtt=0.0):
     return NetSample(t=t, rtt_s=rtt, rtt_ratio=1.0, loss=loss, goodput_Bps=goodput,
-                     delivery_rate_Bps=delivery, app_limited=app_limited)
+                     delivery_rate_Bps=delivery, app_limited=app_limited, min_rtt_s=min_rtt)
 
 
 # -- paper grid -------------------------------------------------------------
@@ -341,3 +341,35 @@ def test_model_collects_small_pieces_before_probing():
     assert ctl.describe()["estimates"] == {}    # 60 KiB so far: nothing probed
     ctl.sample(piece)
     assert set(ctl.describe()["estimates"]) == {"%s:%d" % c for c in C.DEFAULT_CANDIDATES if c[0] != "none"}
+
+
+def test_model_climbs_fast_when_app_limited_without_queue():
+    """Link 10 Mbit/s -> 1 Gbit/s: the slow codec now limits goodput, the RTT
+    falls to its minimum; the estimate doubles per sample instead of x1.25."""
+    ctl, clock = primed()
+    for _ in range(10):                            # 1.25 MB/s, queue at the bottleneck
+        clock.t += 0.1
+        ctl.observe_network(net(clock.t, goodput=1.25 * MB, delivery=1.25 * MB, rtt=0.05, min_rtt=0.0002))
+    assert ctl.current() in (("zstd", 6), ("zstd", 9))
+    for _ in range(6):                             # 0.6 s of the fast link, CPU-bound on zstd:9
+        clock.t += 0.1
+        ctl.observe_network(net(clock.t, goodput=30 * MB, app_limited=True, rtt=0.0003, min_rtt=0.0002))
+    assert ctl.net_rate_Bps == pytest.approx(60 * MB)   # x2, not x1.25
+    first = ctl.current()
+    assert first != ("zstd", 9)
+    for _ in range(4):                             # the faster codec gets more through: climb on
+        clock.t += 0.1
+        ctl.observe_network(net(clock.t, goodput=60 * MB, app_limited=True, rtt=0.0003, min_rtt=0.0002))
+    assert ctl.net_rate_Bps == pytest.approx(120 * MB)
+    assert PROFILE[ctl.current()][0] > PROFILE[first][0]   # a faster codec again
+
+
+def test_model_forgets_old_rate_when_a_queue_builds():
+    ctl, clock = primed()
+    feed(ctl, clock, 1, goodput=100 * MB)
+    assert ctl.net_rate_Bps == pytest.approx(100 * MB)
+    for _ in range(6):                             # drop to 2.5 MB/s, queue grows
+        clock.t += 0.1
+        ctl.observe_network(net(clock.t, goodput=2.5 * MB, delivery=2.5 * MB, rtt=0.08, min_rtt=0.0002))
+    assert ctl.net_rate_Bps == pytest.approx(2.5 * MB)
+    assert ctl.current() in (("zstd", 6), ("zstd", 9))
