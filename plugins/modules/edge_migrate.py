@@ -115,6 +115,13 @@ timeline:
   returned: success
   type: list
   elements: dict
+clients_reset:
+  description: >-
+    Clients whose connection to the service was open at the freeze (it does not survive CRIU's tcp-close)
+    and were sent a challenge ACK from the service address, so that they get a reset from the target at once
+    instead of waiting for their own timeout.
+  returned: success
+  type: int
 rolled_back:
   description: On failure, how the service was kept up here - C(checkpoint), C(fresh_start) or C(not_needed).
   returned: failure
@@ -134,6 +141,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.container_spec i
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, set_address
+from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
     HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SshStream, TransferError,
 )
@@ -157,6 +165,31 @@ def roll_back(api, p: dict, ck: dict) -> str:
         if p["address"] and p["interface"]:
             set_address(p["interface"], p["address"], True)
     return how
+
+
+def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]:
+    """(published host port, [(client ip, client port)]) of the connections
+    established to the container's published TCP ports, read from the
+    container's network namespace just before the freeze."""
+    pid = (inspect.get("State") or {}).get("Pid")
+    bindings = (inspect.get("HostConfig") or {}).get("PortBindings") or {}
+    if not pid:
+        return []
+    try:
+        with open(f"/proc/{pid}/net/tcp") as fh:
+            table = fh.read()
+    except OSError:
+        return []
+    out = []
+    for key, binds in bindings.items():
+        cport, _, proto = key.partition("/")
+        if proto != "tcp" or not binds:
+            continue
+        peers = established_peers(table, int(cport))
+        for b in binds:
+            if peers and b.get("HostPort"):
+                out.append((int(b["HostPort"]), peers))
+    return out
 
 
 def main() -> None:
@@ -225,6 +258,9 @@ def main() -> None:
                          stall_timeout=p["stall_timeout"]).open()
     except TransferError as exc:
         module.fail_json(msg=f"connecting to the target: {exc}", rolled_back="not_needed", durations={})
+    # Connections open now die with the freeze (CRIU tcp-close); remember
+    # their clients so they can be told at once after the switch-over.
+    clients = client_connections(inspect) if p["address"] else []
     t0 = time.monotonic()
     try:
         ck = create(api, p["name"], p["dump_dir"], p["checkpoint"])
@@ -256,10 +292,19 @@ def main() -> None:
         module.fail_json(msg=f"migration failed: {exc}; the service was "
                              f"{'restored from its checkpoint' if how == 'checkpoint' else 'started again'} on the source",
                          rolled_back=how, durations=durations)
+    # The service answers on the target now: make clients whose connection
+    # died with the freeze notice it now instead of at their read timeout.
+    poked = 0
+    for port, peers in clients:
+        try:
+            poked += poke_clients(p["address"], port, peers)
+        except OSError:
+            pass
     conn.close()
     shutil.rmtree(ck["work_dir"], ignore_errors=True)
     timeline = result.pop("timeline", [])
-    module.exit_json(changed=True, durations=durations, sizes=ck["sizes"], stats=result, timeline=timeline)
+    module.exit_json(changed=True, durations=durations, sizes=ck["sizes"], stats=result, timeline=timeline,
+                     clients_reset=poked)
 
 
 if __name__ == "__main__":
