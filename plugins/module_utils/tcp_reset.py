@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 
 ESTABLISHED = "01"
 
@@ -64,18 +65,28 @@ def ack_packet(src: str, sport: int, dst: str, dport: int, seq: int, ack: int) -
     return ip + tcp
 
 
-def poke_clients(address: str, port: int, peers: list[tuple[str, int]]) -> int:
-    """Send the challenge ACKs; returns how many were sent. Best effort."""
+def poke_clients(address: str, port: int, peers: list[tuple[str, int]], rounds: int = 3,
+                 spacing_s: float = 0.1) -> int:
+    """Send the challenge ACKs; returns to how many clients. Best effort.
+
+    Sent ``rounds`` times ``spacing_s`` apart: a client whose neighbour entry
+    still points at the source (gratuitous ARP not yet applied) answers the
+    first one towards the source, where nothing resets it; a later round
+    gets through. After the reset a client answers with a harmless RST.
+    """
     if not peers:
         return 0
-    sent = 0
+    reached = set()
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as sock:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-        for ip, pport in peers:
-            seq, ack = struct.unpack("!II", os.urandom(8))
-            try:
-                sock.sendto(ack_packet(address, port, ip, pport, seq, ack), (ip, 0))
-                sent += 1
-            except OSError:
-                continue
-    return sent
+        for r in range(rounds):
+            if r:
+                time.sleep(spacing_s)
+            for ip, pport in peers:
+                seq, ack = struct.unpack("!II", os.urandom(8))
+                try:
+                    sock.sendto(ack_packet(address, port, ip, pport, seq, ack), (ip, 0))
+                    reached.add((ip, pport))
+                except OSError:
+                    continue
+    return len(reached)

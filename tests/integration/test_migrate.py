@@ -81,3 +81,26 @@ def test_migrate_again_changes_nothing():
 
 # Failure paths (restore fails on the target, port taken, corrupted chunk,
 # connection cut, ...) with their rollback to the source: test_faults.py.
+
+
+def test_client_connection_open_at_the_freeze_is_reset_at_once():
+    """CRIU restores with tcp-close: a connection open at the freeze is dead on
+    the target. The client must learn it right after the switch-over (a reset),
+    not at its own read timeout."""
+    import socket
+
+    spec = CATALOG["apache"]
+    playbook("deploy.yml", "-e", "svc=apache", "-e", "host=edge1")
+    src = running_on("apache")[0]
+    dst = "edge2" if src == "edge1" else "edge1"
+    wait_answering(spec)
+    sock = socket.create_connection((spec["address"], spec["ports"][0]["host"]), timeout=5)
+    try:
+        proc = playbook("migrate.yml", "-e", "svc=apache", "-e", f"target={dst}")
+        assert running_on("apache") == [dst], proc.stdout[-3000:]
+        assert int(report("apache")["clients_reset"]) >= 1
+        sock.settimeout(3)
+        with pytest.raises(ConnectionResetError):
+            sock.recv(1)   # without the reset this times out: nothing else would ever arrive
+    finally:
+        sock.close()
