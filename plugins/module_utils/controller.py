@@ -469,7 +469,7 @@ class ModelController(_Base):
         # minimum while we are app-limited means the link has room (our
         # codec, not the network, is the limit); RTT well above the minimum
         # while we are not app-limited means a queue, i.e. the link is full.
-        rtt, min_rtt = float(sample.rtt_s or 0.0), float(getattr(sample, "min_rtt_s", 0.0) or 0.0)
+        rtt, min_rtt = float(sample.rtt_s or 0.0), float(sample.min_rtt_s or 0.0)
         known = rtt > 0 and min_rtt > 0
         roomy = known and sample.app_limited and rtt <= 2 * min_rtt + self.queue_slack_s
         queued = known and not sample.app_limited and rtt > 2 * min_rtt + self.queue_slack_s

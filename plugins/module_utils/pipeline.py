@@ -30,9 +30,9 @@ from typing import Callable, Iterator
 
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import compress
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
-    PAGE, P_LITERAL, P_REF, P_ZERO, REF, T_ABORT, T_CHUNK, T_END, T_ENTRY, T_HELLO, T_PROBE, VERSION,
-    MAX_PROBE_FRAME, MAX_PROBES, ZERO_PAGE, FrameReader, ProtocolError, TreeWriter, chunk_frame, decode_chunk, entry_meta,
-    frame, json_frame, parse_chunk, parse_json,
+    MAX_PROBE_FRAME, MAX_PROBES, PAGE, P_LITERAL, P_REF, P_ZERO, REF, T_ABORT, T_CHUNK, T_END, T_ENTRY,
+    T_HELLO, T_PROBE, VERSION, ZERO_PAGE, FrameReader, ProtocolError, TreeWriter, chunk_frame, decode_chunk,
+    entry_meta, frame, json_frame, parse_chunk, parse_json,
 )
 
 CHUNK_SIZE = 1 << 20
@@ -143,7 +143,6 @@ class AckState:
         with self._moved:
             self._moved.wait_for(lambda: sent - self.acked <= limit or self.done.is_set(), timeout)
 
-
     def wait_probes(self, count: int, timeout: float) -> float | None:
         """Arrival time of the ``count``-th probe answer, None on timeout or end."""
         with self._moved:
@@ -156,8 +155,8 @@ def probe_link(send: Callable[[bytes], None], acks: AckState, *, max_bytes: int 
     """Estimate the link rate with PROBE frames before the stream starts.
 
     Two 1-byte probes first (the first answers once the receiver is up, the
-    second's round trip is the RTT), then filler of doubling size from 64 KiB until one probe takes
-    ``min_seconds`` or ``max_bytes`` is reached; the last probe gives the
+    second's round trip is the RTT), then filler of doubling size from
+    64 KiB until one probe takes ``min_seconds`` or ``max_bytes`` is reached; the last probe gives the
     rate: bytes / (time to its answer - RTT). Meant to run while the service
     still runs (before the freeze), so it costs no downtime; the model
     controller starts from its result instead of a guess. Returns

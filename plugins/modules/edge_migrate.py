@@ -180,7 +180,9 @@ def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]
             table = fh.read()
     except OSError:
         return []
-    out = []
+    # Keyed by host port: one published port may be listed once per host
+    # address (0.0.0.0 and ::), and each client must be counted once.
+    by_port: dict[int, list[tuple[str, int]]] = {}
     for key, binds in bindings.items():
         cport, _, proto = key.partition("/")
         if proto != "tcp" or not binds:
@@ -188,8 +190,8 @@ def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]
         peers = established_peers(table, int(cport))
         for b in binds:
             if peers and b.get("HostPort"):
-                out.append((int(b["HostPort"]), peers))
-    return out
+                by_port[int(b["HostPort"])] = peers
+    return list(by_port.items())
 
 
 def main() -> None:
