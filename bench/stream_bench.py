@@ -196,14 +196,14 @@ def roots_of(base: str) -> list[tuple[str, str]]:
 
 
 def tree_bytes(roots) -> int:
-    from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import walk_roots
+    from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import walk_roots
     return sum(st.st_size for _, _, full, st in walk_roots(roots) if os.path.isfile(full)
                and not os.path.islink(full))
 
 
 def make_slice(svc: str, mib: int) -> str:
     """First ``mib`` MiB of the dump's stream, as a tree of the same shape."""
-    from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import walk_roots
+    from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import walk_roots
     out = os.path.join(SLICES, f"{svc}-{mib}m")
     if os.path.exists(os.path.join(out, "DONE")):
         return out

@@ -12,7 +12,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.container_spec i
     checkpoint_dir as docker_checkpoint_dir, upper_dir, volumes,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import is_page_image
+from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 
 
 class CheckpointError(Exception):

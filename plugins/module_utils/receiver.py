@@ -8,6 +8,11 @@ It reads the stream from stdin and answers on stdout, one JSON message per
 line: ``{"ack": n}`` while data arrives, then ``{"ok": true, ...}`` or
 ``{"error": "..."}``. Exit status 0 only when every byte was verified and
 written.
+
+This file is the root of the receiver bundle: transfer.receiver_bundle ships
+it and everything it imports (transitively) from module_utils, and nothing
+else. Its one import from the Docker side is switchover.py, the glue that
+restores the container the moment the stream is verified.
 """
 from __future__ import annotations
 
@@ -18,14 +23,24 @@ import shutil
 import sys
 import threading
 import time
+from typing import Callable, Iterable
 
-from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
-    ProtocolError, parse_roots,
-)
+from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
+from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
     SwitchoverError, restore_and_switch,
 )
+
+
+def parse_roots(specs: Iterable[str]) -> dict[str, str]:
+    """``name=/abs/dir`` pairs from the receiver's command line."""
+    roots = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not os.path.isabs(path):
+            raise ProtocolError(f"bad root spec {spec!r}: expected name=/absolute/dir")
+        roots[name] = path
+    return roots
 
 
 def clear_dir(path: str) -> None:
@@ -38,7 +53,7 @@ def clear_dir(path: str) -> None:
                 os.unlink(entry.path)
 
 
-def corrupt_every(n: int):
+def corrupt_every(n: int) -> Callable[[dict], None]:
     """Fault-injection hook (tests only): flip a byte in every n-th chunk."""
     count = [0]
 

@@ -20,12 +20,15 @@ import time
 
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
 from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
-from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import AckState, StreamSender, probe_link
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
 # Imported so that Ansible packs the receiver with the module: its source is
 # sent to the target (receiver_bundle).
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import main as _receiver_main  # noqa: F401
 from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as _wkdm  # noqa: F401
+from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import (
+    AckState, StreamSender, probe_link,
+)
 
 try:
     import paramiko
@@ -37,8 +40,8 @@ except ImportError as _exc:  # reported by the module with missing_required_lib
     PARAMIKO_IMPORT_ERROR = _exc
 
 PKG = "ansible_collections.edgemig.migration.plugins.module_utils"
-RECEIVER_MODULES = ("codecs", "wkdm", "protocol", "pipeline", "docker_api", "health", "garp",
-                    "switchover", "receiver")
+RECEIVER_MODULES = ("codecs", "wkdm", "protocol", "tree_writer", "stream_receiver", "docker_api", "health",
+                    "garp", "switchover", "receiver")
 
 # Runs on the target: read the bundled sources from stdin, import them from
 # memory, hand the rest of stdin to the receiver.
@@ -297,8 +300,6 @@ def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], 
 def send_local(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], policy: str = "model",
                workers: int = 0, **kwargs) -> dict:
     """The same pipeline through an in-process pipe (tests, benchmarks without SSH)."""
-    from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import receive_stream
-
     corrupt_hook = kwargs.pop("corrupt_hook", None)
     rfd, wfd = os.pipe()
     reader = os.fdopen(rfd, "rb")

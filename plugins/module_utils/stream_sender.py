@@ -1,11 +1,13 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Pipelined sending and receiving of a migration stream.
+"""The sending side of a migration stream: read -> dedup -> compress -> send.
 
-Sender:   read + page dedup (1 thread) -> compress (pool, one worker per core)
-          -> send in order (1 thread) ; a monitor samples the network.
-Receiver: read frames (1 thread) -> decompress + check (pool) -> write in
-          order (1 thread), acknowledging written bytes back to the sender.
+    read + page dedup (1 thread: tree_reader.walk_roots, Deduper)
+      -> compress (pool, one worker per core: compress_chunk)
+      -> send in order (1 thread: protocol.chunk_frame)
+    and beside them a monitor thread that samples the network, feeds the
+    controller and watches for a stalled link; the replies (acks, probe
+    answers, the final result) arrive in AckState.
 
 Stages overlap and every queue between them is bounded, so memory stays
 flat whatever the checkpoint size and a slow network pushes back all the way
@@ -14,6 +16,9 @@ to the reader. ``pipelined=False`` runs the paper's serial baseline
 
 lz4 and zstd release the GIL while they work, so a thread pool really uses
 all cores; the Python left on the hot path is per chunk, not per byte.
+
+Runs on the source only: it is never shipped to the target (the receiver
+bundle is computed from receiver.py's imports, see transfer.py).
 """
 from __future__ import annotations
 
@@ -25,41 +30,19 @@ import stat
 import threading
 import time
 import zlib
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import compress
+from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
-    MAX_PROBE_FRAME, MAX_PROBES, PAGE, P_LITERAL, P_REF, P_ZERO, REF, T_ABORT, T_CHUNK, T_END, T_ENTRY,
-    T_HELLO, T_PROBE, VERSION, ZERO_PAGE, FrameReader, ProtocolError, TreeWriter, chunk_frame, decode_chunk,
-    entry_meta, frame, json_frame, parse_chunk, parse_json,
+    MAX_PROBE_FRAME, MAX_PROBES, PAGE, P_LITERAL, P_REF, P_ZERO, REF, T_ABORT, T_END, T_ENTRY, T_HELLO,
+    T_PROBE, VERSION, ZERO_PAGE, ProtocolError, chunk_frame, frame, json_frame,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, walk_roots
 
 CHUNK_SIZE = 1 << 20
 DEDUP_TABLE_MAX = 4_000_000  # pages remembered for dedup (~16 GiB of pages)
-
-
-def is_page_image(root: str, rel: str) -> bool:
-    """CRIU keeps memory in ``pages-*.img``: page-aligned, worth page dedup."""
-    base = rel.rsplit("/", 1)[-1]
-    return root == "checkpoint" and base.startswith("pages-") and base.endswith(".img")
-
-
-def walk_roots(roots: list[tuple[str, str]]) -> Iterator[tuple[str, str, str, os.stat_result]]:
-    """(root, relative path, full path, lstat) for every object, parents first.
-
-    The root directory itself comes first as ``"."`` so its owner and mode
-    travel too (a MariaDB volume's data dir belongs to mysql, not root).
-    """
-    for name, top in roots:
-        yield name, ".", top, os.lstat(top)
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-            dirnames.sort()
-            rel_dir = os.path.relpath(dirpath, top)
-            for entry in sorted(dirnames) + sorted(filenames):
-                full = os.path.join(dirpath, entry)
-                rel = entry if rel_dir == "." else f"{rel_dir}/{entry}"
-                yield name, rel, full, os.lstat(full)
 
 
 class Deduper:
@@ -109,96 +92,8 @@ class Deduper:
         return bytes(tags), b"".join(literal)
 
 
-class AckState:
-    """What the receiver told us, updated by the reply-reader thread."""
-
-    def __init__(self):
-        self.acked = 0
-        self.result: dict | None = None
-        self.error: str | None = None
-        self.done = threading.Event()
-        self.probes: list[tuple[float, int]] = []  # (arrival time, bytes) of probe answers
-        self._moved = threading.Condition()
-
-    def feed_line(self, line: bytes) -> None:
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            return
-        if "probe" in msg:
-            self.probes.append((time.monotonic(), int(msg["probe"])))
-        if "ack" in msg:
-            self.acked = int(msg["ack"])
-        if "error" in msg:
-            self.error = str(msg["error"])
-            self.done.set()
-        elif msg.get("ok"):
-            self.result = msg
-            self.done.set()
-        with self._moved:
-            self._moved.notify_all()
-
-    def wait_below(self, sent: int, limit: int, timeout: float = 0.25) -> None:
-        """Block while more than ``limit`` sent bytes are unacknowledged (or until ``timeout``)."""
-        with self._moved:
-            self._moved.wait_for(lambda: sent - self.acked <= limit or self.done.is_set(), timeout)
-
-    def wait_probes(self, count: int, timeout: float) -> float | None:
-        """Arrival time of the ``count``-th probe answer, None on timeout or end."""
-        with self._moved:
-            self._moved.wait_for(lambda: len(self.probes) >= count or self.done.is_set(), timeout)
-        return self.probes[count - 1][0] if len(self.probes) >= count else None
-
-
-def probe_link(send: Callable[[bytes], None], acks: AckState, *, max_bytes: int = MAX_PROBE_FRAME,
-               min_seconds: float = 0.2, budget_s: float = 1.5, measure: bool = True) -> dict:
-    """Estimate the link rate with PROBE frames before the stream starts.
-
-    Two 1-byte probes first (the first answers once the receiver is up, the
-    second's round trip is the RTT), then filler of doubling size from
-    64 KiB until one probe takes ``min_seconds`` or ``max_bytes`` is reached; the last probe gives the
-    rate: bytes / (time to its answer - RTT). Meant to run while the service
-    still runs (before the freeze), so it costs no downtime; the model
-    controller starts from its result instead of a guess. Returns
-    ``{"rate_Bps", "rtt_s", "bytes", "seconds"}``; ``rate_Bps`` is None when
-    the receiver did not answer within ``budget_s``. ``measure=False`` only
-    waits until the receiver answers (it is up and reading).
-    """
-    t_start = time.monotonic()
-    deadline = t_start + budget_s
-    n_sent = 0
-
-    def one(size: int) -> float | None:
-        nonlocal n_sent
-        t0 = time.monotonic()
-        send(frame(T_PROBE, bytes(size)))
-        n_sent += 1
-        t_ans = acks.wait_probes(n_sent, max(0.0, deadline - t0))
-        return None if t_ans is None else t_ans - t0
-
-    out = {"rate_Bps": None, "rtt_s": None, "bytes": 0, "seconds": 0.0}
-    # The first answer also waits for the receiver to start (Python, imports:
-    # ~0.25 s); the second one is the round trip.
-    rtt = one(1)
-    if rtt is not None and measure:
-        rtt = one(1)
-    if rtt is not None and measure:
-        out["rtt_s"] = round(rtt, 6)
-        size = 64 << 10
-        while n_sent < MAX_PROBES:
-            took = one(size)
-            if took is None:
-                break
-            out["bytes"] += size
-            out["rate_Bps"] = size / max(took - rtt, took * 0.1, 1e-6)
-            if took >= min_seconds or size >= max_bytes or time.monotonic() + 2 * took > deadline:
-                break
-            size *= 2
-    out["seconds"] = round(time.monotonic() - t_start, 4)
-    return out
-
-
-def _compress_job(codec: str, level: int, raw: bytes, literal: bytes) -> tuple[str, int, bytes, int, float]:
+def compress_chunk(codec: str, level: int, raw: bytes, literal: bytes) -> tuple[str, int, bytes, int, float]:
+    """(codec, level, payload, CRC32 of ``raw``, CPU seconds); runs on a worker thread."""
     t0 = time.thread_time()
     crc = zlib.crc32(raw)
     if codec == "none":
@@ -294,7 +189,7 @@ class StreamSender:
             # out with the initial guess).
             self.ctl.sample(literal)
         codec, level = self.ctl.current()
-        fut = pool.submit(_compress_job, codec, level, raw, literal)
+        fut = pool.submit(compress_chunk, codec, level, raw, literal)
         return ("chunk", fid, offset, len(raw), len(literal), pagemap, fut)
 
     # -- sending
@@ -501,109 +396,90 @@ class StreamSender:
         return out
 
 
-# ---------------------------------------------------------------- receiver
-def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
-                   roots: dict[str, str], workers: int | None = None,
-                   ack_interval: float = 0.05, corrupt_hook: Callable[[dict], None] | None = None) -> dict:
-    """Receive one stream into ``roots``; returns the summary or raises ProtocolError.
+class AckState:
+    """What the receiver told us, updated by the reply-reader thread."""
 
-    ``reply`` sends one JSON message back to the sender (acks). ``corrupt_hook``
-    exists for the fault-injection tests only (it may flip bytes in a parsed
-    chunk before it is checked).
-    """
-    workers = workers or os.cpu_count() or 1
-    reader = FrameReader(read)
-    ftype, payload = reader.next()
-    probes = 0
-    while ftype == T_PROBE:
-        # Link probe (SshStream.probe_link): answer at once, keep nothing.
-        probes += 1
-        if probes > MAX_PROBES:
-            raise ProtocolError(f"more than {MAX_PROBES} PROBE frames before HELLO")
-        reply({"probe": len(payload)})
-        ftype, payload = reader.next()
-    if ftype != T_HELLO:
-        raise ProtocolError("stream does not start with HELLO")
-    hello = parse_json(payload, "HELLO")
-    if hello.get("version") != VERSION:
-        raise ProtocolError(f"protocol version {hello.get('version')!r} not supported (want {VERSION})")
-    unknown = [r for r in hello.get("roots", []) if r not in roots]
-    if unknown:
-        raise ProtocolError(f"sender wants roots the receiver was not given: {unknown}")
-    writer = TreeWriter({name: roots[name] for name in hello.get("roots", [])})
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgemig-decompress")
-    q: queue.Queue = queue.Queue(maxsize=workers * 2 + 2)
-    failure: list[BaseException] = []
-    result: dict = {}
-    t0 = time.monotonic()
+    def __init__(self):
+        self.acked = 0
+        self.result: dict | None = None
+        self.error: str | None = None
+        self.done = threading.Event()
+        self.probes: list[tuple[float, int]] = []  # (arrival time, bytes) of probe answers
+        self._moved = threading.Condition()
 
-    def write_loop() -> None:
-        last = 0.0
+    def feed_line(self, line: bytes) -> None:
         try:
-            while True:
-                item = q.get()
-                if item is None:
-                    return
-                if failure:
-                    continue  # drain so the reader never blocks
-                kind = item[0]
-                if kind == "entry":
-                    writer.entry(item[1])
-                elif kind == "chunk":
-                    writer.chunk(item[1], item[2].result())
-                elif kind == "end":
-                    result.update(writer.finish(item[1]))
-                    # Everything is written and verified: say so now (the
-                    # final answer may wait for a restore on the target).
-                    reply({"ack": writer.bytes_written, "verified": True})
-                    last = time.monotonic()
-                    continue
-                now = time.monotonic()
-                # Ack at least every ack_interval, and always when the queue
-                # ran dry: the sender may be throttled waiting for exactly
-                # this ack, and no further item would come to trigger it.
-                if now - last >= ack_interval or q.empty():
-                    reply({"ack": writer.bytes_written})
-                    last = now
-        except BaseException as exc:
-            failure.append(exc)
-            while q.get() is not None:
-                pass
+            msg = json.loads(line)
+        except ValueError:
+            return
+        if "probe" in msg:
+            self.probes.append((time.monotonic(), int(msg["probe"])))
+        if "ack" in msg:
+            self.acked = int(msg["ack"])
+        if "error" in msg:
+            self.error = str(msg["error"])
+            self.done.set()
+        elif msg.get("ok"):
+            self.result = msg
+            self.done.set()
+        with self._moved:
+            self._moved.notify_all()
 
-    wt = threading.Thread(target=write_loop, name="edgemig-writer", daemon=True)
-    wt.start()
-    ended = False
-    try:
-        while not failure:
-            ftype, payload = reader.next()
-            if ftype == T_ENTRY:
-                q.put(("entry", parse_json(payload, "ENTRY")))
-            elif ftype == T_CHUNK:
-                ch = parse_chunk(payload)
-                if corrupt_hook is not None:
-                    corrupt_hook(ch)
-                fut: Future = pool.submit(decode_chunk, ch)
-                q.put(("chunk", ch, fut))
-            elif ftype == T_END:
-                q.put(("end", parse_json(payload, "END")))
-                ended = True
+    def wait_below(self, sent: int, limit: int, timeout: float = 0.25) -> None:
+        """Block while more than ``limit`` sent bytes are unacknowledged (or until ``timeout``)."""
+        with self._moved:
+            self._moved.wait_for(lambda: sent - self.acked <= limit or self.done.is_set(), timeout)
+
+    def wait_probes(self, count: int, timeout: float) -> float | None:
+        """Arrival time of the ``count``-th probe answer, None on timeout or end."""
+        with self._moved:
+            self._moved.wait_for(lambda: len(self.probes) >= count or self.done.is_set(), timeout)
+        return self.probes[count - 1][0] if len(self.probes) >= count else None
+
+
+def probe_link(send: Callable[[bytes], None], acks: AckState, *, max_bytes: int = MAX_PROBE_FRAME,
+               min_seconds: float = 0.2, budget_s: float = 1.5, measure: bool = True) -> dict:
+    """Estimate the link rate with PROBE frames before the stream starts.
+
+    Two 1-byte probes first (the first answers once the receiver is up, the
+    second's round trip is the RTT), then filler of doubling size from
+    64 KiB until one probe takes ``min_seconds`` or ``max_bytes`` is reached; the last probe gives the
+    rate: bytes / (time to its answer - RTT). Meant to run while the service
+    still runs (before the freeze), so it costs no downtime; the model
+    controller starts from its result instead of a guess. Returns
+    ``{"rate_Bps", "rtt_s", "bytes", "seconds"}``; ``rate_Bps`` is None when
+    the receiver did not answer within ``budget_s``. ``measure=False`` only
+    waits until the receiver answers (it is up and reading).
+    """
+    t_start = time.monotonic()
+    deadline = t_start + budget_s
+    n_sent = 0
+
+    def one(size: int) -> float | None:
+        nonlocal n_sent
+        t0 = time.monotonic()
+        send(frame(T_PROBE, bytes(size)))
+        n_sent += 1
+        t_ans = acks.wait_probes(n_sent, max(0.0, deadline - t0))
+        return None if t_ans is None else t_ans - t0
+
+    out = {"rate_Bps": None, "rtt_s": None, "bytes": 0, "seconds": 0.0}
+    # The first answer also waits for the receiver to start (Python, imports:
+    # ~0.25 s); the second one is the round trip.
+    rtt = one(1)
+    if rtt is not None and measure:
+        rtt = one(1)
+    if rtt is not None and measure:
+        out["rtt_s"] = round(rtt, 6)
+        size = 64 << 10
+        while n_sent < MAX_PROBES:
+            took = one(size)
+            if took is None:
                 break
-            elif ftype == T_ABORT:
-                reason = parse_json(payload, "ABORT").get("reason", "")
-                raise ProtocolError(f"sender aborted the transfer: {reason}")
-            else:
-                raise ProtocolError(f"unexpected frame type {ftype} after HELLO")
-    finally:
-        q.put(None)
-        wt.join()
-        pool.shutdown(wait=True, cancel_futures=True)
-        writer.close()
-    if failure:
-        exc = failure[0]
-        if isinstance(exc, ProtocolError):
-            raise exc
-        raise ProtocolError(f"receiver failed: {exc}") from exc
-    if not ended:
-        raise ProtocolError("stream ended before END")
-    result.update({"bytes_in": reader.bytes_in, "seconds": round(time.monotonic() - t0, 4)})
-    return result
+            out["bytes"] += size
+            out["rate_Bps"] = size / max(took - rtt, took * 0.1, 1e-6)
+            if took >= min_seconds or size >= max_bytes or time.monotonic() + 2 * took > deadline:
+                break
+            size *= 2
+    out["seconds"] = round(time.monotonic() - t_start, 4)
+    return out

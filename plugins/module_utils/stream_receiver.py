@@ -1,0 +1,149 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The receiving side of a migration stream: read frames -> decompress -> write.
+
+    read frames (caller's thread: protocol.FrameReader, protocol.parse_chunk)
+      -> decompress + size check (pool, one worker per core: decompress_chunk)
+      -> write in order (1 thread: tree_writer.TreeWriter), acking written bytes
+
+Every queue is bounded, so a slow disk pushes back to the sender through the
+SSH window and the acks (the sender keeps at most ~0.5 s in flight).
+lz4 and zstd release the GIL while they work, so the thread pool really
+uses all cores.
+
+Shipped to the target with receiver.py: it imports no sender code (that is
+checked by tests/unit/plugins/module_utils/test_import_graph.py).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
+
+from ansible_collections.edgemig.migration.plugins.module_utils.codecs import CodecError, decompress
+from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+    MAX_PROBES, T_ABORT, T_CHUNK, T_END, T_ENTRY, T_HELLO, T_PROBE, VERSION, FrameReader, ProtocolError,
+    parse_chunk, parse_json,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import TreeWriter
+
+
+def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
+                   roots: dict[str, str], workers: int | None = None,
+                   ack_interval: float = 0.05, corrupt_hook: Callable[[dict], None] | None = None) -> dict:
+    """Receive one stream into ``roots``; returns the summary or raises ProtocolError.
+
+    ``reply`` sends one JSON message back to the sender (acks). ``corrupt_hook``
+    exists for the fault-injection tests only (it may flip bytes in a parsed
+    chunk before it is checked).
+    """
+    workers = workers or os.cpu_count() or 1
+    reader = FrameReader(read)
+    ftype, payload = reader.next()
+    probes = 0
+    while ftype == T_PROBE:
+        # Link probe (SshStream.probe_link): answer at once, keep nothing.
+        probes += 1
+        if probes > MAX_PROBES:
+            raise ProtocolError(f"more than {MAX_PROBES} PROBE frames before HELLO")
+        reply({"probe": len(payload)})
+        ftype, payload = reader.next()
+    if ftype != T_HELLO:
+        raise ProtocolError("stream does not start with HELLO")
+    hello = parse_json(payload, "HELLO")
+    if hello.get("version") != VERSION:
+        raise ProtocolError(f"protocol version {hello.get('version')!r} not supported (want {VERSION})")
+    unknown = [r for r in hello.get("roots", []) if r not in roots]
+    if unknown:
+        raise ProtocolError(f"sender wants roots the receiver was not given: {unknown}")
+    writer = TreeWriter({name: roots[name] for name in hello.get("roots", [])})
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgemig-decompress")
+    q: queue.Queue = queue.Queue(maxsize=workers * 2 + 2)
+    failure: list[BaseException] = []
+    result: dict = {}
+    t0 = time.monotonic()
+
+    def write_loop() -> None:
+        last = 0.0
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if failure:
+                    continue  # drain so the reader never blocks
+                kind = item[0]
+                if kind == "entry":
+                    writer.entry(item[1])
+                elif kind == "chunk":
+                    writer.chunk(item[1], item[2].result())
+                elif kind == "end":
+                    result.update(writer.finish(item[1]))
+                    # Everything is written and verified: say so now (the
+                    # final answer may wait for a restore on the target).
+                    reply({"ack": writer.bytes_written, "verified": True})
+                    last = time.monotonic()
+                    continue
+                now = time.monotonic()
+                # Ack at least every ack_interval, and always when the queue
+                # ran dry: the sender may be throttled waiting for exactly
+                # this ack, and no further item would come to trigger it.
+                if now - last >= ack_interval or q.empty():
+                    reply({"ack": writer.bytes_written})
+                    last = now
+        except BaseException as exc:
+            failure.append(exc)
+            while q.get() is not None:
+                pass
+
+    wt = threading.Thread(target=write_loop, name="edgemig-writer", daemon=True)
+    wt.start()
+    ended = False
+    try:
+        while not failure:
+            ftype, payload = reader.next()
+            if ftype == T_ENTRY:
+                q.put(("entry", parse_json(payload, "ENTRY")))
+            elif ftype == T_CHUNK:
+                ch = parse_chunk(payload)
+                if corrupt_hook is not None:
+                    corrupt_hook(ch)
+                fut: Future = pool.submit(decompress_chunk, ch)
+                q.put(("chunk", ch, fut))
+            elif ftype == T_END:
+                q.put(("end", parse_json(payload, "END")))
+                ended = True
+                break
+            elif ftype == T_ABORT:
+                reason = parse_json(payload, "ABORT").get("reason", "")
+                raise ProtocolError(f"sender aborted the transfer: {reason}")
+            else:
+                raise ProtocolError(f"unexpected frame type {ftype} after HELLO")
+    finally:
+        q.put(None)
+        wt.join()
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.close()
+    if failure:
+        exc = failure[0]
+        if isinstance(exc, ProtocolError):
+            raise exc
+        raise ProtocolError(f"receiver failed: {exc}") from exc
+    if not ended:
+        raise ProtocolError("stream ended before END")
+    result.update({"bytes_in": reader.bytes_in, "seconds": round(time.monotonic() - t0, 4)})
+    return result
+
+
+def decompress_chunk(ch: dict) -> bytes:
+    """Decompress a parsed chunk's literal bytes (runs on a worker thread)."""
+    try:
+        return decompress(ch["codec"], ch["level"], ch["data"], ch["literal_len"])
+    except CodecError as exc:
+        raise ProtocolError(f"chunk of file {ch['id']} at offset {ch['offset']}: {exc}") from None
+    except Exception as exc:  # a codec library may raise its own errors on garbage
+        raise ProtocolError(f"chunk of file {ch['id']} at offset {ch['offset']} "
+                            f"does not decompress: {exc}") from None

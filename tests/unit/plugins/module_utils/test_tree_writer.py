@@ -1,0 +1,58 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""TreeWriter: nothing lands outside the roots, files are complete and checked."""
+from __future__ import annotations
+
+import os
+import zlib
+
+import pytest
+
+from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
+from stream_fixtures import END, entry, run, stream
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "a//b", "./a", "", "a/./b", "x\0y"])
+def test_traversal_rejected(tmp_path, path):
+    with pytest.raises(P.ProtocolError, match="bad path"):
+        run(tmp_path, stream(entry(path), END))
+    assert not (tmp_path / "x").exists()
+
+
+def test_symlink_escape_rejected(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    frames = [entry("ln", "symlink", target=str(outside)), entry("ln/pwned", size=0)]
+    with pytest.raises(P.ProtocolError, match="not a directory"):
+        run(tmp_path, stream(*frames, END))
+    assert list(outside.iterdir()) == []
+
+
+def test_preexisting_symlink_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    os.symlink(outside, dest / "d")
+    os.symlink(outside / "f", dest / "f")
+    with pytest.raises(P.ProtocolError):
+        run(tmp_path, stream(entry("d/x", size=0), END))
+    run(tmp_path, stream(entry("f", size=0), END))   # replaces the link, never writes through it
+    assert not (outside / "f").exists() and (dest / "f").is_file()
+
+
+def test_duplicate_entry_rejected(tmp_path):
+    with pytest.raises(P.ProtocolError, match="duplicate"):
+        run(tmp_path, stream(entry("a", id=0), entry("a", id=1), END))
+
+
+def test_chunk_beyond_file_size(tmp_path):
+    raw = b"A" * 100
+    ch = P.chunk_frame(0, 50, "none", 0, len(raw), zlib.crc32(raw), raw, len(raw))
+    with pytest.raises(P.ProtocolError, match="beyond file size"):
+        run(tmp_path, stream(entry("a", size=100), ch, END))
+
+
+def test_incomplete_file_at_end(tmp_path):
+    with pytest.raises(P.ProtocolError, match="incomplete"):
+        run(tmp_path, stream(entry("a", size=100), END))
