@@ -10,6 +10,7 @@ collection, and sender and receiver always speak the same protocol version.
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
@@ -17,12 +18,14 @@ import shlex
 import struct
 import threading
 import time
+from functools import lru_cache
 
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
 from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
-# Imported so that Ansible packs the receiver with the module: its source is
-# sent to the target (receiver_bundle).
+# Ansible packs a module's module_utils by following its imports: these two
+# make it pack the receiver (and, through codecs' ``import wkdm``, wkdm) with
+# every module that streams, so receiver_bundle finds their sources.
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import main as _receiver_main  # noqa: F401
 from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as _wkdm  # noqa: F401
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
@@ -40,8 +43,9 @@ except ImportError as _exc:  # reported by the module with missing_required_lib
     PARAMIKO_IMPORT_ERROR = _exc
 
 PKG = "ansible_collections.edgemig.migration.plugins.module_utils"
-RECEIVER_MODULES = ("codecs", "wkdm", "protocol", "tree_writer", "stream_receiver", "docker_api", "health",
-                    "garp", "switchover", "receiver")
+# The receiver bundle is this module and every module_utils module it imports,
+# transitively (receiver_modules): what the target runs, and nothing more.
+RECEIVER_ENTRY = f"{PKG}.receiver"
 
 # Runs on the target: read the bundled sources from stdin, import them from
 # memory, hand the rest of stdin to the receiver.
@@ -73,21 +77,63 @@ class TransferError(Exception):
     """The transfer failed; the message says where and why."""
 
 
+def module_source(name: str) -> str:
+    """Source text of a module_utils module, also when Ansible runs us from a zip."""
+    mod = importlib.import_module(name)
+    src = None
+    loader = getattr(mod, "__loader__", None)
+    if loader is not None and hasattr(loader, "get_source"):
+        src = loader.get_source(name)
+    if src is None:
+        with open(mod.__file__, encoding="utf-8") as fh:
+            src = fh.read()
+    return src
+
+
+def module_utils_imports(source: str, importer: str = RECEIVER_ENTRY) -> set[str]:
+    """Full names of the module_utils modules that ``source`` imports.
+
+    Every import statement counts, also one inside a function: a lazy import
+    still runs on the target. Understood forms: ``from PKG.X import y``,
+    ``from PKG import X``, ``import PKG.X`` and the relative ``from .X import
+    y`` / ``from ..module_utils.X import y`` (resolved against ``importer``).
+    """
+    depth = PKG.count(".") + 1  # module_utils has no sub-packages
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = importer.rsplit(".", node.level)[0]
+                base = f"{package}.{base}" if base else package
+            # ``from PKG import X`` names a module; ``from PKG.X import y`` a member of one.
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if name.startswith(PKG + "."):
+                found.add(".".join(name.split(".")[:depth + 1]))
+    return found
+
+
+@lru_cache(maxsize=1)
+def receiver_modules() -> tuple[str, ...]:
+    """The receiver entry point and everything it imports from module_utils, sorted."""
+    todo, seen = [RECEIVER_ENTRY], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(module_utils_imports(module_source(name), name) - seen)
+    return tuple(sorted(seen))
+
+
 def receiver_bundle() -> bytes:
-    """Length-prefixed JSON of the receiver's module sources."""
-    bundle = {}
-    for short in RECEIVER_MODULES:
-        name = f"{PKG}.{short}"
-        mod = importlib.import_module(name)
-        src = None
-        loader = getattr(mod, "__loader__", None)
-        if loader is not None and hasattr(loader, "get_source"):
-            src = loader.get_source(name)
-        if src is None:
-            with open(mod.__file__, encoding="utf-8") as fh:
-                src = fh.read()
-        bundle[name] = src
-    data = json.dumps(bundle).encode()
+    """Length-prefixed JSON ``{module name: source}`` of receiver_modules(), read by BOOTSTRAP."""
+    data = json.dumps({name: module_source(name) for name in receiver_modules()}).encode()
     return struct.pack("!I", len(data)) + data
 
 

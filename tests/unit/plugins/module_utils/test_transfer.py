@@ -3,9 +3,16 @@
 """Sender and receiver together through send_local, and the receiver bundle."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+
 import pytest
 
 from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
+from ansible_collections.edgemig.migration.plugins.module_utils import transfer
+from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
+from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import send_local
 from stream_fixtures import make_tree, snapshot
 
@@ -81,3 +88,69 @@ def test_round_trip_with_tight_in_flight_limit(tmp_path, policy):
                      chunk_size=16 * 1024, min_inflight=64 * 1024)
     assert res["receiver"]["ok"]
     assert (d / "pages-1.img").read_bytes() == pages
+
+
+# -- the receiver bundle (what is shipped to the target) ---------------------
+
+MU = "ansible_collections.edgemig.migration.plugins.module_utils"
+MU_DIR = os.path.dirname(transfer.__file__)
+# Sender-only code: never shipped to a target.
+SENDER_ONLY = {"stream_sender", "tree_reader", "transfer", "controller", "netmon", "checkpoint",
+               "container_spec", "tcp_reset", "module_common", "host_readiness", "dump_layout"}
+
+
+def imports_of(short: str) -> set[str]:
+    with open(os.path.join(MU_DIR, f"{short}.py"), encoding="utf-8") as fh:
+        found = transfer.module_utils_imports(fh.read(), f"{MU}.{short}")
+    return {name.rsplit(".", 1)[1] for name in found}
+
+
+def test_bundle_holds_exactly_what_the_receiver_imports():
+    bundle = json.loads(transfer.receiver_bundle()[4:])
+    shipped = {name.rsplit(".", 1)[1] for name in bundle}
+    assert "receiver" in shipped
+    for short in shipped:
+        missing = imports_of(short) - shipped
+        assert not missing, f"{short} imports {missing}, not in the bundle"
+    assert not shipped & SENDER_ONLY, f"sender-only code shipped: {shipped & SENDER_ONLY}"
+    assert shipped == {"receiver", "stream_receiver", "tree_writer", "protocol", "codecs", "wkdm",
+                       "switchover", "docker_api", "health", "garp"}
+    for name, src in bundle.items():
+        with open(os.path.join(MU_DIR, name.rsplit(".", 1)[1] + ".py"), encoding="utf-8") as fh:
+            assert src == fh.read()
+
+
+def test_import_forms_are_understood():
+    src = ("from ansible_collections.edgemig.migration.plugins.module_utils.protocol import X\n"
+           "from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as w\n"
+           "import ansible_collections.edgemig.migration.plugins.module_utils.garp\n"
+           "from ..module_utils.health import y\n"
+           "from .codecs import z\n"
+           "from . import docker_api\n"
+           "def f():\n    from ansible_collections.edgemig.migration.plugins.module_utils.netmon import n\n"
+           "import os\nfrom ansible.module_utils.basic import AnsibleModule\n")
+    found = transfer.module_utils_imports(src, f"{MU}.receiver")
+    assert found == {f"{MU}.{m}" for m in ("protocol", "wkdm", "garp", "health", "codecs", "docker_api", "netmon")}
+
+
+def test_bootstrap_runs_the_bundle_in_a_clean_interpreter(tmp_path):
+    """The target has no collection: the receiver must start from the bundle alone."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(b"edgemig" * 1000)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    frames = []
+    acks = AckState()
+    acks.done.set()  # nobody answers here: do not wait for acks
+    StreamSender([("layer", str(src))], make_controller("fixed:lz4:1", 1), frames.append, acks,
+                 workers=1).run()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
+    cmd = ["python3", "-c", transfer.BOOTSTRAP, "--root", f"layer={dest}"]
+    assert subprocess.run(["python3", "-c", "import ansible_collections.edgemig"], cwd=tmp_path, env=env,
+                          capture_output=True).returncode != 0, "the collection must not be importable here"
+    proc = subprocess.run(cmd, input=transfer.receiver_bundle() + b"".join(frames), cwd=tmp_path, env=env,
+                          capture_output=True, timeout=60)
+    last = json.loads(proc.stdout.splitlines()[-1])
+    assert proc.returncode == 0 and last.get("ok"), (last, proc.stderr.decode()[-2000:])
+    assert (dest / "d" / "f").read_bytes() == b"edgemig" * 1000
