@@ -26,12 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
-LINK = os.path.join(COLLECTIONS, "ansible_collections", "edgemig", "migration")
-if not os.path.exists(LINK):
-    os.makedirs(os.path.dirname(LINK), exist_ok=True)
-    os.symlink(ROOT, LINK)
-sys.path.insert(0, COLLECTIONS)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from collection_path import ensure_collection_path  # noqa: E402
+
+ensure_collection_path()
 
 from ansible_collections.edgemig.migration.plugins.module_utils import codecs  # noqa: E402
 

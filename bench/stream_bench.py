@@ -47,8 +47,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
-LINK = os.path.join(COLLECTIONS, "ansible_collections", "edgemig", "migration")
 DUMPS = os.path.join(ROOT, ".cache", "dumps")
 SLICES = os.path.join(ROOT, ".cache", "dumps", "slices")
 SYNTH = "/dev/shm/edgemig-bench-synth"
@@ -77,10 +75,10 @@ REPEAT_BELOW_S = 4.0
 
 
 def _collection_path() -> None:
-    if not os.path.exists(LINK):
-        os.makedirs(os.path.dirname(LINK), exist_ok=True)
-        os.symlink(ROOT, LINK)
-    sys.path.insert(0, COLLECTIONS)
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from collection_path import ensure_collection_path
+
+    ensure_collection_path()
 
 
 # ------------------------------------------------------------------ driver

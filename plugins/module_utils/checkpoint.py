@@ -13,6 +13,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.container_spec i
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
+from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import fs_type
 
 
 class CheckpointError(Exception):
@@ -44,19 +45,6 @@ def checkpoint_sizes(ckpt_dir: str) -> dict:
             else:
                 other += size
     return {"pages": pages, "other": other}
-
-
-def fs_type(path: str) -> str:
-    """File system type of the mount holding ``path`` (longest mount prefix)."""
-    best, kind = "", "unknown"
-    real = os.path.realpath(path)
-    with open("/proc/self/mounts", encoding="utf-8") as fh:
-        for line in fh:
-            parts = line.split()
-            mnt = parts[1].replace("\\040", " ")
-            if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                best, kind = mnt, parts[2]
-    return kind
 
 
 def criu_errors(message: str, ckpt_dir: str, lines: int = 8) -> str:
@@ -115,7 +103,7 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
     return {"work_dir": work, "checkpoint_dir": ckpt, "checkpoint": checkpoint,
             "container_id": inspect["Id"], "upper_dir": upper, "volumes": vols,
             "sizes": sizes, "durations": {"checkpoint_s": round(seconds, 4)},
-            "dump_fs": fs_type(work)}
+            "dump_fs": fs_type(work) or "unknown"}
 
 
 def stage_checkpoint(api: DockerAPI, container_id: str, checkpoint: str, source_dir: str) -> str:

@@ -39,6 +39,9 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         sock.connect(self._path)
         self.sock = sock
 
+# Where Docker listens unless told otherwise (docker_host option, DOCKER_HOST).
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
 
 def socket_path(base_url: str) -> str:
     """``unix:///run/docker.sock`` -> ``/run/docker.sock``; other schemes are refused."""
@@ -52,7 +55,7 @@ def socket_path(base_url: str) -> str:
 class DockerAPI:
     """Blocking JSON client; one connection per call keeps it simple and thread-safe."""
 
-    def __init__(self, base_url: str = "unix:///var/run/docker.sock", timeout: float = 120.0):
+    def __init__(self, base_url: str = DEFAULT_DOCKER_HOST, timeout: float = 120.0):
         self.base_url = base_url
         self.path = socket_path(base_url)
         self.timeout = timeout

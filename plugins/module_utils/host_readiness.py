@@ -90,6 +90,16 @@ def fs_type_of(path: str, mounts: list[tuple[str, str]]) -> str | None:
     return best[1] if best else None
 
 
+def fs_type(path: str, mountinfo_path: str = "/proc/self/mountinfo") -> str | None:
+    """File system type of the mount holding ``path`` on this host (symlinks resolved)."""
+    try:
+        with open(mountinfo_path, encoding="utf-8") as fh:
+            mountinfo = fh.read()
+    except OSError:
+        return None
+    return fs_type_of(os.path.realpath(path), parse_mountinfo(mountinfo))
+
+
 def docker_facts(info: dict | None, version: dict | None) -> dict:
     """The readiness-relevant parts of ``GET /info`` and ``GET /version``."""
     info = info or {}

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DEFAULT_DOCKER_HOST, DockerAPI
 
 DOCKER_ARGS = {"docker_host": {"type": "str", "aliases": ["docker_url"]}}
 
 
 def docker_api(module) -> DockerAPI:
-    url = module.params.get("docker_host") or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    url = module.params.get("docker_host") or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     try:
         return DockerAPI(url)
     except ValueError as exc:

@@ -10,7 +10,9 @@ import json
 import subprocess
 import time
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import (
+    DEFAULT_DOCKER_HOST, DockerAPI, DockerAPIError,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.garp import send_garp
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
 
@@ -45,7 +47,7 @@ def set_address(interface: str, address: str, present: bool, prefix: int = 32, g
 
 def restore_and_switch(spec: dict) -> dict:
     """``spec``: docker_host, name, checkpoint, health, address, interface."""
-    api = DockerAPI(spec.get("docker_host") or "unix:///var/run/docker.sock")
+    api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
     t0 = time.monotonic()
     try:
         api.start_container(spec["name"], checkpoint=spec.get("checkpoint", "edgemig"), timeout=300)

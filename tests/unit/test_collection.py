@@ -7,10 +7,11 @@ import os
 import subprocess
 
 import pytest
+from collection_path import COLLECTIONS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "plugins", "modules")) if f.endswith(".py"))
-ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".cache", "collections"),
+ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
            ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
 
 

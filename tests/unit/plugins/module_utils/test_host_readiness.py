@@ -168,3 +168,13 @@ def test_problems_min_free_bytes():
     out = hr.problems(args["criu"], args["docker"], args["dump_dir"], args["runc_conf"], min_version="4.2",
                       required_runc_options=[], min_free_bytes=11)
     assert out == ["dump_dir: /d has 10 bytes free, less than 11"]
+
+
+def test_fs_type_reads_this_hosts_mounts(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text("22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                    f"30 22 0:40 / {tmp_path}/dumps rw - tmpfs tmpfs rw\n")
+    (tmp_path / "dumps" / "x").mkdir(parents=True)
+    assert hr.fs_type(str(tmp_path / "dumps" / "x"), str(info)) == "tmpfs"
+    assert hr.fs_type(str(tmp_path), str(info)) == "ext4"
+    assert hr.fs_type("/", str(tmp_path / "missing")) is None
