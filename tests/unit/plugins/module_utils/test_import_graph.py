@@ -1,0 +1,73 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The import graph of plugins/module_utils (docs/design.md, "Import rules")."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.edgemig.migration.plugins.module_utils import transfer
+
+MU = transfer.PKG
+MU_DIR = os.path.dirname(transfer.__file__)
+
+# The Docker/CRIU side: containers, checkpoints, addresses, health.
+DOCKER = {"docker_api", "checkpoint", "container_spec", "switchover", "health", "garp", "tcp_reset",
+          "module_common"}
+# The stream engine, by side of the wire.
+WIRE = {"protocol"}
+SENDER = {"tree_reader", "stream_sender", "controller", "netmon"}
+RECEIVER = {"stream_receiver", "tree_writer"}
+ENDS = {"transfer", "receiver"}  # the source's SSH end and the target's entry point
+ENGINE = WIRE | SENDER | RECEIVER | ENDS
+# Leaves either side may import; they import only each other.
+SHARED = {"codecs", "wkdm", "dump_layout", "host_readiness"}
+# The one arrow from the engine into the Docker side: the receiver restores
+# the container the moment the stream is verified.
+GLUE = {("receiver", "switchover")}
+
+
+def graph() -> dict[str, set[str]]:
+    out = {}
+    for fname in sorted(os.listdir(MU_DIR)):
+        if fname.endswith(".py") and fname != "__init__.py":
+            short = fname[:-3]
+            with open(os.path.join(MU_DIR, fname), encoding="utf-8") as fh:
+                found = transfer.module_utils_imports(fh.read(), f"{MU}.{short}")
+            out[short] = {name.rsplit(".", 1)[1] for name in found} - {short}
+    return out
+
+
+GRAPH = graph()
+
+
+def arrows(src: set[str], dst: set[str]) -> set[tuple[str, str]]:
+    return {(a, b) for a in src for b in GRAPH.get(a, ()) if b in dst}
+
+
+def test_every_module_is_placed():
+    groups = [DOCKER, WIRE, SENDER, RECEIVER, ENDS, SHARED]
+    for name in GRAPH:
+        assert sum(name in g for g in groups) == 1, f"{name}.py: put it in exactly one group (and design.md)"
+
+
+def test_docker_side_does_not_import_the_stream_engine():
+    assert arrows(DOCKER, ENGINE) == set()
+
+
+def test_stream_engine_does_not_import_the_docker_side_but_for_the_glue():
+    assert arrows(ENGINE, DOCKER) == GLUE
+
+
+@pytest.mark.parametrize("side, other", [(RECEIVER, SENDER | ENDS), (SENDER, RECEIVER | ENDS)])
+def test_the_two_sides_do_not_import_each_other(side, other):
+    assert arrows(side, other) == set()
+
+
+def test_the_wire_format_stands_alone():
+    assert GRAPH["protocol"] <= SHARED
+
+
+def test_shared_leaves_import_only_each_other():
+    assert all(GRAPH[name] <= SHARED for name in SHARED)
