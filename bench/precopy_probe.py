@@ -81,10 +81,14 @@ def read_counter(path: str) -> int:
 
 
 def hash_rate(data: memoryview, algo: str) -> float:
-    """MB/s of per-4-KiB-page digests over ``data``."""
-    t = time.perf_counter()
-    pmem.digest_pages(data, algo)
-    return len(data) / (time.perf_counter() - t) / 1e6
+    """MB/s of per-4-KiB-page digests over ``data``, best of 3 (the edge
+    hosts share their 2 vCPUs with other work: the best run is the cost)."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        pmem.digest_pages(data, algo)
+        best = min(best, time.perf_counter() - t)
+    return len(data) / best / 1e6
 
 
 def main() -> int:
