@@ -18,7 +18,6 @@ is on tmpfs and removed at the end, whatever happens.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -238,7 +237,8 @@ def main() -> int:
           f" {res['data_mapping_mb']:.0f} MB data mapping)")
     print(f"  new         : {res['new']} ({res['new_outside_data']} outside it)")
     print(f"  warm-read but not in dump: {res['warm_not_in_dump']}")
-    print(f"hash dump     : {res['dump_hash_s']:.2f} s = {res['dump_hash_mb_s']:.0f} MB/s; index {res['index_s'] * 1e3:.1f} ms")
+    print(f"hash dump     : {res['dump_hash_s']:.2f} s = {res['dump_hash_mb_s']:.0f} MB/s;"
+          f" index {res['index_s'] * 1e3:.1f} ms")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
