@@ -26,6 +26,14 @@ CONFIG_KEYS = (
 )
 
 
+# Every field a catalog entry may have (inventory/group_vars/all/catalog.yml
+# documents them); anything else is a typo worth an error, not a silent no-op.
+CATALOG_FIELDS = frozenset((
+    "image", "build", "archive", "command", "entrypoint", "env", "ports", "volumes", "address",
+    "health", "uptime_probe", "url", "hostname",
+))
+
+
 def spec_hash(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -34,6 +42,10 @@ def from_catalog(service: str, spec: dict) -> dict:
     """Create body for a catalog service (see docs/design.md for the shape)."""
     if not spec.get("image"):
         raise ValueError(f"service {service!r}: catalog entry has no image")
+    unknown = sorted(set(spec) - CATALOG_FIELDS)
+    if unknown:
+        raise ValueError(f"service {service!r}: unknown catalog field(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(CATALOG_FIELDS))})")
     exposed, bindings = {}, {}
     for port in spec.get("ports") or []:
         key = f"{int(port['container'])}/{port.get('proto', 'tcp')}"
@@ -51,8 +63,11 @@ def from_catalog(service: str, spec: dict) -> dict:
         "HostConfig": {"PortBindings": bindings, "Mounts": mounts,
                        "RestartPolicy": {"Name": "no"}},
     }
-    if spec.get("command"):
-        body["Cmd"] = list(spec["command"])
+    # As in a Dockerfile: a list is the exec form, a string the shell form.
+    for field, key in (("entrypoint", "Entrypoint"), ("command", "Cmd")):
+        if spec.get(field):
+            value = spec[field]
+            body[key] = ["/bin/sh", "-c", value] if isinstance(value, str) else [str(v) for v in value]
     return body
 
 

@@ -293,7 +293,8 @@ class SshStream:
             raise TransferError(f"receiver on {host} failed before the stream: {acks.error}")
         monitor = NetMonitor(self.transport.sock)
         transport = self.transport
-        sender = StreamSender(src_roots, ctl, chan.sendall, acks, workers=cores,
+        # Kept on self so that a progress reporter can read its counters.
+        self.sender = sender = StreamSender(src_roots, ctl, chan.sendall, acks, workers=cores,
                               chunk_size=chunk_size, dedup=dedup, pipelined=pipelined,
                               monitor=monitor, stall_timeout=self.stall_timeout,
                               on_stall=lambda _msg: transport.close())

@@ -74,6 +74,13 @@ options:
     description: Fault injection for tests only - the target is asked to restore a checkpoint that does not exist.
     type: bool
     default: false
+  progress_file:
+    description:
+      - While it runs, keep a small JSON file here saying where the migration is (phase, bytes sent of the total,
+        rate, expected end), rewritten about once a second, removed at the end.
+      - This module's action plugin sets it and prints the file every few seconds, so that a long migration shows
+        progress in the playbook's output; set it yourself only to follow a run from elsewhere.
+    type: path
 requirements:
   - paramiko, lz4, zstandard (both ends)
 author:
@@ -140,6 +147,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint impor
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
@@ -208,6 +216,7 @@ def main() -> None:
             dedup=dict(type="bool", default=True),
             pipelined=dict(type="bool", default=True),
             stall_timeout=dict(type="int", default=30),
+            progress_file=dict(type="path"),
             fault_corrupt_every=dict(type="int", default=0),
             fault_restore=dict(type="bool", default=False),
             **DOCKER_ARGS,
@@ -228,6 +237,8 @@ def main() -> None:
     if missing:
         module.fail_json(msg=f"target is missing {', '.join(missing)} (prepare the target container first)")
     api = docker_api(module)
+    progress = ProgressFile(p["progress_file"])
+    progress.write({"phase": "connecting to the target"})
     # Everything the receiver needs is known before the freeze: connect, do
     # the SSH handshake and start the receiver now, off the downtime path.
     # A failure here (unreachable target, unknown host key) freezes nothing.
@@ -264,6 +275,7 @@ def main() -> None:
     # their clients so they can be told at once after the switch-over.
     clients = client_connections(inspect) if p["address"] else []
     t0 = time.monotonic()
+    progress.write({"phase": "checkpoint (service frozen)"})
     try:
         ck = create(api, p["name"], p["dump_dir"], p["checkpoint"])
     except (CheckpointError, DockerAPIError, OSError) as exc:
@@ -277,12 +289,23 @@ def main() -> None:
         roots = [("checkpoint", ck["checkpoint_dir"]), ("layer", ck["upper_dir"])]
         roots += [(f"volume/{v['name']}", v["path"]) for v in ck["volumes"]]
         t1 = time.monotonic()
+        total = ck["sizes"]["total"]
+
+        def where() -> dict:
+            sender = getattr(conn, "sender", None)
+            fields = stream_progress("streaming", total, sender.timeline if sender else [])
+            if fields.get("acked_bytes", 0) >= total > 0:
+                fields["phase"] = "restoring on the target"
+            return fields
+
+        progress.follow(where)
         result = conn.stream(roots, policy=p["policy"], dedup=p["dedup"], pipelined=p["pipelined"])
         durations["downtime_s"] = round(time.monotonic() - t0, 4)
         switch = (result.get("receiver") or {}).get("switchover") or {}
         durations["transfer_s"] = round(time.monotonic() - t1 - sum(switch.values()), 4)
         durations.update(switch)
     except (TransferError, SwitchoverError, DockerAPIError, OSError, ValueError) as exc:
+        progress.write({"phase": f"rolling back on the source: {exc}"})
         conn.close()
         try:
             how = roll_back(api, p, ck)
@@ -291,6 +314,7 @@ def main() -> None:
                              rolled_back="failed", work_dir=ck["work_dir"], checkpoint_dir=ck["checkpoint_dir"],
                              durations=durations)
         shutil.rmtree(ck["work_dir"], ignore_errors=True)
+        progress.remove()
         module.fail_json(msg=f"migration failed: {exc}; the service was "
                              f"{'restored from its checkpoint' if how == 'checkpoint' else 'started again'} on the source",
                          rolled_back=how, durations=durations)
@@ -303,6 +327,7 @@ def main() -> None:
         except OSError:
             pass
     conn.close()
+    progress.remove()
     shutil.rmtree(ck["work_dir"], ignore_errors=True)
     timeline = result.pop("timeline", [])
     module.exit_json(changed=True, durations=durations, sizes=ck["sizes"], stats=result, timeline=timeline,

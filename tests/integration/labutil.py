@@ -27,6 +27,7 @@ def env() -> dict:
     e = dict(os.environ)
     e["ANSIBLE_CONFIG"] = os.path.join(ROOT, "ansible.cfg")
     e["ANSIBLE_COLLECTIONS_PATH"] = os.path.join(ROOT, ".cache", "collections")
+    e["PWD"] = ROOT  # playbooks run in ROOT, as from a shell there (reports/ goes under it)
     e.setdefault("ANSIBLE_NOCOLOR", "1")
     return e
 
@@ -135,3 +136,29 @@ def report(svc: str) -> dict:
 def lab_is_up() -> bool:
     proc = subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "status"], capture_output=True, text=True)
     return proc.returncode == 0 and "dockerd pid" in proc.stdout
+
+
+# The lab's registry (lab.sh: namespace emigreg); the lab's dockerds trust it over plain HTTP.
+REGISTRY = "10.213.0.5:5000"
+
+
+def user_inventory(directory: str, services: dict) -> str:
+    """An inventory of the user's own, as a user makes one: the lab's hosts, the
+    collection's catalog plus ``services``. Returns the inventory file's path."""
+    inv = os.path.join(directory, "inventory")
+    os.makedirs(os.path.join(inv, "group_vars", "all"), exist_ok=True)
+    with open(os.path.join(ROOT, "inventory", "lab.yml")) as src, open(os.path.join(inv, "lab.yml"), "w") as dst:
+        dst.write(src.read())
+    merged = {**catalog(), **services}
+    with open(os.path.join(inv, "group_vars", "all", "catalog.yml"), "w") as fh:
+        yaml.safe_dump({"edgemig_services": merged}, fh, sort_keys=False)
+    return os.path.join(inv, "lab.yml")
+
+
+def run(cmd: list[str], cwd: str = ROOT, timeout: int = 900, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    """A command line as a user types it in ``cwd``: no ANSIBLE_* from the test's environment."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    e["ANSIBLE_NOCOLOR"] = "1"
+    e["PWD"] = cwd  # what a shell in cwd would export
+    e.update(extra_env or {})
+    return subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)

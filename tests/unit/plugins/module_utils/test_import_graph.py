@@ -17,12 +17,12 @@ DOCKER = {"docker_api", "checkpoint", "container_spec", "switchover", "health", 
           "module_common"}
 # The stream engine, by side of the wire.
 WIRE = {"protocol"}
-SENDER = {"tree_reader", "stream_sender", "controller", "netmon"}
+SENDER = {"tree_reader", "stream_sender", "controller", "netmon", "process_memory"}
 RECEIVER = {"stream_receiver", "tree_writer"}
 ENDS = {"transfer", "receiver"}  # the source's SSH end and the target's entry point
 ENGINE = WIRE | SENDER | RECEIVER | ENDS
 # Leaves either side may import; they import only each other.
-SHARED = {"codecs", "wkdm", "dump_layout", "host_readiness"}
+SHARED = {"codecs", "wkdm", "dump_layout", "host_readiness", "timeline_plot", "criu_images", "progress"}
 # The one arrow from the engine into the Docker side: the receiver restores
 # the container the moment the stream is verified.
 GLUE = {("receiver", "switchover")}

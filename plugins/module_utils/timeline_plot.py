@@ -1,0 +1,127 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A migration report as a picture: its stages, and the stream's timeline.
+
+Top panel, always: one bar per stage of the downtime path (checkpoint,
+transfer, restore, health, address...) from the report's ``stages_s``, so a
+migration shorter than one timeline sample still shows where its time went.
+Below it, when the stream was sampled (``timeline`` points with ``t``,
+``codec``, ``level``, ``raw_Bps``, ``wire_Bps`` and maybe ``rtt_ms``,
+``loss``, ``goodput_Bps``): throughput, the codec:level in use, RTT and loss.
+Only this file needs matplotlib, and only on the controller.
+"""
+from __future__ import annotations
+
+CODEC_COLOURS = {"none": "tab:gray", "lz4": "tab:blue", "zstd": "tab:orange", "wkdm": "tab:green"}
+# Report keys that are sums or totals, not stages of their own.
+NOT_STAGES = ("downtime_s", "total_s")
+# The order stages happen in; connect comes before the freeze (not downtime).
+STAGE_ORDER = ("connect", "checkpoint", "transfer", "restore", "health", "switch")
+
+
+def find_timeline(report) -> list:
+    """The timeline points of a report (they may sit under transfer/result)."""
+    if isinstance(report, list):
+        return report
+    if not isinstance(report, dict):
+        return []
+    if isinstance(report.get("timeline"), list) and report["timeline"]:
+        return report["timeline"]
+    for key in ("transfer", "result", "stream", "migration"):
+        sub = report.get(key)
+        if isinstance(sub, dict):
+            found = find_timeline(sub)
+            if found:
+                return found
+    return []
+
+
+def stages(report: dict) -> list[tuple[str, float]]:
+    """(stage, seconds) of the report's stage durations, in the order recorded."""
+    raw = report.get("stages_s") or {}
+    out = []
+    for key, value in raw.items():
+        if key in NOT_STAGES or not isinstance(value, (int, float)) or value <= 0:
+            continue
+        out.append((key[:-2] if key.endswith("_s") else key, float(value)))
+    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+    return sorted(out, key=lambda item: rank.get(item[0], len(rank)))
+
+
+def _codec_order(label: str) -> tuple:
+    codec, _, level = label.partition(":")
+    return codec, int(level) if level.lstrip("-").isdigit() else 0
+
+
+def plot(report: dict, out: str) -> str:
+    """Write the PNG to ``out``; ImportError without matplotlib, ValueError with nothing to draw."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = stages(report)
+    pts = [p for p in find_timeline(report) if isinstance(p, dict) and "t" in p]
+    if not bars and not pts:
+        raise ValueError("the report has neither stage durations nor timeline points")
+    has_net = any("rtt_ms" in p for p in pts)
+    panels = ([("stages", 1.5)] if bars else []) + ([("rate", 3), ("codec", 2)] if pts else []) \
+        + ([("net", 1.5)] if has_net else [])
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.2 + 1.6 * sum(h for _, h in panels) / 1.5),
+                             gridspec_kw={"height_ratios": [h for _, h in panels]}, squeeze=False)
+    axes = [a[0] for a in axes]
+    title = f"{report.get('service', '')} {report.get('source', '')} -> {report.get('target', '')}"
+    if "downtime_s" in report:
+        title += f"  (down {float(report['downtime_s']):.2f} s)"
+    axes[0].set_title(title.strip())
+    for (kind, _), ax in zip(panels, axes):
+        if kind == "stages":
+            left, total = 0.0, sum(secs for _, secs in bars)
+            for i, (name, secs) in enumerate(bars):
+                ax.barh(0, secs, left=left, color=f"C{i % 10}", edgecolor="black", linewidth=0.4, label=name)
+                if secs > 0.06 * total:   # label the bars wide enough to hold it; the legend names all
+                    ax.text(left + secs / 2, 0, f"{name}\n{secs:.2f} s", ha="center", va="center", fontsize=7)
+                if name == "connect":
+                    ax.axvline(left + secs, color="black", linestyle=":", linewidth=1)
+                    ax.text(left + secs, 0.45, " freeze", fontsize=7, va="top")
+                left += secs
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=len(bars), fontsize=7, frameon=False)
+            ax.set_yticks([])
+            ax.set_xlabel("seconds (stages of the migration, in order)")
+        elif kind == "rate":
+            t = [float(p["t"]) for p in pts]
+            for key, label, colour, style in (("raw_Bps", "raw (before compression)", "tab:green", "-"),
+                                              ("wire_Bps", "on the wire", "tab:red", "-"),
+                                              ("goodput_Bps", "acknowledged (goodput)", "tab:purple", "--")):
+                if any(key in p for p in pts):
+                    ax.plot(t, [float(p.get(key) or 0) * 8 / 1e6 for p in pts], label=label, color=colour,
+                            linestyle=style)
+            ax.set_ylabel("Mbit/s")
+            ax.legend(loc="upper right", fontsize=8)
+            ax.grid(alpha=0.3)
+        elif kind == "codec":
+            t = [float(p["t"]) for p in pts]
+            labels = [f"{p.get('codec', '?')}:{p.get('level', 0)}" for p in pts]
+            ypos = {lab: i for i, lab in enumerate(sorted(set(labels), key=_codec_order))}
+            for codec, colour in CODEC_COLOURS.items():
+                xs = [ti for ti, lab in zip(t, labels) if lab.startswith(codec + ":")]
+                if xs:
+                    ax.scatter(xs, [ypos[lab] for lab in labels if lab.startswith(codec + ":")], s=12,
+                               color=colour, label=codec)
+            ax.step(t, [ypos[lab] for lab in labels], where="post", color="black", linewidth=0.6, alpha=0.5)
+            ax.set_yticks(range(len(ypos)))
+            ax.set_yticklabels(list(ypos), fontsize=8)
+            ax.set_ylabel("codec:level")
+            ax.grid(alpha=0.3)
+            ax.set_xlabel("seconds since the stream started")
+        else:
+            t = [float(p["t"]) for p in pts]
+            ax.plot(t, [float(p.get("rtt_ms") or 0) for p in pts], color="tab:brown")
+            ax.set_ylabel("RTT ms")
+            twin = ax.twinx()
+            twin.plot(t, [float(p.get("loss") or 0) * 100 for p in pts], color="tab:pink")
+            twin.set_ylabel("loss %")
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
