@@ -581,19 +581,17 @@ class ModelController(_Base):
         }
 
 
-def make_controller(policy: str, cores: int, **kwargs):
-    """Controller for a policy string: ``model``, ``paper`` or ``fixed:<codec>:<level>``.
+def parse_policy(policy) -> tuple[str, str | None, int | None]:
+    """Check a policy string: ``("model"|"paper", None, None)`` or ``("fixed", codec, level)``.
 
-    ``kwargs`` go to the controller's constructor (``ModelController`` /
-    ``PaperController`` options).
+    Raises ValueError saying what is wrong. Modules call it before anything
+    is frozen; ``make_controller`` calls it too, so both accept the same.
     """
     if not isinstance(policy, str) or not policy:
         raise ValueError("compression policy must be 'model', 'paper' or 'fixed:<codec>:<level>', got %r" % (policy,))
     p = policy.strip()
-    if p == "model":
-        return ModelController(cores, **kwargs)
-    if p == "paper":
-        return PaperController(**kwargs)
+    if p in ("model", "paper"):
+        return p, None, None
     if p.startswith("fixed:"):
         parts = p.split(":")
         if len(parts) != 3:
@@ -605,5 +603,19 @@ def make_controller(policy: str, cores: int, **kwargs):
             level = int(lv)
         except ValueError:
             raise ValueError("level %r in policy %r is not an integer" % (lv, policy)) from None
-        return FixedController(codec, level)
+        return "fixed", codec, level
     raise ValueError("unknown compression policy %r: use 'model', 'paper' or 'fixed:<codec>:<level>'" % policy)
+
+
+def make_controller(policy: str, cores: int, **kwargs):
+    """Controller for a policy string: ``model``, ``paper`` or ``fixed:<codec>:<level>``.
+
+    ``kwargs`` go to the controller's constructor (``ModelController`` /
+    ``PaperController`` options). The string is checked by ``parse_policy``.
+    """
+    kind, codec, level = parse_policy(policy)
+    if kind == "model":
+        return ModelController(cores, **kwargs)
+    if kind == "paper":
+        return PaperController(**kwargs)
+    return FixedController(codec, level)

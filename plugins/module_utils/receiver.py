@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -76,27 +77,66 @@ def set_process_name(name: str) -> None:
         pass
 
 
-class IdleWatchdog:
-    """Exit when the sender sent nothing for ``timeout`` s before the stream ended.
+HELLO_TIMEOUT = 600.0  # default bound before HELLO, see IdleWatchdog
 
-    A dropped link leaves our stdin open for as long as TCP keeps trying:
+
+class IdleWatchdog:
+    """Exit when the sender went quiet: two bounds, one per phase.
+
+    Before HELLO (``start()`` not called yet) only ``start_timeout`` counts,
+    from the receiver's start: the sender opens the stream and probes the
+    link while the service still runs, then holds the connection open, with
+    nothing to send, while it checkpoints the container (seconds to minutes
+    for a large one). That is not idleness. From ``start()`` (HELLO) on,
+    ``timeout`` s without a byte means the link or the sender is gone: a
+    dropped link leaves our stdin open for as long as TCP keeps trying, and
     without this the receiver would wait there for many minutes.
+    ``on_stall(phase)`` gets ``"hello"`` or ``"idle"``.
     """
 
-    def __init__(self, timeout: float, progress, on_stall):
+    def __init__(self, timeout: float, progress, on_stall, start_timeout: float = 0.0):
         self.timeout, self.progress, self.on_stall = timeout, progress, on_stall
+        self.start_timeout = start_timeout
+        self.created = time.monotonic()
         self.stop = threading.Event()
+        self._started = threading.Event()
+        self._last = self._since = None
+        ticks = [1.0, timeout / 4] + ([start_timeout / 4] if start_timeout > 0 else [])
+        self._tick = max(min(ticks), 0.01)
         threading.Thread(target=self._run, name="edgemig-idle", daemon=True).start()
 
+    def start(self) -> None:
+        """HELLO arrived: idleness counts from now."""
+        self._last, self._since = self.progress(), time.monotonic()
+        self._started.set()
+
     def _run(self) -> None:
-        last, since = self.progress(), time.monotonic()
-        while not self.stop.wait(min(1.0, self.timeout / 4)):
-            now, cur = time.monotonic(), self.progress()
-            if cur != last:
-                last, since = cur, now
-            elif now - since >= self.timeout:
-                self.on_stall()
+        while not self.stop.wait(self._tick):
+            now = time.monotonic()
+            if not self._started.is_set():
+                if self.start_timeout > 0 and now - self.created >= self.start_timeout:
+                    self.on_stall("hello")
+                    return
+                continue
+            cur = self.progress()
+            if cur != self._last:
+                self._last, self._since = cur, now
+            elif now - self._since >= self.timeout:
+                self.on_stall("idle")
                 return
+
+
+def check_interface(spec: dict) -> None:
+    """Refuse at start, before the source freezes anything, when the address has nowhere to go here."""
+    iface = spec.get("interface")
+    if not spec.get("address") or not iface:
+        return
+    try:
+        socket.if_nametoindex(iface)
+    except OSError:
+        raise ProtocolError(f"target interface {iface!r} does not exist on the target host "
+                            f"(target.interface, from the target's edgemig_address_interface): set it to "
+                            f"the target's interface for service address {spec['address']}") from None
 
 
 def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
@@ -109,7 +149,10 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     parser.add_argument("--then-restore", default="", help="JSON spec: restore and switch over after the stream")
     parser.add_argument("--tag", default="", help="marker for process listings (edgemig-receiver:<service>)")
     parser.add_argument("--stall-timeout", type=float, default=0.0,
-                        help="give up when no data arrived for this many seconds (0: never)")
+                        help="after HELLO, give up when no data arrived for this many seconds (0: never)")
+    parser.add_argument("--hello-timeout", type=float, default=HELLO_TIMEOUT,
+                        help="with --stall-timeout: give up when HELLO did not come this many seconds "
+                             "after the start (the sender checkpoints in between; 0: never)")
     args = parser.parse_args(argv)
     if stdin is None:
         set_process_name("edgemig-recv")
@@ -136,6 +179,9 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
             if name not in roots:
                 raise ProtocolError(f"--clear {name}: no such root")
             clear_dir(roots[name])
+        then_restore = json.loads(args.then_restore) if args.then_restore else None
+        if then_restore:
+            check_interface(then_restore)
         hook = corrupt_every(args.fault_corrupt_every) if args.fault_corrupt_every else None
         received = [0]
 
@@ -148,25 +194,41 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
 
         watchdog = None
         if args.stall_timeout > 0:
-            def stalled() -> None:
+            def stalled(phase: str) -> None:
                 try:
-                    reply({"error": f"receiver got no data for {args.stall_timeout:g} s "
-                                    "(link down or sender gone); gave up"})
+                    if phase == "hello":
+                        reply({"error": f"receiver got no HELLO within {args.hello_timeout:g} s of its start "
+                                        "(sender gone before the stream began); gave up"})
+                    else:
+                        reply({"error": f"receiver got no data for {args.stall_timeout:g} s "
+                                        "(link down or sender gone); gave up"})
                 finally:
                     os._exit(3)
-            watchdog = IdleWatchdog(args.stall_timeout, lambda: received[0], stalled)
+            watchdog = IdleWatchdog(args.stall_timeout, lambda: received[0], stalled,
+                                    start_timeout=args.hello_timeout)
+
+        def failed() -> None:
+            # The writer failed and receive_stream already answered why. Our
+            # main thread may sit in a blocking read (the sender, throttled,
+            # waits for an ack): exit now, the sender has the cause. In
+            # process (tests pass stdin) receive_stream raises instead.
+            if stdin is None:
+                os._exit(1)
         try:
             summary = receive_stream(read, reply, roots, workers=args.workers or None,
-                                     corrupt_hook=hook)
+                                     corrupt_hook=hook,
+                                     on_hello=watchdog.start if watchdog is not None else None,
+                                     on_failure=failed)
         finally:
             if watchdog is not None:
                 watchdog.stop.set()
-        if args.then_restore:
+        if then_restore:
             # The stream is verified: restore now, without a round trip to
             # the controller, so the service is down as briefly as possible.
-            summary["switchover"] = restore_and_switch(json.loads(args.then_restore))
+            summary["switchover"] = restore_and_switch(then_restore)
     except (ProtocolError, SwitchoverError) as exc:
-        reply({"error": str(exc)})
+        if not getattr(exc, "reported", False):
+            reply({"error": str(exc)})
         return 1
     except OSError as exc:
         reply({"error": f"receiver I/O error: {exc}"})

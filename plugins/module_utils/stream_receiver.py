@@ -33,12 +33,21 @@ from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer impo
 
 def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
                    roots: dict[str, str], workers: int | None = None,
-                   ack_interval: float = 0.05, corrupt_hook: Callable[[dict], None] | None = None) -> dict:
+                   ack_interval: float = 0.05, corrupt_hook: Callable[[dict], None] | None = None,
+                   on_hello: Callable[[], None] | None = None,
+                   on_failure: Callable[[], None] | None = None) -> dict:
     """Receive one stream into ``roots``; returns the summary or raises ProtocolError.
 
-    ``reply`` sends one JSON message back to the sender (acks). ``corrupt_hook``
-    exists for the fault-injection tests only (it may flip bytes in a parsed
-    chunk before it is checked).
+    ``reply`` sends one JSON message back to the sender (acks). A failure of
+    the writer thread (checksum, ENOSPC, EPERM...) is answered at once with
+    ``{"error": ...}``: the sender may be throttled waiting for an ack and
+    would otherwise only see a stall. ``on_failure`` is then called (from the
+    writer thread; receiver.main exits the process there, since the reading
+    thread may sit in a blocking read). The ProtocolError raised afterwards
+    has ``reported = True``: the caller must not answer it a second time.
+    ``on_hello`` is called once HELLO was accepted (receiver.main arms its
+    idle watchdog there). ``corrupt_hook`` exists for the fault-injection
+    tests only (it may flip bytes in a parsed chunk before it is checked).
     """
     workers = workers or os.cpu_count() or 1
     reader = FrameReader(read)
@@ -59,6 +68,8 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
     unknown = [r for r in hello.get("roots", []) if r not in roots]
     if unknown:
         raise ProtocolError(f"sender wants roots the receiver was not given: {unknown}")
+    if on_hello is not None:
+        on_hello()
     writer = TreeWriter({name: roots[name] for name in hello.get("roots", [])})
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgemig-decompress")
     q: queue.Queue = queue.Queue(maxsize=workers * 2 + 2)
@@ -95,13 +106,24 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
                     reply({"ack": writer.bytes_written})
                     last = now
         except BaseException as exc:
-            failure.append(exc)
+            failure.append(_as_protocol_error(exc))
+            # Say so now: the reading thread may be blocked on a sender that
+            # is itself waiting for an ack (throttled) -- both would sit
+            # there until a stall timeout, and the cause would be lost.
+            try:
+                reply({"error": str(failure[0])})
+                failure[0].reported = True
+            except Exception:
+                pass
+            if on_failure is not None:
+                on_failure()
             while q.get() is not None:
                 pass
 
     wt = threading.Thread(target=write_loop, name="edgemig-writer", daemon=True)
     wt.start()
     ended = False
+    read_exc: BaseException | None = None
     try:
         while not failure:
             ftype, payload = reader.next()
@@ -122,20 +144,34 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
                 raise ProtocolError(f"sender aborted the transfer: {reason}")
             else:
                 raise ProtocolError(f"unexpected frame type {ftype} after HELLO")
+    except BaseException as exc:
+        read_exc = exc
     finally:
         q.put(None)
         wt.join()
         pool.shutdown(wait=True, cancel_futures=True)
         writer.close()
     if failure:
-        exc = failure[0]
-        if isinstance(exc, ProtocolError):
-            raise exc
-        raise ProtocolError(f"receiver failed: {exc}") from exc
+        # The writer's error is the cause (and was answered already): a
+        # truncated stream seen afterwards is only the sender hanging up on it.
+        raise failure[0]
+    if read_exc is not None:
+        raise read_exc
     if not ended:
         raise ProtocolError("stream ended before END")
     result.update({"bytes_in": reader.bytes_in, "seconds": round(time.monotonic() - t0, 4)})
     return result
+
+
+def _as_protocol_error(exc: BaseException) -> ProtocolError:
+    if isinstance(exc, ProtocolError):
+        return exc
+    if isinstance(exc, OSError):
+        err = ProtocolError(f"receiver I/O error: {exc}")
+    else:
+        err = ProtocolError(f"receiver failed: {type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err
 
 
 def decompress_chunk(ch: dict) -> bytes:

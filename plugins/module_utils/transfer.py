@@ -263,6 +263,13 @@ class SshStream:
         # stream from a measured rate, not a guess.
         self.probe = probe_link(self.chan.sendall, self.acks, measure=self.link_probe)
         self.connect_s = time.monotonic() - t0
+        if self.acks.error:
+            # The receiver refused at start (bad root, no such target
+            # interface...): say so now, while nothing is frozen yet.
+            self.pump.join(timeout=5)
+            err = self.acks.error
+            self.close()
+            raise TransferError(f"receiver on {self.host} refused to start: {err}")
         return self
 
     def close(self) -> None:
@@ -310,7 +317,9 @@ class SshStream:
             if sender.stalled:
                 raise TransferError(f"{sender.stalled} (to {host})") from None
             self.pump.join(timeout=5)
-            why = acks.error or str(exc) or type(exc).__name__
+            if acks.error:  # the receiver said why before it hung up (write error, bad chunk...)
+                raise TransferError(f"receiver on {host} failed: {acks.error}") from None
+            why = str(exc) or type(exc).__name__
             if chan.exit_status_ready():
                 why += f" (receiver exit status {chan.recv_exit_status()})"
             raise TransferError(f"connection to {host} lost during transfer: {why}") from None
@@ -362,7 +371,8 @@ def send_local(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], pol
             outcome["summary"]["ok"] = True
             acks.feed_line(json.dumps(outcome["summary"]).encode())
         except Exception as exc:
-            acks.feed_line(json.dumps({"error": str(exc)}).encode())
+            if not getattr(exc, "reported", False):
+                acks.feed_line(json.dumps({"error": str(exc)}).encode())
             # Keep draining so the sender is never stuck on a full pipe.
             while reader.read(1 << 16):
                 pass

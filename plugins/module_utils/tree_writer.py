@@ -4,8 +4,9 @@
 
 stream_receiver.receive_stream hands every item here in stream order, from
 its single writer thread: ``TreeWriter.entry`` creates the object,
-``TreeWriter.chunk`` rebuilds a chunk from its page map (``expand_pagemap``),
-checks its CRC32 and writes it with ``pwrite``; ``TreeWriter.finish`` checks
+``TreeWriter.chunk`` accepts a file's chunks only in order (each at the
+offset where the previous one ended), rebuilds it from its page map
+(``expand_pagemap``), checks its CRC32 and writes it with ``pwrite``; ``TreeWriter.finish`` checks
 the END totals and sets directory times last.
 
 Nothing is written outside the roots: every path passes
@@ -106,7 +107,7 @@ class TreeWriter:
                 _remove_existing(pfd, name, keep_dir=False)
                 fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=pfd)
                 os.ftruncate(fd, size)  # holes read back as zeros: zero pages cost nothing
-                self.files[fid] = {"fd": fd, "size": size, "left": size, "meta": meta, "mode": mode,
+                self.files[fid] = {"fd": fd, "size": size, "left": size, "next": 0, "meta": meta, "mode": mode,
                                    "uid": uid, "gid": gid, "mtime_ns": mtime_ns, "path": f"{root}:{path}"}
                 if size == 0:
                     self._finish_file(fid)
@@ -169,6 +170,12 @@ class TreeWriter:
         if f is None or f["fd"] is None:
             raise ProtocolError(f"chunk for unknown or finished file id {ch['id']}")
         raw_len, offset = ch["raw_len"], ch["offset"]
+        if offset != f["next"]:
+            # In order only: a duplicate, a reordered or a skipped chunk would
+            # otherwise still add up to the right byte count (a duplicate plus
+            # a missing chunk left a hole of zeros that END did not catch).
+            raise ProtocolError(f"{f['path']} (file id {ch['id']}): chunk at offset {offset}, expected "
+                                f"offset {f['next']} (duplicate, reordered or missing chunk)")
         if offset + raw_len > f["size"]:
             raise ProtocolError(f"{f['path']}: chunk at {offset}+{raw_len} beyond file size {f['size']}")
         if ch["pagemap"]:
@@ -182,6 +189,7 @@ class TreeWriter:
             raise ProtocolError(f"{f['path']}: checksum mismatch in chunk at offset {offset} "
                                 "(corrupted on the wire)")
         os.pwrite(f["fd"], data, offset)
+        f["next"] = offset + raw_len
         f["left"] -= raw_len
         self.bytes_written += raw_len
         if f["left"] < 0:

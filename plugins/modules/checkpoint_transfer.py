@@ -82,10 +82,6 @@ options:
     description: Overlap the stages. C(false) runs the serial baseline (compress everything, then send) for comparison.
     type: bool
     default: true
-  fault_corrupt_every:
-    description: Fault injection for tests only - the receiver flips a byte in every n-th chunk before checking it.
-    type: int
-    default: 0
 requirements:
   - paramiko, lz4, zstandard (both ends)
 author:
@@ -120,6 +116,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
     HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, TransferError, send_over_ssh,
 )
@@ -144,7 +141,6 @@ def main() -> None:
             chunk_size=dict(type="int", default=1 << 20),
             dedup=dict(type="bool", default=True),
             pipelined=dict(type="bool", default=True),
-            fault_corrupt_every=dict(type="int", default=0),
         ),
         supports_check_mode=False,
     )
@@ -153,6 +149,10 @@ def main() -> None:
     p = module.params
     if not 4096 <= p["chunk_size"] <= (16 << 20) or p["chunk_size"] % 4096:
         module.fail_json(msg=f"chunk_size={p['chunk_size']}: must be a multiple of 4096 between 4 KiB and 16 MiB")
+    try:
+        parse_policy(p["policy"])  # before connecting
+    except ValueError as exc:
+        module.fail_json(msg=f"policy={p['policy']!r}: {exc}")
     src, dest, clear, create = [], {}, [], []
     roots = list(p["roots"])
     target_vols = {v.get("name"): v.get("path") for v in p["target_volumes"]}
@@ -181,7 +181,7 @@ def main() -> None:
                                key_file=p["key_file"], known_hosts=p["known_hosts"],
                                remote_python=p["remote_python"], policy=p["policy"], workers=p["workers"],
                                chunk_size=p["chunk_size"], dedup=p["dedup"], pipelined=p["pipelined"],
-                               clear=clear, create=create, fault_corrupt_every=p["fault_corrupt_every"])
+                               clear=clear, create=create)
     except TransferError as exc:
         module.fail_json(msg=f"transfer to {p['host']} failed: {exc}")
     except ValueError as exc:  # bad policy string and the like

@@ -15,6 +15,9 @@ description:
   - If anything fails after the freeze, the container is restored here from its checkpoint (or started fresh when
     that fails too) and the address comes back, so the service is never left down. The dump is always removed.
   - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore) O(stage=prepare).
+  - Before anything is frozen or the target is contacted, O(policy), O(address) (IPv4 only) and O(interface) (must
+    exist on this host) are checked, and the receiver on the target checks C(target.interface) when it starts; a
+    refusal fails with RV(rolled_back=not_needed) and names the option to change.
 extends_documentation_fragment:
   - edgemig.migration.attributes.action
   - edgemig.migration.docker
@@ -66,14 +69,6 @@ options:
       - The receiver gives up after twice this time without data. V(0) disables both.
     type: int
     default: 30
-  fault_corrupt_every:
-    description: Fault injection for tests only (see M(edgemig.migration.checkpoint_transfer)).
-    type: int
-    default: 0
-  fault_restore:
-    description: Fault injection for tests only - the target is asked to restore a checkpoint that does not exist.
-    type: bool
-    default: false
   progress_file:
     description:
       - While it runs, keep a small JSON file here saying where the migration is (phase, bytes sent of the total,
@@ -135,6 +130,8 @@ rolled_back:
   type: str
 '''
 
+import json
+import os
 import shutil
 import signal
 import time
@@ -146,7 +143,10 @@ from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint impor
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
+from ansible_collections.edgemig.migration.plugins.module_utils.module_common import (
+    DOCKER_ARGS, docker_api, interface_exists, ipv4_problem,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
@@ -202,6 +202,47 @@ def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]
     return list(by_port.items())
 
 
+FAULTS_ENV = "EDGEMIG_FAULTS"
+
+
+def read_faults() -> dict:
+    """Fault injection for the fault suite only (docs/reliability.md), never a module option.
+
+    ``EDGEMIG_FAULTS='{"corrupt_every": 3}'`` (the receiver flips a byte in every
+    3rd chunk) or ``'{"restore": true}'`` (the target restores a checkpoint that
+    does not exist), set in the module's environment by migrate.yml from the
+    ``edgemig_faults`` variable. Unknown keys or bad JSON raise ValueError.
+    """
+    raw = os.environ.get(FAULTS_ENV, "").strip()
+    if not raw:
+        return {"corrupt_every": 0, "restore": False}
+    faults = json.loads(raw)
+    if not isinstance(faults, dict) or set(faults) - {"corrupt_every", "restore"}:
+        raise ValueError(f"{FAULTS_ENV} must be a JSON object with corrupt_every and/or restore, got {raw!r}")
+    return {"corrupt_every": int(faults.get("corrupt_every") or 0), "restore": bool(faults.get("restore"))}
+
+
+def preflight(p: dict) -> str | None:
+    """What is wrong with the options (a message for fail_json), checked before any freeze or connection."""
+    try:
+        parse_policy(p["policy"])
+    except ValueError as exc:
+        return (f"policy={p['policy']!r}: {exc} (edgemig_policy in migrate.yml); nothing was frozen")
+    if p["address"]:
+        why = ipv4_problem(p["address"])
+        if why:
+            return f"address={p['address']!r} {why}; nothing was frozen"
+        if not interface_exists(p["interface"]):
+            return (f"interface={p['interface']!r}: no such interface on this host (the source's "
+                    "edgemig_address_interface): set it to the interface holding the service address; "
+                    "nothing was frozen")
+    try:
+        read_faults()
+    except ValueError as exc:
+        return f"{exc}; nothing was frozen"
+    return None
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
@@ -217,8 +258,6 @@ def main() -> None:
             pipelined=dict(type="bool", default=True),
             stall_timeout=dict(type="int", default=30),
             progress_file=dict(type="path"),
-            fault_corrupt_every=dict(type="int", default=0),
-            fault_restore=dict(type="bool", default=False),
             **DOCKER_ARGS,
         ),
         required_together=[("address", "interface")],
@@ -235,7 +274,12 @@ def main() -> None:
     tgt = p["target"]
     missing = [k for k in ("host", "checkpoint_dir", "upper_dir") if not tgt.get(k)]
     if missing:
-        module.fail_json(msg=f"target is missing {', '.join(missing)} (prepare the target container first)")
+        module.fail_json(msg=f"target is missing {', '.join(missing)} (prepare the target container first)",
+                         rolled_back="not_needed", durations={})
+    problem = preflight(p)
+    if problem:
+        module.fail_json(msg=problem, rolled_back="not_needed", durations={})
+    faults = read_faults()
     api = docker_api(module)
     progress = ProgressFile(p["progress_file"])
     progress.write({"phase": "connecting to the target"})
@@ -260,14 +304,14 @@ def main() -> None:
         dest[f"volume/{vol['name']}"] = target_vols[vol["name"]]
         clear.append(f"volume/{vol['name']}")
     then_restore = {"docker_host": tgt.get("docker_host"), "name": p["name"],
-                    "checkpoint": "edgemig-fault-missing" if p["fault_restore"] else p["checkpoint"],
+                    "checkpoint": "edgemig-fault-missing" if faults["restore"] else p["checkpoint"],
                     "health": p["health"], "address": p["address"], "interface": tgt.get("interface")}
     try:
         conn = SshStream(dest, host=tgt["host"], port=int(tgt.get("port", 22)), user=tgt.get("user", "root"),
                          key_file=tgt.get("key_file", "/etc/edgemig/migration_key"),
                          known_hosts=tgt.get("known_hosts", "/etc/edgemig/known_hosts"),
                          remote_python=tgt.get("python", "python3"), clear=clear,
-                         fault_corrupt_every=p["fault_corrupt_every"], then_restore=then_restore,
+                         fault_corrupt_every=faults["corrupt_every"], then_restore=then_restore,
                          stall_timeout=p["stall_timeout"]).open()
     except TransferError as exc:
         module.fail_json(msg=f"connecting to the target: {exc}", rolled_back="not_needed", durations={})

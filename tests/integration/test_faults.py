@@ -372,9 +372,9 @@ def test_corrupted_chunk_never_restored(say):
     before = uptime(CATALOG[svc])
     since = time.time()
     say("fault", f"{svc} {src} -> {dst}: receiver test hook flips a byte in every 3rd chunk "
-                 f"(edgemig_fault_corrupt_every=3); {rows} rows committed")
+                 f"(EDGEMIG_FAULTS corrupt_every=3); {rows} rows committed")
     proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
-                    "-e", "edgemig_fault_corrupt_every=3",
+                    "-e", json.dumps({"edgemig_faults": {"corrupt_every": 3}}),
                     # uncompressed: the CRC32 is what catches it (a compressed chunk would
                     # mostly fail to decompress first, also detected)
                     "-e", "edgemig_policy=fixed:none:0", check=False)
@@ -392,8 +392,9 @@ def test_restore_fails_after_freeze(say):
     dst = other(src)
     rows = seed_rows(10)
     before = uptime(CATALOG[svc])
-    say("fault", f"{svc} {src} -> {dst}: the target restore fails after the freeze (edgemig_fault_restore=true)")
-    proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", "-e", "edgemig_fault_restore=true",
+    say("fault", f"{svc} {src} -> {dst}: the target restore fails after the freeze (EDGEMIG_FAULTS restore=true)")
+    proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
+                    "-e", json.dumps({"edgemig_faults": {"restore": True}}),
                     check=False)
     assert proc.returncode != 0
     say("outcome", "playbook failed, service restored from its checkpoint on the source")

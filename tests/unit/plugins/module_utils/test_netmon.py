@@ -17,7 +17,7 @@ def tcp_pair():
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(1)
     client = socket.create_connection(lsock.getsockname())
-    server, _ = lsock.accept()
+    server, _unused = lsock.accept()
     lsock.close()
     yield client, server
     client.close()
@@ -43,7 +43,11 @@ def test_tcp_info_layout_on_loopback(tcp_pair):
     time.sleep(0.05)  # let the last ACKs arrive
     info = netmon.read_tcp_info(client)
     assert info["state"] == 1                      # TCP_ESTABLISHED
-    assert info["bytes_sent"] == n                 # offset 200 (u64)
+    # offset 200 (u64). tcpi_bytes_sent counts retransmitted bytes too, and loopback
+    # retransmits under load: at least what was written, never less.
+    assert info["bytes_sent"] >= n
+    if info["bytes_retrans"] == 0:                 # offset 208: nothing sent twice, so exactly n
+        assert info["bytes_sent"] == n
     assert info["bytes_acked"] in (n, n + 1)       # offset 120; the SYN may count
     assert info["bytes_received"] == 0
     assert 0 < info["rtt"] < 1_000_000             # microseconds, loopback
@@ -51,12 +55,17 @@ def test_tcp_info_layout_on_loopback(tcp_pair):
     assert info["snd_mss"] > 1000 and info["snd_cwnd"] >= 1
     assert info["data_segs_out"] >= n // info["snd_mss"]
     assert info["segs_out"] >= info["data_segs_out"]
-    assert info["total_retrans"] == 0
+    # Loopback may retransmit under load (nothing to assert about how often), but the
+    # segment and byte counters of retransmissions agree on whether there were any.
+    assert (info["total_retrans"] == 0) == (info["bytes_retrans"] == 0)
     assert info["delivery_rate"] > 0
     assert isinstance(info["delivery_rate_app_limited"], bool)
     assert info["unacked"] == 0 and info["notsent_bytes"] == 0
     srv = netmon.read_tcp_info(server)
-    assert srv["bytes_received"] == n and srv["data_segs_in"] == info["data_segs_out"]
+    assert srv["bytes_received"] == n
+    assert srv["data_segs_in"] <= info["data_segs_out"]          # a dropped segment: counted out twice, in once
+    if info["total_retrans"] == 0:
+        assert srv["data_segs_in"] == info["data_segs_out"]
 
 
 def test_read_tcp_info_rejects_non_tcp():

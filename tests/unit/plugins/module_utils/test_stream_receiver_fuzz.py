@@ -203,6 +203,9 @@ def duplicate_and_size_streams() -> list[bytes]:
         hello() + entry(path="f", id=0, size=3) + entry(path="g", id=0, size=3) + end(),
         hello() + entry(path="f", id=0, size=3) + chunk(0, 0, b"abc") + chunk(0, 0, b"abc") + end(),
         hello() + entry(path="f", id=0, size=3) + chunk(0, 2, b"abc") + end(),
+        # duplicate + missing: the byte count adds up (issue 12)
+        hello() + entry(path="f", id=0, size=6) + chunk(0, 0, b"abc") + chunk(0, 0, b"abc") + end(1, 6),
+        hello() + entry(path="f", id=0, size=6) + chunk(0, 3, b"def") + chunk(0, 0, b"abc") + end(1, 6),
         hello() + entry(path="f", id=0, size=4096) + chunk(0, 0, b"", raw_len=4096, pagemap=b"\x02" + P.REF.pack(0, 0),
                                                           literal_len=0) + end(),
         hello() + entry(path="f", id=0, size=1 << 40) + end(),  # sparse, huge, never completed
@@ -215,6 +218,76 @@ def duplicate_and_size_streams() -> list[bytes]:
         hello() + P.frame(P.T_ENTRY, b"{" * 5000) + end(),
         hello() + P.frame(P.T_ENTRY, b"x" * (P.MAX_JSON + 1)) + end(),
     ]
+
+
+@st.composite
+def shuffled_chunk_streams(draw) -> bytes:
+    """A valid stream of a few multi-chunk files, then one chunk duplicated, moved or
+    dropped-and-replaced (issue 12): byte counts may still add up, END must not succeed."""
+    files = []
+    for fid in range(draw(st.integers(1, 3))):
+        pieces = [draw(st.binary(min_size=1, max_size=600)) for _ in range(draw(st.integers(2, 4)))]
+        files.append((fid, pieces))
+    items = []  # (fid, offset, data) in stream order
+    for fid, pieces in files:
+        off = 0
+        for piece in pieces:
+            items.append((fid, off, piece))
+            off += len(piece)
+    n = len(items)
+    how = draw(st.sampled_from(["duplicate", "swap", "dup_for_missing", "move"]))
+    i = draw(st.integers(0, n - 1))
+    j = draw(st.integers(0, n - 1).filter(lambda v: v != i))
+    if how == "duplicate":
+        items.insert(draw(st.integers(i + 1, n)), items[i])
+    elif how == "swap":
+        items[i], items[j] = items[j], items[i]
+        if items[i][:2] == items[j][:2]:
+            items.append(items[i])  # swapping equal positions changes nothing: duplicate instead
+    elif how == "dup_for_missing":
+        items[j] = items[i]
+    else:
+        moved = items.pop(i)
+        items.insert(j, moved)
+        if j == i:
+            items.append(moved)
+    # The order of offsets within each file must have changed or repeated, else this is valid.
+    seen: dict[int, list[int]] = {}
+    for fid, off, _ in items:
+        seen.setdefault(fid, []).append(off)
+    valid = all(offs == sorted(set(offs)) and len(offs) == len(files[fid][1]) for fid, offs in seen.items())
+    if valid and len(seen) == len(files):
+        items.append(items[0])  # e.g. chunks of different files swapped: make it a duplicate
+    parts = [hello()]
+    for fid, pieces in files:
+        parts.append(entry(path=f"f{fid}", id=fid, size=sum(len(p) for p in pieces)))
+    for fid, off, data in items:
+        parts.append(chunk(fid, off, data))
+    total = sum(len(p) for _, pieces in files for p in pieces)
+    parts.append(end(len(files), total))
+    return b"".join(parts)
+
+
+@FUZZ
+@given(shuffled_chunk_streams())
+def test_duplicated_or_reordered_chunk_never_ends_well(data):
+    """A duplicated, reordered or dropped-and-duplicated chunk never yields a successful END."""
+    before = TRIED["accepted"]
+    run_stream(data)
+    assert TRIED["accepted"] == before, "a stream with a duplicated or reordered chunk was accepted"
+
+
+def test_shuffled_chunk_streams_baseline():
+    """The same builder without the shuffle is accepted (so the test above tests the order rule)."""
+    before = TRIED["accepted"]
+    pieces = [b"a" * 300, b"b" * 200, b"c" * 5]
+    data = hello() + entry(path="f0", id=0, size=505)
+    off = 0
+    for piece in pieces:
+        data += chunk(0, off, piece)
+        off += len(piece)
+    run_stream(data + end(1, 505))
+    assert TRIED["accepted"] == before + 1
 
 
 def test_fixed_adversarial_cases():

@@ -48,9 +48,40 @@ def test_duplicate_entry_rejected(tmp_path):
 
 def test_chunk_beyond_file_size(tmp_path):
     raw = b"A" * 100
+    first = P.chunk_frame(0, 0, "none", 0, 50, zlib.crc32(raw[:50]), raw[:50], 50)
     ch = P.chunk_frame(0, 50, "none", 0, len(raw), zlib.crc32(raw), raw, len(raw))
     with pytest.raises(P.ProtocolError, match="beyond file size"):
-        run(tmp_path, stream(entry("a", size=100), ch, END))
+        run(tmp_path, stream(entry("a", size=149), first, ch, END))
+
+
+def _ch(offset, raw, fid=0):
+    return P.chunk_frame(fid, offset, "none", 0, len(raw), zlib.crc32(raw), raw, len(raw))
+
+
+def test_duplicate_plus_missing_chunk_rejected(tmp_path):
+    """Issue 12: the byte count adds up, but the second half would be zeros."""
+    a, b = b"a" * 4096, b"b" * 4096
+    with pytest.raises(P.ProtocolError, match=r"a \(file id 0\): chunk at offset 0, expected offset 4096"):
+        run(tmp_path, stream(entry("a", size=8192), _ch(0, a), _ch(0, a), END))
+    assert not (tmp_path / "dest" / "a").exists() or (tmp_path / "dest" / "a").read_bytes() != a + a
+
+
+def test_reordered_chunks_rejected(tmp_path):
+    a, b = b"a" * 4096, b"b" * 4096
+    with pytest.raises(P.ProtocolError, match="chunk at offset 4096, expected offset 0"):
+        run(tmp_path, stream(entry("a", size=8192), _ch(4096, b), _ch(0, a), END))
+
+
+def test_skipped_chunk_rejected(tmp_path):
+    a = b"a" * 4096
+    with pytest.raises(P.ProtocolError, match="chunk at offset 8192, expected offset 4096"):
+        run(tmp_path, stream(entry("a", size=12288), _ch(0, a), _ch(8192, a), END))
+
+
+def test_chunks_in_order_accepted(tmp_path):
+    a, b = b"a" * 4096, b"b" * 100
+    run(tmp_path, stream(entry("a", size=4196), _ch(0, a), _ch(4096, b), END))
+    assert (tmp_path / "dest" / "a").read_bytes() == a + b
 
 
 def test_incomplete_file_at_end(tmp_path):

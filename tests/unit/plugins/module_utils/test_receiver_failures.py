@@ -1,0 +1,181 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Issue 12: a receiver-side failure reaches the sender at once, with its cause;
+the receiver's idle watchdog does not count the time before HELLO; the
+receiver refuses at start what would only fail after the freeze."""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import subprocess
+import threading
+import time
+import zlib
+
+import pytest
+
+from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
+from ansible_collections.edgemig.migration.plugins.module_utils import transfer
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import IdleWatchdog, check_interface, main
+from ansible_collections.edgemig.migration.plugins.module_utils.transfer import send_local
+from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import TreeWriter
+
+STALL = 30.0  # the sender's stall timeout in these tests: the error must come long before it
+
+
+def big_tree(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(6 << 20))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    return src, dest
+
+
+def throttled_send(src, dest, **kw):
+    """A sender that waits for acks after 64 KiB in flight (it is throttled when the writer stops)."""
+    t0 = time.monotonic()
+    with pytest.raises(P.ProtocolError) as info:
+        send_local([("layer", str(src))], {"layer": str(dest)}, policy="fixed:none:0", workers=2,
+                   chunk_size=64 << 10, min_inflight=64 << 10, stall_timeout=STALL, **kw)
+    return str(info.value), time.monotonic() - t0
+
+
+def test_write_error_reaches_a_throttled_sender_at_once(tmp_path, monkeypatch):
+    src, dest = big_tree(tmp_path)
+    real = TreeWriter.chunk
+    calls = [0]
+
+    def chunk(self, ch, literal):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, ch, literal)
+    monkeypatch.setattr(TreeWriter, "chunk", chunk)
+    msg, took = throttled_send(src, dest)
+    assert "No space left on device" in msg and "stalled" not in msg, msg
+    assert took < 5, f"the sender needed {took:.1f} s to learn of the receiver's failure"
+
+
+def test_bad_crc_reaches_a_throttled_sender_at_once(tmp_path):
+    src, dest = big_tree(tmp_path)
+    count = [0]
+
+    def flip(ch):
+        count[0] += 1
+        if count[0] == 4:
+            data = bytearray(ch["data"])
+            data[0] ^= 0xFF
+            ch["data"] = bytes(data)
+    msg, took = throttled_send(src, dest, corrupt_hook=flip)
+    assert "checksum mismatch" in msg and "stalled" not in msg, msg
+    assert took < 5
+
+
+def test_receiver_process_answers_and_exits_while_the_sender_keeps_the_stream_open(tmp_path):
+    """The real receiver (bootstrap + bundle): a bad chunk -> one error line and exit, stdin still open."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    raw = b"x" * 8192
+    frames = (P.json_frame(P.T_HELLO, {"version": P.VERSION, "roots": ["layer"]})
+              + P.json_frame(P.T_ENTRY, {"root": "layer", "path": "f", "kind": "file", "id": 0,
+                                         "size": 3 * len(raw), "mode": 0o644, "mtime_ns": 0})
+              + P.chunk_frame(0, 0, "none", 0, len(raw), zlib.crc32(raw) ^ 1, raw, len(raw)))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
+    proc = subprocess.Popen(["python3", "-c", transfer.BOOTSTRAP, "--root", f"layer={dest}",
+                             "--stall-timeout", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+    try:
+        proc.stdin.write(transfer.receiver_bundle() + frames)
+        proc.stdin.flush()  # and keep it open: the sender is waiting for an ack
+        rc = proc.wait(timeout=20)
+        lines = [json.loads(line) for line in proc.stdout.read().splitlines()]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+    assert rc == 1
+    errors = [m["error"] for m in lines if "error" in m]
+    assert len(errors) == 1 and "checksum mismatch" in errors[0], lines
+
+
+def test_in_process_receiver_answers_the_error_once(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    raw = b"y" * 100
+    data = (P.json_frame(P.T_HELLO, {"version": P.VERSION, "roots": ["layer"]})
+            + P.json_frame(P.T_ENTRY, {"root": "layer", "path": "f", "kind": "file", "id": 0, "size": 100})
+            + P.chunk_frame(0, 0, "none", 0, 100, zlib.crc32(raw) ^ 1, raw, 100)
+            + P.json_frame(P.T_END, {}))
+    out = io.BytesIO()
+    assert main(["--root", f"layer={dest}"], stdin=io.BytesIO(data), stdout=out) == 1
+    errors = [json.loads(line)["error"] for line in out.getvalue().splitlines() if b"error" in line]
+    assert len(errors) == 1 and "checksum mismatch" in errors[0]
+
+
+# -- idle watchdog: HELLO starts the clock ------------------------------------
+def _watch(timeout, start_timeout, progress=lambda: 0):
+    fired: list[tuple[str, float]] = []
+    done = threading.Event()
+    t0 = time.monotonic()
+
+    def on_stall(phase):
+        fired.append((phase, time.monotonic() - t0))
+        done.set()
+    return IdleWatchdog(timeout, progress, on_stall, start_timeout=start_timeout), fired, done
+
+
+def test_watchdog_does_not_count_the_checkpoint_before_hello():
+    wd, fired, done = _watch(0.2, 0.0)
+    try:
+        assert not done.wait(0.8), f"fired before HELLO: {fired}"  # 4x the idle bound, no HELLO yet
+        wd.start()
+        assert done.wait(2.0)
+        assert fired[0][0] == "idle" and fired[0][1] >= 0.8 + 0.2
+    finally:
+        wd.stop.set()
+
+
+def test_watchdog_progress_after_hello_keeps_it_quiet():
+    count = [0]
+
+    def progress():
+        count[0] += 1
+        return count[0]
+    wd, fired, done = _watch(0.2, 0.0, progress)
+    try:
+        wd.start()
+        assert not done.wait(0.8), fired
+    finally:
+        wd.stop.set()
+
+
+def test_watchdog_has_its_own_bound_before_hello():
+    wd, fired, done = _watch(5.0, 0.3)
+    try:
+        assert done.wait(3.0)
+        assert fired[0][0] == "hello"
+    finally:
+        wd.stop.set()
+
+
+# -- pre-checks at the receiver's start (before the source freezes) -----------
+def test_receiver_refuses_a_missing_target_interface_before_the_stream(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    spec = {"name": "apache", "checkpoint": "edgemig", "address": "10.213.0.101", "interface": "nosuch0"}
+    out = io.BytesIO()
+    rc = main(["--root", f"layer={dest}", "--then-restore", json.dumps(spec)], stdin=io.BytesIO(b""), stdout=out)
+    assert rc == 1
+    msg = json.loads(out.getvalue().splitlines()[-1])["error"]
+    assert "'nosuch0'" in msg and "target.interface" in msg
+
+
+def test_check_interface():
+    check_interface({"address": "10.0.0.1", "interface": "lo"})
+    check_interface({"address": None, "interface": "nosuch0"})  # no address moves: nothing to check
+    with pytest.raises(P.ProtocolError, match="does not exist"):
+        check_interface({"address": "10.0.0.1", "interface": "nosuch0"})
