@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -24,6 +25,9 @@ from labutil import (  # noqa: E402 (tests/integration is on sys.path via confte
 
 pytestmark = pytest.mark.lab
 EXAMPLE = os.path.join(ROOT, "docs", "examples", "counter")
+# The user's services of these tests: an address of their own (the fault suite's secret
+# service uses .104), taken off both edges again afterwards.
+ADDRESS = "10.213.0.110"
 # Run before the others: provision makes hosts ready, deploy puts the service somewhere.
 ORDER = ("provision.yml", "images.yml", "deploy.yml", "migrate.yml")
 
@@ -92,7 +96,7 @@ def test_usage_errors_say_what_is_wrong():
 def counter_spec(**extra) -> dict:
     return {"env": {"GREETING": "hello {{ you }} {% raw %}"},
             "ports": [{"container": 8000, "host": 4010, "proto": "tcp"}],
-            "address": "10.213.0.104",
+            "address": ADDRESS,
             "health": {"type": "http", "port": 4010, "path": "/health", "timeout": 30},
             **extra}
 
@@ -101,7 +105,7 @@ def count(expect_greeting: bool = True) -> int:
     deadline = time.monotonic() + 30
     while True:
         try:
-            status, body = http_get("10.213.0.104", 4010, "/")
+            status, body = http_get(ADDRESS, 4010, "/")
             break
         except OSError:
             if time.monotonic() > deadline:
@@ -116,6 +120,8 @@ def count(expect_greeting: bool = True) -> int:
 def remove(svc: str) -> None:
     for edge in ("edge1", "edge2"):
         docker(edge, "rm", "-f", svc, check=False)
+        subprocess.run(["ip", "-n", edge, "addr", "del", f"{ADDRESS}/32", "dev", "eth0"], capture_output=True,
+                       check=False)
 
 
 def image_ids(image: str) -> set:
