@@ -150,6 +150,23 @@ setup_keys() {
   write_if_changed "$KNOWN_HOSTS" "$(printf '%s\n' "${lines[@]}")" 0644 || true
 }
 
+# A namespace on the lab bridge: veth $2 on the host side, eth0 with
+# address $3/24 inside namespace $1 (made if missing; idempotent).
+ns_on_bridge() {
+  local ns=$1 veth=$2 addr=$3
+  ns_exists "$ns" || ip netns add "$ns"
+  if ! ip link show "$veth" >/dev/null 2>&1 || ! ip -n "$ns" link show eth0 >/dev/null 2>&1; then
+    ip link del "$veth" 2>/dev/null || true
+    ip -n "$ns" link del eth0 2>/dev/null || true
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+  fi
+  ip link set "$veth" master "$BRIDGE"
+  ip link set "$veth" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr replace "$addr/24" dev eth0
+  ip -n "$ns" link set eth0 up
+}
+
 setup_network() {
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link add "$BRIDGE" type bridge
@@ -160,34 +177,14 @@ setup_network() {
   local e veth
   for e in "${EDGES[@]}"; do
     veth=$(edge_veth "$e")
-    ns_exists "$e" || ip netns add "$e"
-    if ! ip link show "$veth" >/dev/null 2>&1 || ! ip -n "$e" link show eth0 >/dev/null 2>&1; then
-      ip link del "$veth" 2>/dev/null || true
-      ip -n "$e" link del eth0 2>/dev/null || true
-      ip link add "$veth" type veth peer name eth0 netns "$e"
-    fi
-    ip link set "$veth" master "$BRIDGE"
-    ip link set "$veth" up
-    ip -n "$e" link set lo up
-    ip -n "$e" addr replace "$(edge_ip "$e")/24" dev eth0
-    ip -n "$e" link set eth0 up
+    ns_on_bridge "$e" "$veth" "$(edge_ip "$e")"
     ip -n "$e" route replace "$SUBNET" dev eth0 src "$(edge_ip "$e")"
     # Per-frame loss emulation needs real frames, not GSO super-packets.
     ip netns exec "$e" ethtool -K eth0 tso off gso off gro off >/dev/null 2>&1 || true
     ethtool -K "$veth" tso off gso off gro off >/dev/null 2>&1 || true
   done
 
-  ns_exists "$REGISTRY_NS" || ip netns add "$REGISTRY_NS"
-  if ! ip link show "$REGISTRY_VETH" >/dev/null 2>&1 || ! ip -n "$REGISTRY_NS" link show eth0 >/dev/null 2>&1; then
-    ip link del "$REGISTRY_VETH" 2>/dev/null || true
-    ip -n "$REGISTRY_NS" link del eth0 2>/dev/null || true
-    ip link add "$REGISTRY_VETH" type veth peer name eth0 netns "$REGISTRY_NS"
-  fi
-  ip link set "$REGISTRY_VETH" master "$BRIDGE"
-  ip link set "$REGISTRY_VETH" up
-  ip -n "$REGISTRY_NS" link set lo up
-  ip -n "$REGISTRY_NS" addr replace "$REGISTRY_IP/24" dev eth0
-  ip -n "$REGISTRY_NS" link set eth0 up
+  ns_on_bridge "$REGISTRY_NS" "$REGISTRY_VETH" "$REGISTRY_IP"
 
   # br_netfilter: bridged frames traverse the root namespace's FORWARD chain,
   # whose policy may be DROP (set by a Docker daemon there).
