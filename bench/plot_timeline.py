@@ -15,7 +15,10 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "collections"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from collection_path import ensure_collection_path  # noqa: E402
+
+ensure_collection_path()
 
 from ansible_collections.edgemig.migration.plugins.module_utils.timeline_plot import plot  # noqa: E402
 

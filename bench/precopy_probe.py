@@ -30,7 +30,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-import conftest  # noqa: E402,F401  (makes ansible_collections.edgemig.migration importable)
+from collection_path import ensure_collection_path  # noqa: E402
+
+ensure_collection_path()
 
 from ansible_collections.edgemig.migration.plugins.module_utils import criu_images  # noqa: E402
 from ansible_collections.edgemig.migration.plugins.module_utils import process_memory as pmem  # noqa: E402

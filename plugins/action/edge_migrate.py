@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import time
 
 from ansible.errors import AnsibleError
@@ -96,7 +97,7 @@ class ActionModule(ActionBase):
         try:
             self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
                                  module_args={"jid": jid, "mode": "cleanup", "_async_dir": async_dir})
-            self._low_level_execute_command(f"rm -f {args['progress_file']}")
+            self._low_level_execute_command(f"rm -f {shlex.quote(args['progress_file'])}")
         except AnsibleError:
             pass
         self._remove_tmp_path(self._connection._shell.tmpdir)
@@ -107,7 +108,7 @@ class ActionModule(ActionBase):
 
     def _progress(self, path: str) -> str:
         try:
-            res = self._low_level_execute_command(f"cat {path}")
+            res = self._low_level_execute_command(f"cat {shlex.quote(path)}")
             if res.get("rc") != 0:
                 return ""
             return progress_line(json.loads(res.get("stdout") or "{}"))

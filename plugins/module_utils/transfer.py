@@ -246,6 +246,7 @@ class SshStream:
         self.connect_s = 0.0
         self.link_probe = link_probe
         self.probe: dict | None = None
+        self.sender: StreamSender | None = None  # the running stream, for progress readers
 
     def open(self) -> "SshStream":
         t0 = time.monotonic()
@@ -300,7 +301,6 @@ class SshStream:
             raise TransferError(f"receiver on {host} failed before the stream: {acks.error}")
         monitor = NetMonitor(self.transport.sock)
         transport = self.transport
-        # Kept on self so that a progress reporter can read its counters.
         self.sender = sender = StreamSender(src_roots, ctl, chan.sendall, acks, workers=cores,
                               chunk_size=chunk_size, dedup=dedup, pipelined=pipelined,
                               monitor=monitor, stall_timeout=self.stall_timeout,

@@ -236,10 +236,6 @@ def preflight(p: dict) -> str | None:
             return (f"interface={p['interface']!r}: no such interface on this host (the source's "
                     "edgemig_address_interface): set it to the interface holding the service address; "
                     "nothing was frozen")
-    try:
-        read_faults()
-    except ValueError as exc:
-        return f"{exc}; nothing was frozen"
     return None
 
 
@@ -279,7 +275,10 @@ def main() -> None:
     problem = preflight(p)
     if problem:
         module.fail_json(msg=problem, rolled_back="not_needed", durations={})
-    faults = read_faults()
+    try:
+        faults = read_faults()
+    except ValueError as exc:
+        module.fail_json(msg=f"{exc}; nothing was frozen", rolled_back="not_needed", durations={})
     api = docker_api(module)
     progress = ProgressFile(p["progress_file"])
     progress.write({"phase": "connecting to the target"})
@@ -336,8 +335,7 @@ def main() -> None:
         total = ck["sizes"]["total"]
 
         def where() -> dict:
-            sender = getattr(conn, "sender", None)
-            fields = stream_progress("streaming", total, sender.timeline if sender else [])
+            fields = stream_progress("streaming", total, conn.sender.timeline if conn.sender else [])
             if fields.get("acked_bytes", 0) >= total > 0:
                 fields["phase"] = "restoring on the target"
             return fields
