@@ -17,6 +17,7 @@ compression speed of N threads (checks that the codec releases the GIL).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -114,9 +115,11 @@ def main() -> int:
     for codec, level in cands:
         comp = [codecs.compress(codec, level, c) for c in chunks]
         ratio = sum(map(len, comp)) / len(data)
-        tc = best_time(lambda: [codecs.compress(codec, level, c) for c in chunks], args.repeat)
-        td = best_time(lambda: [codecs.decompress(codec, level, z, len(c)) for z, c in zip(comp, chunks)], args.repeat)
-        tp = best_time(lambda: list(pool.map(lambda c: codecs.compress(codec, level, c), chunks)), args.repeat)
+        tc = best_time(lambda codec=codec, level=level: [codecs.compress(codec, level, c) for c in chunks], args.repeat)
+        td = best_time(lambda codec=codec, level=level, comp=comp:
+                       [codecs.decompress(codec, level, z, len(c)) for z, c in zip(comp, chunks)], args.repeat)
+        tp = best_time(lambda codec=codec, level=level:
+                       list(pool.map(functools.partial(codecs.compress, codec, level), chunks)), args.repeat)
         mb = len(data) / 1e6
         print("%-8s %6d %7.3f %10.0f %10.0f %12.0f" % (codec, level, ratio, mb / tc, mb / td, mb / tp))
     pool.shutdown()

@@ -59,6 +59,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
 import labutil  # noqa: E402  (playbook(), docker(), running_on(), catalog())
+
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import clear_dir  # noqa: E402
 
 LAB_LOCK = "/run/edgemig-lab.lock"
@@ -312,7 +313,7 @@ class Poller:
             nxt += self.interval
             time.sleep(max(0.0, nxt - time.monotonic()))
 
-    def start(self) -> "Poller":
+    def start(self) -> Poller:
         self._thread.start()
         return self
 
@@ -639,7 +640,7 @@ class Podman:
                    "-C", os.path.dirname(ck["checkpoint_dir"]), os.path.basename(ck["checkpoint_dir"])]
             if ck["upper_dir"]:
                 cmd += ["-C", os.path.dirname(ck["upper_dir"]), os.path.basename(ck["upper_dir"])]
-            for i, vol in enumerate(ck["volumes"]):
+            for vol in ck["volumes"]:
                 cmd += ["-C", os.path.dirname(os.path.dirname(vol["path"])),
                         os.path.join(os.path.basename(os.path.dirname(vol["path"])), os.path.basename(vol["path"]))]
             self._child(cmd, "source")

@@ -26,7 +26,7 @@ import threading
 import time
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import compress
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (

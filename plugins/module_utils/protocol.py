@@ -37,7 +37,7 @@ import os
 import stat
 import struct
 import zlib
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import (
     CODECS, CodecError, decompress,

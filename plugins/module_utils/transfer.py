@@ -137,7 +137,7 @@ def connect(host: str, port: int, user: str, key_file: str, known_hosts: str,
     client.load_host_keys(known_hosts)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     extra = {}
-    if "transport_factory" in getattr(paramiko.SSHClient.connect, "__code__").co_varnames:
+    if "transport_factory" in paramiko.SSHClient.connect.__code__.co_varnames:
         extra["transport_factory"] = _fast_transport
     try:
         client.connect(host, port=port, username=user, key_filename=key_file, timeout=timeout,
@@ -198,7 +198,7 @@ class SshStream:
         self.link_probe = link_probe
         self.probe: dict | None = None
 
-    def open(self) -> "SshStream":
+    def open(self) -> SshStream:
         t0 = time.monotonic()
         self.client = connect(self.host, self.port, self.user, self.key_file, self.known_hosts)
         self.transport = self.client.get_transport()
@@ -221,7 +221,7 @@ class SshStream:
             self.client.close()
             self.client = None
 
-    def __enter__(self) -> "SshStream":
+    def __enter__(self) -> SshStream:
         return self.open()
 
     def __exit__(self, *exc) -> None:

@@ -121,7 +121,10 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
-    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, TransferError, send_over_ssh,
+    HAS_PARAMIKO,
+    PARAMIKO_IMPORT_ERROR,
+    TransferError,
+    send_over_ssh,
 )
 
 ROOT_NAME = re.compile(r"^(checkpoint|layer|volume/[A-Za-z0-9][A-Za-z0-9_.-]*)$")

@@ -108,9 +108,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import stage_checkpoint
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import (
-    checkpoint_dir, upper_dir, volumes,
-)
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import checkpoint_dir, upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api

@@ -135,7 +135,9 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import (
-    CheckpointError, create, stage_checkpoint,
+    CheckpointError,
+    create,
+    stage_checkpoint,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
@@ -143,7 +145,10 @@ from ansible_collections.edgemig.migration.plugins.module_utils.module_common im
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
-    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SshStream, TransferError,
+    HAS_PARAMIKO,
+    PARAMIKO_IMPORT_ERROR,
+    SshStream,
+    TransferError,
 )
 
 

@@ -70,7 +70,10 @@ actions:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import (
-    LABEL_SPEC, from_catalog, spec_hash, summary,
+    LABEL_SPEC,
+    from_catalog,
+    spec_hash,
+    summary,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy

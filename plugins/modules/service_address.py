@@ -66,7 +66,9 @@ import ipaddress
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
-    SwitchoverError, address_present, set_address,
+    SwitchoverError,
+    address_present,
+    set_address,
 )
 
 

@@ -17,7 +17,6 @@ import sys
 import time
 
 import pytest
-
 from labutil import ROOT, env, lab_is_up  # noqa: E402
 
 pytestmark = pytest.mark.lab

@@ -29,9 +29,18 @@ import time
 import uuid
 
 import pytest
-
 from labutil import (  # noqa: E402 (tests/integration is on sys.path via conftest)
-    INVENTORY, ROOT, catalog, docker, env, lab_is_up, playbook, recap_changed, running_on, sql, uptime,
+    INVENTORY,
+    ROOT,
+    catalog,
+    docker,
+    env,
+    lab_is_up,
+    playbook,
+    recap_changed,
+    running_on,
+    sql,
+    uptime,
     wait_answering,
 )
 
@@ -226,7 +235,7 @@ def check_outcome(say, svc: str, expect_on: str, before_uptime: float | None = N
 def seed_rows(n: int = 30) -> int:
     spec = CATALOG["mysql"]
     sql(spec, "CREATE TABLE IF NOT EXISTS faults (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64))", commit=True)
-    for i in range(n):
+    for _ in range(n):
         sql(spec, "INSERT INTO faults (v) VALUES (%s)", (f"row-{uuid.uuid4().hex[:12]}",), commit=True)
     return sql(spec, "SELECT COUNT(*) FROM faults")[0][0]
 
