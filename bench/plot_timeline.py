@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Plot a migration report's transfer timeline as a PNG next to the JSON.
@@ -48,7 +47,10 @@ def plot(timeline: list, out: str, title: str = "") -> str:
     if not pts:
         raise ValueError("the report has no timeline points")
     t = [float(p["t"]) for p in pts]
-    mbit = lambda key: [float(p.get(key) or 0) * 8 / 1e6 for p in pts]  # noqa: E731
+
+    def mbit(key):
+        return [float(p.get(key) or 0) * 8 / 1e6 for p in pts]
+
     has_net = any("rtt_ms" in p for p in pts)
     fig, axes = plt.subplots(3 if has_net else 2, 1, sharex=True, figsize=(9, 7 if has_net else 5.5),
                              gridspec_kw={"height_ratios": [3, 2, 1.5] if has_net else [3, 2]})

@@ -17,6 +17,7 @@ description:
     flowing and the network rate, and picks the setting that minimises the predicted time (the paper's eq. 9-11).
     C(paper) is the paper's 9-state RTT/loss controller over lz4 levels 1-9. C(fixed:<codec>:<level>) pins a setting.
 extends_documentation_fragment:
+  - edgemig.migration.attributes
   - edgemig.migration.attributes.action
 options:
   roots:
@@ -89,7 +90,7 @@ options:
 requirements:
   - paramiko, lz4, zstandard (both ends)
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''

@@ -16,6 +16,7 @@ description:
     that fails too) and the address comes back, so the service is never left down. The dump is always removed.
   - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore) O(stage=prepare).
 extends_documentation_fragment:
+  - edgemig.migration.attributes
   - edgemig.migration.attributes.action
   - edgemig.migration.docker
 options:
@@ -77,7 +78,7 @@ options:
 requirements:
   - paramiko, lz4, zstandard (both ends)
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''

@@ -43,7 +43,11 @@ def test_tcp_info_layout_on_loopback(tcp_pair):
     time.sleep(0.05)  # let the last ACKs arrive
     info = netmon.read_tcp_info(client)
     assert info["state"] == 1                      # TCP_ESTABLISHED
-    assert info["bytes_sent"] == n                 # offset 200 (u64)
+    # offset 200 (u64). tcpi_bytes_sent counts retransmitted bytes too, and loopback
+    # retransmits under load: at least what was written, never less.
+    assert info["bytes_sent"] >= n
+    if info["bytes_retrans"] == 0:                 # offset 208: nothing sent twice, so exactly n
+        assert info["bytes_sent"] == n
     assert info["bytes_acked"] in (n, n + 1)       # offset 120; the SYN may count
     assert info["bytes_received"] == 0
     assert 0 < info["rtt"] < 1_000_000             # microseconds, loopback

@@ -203,8 +203,8 @@ def duplicate_and_size_streams() -> list[bytes]:
         hello() + entry(path="f", id=0, size=3) + entry(path="g", id=0, size=3) + end(),
         hello() + entry(path="f", id=0, size=3) + chunk(0, 0, b"abc") + chunk(0, 0, b"abc") + end(),
         hello() + entry(path="f", id=0, size=3) + chunk(0, 2, b"abc") + end(),
-        hello() + entry(path="f", id=0, size=4096) + chunk(0, 0, b"", raw_len=4096, pagemap=b"\x02" + P.REF.pack(0, 0),
-                                                          literal_len=0) + end(),
+        hello() + entry(path="f", id=0, size=4096)
+        + chunk(0, 0, b"", raw_len=4096, pagemap=b"\x02" + P.REF.pack(0, 0), literal_len=0) + end(),
         hello() + entry(path="f", id=0, size=1 << 40) + end(),  # sparse, huge, never completed
         hello() + entry(path="f", id=0, size=3) + chunk(0, 0, b"abc", raw_len=P.MAX_CHUNK + 1) + end(),
         hello() + P.HEADER.pack(P.MAGIC, P.T_CHUNK, 2 ** 32 - 1),
