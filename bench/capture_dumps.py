@@ -96,7 +96,7 @@ def load(svc: str, name: str, ip: str) -> dict:
         info["requests"] = 200
     elif svc == "tomcat":
         wait_for(lambda: http_get(ip, 8080, "/app/health.txt"), "tomcat", 180)
-        for _ in range(100):
+        for _unused in range(100):
             http_get(ip, 8080, "/app/")
         info["requests"] = 100
     elif svc == "mysql":

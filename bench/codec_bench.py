@@ -79,7 +79,7 @@ def page_like() -> bytes:
 
 def best_time(fn, repeat: int) -> float:
     best = float("inf")
-    for _ in range(repeat):
+    for _unused in range(repeat):
         t = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t)
@@ -87,7 +87,7 @@ def best_time(fn, repeat: int) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("files", nargs="*")
     ap.add_argument("--chunk", type=int, default=1 << 20)
     ap.add_argument("--repeat", type=int, default=3)

@@ -156,7 +156,7 @@ class Driver:
 
 # ------------------------------------------------------------------ shaping
 def tc(*args, check=True):
-    r = subprocess.run(["tc", *args], capture_output=True, text=True)
+    r = subprocess.run(["tc", *args], capture_output=True, text=True, check=False)
     if check and r.returncode:
         raise SystemExit(f"tc {' '.join(args)}: {r.stderr.strip()}")
 
@@ -196,7 +196,7 @@ def roots_of(base: str) -> list[tuple[str, str]]:
 
 def tree_bytes(roots) -> int:
     from ansible_collections.edgemig.migration.plugins.module_utils.pipeline import walk_roots
-    return sum(st.st_size for _, _, full, st in walk_roots(roots) if os.path.isfile(full)
+    return sum(st.st_size for _unused, _unused, full, st in walk_roots(roots) if os.path.isfile(full)
                and not os.path.islink(full))
 
 
@@ -212,7 +212,7 @@ def make_slice(svc: str, mib: int) -> str:
     for name, top in roots_of(base):
         dst_top = os.path.join(out, name)
         os.makedirs(dst_top, exist_ok=True)
-        for _, rel, full, st in walk_roots([(name, top)]):
+        for _unused, rel, full, st in walk_roots([(name, top)]):
             if rel == ".":
                 continue
             dst = os.path.join(dst_top, rel)
@@ -282,7 +282,7 @@ def make_synth(gib: float = 1.0) -> str:
 # ------------------------------------------------------------------ runs
 def dest_for(roots, tag: str) -> dict:
     base = os.path.join(DEST_BASE, f"bench-{tag}")
-    return {name: os.path.join(base, name.replace("/", "_")) for name, _ in roots}
+    return {name: os.path.join(base, name.replace("/", "_")) for name, _unused in roots}
 
 
 def settings(quick: bool) -> list[dict]:
@@ -369,7 +369,7 @@ def run_matrix(drv: Driver, roots, tag: str, rate, sets, schedule=None,
         row = run_one(drv, roots, dest, s, rate, schedule)
         runs.append([row])
         print(fmt_row(row), flush=True)
-    for _ in range(repeats - 1):
+    for _unused in range(repeats - 1):
         for i, s in enumerate(sets):
             first = runs[i][0]
             if "error" in first or first["seconds"] >= repeat_below_s:

@@ -282,7 +282,7 @@ class StreamSender:
     def _submit(self, item: tuple) -> tuple:
         if item[0] != "chunk":
             return item
-        _, fid, offset, raw, pages, pool = item
+        _unused, fid, offset, raw, pages, pool = item
         pagemap, literal = b"", raw
         if pages and self.dedup is not None:
             split = self.dedup.split(fid, offset, raw)
@@ -302,7 +302,7 @@ class StreamSender:
         if item[0] == "entry":
             data = json_frame(T_ENTRY, item[1])
         else:
-            _, fid, offset, raw_len, lit_len, pagemap, fut = item
+            _unused, fid, offset, raw_len, lit_len, pagemap, fut = item
             codec, level, payload, crc, cpu = fut.result()
             data = chunk_frame(fid, offset, codec, level, raw_len, crc, payload, lit_len, pagemap)
             self.ctl.observe_chunk(codec, level, lit_len, len(payload), cpu)
@@ -421,7 +421,7 @@ class StreamSender:
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="edgemig-compress")
         try:
             self._write(json_frame(T_HELLO, {"version": VERSION,
-                                             "roots": [name for name, _ in self.roots]}))
+                                             "roots": [name for name, _unused in self.roots]}))
             t_first = None
             if self.pipelined:
                 # Bounded in-order queue of futures: workers run ahead of the

@@ -20,7 +20,7 @@ class SwitchoverError(Exception):
 
 
 def _ip(*args: str) -> str:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SwitchoverError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
     return proc.stdout

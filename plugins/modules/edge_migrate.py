@@ -14,7 +14,8 @@ description:
     over the address the moment the last byte is verified. No Ansible round trip sits on the downtime path.
   - If anything fails after the freeze, the container is restored here from its checkpoint (or started fresh when
     that fails too) and the address comes back, so the service is never left down. The dump is always removed.
-  - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore) O(stage=prepare).
+  - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore)
+    O(edgemig.migration.docker_checkpoint_restore#module:stage=prepare).
 extends_documentation_fragment:
   - edgemig.migration.attributes
   - edgemig.migration.attributes.action
@@ -190,7 +191,7 @@ def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]
     # address (0.0.0.0 and ::), and each client must be counted once.
     by_port: dict[int, list[tuple[str, int]]] = {}
     for key, binds in bindings.items():
-        cport, _, proto = key.partition("/")
+        cport, _unused, proto = key.partition("/")
         if proto != "tcp" or not binds:
             continue
         peers = established_peers(table, int(cport))

@@ -33,7 +33,7 @@ def env() -> dict:
 
 def playbook(name: str, *extra: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     cmd = ["ansible-playbook", "-i", INVENTORY, os.path.join(ROOT, "playbooks", name), *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -45,7 +45,7 @@ def recap_changed(output: str) -> int:
 
 def docker(edge: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     cmd = [DOCKER, "-H", f"unix:///run/edgemig-lab/{edge}/docker.sock", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)}: {proc.stderr}")
     return proc
@@ -133,5 +133,5 @@ def report(svc: str) -> dict:
 
 
 def lab_is_up() -> bool:
-    proc = subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "status"], capture_output=True, text=True)
+    proc = subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "status"], capture_output=True, text=True, check=False)
     return proc.returncode == 0 and "dockerd pid" in proc.stdout

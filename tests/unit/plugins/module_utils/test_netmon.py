@@ -17,7 +17,7 @@ def tcp_pair():
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(1)
     client = socket.create_connection(lsock.getsockname())
-    server, _ = lsock.accept()
+    server, _unused = lsock.accept()
     lsock.close()
     yield client, server
     client.close()

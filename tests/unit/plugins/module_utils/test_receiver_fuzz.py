@@ -127,7 +127,7 @@ metas = st.fixed_dictionaries({
 def adversarial_streams(draw) -> bytes:
     parts = [hello(draw(st.sampled_from([("checkpoint", "layer"), ("layer",), ("nope",)])),
                    draw(st.sampled_from([P.VERSION, P.VERSION, 0, "1"])))]
-    for _ in range(draw(st.integers(0, 8))):
+    for _unused in range(draw(st.integers(0, 8))):
         kind = draw(st.sampled_from(["entry", "entry", "chunk", "badchunk", "raw", "abort", "end"]))
         if kind == "entry":
             parts.append(entry(**draw(metas)))
