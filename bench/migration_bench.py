@@ -54,7 +54,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "lab"))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
 import labutil  # noqa: E402  (playbook(), docker(), running_on(), catalog())
@@ -222,47 +222,6 @@ class Link:
         self.shape(None)
         self.set_loss(0)
         run(["nft", "delete", "table", "bridge", NFT_COUNT], check=False)
-
-
-class Schedule(threading.Thread):
-    """Change the tbf rate at given offsets while a migration runs.
-
-    Offsets count from the freeze: the moment the checkpoint's dump dir
-    (``<svc>-*``) appears in the source edge's dump tmpfs, so ~6 s of Ansible
-    before it do not shift the steps off the stream. ``anchor_dir=None``
-    counts from the thread's start instead (Podman-style baseline).
-    """
-
-    def __init__(self, link: Link, steps: list[tuple[float, float]], anchor_dir: str | None = None,
-                 prefix: str = ""):
-        super().__init__(daemon=True)
-        self.link, self.steps, self.stop = link, steps, threading.Event()
-        self.anchor_dir, self.prefix = anchor_dir, prefix
-        self.applied: list = []
-        self.t0 = None
-        self.anchored_after_s = None
-
-    def _wait_freeze(self) -> bool:
-        start = time.monotonic()
-        while not self.stop.wait(0.02):
-            try:
-                if any(n.startswith(self.prefix) for n in os.listdir(self.anchor_dir)):
-                    self.anchored_after_s = round(time.monotonic() - start, 3)
-                    return True
-            except FileNotFoundError:
-                pass
-        return False
-
-    def run(self) -> None:
-        if self.anchor_dir and not self._wait_freeze():
-            return
-        self.t0 = time.monotonic()
-        for offset, rate in self.steps:
-            if self.stop.wait(max(0.0, self.t0 + offset - time.monotonic())):
-                return
-            self.link.shape(rate, change=True)
-            self.applied.append({"t": round(time.monotonic() - self.t0, 3), "rate_mbit": rate,
-                                 "wall": time.time()})
 
 
 # ----------------------------------------------------------------------------- client-visible downtime
@@ -760,7 +719,10 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
     sched = None
     if schedule:
         anchor = None if method == "podman" else f"/var/lib/edgemig-lab/{src}/dumps"
-        sched = Schedule(link, schedule[1:], anchor_dir=anchor, prefix=f"{svc}-")
+        # Offsets count from the freeze: the checkpoint's dump dir (<svc>-*) appearing in the
+        # source's dump tmpfs; podman has none and counts from the start.
+        sched = labutil.RateSchedule(lambda r: link.shape(r, change=True), schedule[1:],
+                                     anchor_dir=anchor, prefix=f"{svc}-")
     t_start = time.monotonic()
     wall_start = time.time()
     if sched:
@@ -774,8 +736,7 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
         res = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "wall_s": round(time.monotonic() - t_start, 3)}
     t_end = time.monotonic()
     if sched:
-        sched.stop.set()
-        sched.join()
+        sched.stop()
     sampler.stop_ev.set()
     sampler.join()
     sampler.tick()

@@ -26,7 +26,7 @@ import time
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "lab"))
 from labutil import catalog, env, running_on, sql, wait_answering  # noqa: E402
 
 LOCK = "/run/edgemig-lab.lock"

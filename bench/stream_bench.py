@@ -41,11 +41,14 @@ import resource
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "lab"))
+
+import labutil  # noqa: E402  (the tc rate schedule)
+
 COLLECTIONS = os.path.join(ROOT, ".cache", "collections")
 LINK = os.path.join(COLLECTIONS, "ansible_collections", "edgemig", "migration")
 DUMPS = os.path.join(ROOT, ".cache", "dumps")
@@ -326,21 +329,14 @@ def run_one(drv: Driver, roots, dest, s: dict, rate, schedule=None) -> dict:
     job = {"src": roots, "dest": dest, "policy": s["policy"],
            "pipelined": s.get("pipelined", True), "dedup": s.get("dedup", True),
            "link_probe": s.get("link_probe", True)}
-    timers = []
-
-    def start_schedule():
-        t0 = time.monotonic()
-        for at, mbit in schedule[1:]:
-            t = threading.Timer(max(0.0, at - (time.monotonic() - t0)), change, args=(mbit,))
-            t.daemon = True
-            t.start()
-            timers.append(t)
-
+    sched = None
     if schedule:
         shape(schedule[0][1])
-    res = drv.run(job, on_start=start_schedule if schedule else None)
-    for t in timers:
-        t.cancel()
+        # Offsets count from the stream's first frame (the driver's "start" event).
+        sched = labutil.RateSchedule(change, schedule[1:])
+    res = drv.run(job, on_start=sched.start if sched else None)
+    if sched:
+        sched.stop()
     mean_rate = None
     if schedule and "result" in res:
         secs = res["result"]["seconds"]

@@ -29,7 +29,7 @@ import time
 import uuid
 
 import pytest
-from labutil import (  # noqa: E402 (tests/integration is on sys.path via conftest)
+from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
     INVENTORY,
     ROOT,
     catalog,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from labutil import (  # noqa: E402 (tests/integration is on sys.path via conftest)
+from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
     catalog,
     docker,
     lab_is_up,
