@@ -75,6 +75,12 @@ class FakeDockerAPI:
         if method in self.fail:
             raise self.fail[method]
 
+    def _find(self, name: str) -> str | None:
+        """The container's key, by name or ID, as the Engine API accepts both."""
+        if name in self.containers:
+            return name
+        return next((n for n, c in self.containers.items() if c["Id"] == name), None)
+
     def info(self) -> dict:
         self._maybe_fail("info")
         return self._info
@@ -85,8 +91,8 @@ class FakeDockerAPI:
 
     def inspect_container(self, name: str) -> dict | None:
         self._maybe_fail("inspect_container")
-        c = self.containers.get(name)
-        return copy.deepcopy(c) if c else None
+        key = self._find(name)
+        return copy.deepcopy(self.containers[key]) if key else None
 
     def inspect_image(self, name: str) -> dict | None:
         self._maybe_fail("inspect_image")
@@ -105,27 +111,28 @@ class FakeDockerAPI:
                         timeout: float | None = None) -> None:
         self.calls.append(("start", name, checkpoint))
         self._maybe_fail("start_container")
-        if name not in self.containers:
+        key = self._find(name)
+        if key is None:
             raise DockerAPIError(404, f"No such container: {name}")
-        self.containers[name]["State"].update(Running=True, Status="running")
+        self.containers[key]["State"].update(Running=True, Status="running")
 
     def stop_container(self, name: str, timeout_s: int = 10) -> None:
         self.calls.append(("stop", name))
-        self.containers[name]["State"].update(Running=False, Status="exited")
+        self.containers[self._find(name)]["State"].update(Running=False, Status="exited")
 
     def remove_container(self, name: str, force: bool = True, volumes: bool = False) -> bool:
         self._maybe_fail("remove_container")
         self.calls.append(("remove", name, volumes))
-        return self.containers.pop(name, None) is not None
+        key = self._find(name)
+        return self.containers.pop(key, None) is not None if key else False
 
     def create_checkpoint(self, name: str, checkpoint_id: str, checkpoint_dir: str | None,
                           exit_container: bool = True, timeout: float = 300.0) -> None:
         self.calls.append(("checkpoint", name, checkpoint_id, checkpoint_dir, exit_container))
         self._maybe_fail("create_checkpoint")
-        for c in self.containers.values():
-            if c["Id"] == name or c["Name"] == f"/{name}":
-                if exit_container:
-                    c["State"].update(Running=False, Status="exited")
+        key = self._find(name)
+        if key and exit_container:
+            self.containers[key]["State"].update(Running=False, Status="exited")
 
     def exec_run(self, name: str, cmd: list[str], timeout: float = 30.0) -> tuple[int, bytes]:
         self.calls.append(("exec", name, tuple(cmd)))
