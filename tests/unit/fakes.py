@@ -7,6 +7,7 @@ and returns what it exited with.
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 from ansible.module_utils import basic
@@ -137,6 +138,16 @@ class FakeDockerAPI:
     def exec_run(self, name: str, cmd: list[str], timeout: float = 30.0) -> tuple[int, bytes]:
         self.calls.append(("exec", name, tuple(cmd)))
         return 0, b""
+
+
+class CriuDocker(FakeDockerAPI):
+    """A checkpoint also writes a 4 KiB CRIU page image into the dump dir, as runc would."""
+
+    def create_checkpoint(self, name, checkpoint_id, checkpoint_dir, exit_container=True, timeout=300.0):
+        super().create_checkpoint(name, checkpoint_id, checkpoint_dir, exit_container, timeout)
+        os.makedirs(os.path.join(checkpoint_dir, checkpoint_id))
+        with open(os.path.join(checkpoint_dir, checkpoint_id, "pages-1.img"), "wb") as fh:
+            fh.write(b"\1" * 4096)
 
 
 def use_api(monkeypatch, mod, api: FakeDockerAPI) -> FakeDockerAPI:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from fakes import FakeDockerAPI, container
+from fakes import CriuDocker, FakeDockerAPI, container
 
 from ansible_collections.edgemig.migration.plugins.module_utils import checkpoint as ck
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
@@ -32,14 +32,6 @@ def test_criu_errors_come_from_the_log_runc_names(tmp_path):
     assert ck.criu_errors(f"criu failed: type NOTIFY errno 0 path= {log}", str(tmp_path / "none")) \
         == "(00.2) Error (criu/sk-inet.c:188): sockets: Can't get 1:16 opt"
     assert ck.criu_errors("criu failed", str(tmp_path / "none")) == ""
-
-
-class CriuDocker(FakeDockerAPI):
-    def create_checkpoint(self, name, checkpoint_id, checkpoint_dir, exit_container=True, timeout=300.0):
-        super().create_checkpoint(name, checkpoint_id, checkpoint_dir, exit_container, timeout)
-        os.makedirs(os.path.join(checkpoint_dir, checkpoint_id))
-        with open(os.path.join(checkpoint_dir, checkpoint_id, "pages-1.img"), "wb") as fh:
-            fh.write(b"\1" * 4096)
 
 
 def test_create_reports_what_a_migration_moves(tmp_path):

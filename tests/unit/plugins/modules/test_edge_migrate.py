@@ -5,20 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from fakes import FakeDockerAPI, container, run_module, use_api
+from fakes import CriuDocker, container, run_module, use_api
 
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import TransferError
 from ansible_collections.edgemig.migration.plugins.modules import edge_migrate as mod
-
-
-class CriuDocker(FakeDockerAPI):
-    """A checkpoint writes a CRIU image into the dump dir, as runc would."""
-
-    def create_checkpoint(self, name, checkpoint_id, checkpoint_dir, exit_container=True, timeout=300.0):
-        super().create_checkpoint(name, checkpoint_id, checkpoint_dir, exit_container, timeout)
-        os.makedirs(os.path.join(checkpoint_dir, checkpoint_id))
-        with open(os.path.join(checkpoint_dir, checkpoint_id, "pages-1.img"), "wb") as fh:
-            fh.write(b"\1" * 8192)
 
 
 class FakeStream:
@@ -74,7 +64,7 @@ def test_migrates_and_cleans_up(env):
     assert [r[0] for r in s.streamed] == ["checkpoint", "layer"] and s.closed
     assert addr_calls == [("10.213.0.101", False)]                  # the address left the source
     assert res["durations"]["restore_s"] == 0.2 and "downtime_s" in res["durations"]
-    assert res["sizes"]["pages"] == 8192 and res["timeline"] == [{"t": 0.0}]
+    assert res["sizes"]["pages"] == 4096 and res["timeline"] == [{"t": 0.0}]
     assert os.listdir(tmp_path / "dumps") == []                    # the dump is always removed
     assert api.containers["apache"]["State"]["Running"] is False   # it runs on the target now
 
