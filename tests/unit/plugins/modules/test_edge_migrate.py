@@ -27,8 +27,9 @@ class FakeStream:
 
     def stream(self, roots, **kw):
         self.streamed = roots
-        if FakeStream.fail:
-            raise FakeStream.fail
+        error = FakeStream.fail
+        if isinstance(error, Exception):
+            raise error
         return {"bytes_raw": 8192, "receiver": {"switchover": {"restore_s": 0.2, "health_s": 0.1}},
                 "timeline": [{"t": 0.0}]}
 
