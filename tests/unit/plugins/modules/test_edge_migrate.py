@@ -12,10 +12,10 @@ from ansible_collections.edgemig.migration.plugins.modules import edge_migrate a
 
 
 class FakeStream:
-    """SshStream without SSH: ``fail`` makes stream() raise it, as a broken transfer would."""
+    """SshStream without SSH: an exception in ``errors`` makes stream() raise it, as a broken transfer would."""
 
     instances: list = []
-    fail: Exception | None = None
+    errors: list[Exception] = []
 
     def __init__(self, dest, **kw):
         self.dest, self.kw, self.streamed, self.closed = dest, kw, None, False
@@ -27,9 +27,8 @@ class FakeStream:
 
     def stream(self, roots, **kw):
         self.streamed = roots
-        error = FakeStream.fail
-        if isinstance(error, Exception):
-            raise error
+        if FakeStream.errors:
+            raise FakeStream.errors[0]
         return {"bytes_raw": 8192, "receiver": {"switchover": {"restore_s": 0.2, "health_s": 0.1}},
                 "timeline": [{"t": 0.0}]}
 
@@ -42,7 +41,7 @@ TARGET = {"host": "10.213.0.12", "checkpoint_dir": "/t/ck", "upper_dir": "/t/upp
 
 @pytest.fixture
 def env(monkeypatch, tmp_path):
-    FakeStream.instances, FakeStream.fail = [], None
+    FakeStream.instances, FakeStream.errors = [], []
     monkeypatch.setattr(mod, "SshStream", FakeStream)
     monkeypatch.setattr(mod.signal, "signal", lambda *a: None)   # leave the test process's signals alone
     addr_calls = []
@@ -72,7 +71,7 @@ def test_migrates_and_cleans_up(env):
 
 def test_failed_transfer_rolls_back_from_the_checkpoint(env):
     api, addr_calls, tmp_path = env
-    FakeStream.fail = TransferError("link dropped")
+    FakeStream.errors.append(TransferError("link dropped"))
     failed, res = run_module(mod, args(tmp_path, address="10.213.0.101", interface="eth0"))
     assert failed and res["rolled_back"] == "checkpoint"
     assert res["msg"] == "migration failed: link dropped; the service was restored from its checkpoint on the source"
@@ -83,7 +82,7 @@ def test_failed_transfer_rolls_back_from_the_checkpoint(env):
 
 def test_rollback_falls_back_to_a_fresh_start(env, monkeypatch):
     api, _addr, tmp_path = env
-    FakeStream.fail = TransferError("link dropped")
+    FakeStream.errors.append(TransferError("link dropped"))
     real_start = api.start_container
 
     def start(name, checkpoint=None, **kw):
