@@ -55,12 +55,17 @@ def test_tcp_info_layout_on_loopback(tcp_pair):
     assert info["snd_mss"] > 1000 and info["snd_cwnd"] >= 1
     assert info["data_segs_out"] >= n // info["snd_mss"]
     assert info["segs_out"] >= info["data_segs_out"]
-    assert info["total_retrans"] == 0
+    # Loopback may retransmit under load (nothing to assert about how often), but the
+    # segment and byte counters of retransmissions agree on whether there were any.
+    assert (info["total_retrans"] == 0) == (info["bytes_retrans"] == 0)
     assert info["delivery_rate"] > 0
     assert isinstance(info["delivery_rate_app_limited"], bool)
     assert info["unacked"] == 0 and info["notsent_bytes"] == 0
     srv = netmon.read_tcp_info(server)
-    assert srv["bytes_received"] == n and srv["data_segs_in"] == info["data_segs_out"]
+    assert srv["bytes_received"] == n
+    assert srv["data_segs_in"] <= info["data_segs_out"]          # a dropped segment: counted out twice, in once
+    if info["total_retrans"] == 0:
+        assert srv["data_segs_in"] == info["data_segs_out"]
 
 
 def test_read_tcp_info_rejects_non_tcp():
