@@ -9,11 +9,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 PLAY := ansible-playbook -i $(INVENTORY)
 
 .PHONY: help deps collection-link lab-up lab-down lab-status provision deploy migrate demo \
-        test test-unit test-integration test-faults molecule bench bench-stream soak build lint clean
+        check ruff sanity test test-unit test-integration test-faults molecule bench bench-stream soak build lint clean
 
 help:
 	@echo "make demo      lab up, provision, deploy $(SVC) on edge1, migrate it to edge2, print the report"
-	@echo "make test      the whole suite (unit, collection, lab integration, molecule, faults)"
+	@echo "make check     the fast lane, no root, no lab (< 3 min): ruff, ansible-test sanity, unit tests, build, ansible-doc"
+	@echo "make test      make check, then the whole suite (unit, collection, lab integration, molecule, faults)"
 	@echo "make lab-up | lab-down | provision | deploy | migrate SVC=... | bench | bench-stream | soak"
 
 deps: collection-link
@@ -52,6 +53,23 @@ demo: provision
 test-unit: collection-link
 	$(PYTHON) -m pytest -q tests/unit
 
+ruff:
+	@command -v ruff >/dev/null || $(PYTHON) -m pip install -q 'ruff>=0.6'
+	ruff check .
+
+# ansible-test sanity from a `git archive` copy under .cache/sanity (offline pip stand-in included).
+sanity:
+	bash tests/sanity/run.sh
+
+# The fast lane: no root, no lab, no network beyond the package index (sanity's venvs).
+# Unit tests include the collection build and ansible-doc of every module (tests/unit/test_collection.py).
+check: collection-link
+	@t0=$$(date +%s); set -e; \
+	$(MAKE) --no-print-directory ruff; \
+	$(MAKE) --no-print-directory sanity; \
+	$(PYTHON) -m pytest -q tests/unit; \
+	echo "make check: passed in $$(( $$(date +%s) - t0 )) s"
+
 test-integration: provision
 	$(PYTHON) -m pytest -q -m lab tests/integration
 
@@ -65,8 +83,9 @@ MOLECULE_SCENARIOS ?= criu docker_engine dump_tmpfs migration_trust base_images 
 molecule: provision
 	set -e; for s in $(MOLECULE_SCENARIOS); do molecule test -s $$s; done
 
-# The whole suite; brings the lab up itself (CI: .ci/run).
-test: provision
+# The whole suite: the fast lane first, then the lab (brought up by provision; CI: .ci/run).
+test: check
+	$(MAKE) provision
 	$(MAKE) lint
 	$(PYTHON) -m pytest -q -m "not slow" tests
 	$(MAKE) molecule

@@ -186,8 +186,8 @@ def plots(data, img_dir):
             a1.set_title(f"{r['service']}, {LABEL.get(r['method'], r['method'])}")
             a1.legend(fontsize=8)
             lv = [(p["t"], f"{p['codec']}:{p['level']}") for p in tl]
-            names = sorted({v for _, v in lv})
-            a2.step([t for t, _ in lv], [names.index(v) for _, v in lv], where="post")
+            names = sorted({v for _unused, v in lv})
+            a2.step([t for t, _unused in lv], [names.index(v) for _unused, v in lv], where="post")
             a2.set_yticks(range(len(names)))
             a2.set_yticklabels(names)
             a2.set_xlabel("seconds since the stream started")

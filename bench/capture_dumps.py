@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Capture real CRIU dumps of the catalog services for the stream benchmark.
@@ -97,7 +96,7 @@ def load(svc: str, name: str, ip: str) -> dict:
         info["requests"] = 200
     elif svc == "tomcat":
         wait_for(lambda: http_get(ip, 8080, "/app/health.txt"), "tomcat", 180)
-        for _ in range(100):
+        for _unused in range(100):
             http_get(ip, 8080, "/app/")
         info["requests"] = 100
     elif svc == "mysql":

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Codec table on page-like data: ratio, compress and decompress MB/s.
@@ -17,6 +16,7 @@ compression speed of N threads (checks that the codec releases the GIL).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -77,7 +77,7 @@ def page_like() -> bytes:
 
 def best_time(fn, repeat: int) -> float:
     best = float("inf")
-    for _ in range(repeat):
+    for _unused in range(repeat):
         t = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t)
@@ -85,7 +85,7 @@ def best_time(fn, repeat: int) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("files", nargs="*")
     ap.add_argument("--chunk", type=int, default=1 << 20)
     ap.add_argument("--repeat", type=int, default=3)
@@ -112,9 +112,11 @@ def main() -> int:
     for codec, level in cands:
         comp = [codecs.compress(codec, level, c) for c in chunks]
         ratio = sum(map(len, comp)) / len(data)
-        tc = best_time(lambda: [codecs.compress(codec, level, c) for c in chunks], args.repeat)
-        td = best_time(lambda: [codecs.decompress(codec, level, z, len(c)) for z, c in zip(comp, chunks)], args.repeat)
-        tp = best_time(lambda: list(pool.map(lambda c: codecs.compress(codec, level, c), chunks)), args.repeat)
+        tc = best_time(lambda codec=codec, level=level: [codecs.compress(codec, level, c) for c in chunks], args.repeat)
+        td = best_time(lambda codec=codec, level=level, comp=comp:
+                       [codecs.decompress(codec, level, z, len(c)) for z, c in zip(comp, chunks)], args.repeat)
+        tp = best_time(lambda codec=codec, level=level:
+                       list(pool.map(functools.partial(codecs.compress, codec, level), chunks)), args.repeat)
         mb = len(data) / 1e6
         print("%-8s %6d %7.3f %10.0f %10.0f %12.0f" % (codec, level, ratio, mb / tc, mb / td, mb / tp))
     pool.shutdown()

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """End-to-end migration benchmark on the two-edge lab (issue 5, the paper's section VI).
@@ -55,10 +54,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "lab"))
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
 import labutil  # noqa: E402  (playbook(), docker(), running_on(), catalog())
+
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import clear_dir  # noqa: E402
 
 LAB_LOCK = "/run/edgemig-lab.lock"
@@ -83,7 +83,7 @@ def log(msg: str) -> None:
 
 
 def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {proc.stderr.strip()}")
     return proc
@@ -224,47 +224,6 @@ class Link:
         run(["nft", "delete", "table", "bridge", NFT_COUNT], check=False)
 
 
-class Schedule(threading.Thread):
-    """Change the tbf rate at given offsets while a migration runs.
-
-    Offsets count from the freeze: the moment the checkpoint's dump dir
-    (``<svc>-*``) appears in the source edge's dump tmpfs, so ~6 s of Ansible
-    before it do not shift the steps off the stream. ``anchor_dir=None``
-    counts from the thread's start instead (Podman-style baseline).
-    """
-
-    def __init__(self, link: Link, steps: list[tuple[float, float]], anchor_dir: str | None = None,
-                 prefix: str = ""):
-        super().__init__(daemon=True)
-        self.link, self.steps, self.stop = link, steps, threading.Event()
-        self.anchor_dir, self.prefix = anchor_dir, prefix
-        self.applied: list = []
-        self.t0 = None
-        self.anchored_after_s = None
-
-    def _wait_freeze(self) -> bool:
-        start = time.monotonic()
-        while not self.stop.wait(0.02):
-            try:
-                if any(n.startswith(self.prefix) for n in os.listdir(self.anchor_dir)):
-                    self.anchored_after_s = round(time.monotonic() - start, 3)
-                    return True
-            except FileNotFoundError:
-                pass
-        return False
-
-    def run(self) -> None:
-        if self.anchor_dir and not self._wait_freeze():
-            return
-        self.t0 = time.monotonic()
-        for offset, rate in self.steps:
-            if self.stop.wait(max(0.0, self.t0 + offset - time.monotonic())):
-                return
-            self.link.shape(rate, change=True)
-            self.applied.append({"t": round(time.monotonic() - self.t0, 3), "rate_mbit": rate,
-                                 "wall": time.time()})
-
-
 # ----------------------------------------------------------------------------- client-visible downtime
 
 class Poller:
@@ -312,7 +271,7 @@ class Poller:
             nxt += self.interval
             time.sleep(max(0.0, nxt - time.monotonic()))
 
-    def start(self) -> "Poller":
+    def start(self) -> Poller:
         self._thread.start()
         return self
 
@@ -498,7 +457,7 @@ class AbLoad:
         while not self._stop.is_set() and time.time() - self.t_wall0 < self.seconds:
             t0 = time.time()
             proc = subprocess.run(["ab", "-q", "-r", "-c", str(self.c), "-t", "1", "-n", "5000000", "-s", "2",
-                                   self.url], capture_output=True, text=True)
+                                   self.url], capture_output=True, text=True, check=False)
             t1 = time.time()
             sl = {"t0": round(t0 - self.t_wall0, 3), "t1": round(t1 - self.t_wall0, 3), "exit": proc.returncode}
             for key, pat in (("requests", r"Complete requests:\s+(\d+)"), ("failed", r"Failed requests:\s+(\d+)"),
@@ -561,7 +520,7 @@ def method_vars(method: str) -> list[str]:
     if method.startswith("lz4:"):
         return [f"edgemig_policy=fixed:lz4:{int(method[4:])}"]
     if method.startswith("serial:") or method.startswith("pipelined:"):
-        kind, _, policy = method.partition(":")
+        kind, _unused, policy = method.partition(":")
         pol = policy if policy in ("model", "paper") else f"fixed:{policy}"
         return [f"edgemig_policy={pol}", f"edgemig_pipelined={'false' if kind == 'serial' else 'true'}"]
     raise ValueError(f"unknown method {method!r}")
@@ -639,7 +598,7 @@ class Podman:
                    "-C", os.path.dirname(ck["checkpoint_dir"]), os.path.basename(ck["checkpoint_dir"])]
             if ck["upper_dir"]:
                 cmd += ["-C", os.path.dirname(ck["upper_dir"]), os.path.basename(ck["upper_dir"])]
-            for i, vol in enumerate(ck["volumes"]):
+            for vol in ck["volumes"]:
                 cmd += ["-C", os.path.dirname(os.path.dirname(vol["path"])),
                         os.path.join(os.path.basename(os.path.dirname(vol["path"])), os.path.basename(vol["path"]))]
             self._child(cmd, "source")
@@ -760,7 +719,10 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
     sched = None
     if schedule:
         anchor = None if method == "podman" else f"/var/lib/edgemig-lab/{src}/dumps"
-        sched = Schedule(link, schedule[1:], anchor_dir=anchor, prefix=f"{svc}-")
+        # Offsets count from the freeze: the checkpoint's dump dir (<svc>-*) appearing in the
+        # source's dump tmpfs; podman has none and counts from the start.
+        sched = labutil.RateSchedule(lambda r: link.shape(r, change=True), schedule[1:],
+                                     anchor_dir=anchor, prefix=f"{svc}-")
     t_start = time.monotonic()
     wall_start = time.time()
     if sched:
@@ -774,8 +736,7 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
         res = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "wall_s": round(time.monotonic() - t_start, 3)}
     t_end = time.monotonic()
     if sched:
-        sched.stop.set()
-        sched.join()
+        sched.stop()
     sampler.stop_ev.set()
     sampler.join()
     sampler.tick()
@@ -856,7 +817,7 @@ def plan(args) -> list[dict]:
     if args.schedule:
         steps = []
         for part in args.schedule.split(","):
-            t, _, r = part.partition(":")
+            t, _unused, r = part.partition(":")
             steps.append((float(t), float(r)))
         for m in args.schedule_methods.split(","):
             add(args.schedule_service, m, steps[0][1], 1, group="schedule", schedule=steps)

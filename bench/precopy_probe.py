@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Feasibility probe for pre-copy without soft-dirty tracking (issue 11).
@@ -34,8 +33,7 @@ from collection_path import ensure_collection_path  # noqa: E402
 
 ensure_collection_path()
 
-from ansible_collections.edgemig.migration.plugins.module_utils import criu_images  # noqa: E402
-from ansible_collections.edgemig.migration.plugins.module_utils import process_memory as pmem  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils import criu_images, process_memory as pmem  # noqa: E402
 
 PAGE = 4096
 
@@ -85,7 +83,7 @@ def hash_rate(data: memoryview, algo: str) -> float:
     """MB/s of per-4-KiB-page digests over ``data``, best of 3 (the edge
     hosts share their 2 vCPUs with other work: the best run is the cost)."""
     best = float("inf")
-    for _ in range(3):
+    for _round in range(3):
         t = time.perf_counter()
         pmem.digest_pages(data, algo)
         best = min(best, time.perf_counter() - t)
@@ -166,7 +164,7 @@ def main() -> int:
         t = time.perf_counter()
         r = subprocess.run([criu, "dump", "-t", str(pid), "-D", dump_dir, "--shell-job",
                             "--leave-running", "-o", "dump.log", "-v4"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
         res["dump_s"] = time.perf_counter() - t
         if r.returncode != 0:
             log = os.path.join(dump_dir, "dump.log")
@@ -252,7 +250,7 @@ def _flag_histogram(dump_dir: str) -> dict[str, int]:
     names = {criu_images.PE_PRESENT: "PRESENT", criu_images.PE_LAZY: "LAZY", criu_images.PE_PARENT: "PARENT"}
     out: dict[str, int] = {}
     for _shm, _id, path in criu_images.pagemap_files(dump_dir):
-        _, pes = criu_images.read_pagemap(path)
+        _pages_id, pes = criu_images.read_pagemap(path)
         for pe in pes:
             k = "|".join(n for b, n in sorted(names.items(), reverse=True) if pe.flags & b) or "0"
             out[k] = out.get(k, 0) + pe.nr_pages

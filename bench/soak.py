@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Endurance run (issue 6, ``make soak``): migrate MariaDB back and forth while a writer commits rows.
@@ -27,7 +26,7 @@ import time
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, os.path.join(ROOT, "lab"))
 from labutil import catalog, env, running_on, sql, wait_answering  # noqa: E402
 
 LOCK = "/run/edgemig-lab.lock"
@@ -82,7 +81,7 @@ class Writer(threading.Thread):
 def migrate(svc: str, target: str) -> tuple[int, str]:
     cmd = ["ansible-playbook", "-i", os.path.join(ROOT, "inventory", "lab.yml"),
            os.path.join(ROOT, "playbooks", "migrate.yml"), "-e", f"svc={svc}", "-e", f"target={target}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900, check=False)
     return proc.returncode, proc.stdout[-3000:] + proc.stderr[-1000:]
 
 
@@ -117,7 +116,7 @@ def write_doc(path: str, res: dict) -> None:
     ])
     text = open(path).read() if os.path.exists(path) else ""
     if BEGIN in text and END in text:
-        text = text.split(BEGIN)[0] + block + text.split(END, 1)[1]
+        text = text.split(BEGIN, maxsplit=1)[0] + block + text.split(END, 1)[1]
     else:
         text += "\n" + block + "\n"
     with open(path, "w") as fh:

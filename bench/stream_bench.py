@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Stream benchmark of issue 3: real CRIU dumps, edge1 -> edge2, tc-shaped link.
@@ -42,11 +41,14 @@ import resource
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "lab"))
+
+import labutil  # noqa: E402  (the tc rate schedule)
+
 DUMPS = os.path.join(ROOT, ".cache", "dumps")
 SLICES = os.path.join(ROOT, ".cache", "dumps", "slices")
 SYNTH = "/dev/shm/edgemig-bench-synth"
@@ -155,7 +157,7 @@ class Driver:
 
 # ------------------------------------------------------------------ shaping
 def tc(*args, check=True):
-    r = subprocess.run(["tc", *args], capture_output=True, text=True)
+    r = subprocess.run(["tc", *args], capture_output=True, text=True, check=False)
     if check and r.returncode:
         raise SystemExit(f"tc {' '.join(args)}: {r.stderr.strip()}")
 
@@ -195,7 +197,7 @@ def roots_of(base: str) -> list[tuple[str, str]]:
 
 def tree_bytes(roots) -> int:
     from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import walk_roots
-    return sum(st.st_size for _, _, full, st in walk_roots(roots) if os.path.isfile(full)
+    return sum(st.st_size for _unused, _unused, full, st in walk_roots(roots) if os.path.isfile(full)
                and not os.path.islink(full))
 
 
@@ -211,7 +213,7 @@ def make_slice(svc: str, mib: int) -> str:
     for name, top in roots_of(base):
         dst_top = os.path.join(out, name)
         os.makedirs(dst_top, exist_ok=True)
-        for _, rel, full, st in walk_roots([(name, top)]):
+        for _unused, rel, full, st in walk_roots([(name, top)]):
             if rel == ".":
                 continue
             dst = os.path.join(dst_top, rel)
@@ -281,7 +283,7 @@ def make_synth(gib: float = 1.0) -> str:
 # ------------------------------------------------------------------ runs
 def dest_for(roots, tag: str) -> dict:
     base = os.path.join(DEST_BASE, f"bench-{tag}")
-    return {name: os.path.join(base, name.replace("/", "_")) for name, _ in roots}
+    return {name: os.path.join(base, name.replace("/", "_")) for name, _unused in roots}
 
 
 def settings(quick: bool) -> list[dict]:
@@ -325,21 +327,14 @@ def run_one(drv: Driver, roots, dest, s: dict, rate, schedule=None) -> dict:
     job = {"src": roots, "dest": dest, "policy": s["policy"],
            "pipelined": s.get("pipelined", True), "dedup": s.get("dedup", True),
            "link_probe": s.get("link_probe", True)}
-    timers = []
-
-    def start_schedule():
-        t0 = time.monotonic()
-        for at, mbit in schedule[1:]:
-            t = threading.Timer(max(0.0, at - (time.monotonic() - t0)), change, args=(mbit,))
-            t.daemon = True
-            t.start()
-            timers.append(t)
-
+    sched = None
     if schedule:
         shape(schedule[0][1])
-    res = drv.run(job, on_start=start_schedule if schedule else None)
-    for t in timers:
-        t.cancel()
+        # Offsets count from the stream's first frame (the driver's "start" event).
+        sched = labutil.RateSchedule(change, schedule[1:])
+    res = drv.run(job, on_start=sched.start if sched else None)
+    if sched:
+        sched.stop()
     mean_rate = None
     if schedule and "result" in res:
         secs = res["result"]["seconds"]
@@ -368,7 +363,7 @@ def run_matrix(drv: Driver, roots, tag: str, rate, sets, schedule=None,
         row = run_one(drv, roots, dest, s, rate, schedule)
         runs.append([row])
         print(fmt_row(row), flush=True)
-    for _ in range(repeats - 1):
+    for _unused in range(repeats - 1):
         for i, s in enumerate(sets):
             first = runs[i][0]
             if "error" in first or first["seconds"] >= repeat_below_s:

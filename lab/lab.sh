@@ -217,6 +217,22 @@ Subsystem sftp internal-sftp
 EOF
 }
 
+# Replace this shell by "$@" with only fds 0-2 open. The lab's daemons (sshd,
+# dockerd and the containerd it starts) live on after lab.sh; whatever fd our
+# caller left open they would hold for ever. `flock /run/edgemig-lab.lock make
+# provision` left the lock held by the edges' dockerd and containerd that way.
+# Call it in a child: `( exec_without_fds cmd ... )` or `exec_without_fds cmd ... &`.
+exec_without_fds() {
+  local fd
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd=${fd##*/}
+    if (( fd > 2 )); then
+      exec {fd}>&- 2>/dev/null || true
+    fi
+  done
+  exec "$@"
+}
+
 start_sshd() {
   local e=$1 cfg=$STATE/$e/sshd_config pid changed=0
   write_if_changed "$cfg" "$(sshd_config "$e")" 0644 && changed=1
@@ -230,7 +246,7 @@ start_sshd() {
   fi
   # nsenter keeps the root mount namespace (ip netns exec would give sshd a
   # private one): mounts made over ssh (dump tmpfs) must be seen by dockerd.
-  nsenter --net="/var/run/netns/$e" /usr/sbin/sshd -f "$cfg"
+  ( exec_without_fds nsenter --net="/var/run/netns/$e" /usr/sbin/sshd -f "$cfg" )
 }
 
 start_dockerd() {
@@ -243,7 +259,7 @@ start_dockerd() {
   install -d -m 0710 "$STATE/$e/docker"
   # nsenter, not ip netns exec: the latter remounts /sys and dockerd then
   # dies with "Devices cgroup isn't mounted".
-  nsenter --net="/var/run/netns/$e" \
+  exec_without_fds nsenter --net="/var/run/netns/$e" \
     env -i PATH="$DAEMON_PATH" HOME=/root LANG=C.UTF-8 \
     setsid dockerd --experimental \
       --data-root "$STATE/$e/docker" \
@@ -282,7 +298,7 @@ start_registry() {
   if pid_alive "$pid" && pid_in_ns "$pid" "$REGISTRY_NS"; then
     return 0
   fi
-  nsenter --net="/var/run/netns/$REGISTRY_NS" \
+  exec_without_fds nsenter --net="/var/run/netns/$REGISTRY_NS" \
     env -i PATH="$DAEMON_PATH" HOME=/root \
     setsid /usr/bin/docker-registry serve "$cfg" \
       >>"$STATE/registry.log" 2>&1 </dev/null &

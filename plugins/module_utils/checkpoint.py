@@ -9,7 +9,9 @@ import shutil
 import time
 
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import (
-    checkpoint_dir as docker_checkpoint_dir, upper_dir, volumes,
+    checkpoint_dir as docker_checkpoint_dir,
+    upper_dir,
+    volumes,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image

@@ -101,8 +101,8 @@ def available() -> dict[str, str | None]:
 
 def validate(codec: str, level: int) -> None:
     """Raise :class:`CodecError` unless ``(codec, level)`` is usable."""
-    # type() is int, not isinstance: bools and 3.0 hash like ints.
-    if type(level) is int and (codec, level) in _VALID:
+    # ints only: bools and 3.0 hash like ints.
+    if isinstance(level, int) and not isinstance(level, bool) and (codec, level) in _VALID:
         return
     if codec not in LEVELS:
         raise CodecError("unknown codec %r (known: %s)" % (codec, ", ".join(CODECS)))
@@ -211,7 +211,7 @@ def compress(codec: str, level: int, data) -> bytes:
     Incompressible data can come out larger than it went in; the caller
     decides whether to send it raw instead.
     """
-    if type(level) is not int or (codec, level) not in _VALID:
+    if not isinstance(level, int) or isinstance(level, bool) or (codec, level) not in _VALID:
         validate(codec, level)
     if not len(data):
         return b""
@@ -220,7 +220,7 @@ def compress(codec: str, level: int, data) -> bytes:
 
 def decompress(codec: str, level: int, data, raw_len: int) -> bytes:
     """Decompress ``data``; raise :class:`CodecError` unless exactly ``raw_len`` bytes result."""
-    if type(level) is not int or (codec, level) not in _VALID:
+    if not isinstance(level, int) or isinstance(level, bool) or (codec, level) not in _VALID:
         validate(codec, level)
     if not isinstance(raw_len, int) or raw_len < 0:
         raise CodecError("raw_len must be a non-negative integer, got %r" % (raw_len,))

@@ -478,8 +478,8 @@ class ModelController(_Base):
             # A full link: only the recent past counts (a rate drop must not
             # hide behind the window's older, higher maximum).
             window = [x for x in self._net if x[0] >= now - self.net_recent_s]
-        best = max(max(g, d) for _, g, d, _ in window)
-        app_limited = roomy or sum(1 for *_, a in self._net if a) * 2 >= len(self._net)
+        best = max(max(g, d) for _unused, g, d, _unused in window)
+        app_limited = roomy or sum(1 for *_unused, a in self._net if a) * 2 >= len(self._net)
         self.net_probing = app_limited
         gain = self.room_gain if roomy else self.probe_gain if app_limited else 1.0
         if best > 0:
@@ -596,7 +596,7 @@ def parse_policy(policy) -> tuple[str, str | None, int | None]:
         parts = p.split(":")
         if len(parts) != 3:
             raise ValueError("fixed policy must look like 'fixed:<codec>:<level>' (e.g. fixed:lz4:4), got %r" % policy)
-        _, codec, lv = parts
+        _unused, codec, lv = parts
         if codec not in codecs.CODECS:
             raise ValueError("unknown codec %r in policy %r (known: %s)" % (codec, policy, ", ".join(codecs.CODECS)))
         try:

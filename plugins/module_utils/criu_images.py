@@ -41,10 +41,17 @@ from __future__ import annotations
 import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as exc:  # pragma: no cover - depends on the host
+    np = None  # type: ignore[assignment]
+    NUMPY_IMPORT_ERROR: ImportError | None = exc
+else:
+    NUMPY_IMPORT_ERROR = None
 
 PAGE_SIZE = 4096
 
@@ -208,7 +215,7 @@ def read_header(data: bytes | memoryview, expect: int | None = None) -> tuple[in
 def iter_entries(data: bytes | memoryview, expect: int | None = None) -> Iterator[memoryview]:
     """Yield each entry's protobuf bytes of an image held in ``data``."""
     mv = memoryview(data)
-    _, pos = read_header(mv, expect)
+    _magic, pos = read_header(mv, expect)
     end = len(mv)
     while pos < end:
         if pos + 4 > end:

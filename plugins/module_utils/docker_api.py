@@ -39,6 +39,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         sock.connect(self._path)
         self.sock = sock
 
+
 # Where Docker listens unless told otherwise (docker_host option, DOCKER_HOST).
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 

@@ -25,5 +25,5 @@ def send_garp(ifname: str, mac: str, ip: str, count: int = 3) -> None:
     pkt = arp_packet(bytes.fromhex(mac.replace(":", "")), ip)
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
         sock.bind((ifname, 0))
-        for _ in range(count):
+        for _unused in range(count):
             sock.send(pkt)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _VERSION_RE = re.compile(r"Version:\s*([0-9]+(?:\.[0-9]+)*)")
 

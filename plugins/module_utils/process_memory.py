@@ -43,10 +43,16 @@ import mmap
 import os
 import re
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError as exc:  # pragma: no cover - depends on the host
+    np = None  # type: ignore[assignment]
+    NUMPY_IMPORT_ERROR: ImportError | None = exc
+else:
+    NUMPY_IMPORT_ERROR = None
 
 PAGE_SIZE = 4096
 CHUNK = 4 << 20  # bytes per pread: large enough to amortise the syscall and GUP set-up
@@ -148,7 +154,7 @@ def zero_page_pfn() -> int:
         try:
             cbuf = ctypes.c_char.from_buffer(buf)
             addr = ctypes.addressof(cbuf)
-            _ = cbuf.value
+            _touch = cbuf.value
             del cbuf
             with open("/proc/self/pagemap", "rb") as f:
                 (pme,) = struct.unpack("<Q", os.pread(f.fileno(), 8, addr // PAGE_SIZE * 8))
@@ -318,7 +324,7 @@ def _mountinfo() -> list[tuple[str, str, str]]:
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            pre, _, post = line.partition(" - ")
+            pre, _sep, post = line.partition(" - ")
             fields = pre.split()
             p = post.split()
             if len(fields) >= 5 and len(p) >= 3:
@@ -338,7 +344,7 @@ def cgroup_dir(pid: int) -> str:
     with open(f"/proc/{pid}/cgroup") as f:
         lines = [ln.rstrip("\n").split(":", 2) for ln in f if ln.strip()]
     mounts = _mountinfo()
-    v2 = [mp for mp, fs, _ in mounts if fs == "cgroup2"]
+    v2 = [mp for mp, fs, _opts in mounts if fs == "cgroup2"]
     by_ctrl: dict[str, str] = {}
     for mp, fs, opts in mounts:
         if fs == "cgroup":
@@ -349,7 +355,7 @@ def cgroup_dir(pid: int) -> str:
         if hid == "0" and ctrls == "" and v2 and path not in ("", "/"):
             cands.insert(0, os.path.join(v2[0], path.lstrip("/")))
     for want in ("pids", "freezer", "memory", "name=systemd"):
-        for hid, ctrls, path in lines:
+        for _hid, ctrls, path in lines:
             if want in ctrls.split(",") and want in by_ctrl and path not in ("", "/"):
                 cands.append(os.path.join(by_ctrl[want], path.lstrip("/")))
     for c in cands:

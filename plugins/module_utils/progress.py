@@ -14,7 +14,7 @@ import json
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def stream_progress(phase: str, total: int, timeline: list) -> dict:

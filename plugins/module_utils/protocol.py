@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import CODEC_NAMES, CODECS
 

@@ -24,13 +24,11 @@ import socket
 import sys
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
-    SwitchoverError, restore_and_switch,
-)
+from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, restore_and_switch
 
 
 def parse_roots(specs: Iterable[str]) -> dict[str, str]:

@@ -20,13 +20,23 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable
 
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import CodecError, decompress
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
-    MAX_PROBES, T_ABORT, T_CHUNK, T_END, T_ENTRY, T_HELLO, T_PROBE, VERSION, FrameReader, ProtocolError,
-    parse_chunk, parse_json,
+    MAX_PROBES,
+    T_ABORT,
+    T_CHUNK,
+    T_END,
+    T_ENTRY,
+    T_HELLO,
+    T_PROBE,
+    VERSION,
+    FrameReader,
+    ProtocolError,
+    parse_chunk,
+    parse_json,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import TreeWriter
 

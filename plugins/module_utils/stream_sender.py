@@ -30,14 +30,30 @@ import stat
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator
 
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import compress
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
-    MAX_PROBE_FRAME, MAX_PROBES, PAGE, P_LITERAL, P_REF, P_ZERO, REF, T_ABORT, T_END, T_ENTRY, T_HELLO,
-    T_PROBE, VERSION, ZERO_PAGE, ProtocolError, chunk_frame, frame, json_frame,
+    MAX_PROBE_FRAME,
+    MAX_PROBES,
+    P_LITERAL,
+    P_REF,
+    P_ZERO,
+    PAGE,
+    REF,
+    T_ABORT,
+    T_END,
+    T_ENTRY,
+    T_HELLO,
+    T_PROBE,
+    VERSION,
+    ZERO_PAGE,
+    ProtocolError,
+    chunk_frame,
+    frame,
+    json_frame,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, walk_roots
 
@@ -177,7 +193,7 @@ class StreamSender:
     def _submit(self, item: tuple) -> tuple:
         if item[0] != "chunk":
             return item
-        _, fid, offset, raw, pages, pool = item
+        _unused, fid, offset, raw, pages, pool = item
         pagemap, literal = b"", raw
         if pages and self.dedup is not None:
             split = self.dedup.split(fid, offset, raw)
@@ -197,7 +213,7 @@ class StreamSender:
         if item[0] == "entry":
             data = json_frame(T_ENTRY, item[1])
         else:
-            _, fid, offset, raw_len, lit_len, pagemap, fut = item
+            _unused, fid, offset, raw_len, lit_len, pagemap, fut = item
             codec, level, payload, crc, cpu = fut.result()
             data = chunk_frame(fid, offset, codec, level, raw_len, crc, payload, lit_len, pagemap)
             self.ctl.observe_chunk(codec, level, lit_len, len(payload), cpu)
@@ -316,7 +332,7 @@ class StreamSender:
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="edgemig-compress")
         try:
             self._write(json_frame(T_HELLO, {"version": VERSION,
-                                             "roots": [name for name, _ in self.roots]}))
+                                             "roots": [name for name, _unused in self.roots]}))
             t_first = None
             if self.pipelined:
                 # Bounded in-order queue of futures: workers run ahead of the

@@ -11,7 +11,9 @@ import subprocess
 import time
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import (
-    DEFAULT_DOCKER_HOST, DockerAPI, DockerAPIError,
+    DEFAULT_DOCKER_HOST,
+    DockerAPI,
+    DockerAPIError,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.garp import send_garp
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
@@ -22,7 +24,7 @@ class SwitchoverError(Exception):
 
 
 def _ip(*args: str) -> str:
-    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SwitchoverError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
     return proc.stdout

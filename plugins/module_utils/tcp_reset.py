@@ -34,7 +34,7 @@ def established_peers(proc_net_tcp: str, local_port: int) -> list[tuple[str, int
         if len(f) < 4 or f[3] != ESTABLISHED:
             continue
         try:
-            _, lport = f[1].split(":")
+            _unused, lport = f[1].split(":")
             rhex, rport = f[2].split(":")
             if int(lport, 16) != local_port:
                 continue

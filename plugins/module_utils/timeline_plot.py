@@ -49,7 +49,7 @@ def stages(report: dict) -> list[tuple[str, float]]:
 
 
 def _codec_order(label: str) -> tuple:
-    codec, _, level = label.partition(":")
+    codec, _sep, level = label.partition(":")
     return codec, int(level) if level.lstrip("-").isdigit() else 0
 
 
@@ -66,16 +66,16 @@ def plot(report: dict, out: str) -> str:
     has_net = any("rtt_ms" in p for p in pts)
     panels = ([("stages", 1.5)] if bars else []) + ([("rate", 3), ("codec", 2)] if pts else []) \
         + ([("net", 1.5)] if has_net else [])
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.2 + 1.6 * sum(h for _, h in panels) / 1.5),
-                             gridspec_kw={"height_ratios": [h for _, h in panels]}, squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.2 + 1.6 * sum(h for _kind, h in panels) / 1.5),
+                             gridspec_kw={"height_ratios": [h for _kind, h in panels]}, squeeze=False)
     axes = [a[0] for a in axes]
     title = f"{report.get('service', '')} {report.get('source', '')} -> {report.get('target', '')}"
     if "downtime_s" in report:
         title += f"  (down {float(report['downtime_s']):.2f} s)"
     axes[0].set_title(title.strip())
-    for (kind, _), ax in zip(panels, axes):
+    for (kind, _height), ax in zip(panels, axes):
         if kind == "stages":
-            left, total = 0.0, sum(secs for _, secs in bars)
+            left, total = 0.0, sum(secs for _name, secs in bars)
             for i, (name, secs) in enumerate(bars):
                 ax.barh(0, secs, left=left, color=f"C{i % 10}", edgecolor="black", linewidth=0.4, label=name)
                 if secs > 0.06 * total:   # label the bars wide enough to hold it; the legend names all

@@ -20,18 +20,17 @@ import threading
 import time
 from functools import lru_cache
 
+from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as _wkdm  # noqa: F401
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
 from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
+
 # Ansible packs a module's module_utils by following its imports: these two
 # make it pack the receiver (and, through codecs' ``import wkdm``, wkdm) with
 # every module that streams, so receiver_bundle finds their sources.
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import main as _receiver_main  # noqa: F401
-from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as _wkdm  # noqa: F401
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import (
-    AckState, StreamSender, probe_link,
-)
+from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender, probe_link
 
 try:
     import paramiko
@@ -186,7 +185,7 @@ def connect(host: str, port: int, user: str, key_file: str, known_hosts: str,
     client.load_host_keys(known_hosts)
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     extra = {}
-    if "transport_factory" in getattr(paramiko.SSHClient.connect, "__code__").co_varnames:
+    if "transport_factory" in paramiko.SSHClient.connect.__code__.co_varnames:
         extra["transport_factory"] = _fast_transport
     try:
         client.connect(host, port=port, username=user, key_filename=key_file, timeout=timeout,
@@ -248,7 +247,7 @@ class SshStream:
         self.probe: dict | None = None
         self.sender: StreamSender | None = None  # the running stream, for progress readers
 
-    def open(self) -> "SshStream":
+    def open(self) -> SshStream:
         t0 = time.monotonic()
         self.client = connect(self.host, self.port, self.user, self.key_file, self.known_hosts)
         self.transport = self.client.get_transport()
@@ -278,7 +277,7 @@ class SshStream:
             self.client.close()
             self.client = None
 
-    def __enter__(self) -> "SshStream":
+    def __enter__(self) -> SshStream:
         return self.open()
 
     def __exit__(self, *exc) -> None:
@@ -301,10 +300,11 @@ class SshStream:
             raise TransferError(f"receiver on {host} failed before the stream: {acks.error}")
         monitor = NetMonitor(self.transport.sock)
         transport = self.transport
-        self.sender = sender = StreamSender(src_roots, ctl, chan.sendall, acks, workers=cores,
+        sender = StreamSender(src_roots, ctl, chan.sendall, acks, workers=cores,
                               chunk_size=chunk_size, dedup=dedup, pipelined=pipelined,
                               monitor=monitor, stall_timeout=self.stall_timeout,
                               on_stall=lambda _msg: transport.close())
+        self.sender = sender
         try:
             result = sender.run(timeout=timeout)
         except ProtocolError as exc:

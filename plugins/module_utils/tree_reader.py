@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
-from typing import Iterator
+from collections.abc import Iterator
 
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
 

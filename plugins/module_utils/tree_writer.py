@@ -19,10 +19,18 @@ import base64
 import os
 import stat
 import zlib
-from typing import Callable
+from collections.abc import Callable
 
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
-    KINDS, MAX_ENTRIES, P_LITERAL, P_REF, P_ZERO, PAGE, REF, ProtocolError, check_relpath,
+    KINDS,
+    MAX_ENTRIES,
+    P_LITERAL,
+    P_REF,
+    P_ZERO,
+    PAGE,
+    REF,
+    ProtocolError,
+    check_relpath,
 )
 
 

@@ -17,6 +17,7 @@ description:
     flowing and the network rate, and picks the setting that minimises the predicted time (the paper's eq. 9-11).
     C(paper) is the paper's 9-state RTT/loss controller over lz4 levels 1-9. C(fixed:<codec>:<level>) pins a setting.
 extends_documentation_fragment:
+  - edgemig.migration.attributes
   - edgemig.migration.attributes.action
 options:
   roots:
@@ -85,7 +86,7 @@ options:
 requirements:
   - paramiko, lz4, zstandard (both ends)
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''
@@ -118,7 +119,10 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
-    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, TransferError, send_over_ssh,
+    HAS_PARAMIKO,
+    PARAMIKO_IMPORT_ERROR,
+    TransferError,
+    send_over_ssh,
 )
 
 ROOT_NAME = re.compile(r"^(checkpoint|layer|volume/[A-Za-z0-9][A-Za-z0-9_.-]*)$")

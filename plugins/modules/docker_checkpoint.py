@@ -15,17 +15,11 @@ description:
     with the time the container was frozen and dumped.
   - If CRIU fails the container keeps running; if Docker stopped it anyway it is started again.
   - With O(state=absent) removes a dump directory made earlier (O(work_dir)).
+  - Every run with O(state=present) takes a new checkpoint; in check mode nothing is frozen.
 extends_documentation_fragment:
+  - edgemig.migration.attributes
+  - edgemig.migration.attributes.action_check_mode
   - edgemig.migration.docker
-attributes:
-  check_mode:
-    support: full
-    details: In check mode nothing is frozen; the module reports that it would checkpoint.
-  diff_mode:
-    support: none
-  idempotent:
-    support: none
-    details: Every run with O(state=present) takes a new checkpoint.
 options:
   name:
     description: Container to checkpoint. Required with O(state=present).
@@ -55,7 +49,7 @@ options:
 requirements:
   - Docker daemon with the experimental API enabled and CRIU on its PATH.
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''

@@ -16,17 +16,12 @@ description:
     O(health) check. With O(checkpoint_source) the checkpoint is first copied from a dump directory into the
     container's checkpoints directory (Docker 20.10 refuses custom directories on restore); this is how a failed
     migration is rolled back on the source. With O(fallback_start=true), if the restore from the checkpoint fails
-    the container is started fresh, so the service is never left down.
+    the container is started fresh, so the service is never left down. O(stage=restore) does nothing when the
+    container already runs.
 extends_documentation_fragment:
+  - edgemig.migration.attributes
+  - edgemig.migration.attributes.action_staged
   - edgemig.migration.docker
-attributes:
-  check_mode:
-    support: none
-  diff_mode:
-    support: none
-  idempotent:
-    support: partial
-    details: O(stage=restore) does nothing when the container already runs.
 options:
   name:
     description: Container name.
@@ -55,7 +50,7 @@ options:
     type: bool
     default: false
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''
@@ -108,9 +103,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import stage_checkpoint
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import (
-    checkpoint_dir, upper_dir, volumes,
-)
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import checkpoint_dir, upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api

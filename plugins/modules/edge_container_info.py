@@ -11,8 +11,9 @@ description:
   - Inspects one container through the Docker Engine API and reports whether it exists and runs,
     its image ID, its overlay2 writable layer (UpperDir), its named volumes and a create body
     that reproduces it on another Docker daemon (used by the migration to prepare the target).
-  - The returned O(config) contains the container's environment; use C(no_log) on the task if it holds secrets.
+  - The returned RV(config) contains the container's environment; use C(no_log) on the task if it holds secrets.
 extends_documentation_fragment:
+  - edgemig.migration.attributes
   - edgemig.migration.attributes.info_module
   - edgemig.migration.docker
 options:
@@ -21,7 +22,7 @@ options:
     type: str
     required: true
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''

@@ -11,6 +11,7 @@ description:
   - Looks up images by name or ID. A migration restores only onto a host that holds the very same base image
     (same ID) as the source, so only the state and the writable layer travel.
 extends_documentation_fragment:
+  - edgemig.migration.attributes
   - edgemig.migration.attributes.info_module
   - edgemig.migration.docker
 options:
@@ -20,7 +21,7 @@ options:
     elements: str
     required: true
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''

@@ -14,11 +14,13 @@ description:
     over the address the moment the last byte is verified. No Ansible round trip sits on the downtime path.
   - If anything fails after the freeze, the container is restored here from its checkpoint (or started fresh when
     that fails too) and the address comes back, so the service is never left down. The dump is always removed.
-  - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore) O(stage=prepare).
+  - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore)
+    O(edgemig.migration.docker_checkpoint_restore#module:stage=prepare).
   - Before anything is frozen or the target is contacted, O(policy), O(address) (IPv4 only) and O(interface) (must
     exist on this host) are checked, and the receiver on the target checks C(target.interface) when it starts; a
     refusal fails with RV(rolled_back=not_needed) and names the option to change.
 extends_documentation_fragment:
+  - edgemig.migration.attributes
   - edgemig.migration.attributes.action
   - edgemig.migration.docker
 options:
@@ -79,7 +81,7 @@ options:
 requirements:
   - paramiko, lz4, zstandard (both ends)
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''
@@ -139,19 +141,27 @@ import time
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import (
-    CheckpointError, create, stage_checkpoint,
+    CheckpointError,
+    create,
+    stage_checkpoint,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import volumes
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import (
-    DOCKER_ARGS, docker_api, interface_exists, ipv4_problem,
+    DOCKER_ARGS,
+    docker_api,
+    interface_exists,
+    ipv4_problem,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
-    HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR, SshStream, TransferError,
+    HAS_PARAMIKO,
+    PARAMIKO_IMPORT_ERROR,
+    SshStream,
+    TransferError,
 )
 
 
@@ -192,7 +202,7 @@ def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]
     # address (0.0.0.0 and ::), and each client must be counted once.
     by_port: dict[int, list[tuple[str, int]]] = {}
     for key, binds in bindings.items():
-        cport, _, proto = key.partition("/")
+        cport, _unused, proto = key.partition("/")
         if proto != "tcp" or not binds:
             continue
         peers = established_peers(table, int(cport))

@@ -14,14 +14,9 @@ description:
     same hash and the current image ID is left alone, one with another hash or an outdated image is replaced
     (O(recreate=true)) or reported.
 extends_documentation_fragment:
+  - edgemig.migration.attributes
+  - edgemig.migration.attributes.state
   - edgemig.migration.docker
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 options:
   name:
     description: Service name (also the container name).
@@ -44,7 +39,7 @@ options:
     type: bool
     default: false
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''
@@ -70,7 +65,10 @@ actions:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import (
-    LABEL_SPEC, from_catalog, spec_hash, summary,
+    LABEL_SPEC,
+    from_catalog,
+    spec_hash,
+    summary,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy

@@ -14,16 +14,12 @@ description:
   - Reports the dump directory's file system type, free bytes and mode, and the CRIU options runc reads from
     O(runc_conf).
   - Sums it up as RV(ready) and a list of RV(problems). Never changes anything.
+  - The collection's roles C(edgemig.migration.criu), C(edgemig.migration.docker_engine) and
+    C(edgemig.migration.dump_tmpfs) put right what it reports (C(ansible-doc -t role edgemig.migration.criu)).
 extends_documentation_fragment:
+  - edgemig.migration.attributes
+  - edgemig.migration.attributes.info_module
   - edgemig.migration.docker
-attributes:
-  check_mode:
-    support: full
-    details: Only reads; runs the same in check mode.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
 options:
   criu_path:
     description: The C(criu) to check; the first one on E(PATH) when not given (that is the one runc uses).
@@ -58,11 +54,7 @@ options:
     type: str
     default: overlay2
 author:
-  - edgemig developers
-seealso:
-  - role: edgemig.migration.criu
-  - role: edgemig.migration.docker_engine
-  - role: edgemig.migration.dump_tmpfs
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''

@@ -12,15 +12,10 @@ description:
     the module (the controller, in C(playbooks/migrate.yml)), a PNG next to it showing the stages of the
     migration and, when the stream was sampled, its throughput, codec and RTT over time.
   - A missing matplotlib is not an error; the report is written and RV(plot_note) says why there is no plot.
-attributes:
-  check_mode:
-    support: full
-    details: Reports the paths it would write, writes nothing.
-  diff_mode:
-    support: none
-  idempotent:
-    support: none
-    details: Each run writes the report again.
+  - In check mode it returns the paths it would write and writes nothing; every run writes the report again.
+extends_documentation_fragment:
+  - edgemig.migration.attributes
+  - edgemig.migration.attributes.action_check_mode
 options:
   report:
     description: The report (stages, bytes, downtime, timeline...).
@@ -67,8 +62,8 @@ plot_note:
 '''
 
 import json
-import sys
 import os
+import sys
 
 from ansible.module_utils.basic import AnsibleModule
 

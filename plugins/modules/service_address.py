@@ -13,14 +13,9 @@ description:
     the segment) switch to the new host at once instead of waiting for their ARP cache to expire.
   - Docker publishes ports on all local addresses, so traffic to the service address reaches the container on
     whichever host holds the address.
-extends_documentation_fragment: []
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
+extends_documentation_fragment:
+  - edgemig.migration.attributes
+  - edgemig.migration.attributes.state
 options:
   address:
     description: The service address (IPv4).
@@ -44,7 +39,7 @@ options:
     type: int
     default: 3
 author:
-  - edgemig developers
+  - edgemig developers (@edgemig)
 '''
 
 EXAMPLES = r'''
@@ -66,7 +61,9 @@ import ipaddress
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
-    SwitchoverError, address_present, set_address,
+    SwitchoverError,
+    address_present,
+    set_address,
 )
 
 

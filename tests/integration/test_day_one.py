@@ -18,10 +18,7 @@ import subprocess
 import time
 
 import pytest
-
-from labutil import (  # noqa: E402 (tests/integration is on sys.path via conftest)
-    REGISTRY, ROOT, docker, http_get, lab_is_up, running_on, run, user_inventory,
-)
+from labutil import REGISTRY, ROOT, docker, http_get, lab_is_up, run, running_on, user_inventory  # noqa: E402 (tests/integration is on sys.path via conftest)
 
 pytestmark = pytest.mark.lab
 EXAMPLE = os.path.join(ROOT, "docs", "examples", "counter")

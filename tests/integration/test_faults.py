@@ -29,9 +29,18 @@ import time
 import uuid
 
 import pytest
-
-from labutil import (  # noqa: E402 (tests/integration is on sys.path via conftest)
-    INVENTORY, ROOT, catalog, docker, env, lab_is_up, playbook, recap_changed, running_on, sql, uptime,
+from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
+    INVENTORY,
+    ROOT,
+    catalog,
+    docker,
+    env,
+    lab_is_up,
+    playbook,
+    recap_changed,
+    running_on,
+    sql,
+    uptime,
     wait_answering,
 )
 
@@ -50,7 +59,7 @@ def lab():
     assert lab_is_up(), "the lab is not up: run `make provision` (or `make test-faults`, which does it)"
     yield
     unshape_all()
-    subprocess.run(["nft", "delete", "table", "bridge", "edgemig_fault"], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "bridge", "edgemig_fault"], capture_output=True, check=False)
 
 
 @pytest.fixture
@@ -92,7 +101,7 @@ def deploy(svc: str, host: str = "edge1") -> str:
     assert len(where) == 1, f"{svc} runs on {where} after deploy"
     for edge in EDGE_IP:  # setup, not a check: a copy removed above may have left its address behind
         if addr and edge != where[0]:
-            subprocess.run(["ip", "-n", edge, "addr", "del", f"{addr}/32", "dev", "eth0"], capture_output=True)
+            subprocess.run(["ip", "-n", edge, "addr", "del", f"{addr}/32", "dev", "eth0"], capture_output=True, check=False)
     wait_answering(CATALOG[svc], timeout=90)
     return where[0]
 
@@ -108,7 +117,7 @@ def start_playbook(name: str, *extra: str) -> subprocess.Popen:
 
 
 def finish(proc: subprocess.Popen, timeout: int = 600) -> str:
-    out, _ = proc.communicate(timeout=timeout)
+    out, _unused = proc.communicate(timeout=timeout)
     return out or ""
 
 
@@ -122,7 +131,7 @@ def container_id(svc: str, edge: str) -> str | None:
 
 
 def receiver_pids(svc: str) -> list[int]:
-    proc = subprocess.run(["pgrep", "-f", f"edgemig-receiver:{svc}"], capture_output=True, text=True)
+    proc = subprocess.run(["pgrep", "-f", f"edgemig-receiver:{svc}"], capture_output=True, text=True, check=False)
     return [int(p) for p in proc.stdout.split()]
 
 
@@ -152,7 +161,7 @@ def shape(edge: str, rate: str = SLOW_RATE) -> None:
 
 def unshape_all() -> None:
     for edge in EDGE_IP:
-        subprocess.run(["tc", "qdisc", "del", "dev", veth(edge), "root"], capture_output=True)
+        subprocess.run(["tc", "qdisc", "del", "dev", veth(edge), "root"], capture_output=True, check=False)
 
 
 def nft_drop_edges() -> None:
@@ -164,7 +173,7 @@ def nft_drop_edges() -> None:
 
 
 def nft_clear() -> None:
-    subprocess.run(["nft", "delete", "table", "bridge", "edgemig_fault"], capture_output=True)
+    subprocess.run(["nft", "delete", "table", "bridge", "edgemig_fault"], capture_output=True, check=False)
 
 
 def leftover_dumps(svc: str) -> dict[str, list[str]]:
@@ -180,7 +189,7 @@ def leftover_dumps(svc: str) -> dict[str, list[str]]:
 def address_on(address: str) -> list[str]:
     out = []
     for edge in EDGE_IP:
-        proc = subprocess.run(["ip", "-n", edge, "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True)
+        proc = subprocess.run(["ip", "-n", edge, "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True, check=False)
         links = json.loads(proc.stdout or "[]")
         if any(a.get("local") == address for link in links for a in link.get("addr_info", [])):
             out.append(edge)
@@ -226,14 +235,15 @@ def check_outcome(say, svc: str, expect_on: str, before_uptime: float | None = N
 def seed_rows(n: int = 30) -> int:
     spec = CATALOG["mysql"]
     sql(spec, "CREATE TABLE IF NOT EXISTS faults (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64))", commit=True)
-    for i in range(n):
+    for _unused in range(n):
         sql(spec, "INSERT INTO faults (v) VALUES (%s)", (f"row-{uuid.uuid4().hex[:12]}",), commit=True)
     return sql(spec, "SELECT COUNT(*) FROM faults")[0][0]
 
 
 def wrapper_fault(edge: str, message: str) -> str:
     """A criu wrapper that fails inside ``edge``'s network namespace only (both edges share /usr/local/sbin)."""
-    real = tempfile.mktemp(prefix="edgemig-criu-real-", dir="/run")
+    fd, real = tempfile.mkstemp(prefix="edgemig-criu-real-", dir="/run")
+    os.close(fd)
     subprocess.run(["cp", "-p", CRIU, real], check=True)
     script = f"""#!/bin/sh
 # edgemig fault test: criu unusable in {edge} only
@@ -243,8 +253,8 @@ if [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i /var/run/netns/{edg
 fi
 exec {real} "$@"
 """
-    fake = tempfile.mktemp(prefix="edgemig-criu-fault-", dir="/run")
-    with open(fake, "w") as fh:
+    fd, fake = tempfile.mkstemp(prefix="edgemig-criu-fault-", dir="/run")
+    with os.fdopen(fd, "w") as fh:
         fh.write(script)
     os.chmod(fake, 0o755)
     return real + "\n" + fake
@@ -255,8 +265,8 @@ def bind_criu(paths: str) -> None:
 
 
 def unbind_criu(paths: str) -> None:
-    for _ in range(3):
-        if subprocess.run(["umount", CRIU], capture_output=True).returncode != 0:
+    for _unused in range(3):
+        if subprocess.run(["umount", CRIU], capture_output=True, check=False).returncode != 0:
             break
     for p in paths.split("\n"):
         if os.path.exists(p):
@@ -300,7 +310,7 @@ def test_connection_cut_mid_transfer(say, how):
             say("fault", "nft table bridge edgemig_fault drops all edge1<->edge2 packets")
         else:
             ppid = pid
-            for _ in range(5):
+            for _unused in range(5):
                 ppid = int(open(f"/proc/{ppid}/stat").read().rsplit(")", 1)[1].split()[1])
                 if open(f"/proc/{ppid}/comm").read().strip() == "sshd":
                     break
@@ -344,7 +354,7 @@ def test_target_out_of_space(say):
         # Out of the way as soon as the receiver gave up, so the rescue can remove the container.
         wait_for(lambda: receiver_pids(svc), 90, what="receiver")
         wait_for(lambda: not receiver_pids(svc), 120, step=0.05, what="receiver exit")
-        subprocess.run(["umount", "-l", path], capture_output=True)
+        subprocess.run(["umount", "-l", path], capture_output=True, check=False)
 
     say("fault", f"{svc} {src} -> {dst}: the target's checkpoint dir is a 512 KiB tmpfs (checkpoint ~4 MB)")
     watcher = on_target_created(svc, dst, fill)
@@ -353,7 +363,7 @@ def test_target_out_of_space(say):
         watcher.join(timeout=60)
     finally:
         for path in mounted:
-            subprocess.run(["umount", "-l", path], capture_output=True)
+            subprocess.run(["umount", "-l", path], capture_output=True, check=False)
     assert mounted, "the tmpfs was not mounted in time"
     out = proc.stdout
     assert proc.returncode != 0, out[-3000:]
@@ -660,7 +670,7 @@ def test_no_secret_in_output(say):
     finally:
         for edge in EDGE_IP:
             docker(edge, "rm", "-f", "secretsvc", check=False)
-            subprocess.run(["ip", "-n", edge, "addr", "del", "10.213.0.104/32", "dev", "eth0"], capture_output=True)
+            subprocess.run(["ip", "-n", edge, "addr", "del", "10.213.0.104/32", "dev", "eth0"], capture_output=True, check=False)
         for n in os.listdir(os.path.join(ROOT, "reports")):
             if n.startswith("migrate-secretsvc"):
                 os.unlink(os.path.join(ROOT, "reports", n))

@@ -12,9 +12,17 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from labutil import (  # noqa: E402 (tests/integration is on sys.path via conftest)
-    catalog, docker, lab_is_up, playbook, port_open, recap_changed, report, running_on, sql, uptime,
+from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
+    catalog,
+    docker,
+    lab_is_up,
+    playbook,
+    port_open,
+    recap_changed,
+    report,
+    running_on,
+    sql,
+    uptime,
     wait_answering,
 )
 

@@ -1,4 +1,3 @@
-#!/usr/bin/perl
 # A stateful HTTP service whose state lives only in its memory: GET / counts
 # the requests it has answered since it started; GET /health does not count.
 # A live migration keeps the count going; a restart would set it back to 1.

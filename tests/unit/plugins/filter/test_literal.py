@@ -30,6 +30,6 @@ def test_braces_in_inventory_values_reach_the_task_as_written(tmp_path):
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": os.path.join(ROOT, ".cache", "collections"),
            "ANSIBLE_PYTHON_INTERPRETER": sys.executable}
     proc = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert (tmp_path / "out").read_text() == "a={{ not a var }} {% raw %}"

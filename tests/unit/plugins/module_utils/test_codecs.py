@@ -6,8 +6,7 @@ import os
 import struct
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.edgemig.migration.plugins.module_utils import codecs
 
@@ -151,6 +150,7 @@ def test_thread_pool_round_trip():
     chunks = [os.urandom(1000) + bytes(50000) + bytes([i]) * 3000 for i in range(24)]
     with ThreadPoolExecutor(4) as pool:
         for codec, level in QUICK:
-            comps = list(pool.map(lambda c: codecs.compress(codec, level, c), chunks))
-            outs = list(pool.map(lambda a: codecs.decompress(codec, level, a[0], len(a[1])), zip(comps, chunks)))
+            comps = list(pool.map(lambda c, codec=codec, level=level: codecs.compress(codec, level, c), chunks))
+            outs = list(pool.map(lambda a, codec=codec, level=level: codecs.decompress(codec, level, a[0], len(a[1])),
+                                 zip(comps, chunks)))
             assert outs == chunks

@@ -163,7 +163,7 @@ def primed(cores=2, **kw):
 
 
 def feed(ctl, clock, seconds, goodput, app_limited=False, delivery=None):
-    for _ in range(int(seconds * 10)):
+    for _unused in range(int(seconds * 10)):
         clock.t += 0.1
         ctl.observe_network(net(clock.t, goodput=goodput, app_limited=app_limited,
                                 delivery=goodput if delivery is None else delivery))
@@ -244,7 +244,7 @@ def test_model_real_sampling_on_data():
     clock = Clock()
     ctl = C.ModelController(2, clock=clock, sample_bytes=64 * 1024)
     data = (os.urandom(512) + bytes(1536) + b"edge migration " * 100) * 64
-    for _ in range(ctl.warmup_samples):         # warm-up: the first chunks are all probed
+    for _unused in range(ctl.warmup_samples):         # warm-up: the first chunks are all probed
         assert ctl.wants_sample()
         ctl.sample(data)
     assert not ctl.wants_sample()               # then rescheduled
@@ -270,9 +270,9 @@ def test_model_observe_chunk_corrects_estimates():
     ctl, clock = primed()
     feed(ctl, clock, 1, goodput=100 * MB)
     cur = ctl.current()
-    speed, ratio, _ = PROFILE[cur]
+    speed, ratio, _unused = PROFILE[cur]
     # real chunks compress 20 % better and run at half the probed speed
-    for _ in range(10):
+    for _unused in range(10):
         ctl.observe_chunk(cur[0], cur[1], 1 << 20, int((1 << 20) * ratio * 0.8), (1 << 20) / (speed / 2))
     feed(ctl, clock, 0.5, goodput=100 * MB)
     assert ctl.corr_ratio < 1.0 and ctl.corr_speed < 1.0
@@ -336,7 +336,7 @@ def test_model_collects_small_pieces_before_probing():
     clock = Clock()
     ctl = C.ModelController(2, clock=clock, sample_bytes=64 * 1024)
     piece = (os.urandom(300) + bytes(3796))     # 4 KiB
-    for _ in range(15):
+    for _unused in range(15):
         ctl.sample(piece)
     assert ctl.describe()["estimates"] == {}    # 60 KiB so far: nothing probed
     ctl.sample(piece)
@@ -347,17 +347,17 @@ def test_model_climbs_fast_when_app_limited_without_queue():
     """Link 10 Mbit/s -> 1 Gbit/s: the slow codec now limits goodput, the RTT
     falls to its minimum; the estimate doubles per sample instead of x1.25."""
     ctl, clock = primed()
-    for _ in range(10):                            # 1.25 MB/s, queue at the bottleneck
+    for _unused in range(10):                            # 1.25 MB/s, queue at the bottleneck
         clock.t += 0.1
         ctl.observe_network(net(clock.t, goodput=1.25 * MB, delivery=1.25 * MB, rtt=0.05, min_rtt=0.0002))
     assert ctl.current() in (("zstd", 6), ("zstd", 9))
-    for _ in range(6):                             # 0.6 s of the fast link, CPU-bound on zstd:9
+    for _unused in range(6):                             # 0.6 s of the fast link, CPU-bound on zstd:9
         clock.t += 0.1
         ctl.observe_network(net(clock.t, goodput=30 * MB, app_limited=True, rtt=0.0003, min_rtt=0.0002))
     assert ctl.net_rate_Bps == pytest.approx(60 * MB)   # x2, not x1.25
     first = ctl.current()
     assert first != ("zstd", 9)
-    for _ in range(4):                             # the faster codec gets more through: climb on
+    for _unused in range(4):                             # the faster codec gets more through: climb on
         clock.t += 0.1
         ctl.observe_network(net(clock.t, goodput=60 * MB, app_limited=True, rtt=0.0003, min_rtt=0.0002))
     assert ctl.net_rate_Bps == pytest.approx(120 * MB)
@@ -368,7 +368,7 @@ def test_model_forgets_old_rate_when_a_queue_builds():
     ctl, clock = primed()
     feed(ctl, clock, 1, goodput=100 * MB)
     assert ctl.net_rate_Bps == pytest.approx(100 * MB)
-    for _ in range(6):                             # drop to 2.5 MB/s, queue grows
+    for _unused in range(6):                             # drop to 2.5 MB/s, queue grows
         clock.t += 0.1
         ctl.observe_network(net(clock.t, goodput=2.5 * MB, delivery=2.5 * MB, rtt=0.08, min_rtt=0.0002))
     assert ctl.net_rate_Bps == pytest.approx(2.5 * MB)

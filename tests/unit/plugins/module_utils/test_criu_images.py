@@ -312,7 +312,7 @@ def test_real_criu_dump():
         time.sleep(0.2)
         r = subprocess.run(["criu", "dump", "-t", str(child.pid), "-D", work, "--shell-job",
                             "--leave-running", "-o", "dump.log"],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
         if r.returncode:
             pytest.skip("criu dump failed here: " + open(os.path.join(work, "dump.log")).read()[-500:])
         tree = ci.read_pstree(work)

@@ -87,7 +87,9 @@ def _stat(mode):
 
 
 def test_dump_dir_facts():
-    vfs = lambda path: SimpleNamespace(f_bavail=512, f_frsize=4096)  # noqa: E731
+    def vfs(path):
+        return SimpleNamespace(f_bavail=512, f_frsize=4096)
+
     facts = hr.dump_dir_facts("/var/lib/edgemig-lab/edge1/dumps", MOUNTINFO,
                               stat_fn=_stat(stat.S_IFDIR | 0o700), statvfs_fn=vfs)
     assert facts == {"path": "/var/lib/edgemig-lab/edge1/dumps", "exists": True, "fs_type": "tmpfs",

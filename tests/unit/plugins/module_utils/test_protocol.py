@@ -8,8 +8,7 @@ import zlib
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import codecs
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
+from ansible_collections.edgemig.migration.plugins.module_utils import codecs, protocol as P
 
 
 def test_wire_bytes_are_pinned():

@@ -16,8 +16,7 @@ import zlib
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
-from ansible_collections.edgemig.migration.plugins.module_utils import transfer
+from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P, transfer
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import IdleWatchdog, check_interface, main
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import send_local
 from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import TreeWriter

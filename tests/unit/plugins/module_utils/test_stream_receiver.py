@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 
 import pytest
+from stream_fixtures import END, entry, run, stream
 
 from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from stream_fixtures import END, entry, run, stream
 
 
 def test_truncated_stream(tmp_path):

@@ -127,7 +127,7 @@ metas = st.fixed_dictionaries({
 def adversarial_streams(draw) -> bytes:
     parts = [hello(draw(st.sampled_from([("checkpoint", "layer"), ("layer",), ("nope",)])),
                    draw(st.sampled_from([P.VERSION, P.VERSION, 0, "1"])))]
-    for _ in range(draw(st.integers(0, 8))):
+    for _unused in range(draw(st.integers(0, 8))):
         kind = draw(st.sampled_from(["entry", "entry", "chunk", "badchunk", "raw", "abort", "end"]))
         if kind == "entry":
             parts.append(entry(**draw(metas)))
@@ -206,8 +206,8 @@ def duplicate_and_size_streams() -> list[bytes]:
         # duplicate + missing: the byte count adds up (issue 12)
         hello() + entry(path="f", id=0, size=6) + chunk(0, 0, b"abc") + chunk(0, 0, b"abc") + end(1, 6),
         hello() + entry(path="f", id=0, size=6) + chunk(0, 3, b"def") + chunk(0, 0, b"abc") + end(1, 6),
-        hello() + entry(path="f", id=0, size=4096) + chunk(0, 0, b"", raw_len=4096, pagemap=b"\x02" + P.REF.pack(0, 0),
-                                                          literal_len=0) + end(),
+        hello() + entry(path="f", id=0, size=4096)
+        + chunk(0, 0, b"", raw_len=4096, pagemap=b"\x02" + P.REF.pack(0, 0), literal_len=0) + end(),
         hello() + entry(path="f", id=0, size=1 << 40) + end(),  # sparse, huge, never completed
         hello() + entry(path="f", id=0, size=3) + chunk(0, 0, b"abc", raw_len=P.MAX_CHUNK + 1) + end(),
         hello() + P.HEADER.pack(P.MAGIC, P.T_CHUNK, 2 ** 32 - 1),
@@ -226,7 +226,7 @@ def shuffled_chunk_streams(draw) -> bytes:
     dropped-and-replaced (issue 12): byte counts may still add up, END must not succeed."""
     files = []
     for fid in range(draw(st.integers(1, 3))):
-        pieces = [draw(st.binary(min_size=1, max_size=600)) for _ in range(draw(st.integers(2, 4)))]
+        pieces = [draw(st.binary(min_size=1, max_size=600)) for _piece in range(draw(st.integers(2, 4)))]
         files.append((fid, pieces))
     items = []  # (fid, offset, data) in stream order
     for fid, pieces in files:
@@ -253,7 +253,7 @@ def shuffled_chunk_streams(draw) -> bytes:
             items.append(moved)
     # The order of offsets within each file must have changed or repeated, else this is valid.
     seen: dict[int, list[int]] = {}
-    for fid, off, _ in items:
+    for fid, off, _data in items:
         seen.setdefault(fid, []).append(off)
     valid = all(offs == sorted(set(offs)) and len(offs) == len(files[fid][1]) for fid, offs in seen.items())
     if valid and len(seen) == len(files):
@@ -263,7 +263,7 @@ def shuffled_chunk_streams(draw) -> bytes:
         parts.append(entry(path=f"f{fid}", id=fid, size=sum(len(p) for p in pieces)))
     for fid, off, data in items:
         parts.append(chunk(fid, off, data))
-    total = sum(len(p) for _, pieces in files for p in pieces)
+    total = sum(len(p) for _path, pieces in files for p in pieces)
     parts.append(end(len(files), total))
     return b"".join(parts)
 

@@ -12,7 +12,10 @@ import zlib
 from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import (
-    AckState, Deduper, compress_chunk, probe_link,
+    AckState,
+    Deduper,
+    compress_chunk,
+    probe_link,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import expand_pagemap
 

@@ -8,13 +8,12 @@ import os
 import subprocess
 
 import pytest
+from stream_fixtures import make_tree, snapshot
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
-from ansible_collections.edgemig.migration.plugins.module_utils import transfer
+from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P, transfer
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import send_local
-from stream_fixtures import make_tree, snapshot
 
 
 @pytest.mark.parametrize("policy", ["fixed:none:0", "fixed:lz4:1", "fixed:lz4:9", "fixed:zstd:3", "model", "paper"])
@@ -148,9 +147,9 @@ def test_bootstrap_runs_the_bundle_in_a_clean_interpreter(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
     cmd = ["python3", "-c", transfer.BOOTSTRAP, "--root", f"layer={dest}"]
     assert subprocess.run(["python3", "-c", "import ansible_collections.edgemig"], cwd=tmp_path, env=env,
-                          capture_output=True).returncode != 0, "the collection must not be importable here"
+                          capture_output=True, check=False).returncode != 0, "the collection must not be importable here"
     proc = subprocess.run(cmd, input=transfer.receiver_bundle() + b"".join(frames), cwd=tmp_path, env=env,
-                          capture_output=True, timeout=60)
+                          capture_output=True, timeout=60, check=False)
     last = json.loads(proc.stdout.splitlines()[-1])
     assert proc.returncode == 0 and last.get("ok"), (last, proc.stderr.decode()[-2000:])
     assert (dest / "d" / "f").read_bytes() == b"edgemig" * 1000

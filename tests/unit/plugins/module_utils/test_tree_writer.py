@@ -7,9 +7,9 @@ import os
 import zlib
 
 import pytest
+from stream_fixtures import END, entry, run, stream
 
 from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
-from stream_fixtures import END, entry, run, stream
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "a//b", "./a", "", "a/./b", "x\0y"])
@@ -60,7 +60,7 @@ def _ch(offset, raw, fid=0):
 
 def test_duplicate_plus_missing_chunk_rejected(tmp_path):
     """Issue 12: the byte count adds up, but the second half would be zeros."""
-    a, b = b"a" * 4096, b"b" * 4096
+    a = b"a" * 4096
     with pytest.raises(P.ProtocolError, match=r"a \(file id 0\): chunk at offset 0, expected offset 4096"):
         run(tmp_path, stream(entry("a", size=8192), _ch(0, a), _ch(0, a), END))
     assert not (tmp_path / "dest" / "a").exists() or (tmp_path / "dest" / "a").read_bytes() != a + a

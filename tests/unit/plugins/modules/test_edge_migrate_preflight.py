@@ -95,7 +95,7 @@ def test_bad_fault_spec_is_refused_before_the_freeze(fakes, capsys, monkeypatch)
 
 def test_checkpoint_transfer_refuses_a_bad_policy_before_connecting(monkeypatch, capsys):
     monkeypatch.setattr(checkpoint_transfer, "send_over_ssh",
-                        lambda *a, **kw: (_ for _ in ()).throw(Touched("connect")))
+                        lambda *a, **kw: (_x for _x in ()).throw(Touched("connect")))
     out = run_module(checkpoint_transfer, {"host": "10.213.0.12", "policy": "bogus",
                                            "roots": [{"name": "layer", "src": "/a", "dest": "/b"}]}, capsys)
     assert out["failed"] and "policy='bogus'" in out["msg"]

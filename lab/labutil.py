@@ -1,6 +1,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Helpers for tests on the two-edge lab: playbooks, docker on an edge, service probes."""
+"""Helpers for the two-edge lab, shared by the lab tests (tests/integration) and
+the benchmarks (bench/): playbooks, docker on an edge, service probes, and the
+tc rate schedule. One home for both; each puts this directory on sys.path.
+"""
 from __future__ import annotations
 
 import http.client
@@ -8,11 +11,13 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INVENTORY = os.path.join(ROOT, "inventory", "lab.yml")
 EDGES = ("edge1", "edge2")
 DOCKER = "/usr/bin/docker"  # the 20.10 client that matches the lab daemons
@@ -34,7 +39,7 @@ def env() -> dict:
 
 def playbook(name: str, *extra: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     cmd = ["ansible-playbook", "-i", INVENTORY, os.path.join(ROOT, "playbooks", name), *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -46,7 +51,7 @@ def recap_changed(output: str) -> int:
 
 def docker(edge: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     cmd = [DOCKER, "-H", f"unix:///run/edgemig-lab/{edge}/docker.sock", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)}: {proc.stderr}")
     return proc
@@ -134,7 +139,7 @@ def report(svc: str) -> dict:
 
 
 def lab_is_up() -> bool:
-    proc = subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "status"], capture_output=True, text=True)
+    proc = subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "status"], capture_output=True, text=True, check=False)
     return proc.returncode == 0 and "dockerd pid" in proc.stdout
 
 
@@ -161,4 +166,53 @@ def run(cmd: list[str], cwd: str = ROOT, timeout: int = 900, extra_env: dict | N
     e["ANSIBLE_NOCOLOR"] = "1"
     e["PWD"] = cwd  # what a shell in cwd would export
     e.update(extra_env or {})
-    return subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+class RateSchedule(threading.Thread):
+    """Apply link rates at given offsets while a transfer or a migration runs.
+
+    ``steps`` are ``(offset_s, rate_mbit)``; ``apply(rate_mbit)`` changes the
+    link (a ``tc qdisc change``). Offsets count from the thread's start, or,
+    with ``anchor_dir``, from the moment an entry named ``prefix*`` appears
+    there (a migration's dump dir: the freeze), so the Ansible run before it
+    does not shift the steps off the stream. ``stop()`` ends it early;
+    ``applied`` lists what was applied when (``t`` from the anchor).
+    """
+
+    def __init__(self, apply: Callable[[float], None], steps: list[tuple[float, float]],
+                 anchor_dir: str | None = None, prefix: str = ""):
+        super().__init__(daemon=True)
+        self.apply, self.steps = apply, list(steps)
+        self.anchor_dir, self.prefix = anchor_dir, prefix
+        self._stop_ev = threading.Event()
+        self.applied: list[dict] = []
+        self.t0: float | None = None
+        self.anchored_after_s: float | None = None
+
+    def stop(self) -> None:
+        self._stop_ev.set()
+        if self.is_alive():
+            self.join()
+
+    def _wait_anchor(self) -> bool:
+        start = time.monotonic()
+        while not self._stop_ev.wait(0.02):
+            try:
+                if any(n.startswith(self.prefix) for n in os.listdir(self.anchor_dir)):
+                    self.anchored_after_s = round(time.monotonic() - start, 3)
+                    return True
+            except FileNotFoundError:
+                pass
+        return False
+
+    def run(self) -> None:
+        if self.anchor_dir and not self._wait_anchor():
+            return
+        self.t0 = time.monotonic()
+        for offset, rate in self.steps:
+            if self._stop_ev.wait(max(0.0, self.t0 + offset - time.monotonic())):
+                return
+            self.apply(rate)
+            self.applied.append({"t": round(time.monotonic() - self.t0, 3), "rate_mbit": rate,
+                                 "wall": time.time()})

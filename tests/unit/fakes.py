@@ -1,0 +1,156 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Fakes for unit tests without root or lab: a Docker Engine API that keeps its
+containers in a dict, and a runner that calls a module's main() with arguments
+and returns what it exited with.
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+
+
+class ModuleExit(Exception):
+    def __init__(self, result: dict, failed: bool):
+        super().__init__(result.get("msg", ""))
+        self.result = result
+        self.failed = failed
+
+
+def run_module(mod, args: dict, check_mode: bool = False) -> tuple[bool, dict]:
+    """Run ``mod.main()`` with ``args``; returns (failed, result)."""
+    args = dict(args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+
+    def exit_json(self, **kwargs):
+        raise ModuleExit(kwargs, failed=False)
+
+    def fail_json(self, msg, **kwargs):
+        raise ModuleExit(dict(kwargs, msg=msg, failed=True), failed=True)
+
+    with pytest.MonkeyPatch.context() as mp, patch_module_args(args):
+        mp.setattr(basic.AnsibleModule, "exit_json", exit_json)
+        mp.setattr(basic.AnsibleModule, "fail_json", fail_json)
+        with pytest.raises(ModuleExit) as info:
+            mod.main()
+    return info.value.failed, info.value.result
+
+
+def container(name: str, image_id: str = "sha256:img", running: bool = True, labels: dict | None = None,
+              cid: str | None = None) -> dict:
+    return {
+        "Id": cid or f"{name}-id-0123456789abcdef",
+        "Name": f"/{name}",
+        "Image": image_id,
+        "State": {"Running": running, "Status": "running" if running else "exited", "StartedAt": "now"},
+        "Config": {"Image": "edgemig/apache:bookworm", "Labels": labels or {}, "Env": ["A=1"],
+                   "Cmd": ["apache2ctl", "-D", "FOREGROUND"]},
+        "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}, "Binds": None},
+        "GraphDriver": {"Name": "overlay2", "Data": {"UpperDir": f"/var/lib/docker/overlay2/{name}/diff"}},
+        "Mounts": [],
+        "NetworkSettings": {"IPAddress": "172.17.0.2"},
+    }
+
+
+class FakeDockerAPI:
+    """The DockerAPI methods the modules call, on in-memory state; ``calls`` records the changing ones."""
+
+    def __init__(self, containers: dict | None = None, images: dict | None = None, info: dict | None = None,
+                 fail: dict | None = None):
+        self.base_url = "unix:///fake/docker.sock"
+        self.containers = copy.deepcopy(containers or {})
+        self.images = copy.deepcopy(images or {})
+        self._info = info or {"DockerRootDir": "/var/lib/docker", "Driver": "overlay2",
+                              "ExperimentalBuild": True, "ServerVersion": "20.10.24"}
+        self.fail = fail or {}      # method name -> DockerAPIError to raise
+        self.calls: list[tuple] = []
+
+    def _maybe_fail(self, method: str) -> None:
+        if method in self.fail:
+            raise self.fail[method]
+
+    def _find(self, name: str) -> str | None:
+        """The container's key, by name or ID, as the Engine API accepts both."""
+        if name in self.containers:
+            return name
+        return next((n for n, c in self.containers.items() if c["Id"] == name), None)
+
+    def info(self) -> dict:
+        self._maybe_fail("info")
+        return self._info
+
+    def version(self) -> dict:
+        self._maybe_fail("version")
+        return {"Version": self._info.get("ServerVersion"), "ApiVersion": "1.41"}
+
+    def inspect_container(self, name: str) -> dict | None:
+        self._maybe_fail("inspect_container")
+        key = self._find(name)
+        return copy.deepcopy(self.containers[key]) if key else None
+
+    def inspect_image(self, name: str) -> dict | None:
+        self._maybe_fail("inspect_image")
+        img = self.images.get(name)
+        return copy.deepcopy(img) if img else None
+
+    def create_container(self, name: str, body: dict) -> str:
+        self._maybe_fail("create_container")
+        self.calls.append(("create", name))
+        image = self.images.get(body["Image"], {"Id": body["Image"]})
+        self.containers[name] = container(name, image_id=image["Id"], running=False,
+                                          labels=body.get("Labels"))
+        return self.containers[name]["Id"]
+
+    def start_container(self, name: str, checkpoint: str | None = None, checkpoint_dir: str | None = None,
+                        timeout: float | None = None) -> None:
+        self.calls.append(("start", name, checkpoint))
+        self._maybe_fail("start_container")
+        key = self._find(name)
+        if key is None:
+            raise DockerAPIError(404, f"No such container: {name}")
+        self.containers[key]["State"].update(Running=True, Status="running")
+
+    def stop_container(self, name: str, timeout_s: int = 10) -> None:
+        self.calls.append(("stop", name))
+        self.containers[self._find(name)]["State"].update(Running=False, Status="exited")
+
+    def remove_container(self, name: str, force: bool = True, volumes: bool = False) -> bool:
+        self._maybe_fail("remove_container")
+        self.calls.append(("remove", name, volumes))
+        key = self._find(name)
+        return self.containers.pop(key, None) is not None if key else False
+
+    def create_checkpoint(self, name: str, checkpoint_id: str, checkpoint_dir: str | None,
+                          exit_container: bool = True, timeout: float = 300.0) -> None:
+        self.calls.append(("checkpoint", name, checkpoint_id, checkpoint_dir, exit_container))
+        self._maybe_fail("create_checkpoint")
+        key = self._find(name)
+        if key and exit_container:
+            self.containers[key]["State"].update(Running=False, Status="exited")
+
+    def exec_run(self, name: str, cmd: list[str], timeout: float = 30.0) -> tuple[int, bytes]:
+        self.calls.append(("exec", name, tuple(cmd)))
+        return 0, b""
+
+
+class CriuDocker(FakeDockerAPI):
+    """A checkpoint also writes a 4 KiB CRIU page image into the dump dir, as runc would."""
+
+    def create_checkpoint(self, name, checkpoint_id, checkpoint_dir, exit_container=True, timeout=300.0):
+        super().create_checkpoint(name, checkpoint_id, checkpoint_dir, exit_container, timeout)
+        os.makedirs(os.path.join(checkpoint_dir, checkpoint_id))
+        with open(os.path.join(checkpoint_dir, checkpoint_id, "pages-1.img"), "wb") as fh:
+            fh.write(b"\1" * 4096)
+
+
+def use_api(monkeypatch, mod, api: FakeDockerAPI) -> FakeDockerAPI:
+    """Make ``mod`` (a module) talk to ``api`` instead of a Docker socket."""
+    monkeypatch.setattr(mod, "docker_api", lambda module: api)
+    return api

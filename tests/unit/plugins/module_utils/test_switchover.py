@@ -1,0 +1,83 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from fakes import FakeDockerAPI, container
+
+from ansible_collections.edgemig.migration.plugins.module_utils import switchover as sw
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+
+
+@pytest.fixture
+def ip(monkeypatch):
+    """`ip` and gratuitous ARP in memory: addresses on one interface, commands and ARPs recorded."""
+    state = {"addrs": [], "ran": [], "garp": []}
+
+    def run(cmd, capture_output=True, text=True, check=False):
+        state["ran"].append(cmd[1:])
+        args = cmd[1:]
+        if args[:2] == ["-j", "addr"]:
+            out = json.dumps([{"ifname": "eth0", "address": "02:00:00:00:00:01",
+                               "addr_info": [{"local": a} for a in state["addrs"]]}])
+            return subprocess.CompletedProcess(cmd, 0, out, "")
+        if args[:2] == ["addr", "add"]:
+            state["addrs"].append(args[2].split("/")[0])
+        elif args[:2] == ["addr", "del"]:
+            if args[2].split("/")[0] not in state["addrs"]:
+                return subprocess.CompletedProcess(cmd, 2, "", "RTNETLINK answers: Cannot assign requested address")
+            state["addrs"].remove(args[2].split("/")[0])
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(sw.subprocess, "run", run)
+    monkeypatch.setattr(sw, "send_garp", lambda iface, mac, addr, count: state["garp"].append((iface, mac, addr, count)))
+    return state
+
+
+def test_set_address_adds_announces_and_is_idempotent(ip):
+    assert sw.set_address("eth0", "10.213.0.101", True) is True
+    assert ip["addrs"] == ["10.213.0.101"] and ["addr", "add", "10.213.0.101/32", "dev", "eth0"] in ip["ran"]
+    assert ip["garp"] == [("eth0", "02:00:00:00:00:01", "10.213.0.101", 3)]
+    assert sw.set_address("eth0", "10.213.0.101", True) is False        # already there: announced again only
+    assert len(ip["garp"]) == 2
+    assert sw.set_address("eth0", "10.213.0.101", False) is True and ip["addrs"] == []
+    assert sw.set_address("eth0", "10.213.0.101", False) is False
+    assert len(ip["garp"]) == 2                                          # nothing announced on removal
+
+
+def test_ip_failure_raises_with_its_stderr(monkeypatch):
+    monkeypatch.setattr(sw.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 1, "", 'Device "nope0" does not exist.\n'))
+    with pytest.raises(sw.SwitchoverError, match='ip -j addr show dev nope0: Device "nope0" does not exist.'):
+        sw.address_present("nope0", "10.213.0.101")
+
+
+def test_restore_and_switch(ip, monkeypatch):
+    api = FakeDockerAPI(containers={"apache": container("apache", running=False)})
+    monkeypatch.setattr(sw, "DockerAPI", lambda url: api)
+    out = sw.restore_and_switch({"name": "apache", "checkpoint": "cp1", "address": "10.213.0.101",
+                                 "interface": "eth0"})
+    assert api.calls == [("start", "apache", "cp1")] and ip["addrs"] == ["10.213.0.101"]
+    assert set(out) == {"restore_s", "health_s", "switch_s"} and out["health_s"] == 0.0
+
+
+def test_restore_failure_moves_no_address(ip, monkeypatch):
+    api = FakeDockerAPI(containers={"apache": container("apache", running=False)},
+                        fail={"start_container": DockerAPIError(500, "criu restore failed")})
+    monkeypatch.setattr(sw, "DockerAPI", lambda url: api)
+    with pytest.raises(sw.SwitchoverError, match="restore of 'apache' from its checkpoint failed: criu restore failed"):
+        sw.restore_and_switch({"name": "apache", "address": "10.213.0.101", "interface": "eth0"})
+    assert ip["addrs"] == []
+
+
+def test_unhealthy_restore_moves_no_address(ip, monkeypatch):
+    api = FakeDockerAPI(containers={"apache": container("apache", running=False)})
+    monkeypatch.setattr(sw, "DockerAPI", lambda url: api)
+    monkeypatch.setattr(sw, "wait_healthy", lambda health, api, name: (False, 30.0, "HTTP 503"))
+    with pytest.raises(sw.SwitchoverError, match="health check failed: HTTP 503"):
+        sw.restore_and_switch({"name": "apache", "health": {"type": "http"}, "address": "10.213.0.101",
+                               "interface": "eth0"})
+    assert ip["addrs"] == []

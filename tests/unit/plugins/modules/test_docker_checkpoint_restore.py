@@ -1,0 +1,98 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import os
+
+import pytest
+from fakes import FakeDockerAPI, container, run_module, use_api
+
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.modules import docker_checkpoint_restore as mod
+
+CONFIG = {"Image": "sha256:apache", "HostConfig": {}}
+
+
+@pytest.fixture
+def api(monkeypatch, tmp_path):
+    fake = FakeDockerAPI(images={"sha256:apache": {"Id": "sha256:apache"}},
+                         info={"DockerRootDir": str(tmp_path / "docker")})
+    return use_api(monkeypatch, mod, fake)
+
+
+def test_prepare_creates_without_starting_and_makes_the_checkpoint_dir(api, tmp_path):
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": CONFIG})
+    assert not failed and res["changed"] is True
+    assert api.calls == [("create", "apache")] and api.containers["apache"]["State"]["Running"] is False
+    assert res["checkpoint_dir"] == os.path.join(str(tmp_path / "docker"), "containers", res["container_id"],
+                                                 "checkpoints", "edgemig")
+    assert os.path.isdir(res["checkpoint_dir"])
+
+
+def test_prepare_replaces_a_stopped_leftover_refuses_a_running_one(api):
+    api.containers["apache"] = container("apache", running=False)
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": CONFIG})
+    assert not failed and api.calls[:2] == [("remove", "apache", False), ("create", "apache")]
+    api.containers["apache"]["State"]["Running"] = True
+    api.calls.clear()
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": CONFIG})
+    assert failed and "already running" in res["msg"] and api.calls == []
+
+
+def test_prepare_needs_the_shared_base_image(api):
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": {"Image": "sha256:other"}})
+    assert failed and "'sha256:other'" in res["msg"] and "base_images" in res["msg"]
+
+
+def test_prepare_requires_config():
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare"})
+    assert failed and "config" in res["msg"]
+
+
+def test_restore_starts_from_the_checkpoint_then_is_a_no_op(api):
+    api.containers["apache"] = container("apache", running=False)
+    failed, res = run_module(mod, {"name": "apache", "stage": "restore"})
+    assert not failed and res["changed"] is True and res["restored_from_checkpoint"] is True
+    assert api.calls == [("start", "apache-id-0123456789abcdef", "edgemig")]
+    failed, res = run_module(mod, {"name": "apache", "stage": "restore"})
+    assert not failed and res["changed"] is False and res["msg"] == "already running"
+
+
+def test_restore_failure_with_and_without_fallback(api):
+    api.containers["apache"] = container("apache", running=False)
+    api.fail["start_container"] = DockerAPIError(500, "custom checkpointdir is not supported")
+    failed, res = run_module(mod, {"name": "apache", "stage": "restore"})
+    assert failed and "from checkpoint 'edgemig' failed" in res["msg"]
+
+    starts = []
+
+    def start(name, checkpoint=None, checkpoint_dir=None, timeout=None):
+        starts.append(checkpoint)
+        if checkpoint:
+            raise DockerAPIError(500, "restore failed")
+        api.containers["apache"]["State"]["Running"] = True
+    api.start_container = start
+    failed, res = run_module(mod, {"name": "apache", "stage": "restore", "fallback_start": True})
+    assert not failed and res["restored_from_checkpoint"] is False and "restore failed" in res["restore_error"]
+    assert starts == ["edgemig", None]
+
+
+def test_restore_of_a_missing_container_says_prepare_first(api):
+    failed, res = run_module(mod, {"name": "ghost", "stage": "restore"})
+    assert failed and "prepare it first" in res["msg"]
+
+
+def test_restore_copies_checkpoint_source_into_place(api, tmp_path):
+    api.containers["apache"] = container("apache", running=False)
+    src = tmp_path / "dump" / "edgemig"
+    src.mkdir(parents=True)
+    (src / "pages-1.img").write_bytes(b"\0" * 4096)
+    failed, res = run_module(mod, {"name": "apache", "stage": "restore", "checkpoint_source": str(src)})
+    assert not failed
+    assert (tmp_path / "docker" / "containers" / "apache-id-0123456789abcdef" / "checkpoints" / "edgemig"
+            / "pages-1.img").read_bytes() == b"\0" * 4096
+
+
+def test_check_mode_is_not_supported(api):
+    failed, res = run_module(mod, {"name": "apache", "stage": "restore"}, check_mode=True)
+    assert not failed and res.get("skipped") is True and api.calls == []

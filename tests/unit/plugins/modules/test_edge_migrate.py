@@ -1,0 +1,137 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import os
+
+import pytest
+from fakes import CriuDocker, container, run_module, use_api
+
+from ansible_collections.edgemig.migration.plugins.module_utils.transfer import TransferError
+from ansible_collections.edgemig.migration.plugins.modules import edge_migrate as mod
+
+
+class FakeStream:
+    """SshStream without SSH: an exception in ``errors`` makes stream() raise it, as a broken transfer would."""
+
+    instances: list = []
+    errors: list[Exception] = []
+
+    def __init__(self, dest, **kw):
+        self.dest, self.kw, self.streamed, self.closed = dest, kw, None, False
+        self.connect_s = 0.01
+        FakeStream.instances.append(self)
+
+    def open(self):
+        return self
+
+    def stream(self, roots, **kw):
+        self.streamed = roots
+        if FakeStream.errors:
+            raise FakeStream.errors[0]
+        return {"bytes_raw": 8192, "receiver": {"switchover": {"restore_s": 0.2, "health_s": 0.1}},
+                "timeline": [{"t": 0.0}]}
+
+    def close(self):
+        self.closed = True
+
+
+TARGET = {"host": "10.213.0.12", "checkpoint_dir": "/t/ck", "upper_dir": "/t/upper"}
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path):
+    FakeStream.instances, FakeStream.errors = [], []
+    monkeypatch.setattr(mod, "SshStream", FakeStream)
+    monkeypatch.setattr(mod.signal, "signal", lambda *a: None)   # leave the test process's signals alone
+    addr_calls = []
+    monkeypatch.setattr(mod, "set_address", lambda iface, addr, present, *a: addr_calls.append((addr, present)))
+    api = use_api(monkeypatch, mod, CriuDocker(containers={"apache": container("apache")},
+                                               info={"DockerRootDir": str(tmp_path / "docker")}))
+    return api, addr_calls, tmp_path
+
+
+def args(tmp_path, **kw):
+    return dict({"name": "apache", "dump_dir": str(tmp_path / "dumps"), "target": TARGET}, **kw)
+
+
+def test_migrates_and_cleans_up(env):
+    api, addr_calls, tmp_path = env
+    failed, res = run_module(mod, args(tmp_path, address="10.213.0.101", interface="eth0"))
+    assert not failed and res["changed"] is True
+    s = FakeStream.instances[0]
+    assert s.dest == {"checkpoint": "/t/ck", "layer": "/t/upper"} and s.kw["clear"] == ["layer"]
+    assert [r[0] for r in s.streamed] == ["checkpoint", "layer"] and s.closed
+    assert addr_calls == [("10.213.0.101", False)]                  # the address left the source
+    assert res["durations"]["restore_s"] == 0.2 and "downtime_s" in res["durations"]
+    assert res["sizes"]["pages"] == 4096 and res["timeline"] == [{"t": 0.0}]
+    assert os.listdir(tmp_path / "dumps") == []                    # the dump is always removed
+    assert api.containers["apache"]["State"]["Running"] is False   # it runs on the target now
+
+
+def test_failed_transfer_rolls_back_from_the_checkpoint(env):
+    api, addr_calls, tmp_path = env
+    FakeStream.errors.append(TransferError("link dropped"))
+    failed, res = run_module(mod, args(tmp_path, address="10.213.0.101", interface="eth0"))
+    assert failed and res["rolled_back"] == "checkpoint"
+    assert res["msg"] == "migration failed: link dropped; the service was restored from its checkpoint on the source"
+    assert ("start", "apache", "edgemig") in api.calls and api.containers["apache"]["State"]["Running"] is True
+    assert addr_calls == [("10.213.0.101", False), ("10.213.0.101", True)]   # and the address came back
+    assert os.listdir(tmp_path / "dumps") == []
+
+
+def test_rollback_falls_back_to_a_fresh_start(env, monkeypatch):
+    api, _addr, tmp_path = env
+    FakeStream.errors.append(TransferError("link dropped"))
+    real_start = api.start_container
+
+    def start(name, checkpoint=None, **kw):
+        if checkpoint:
+            api.calls.append(("start", name, checkpoint))
+            raise mod.DockerAPIError(500, "restore failed")
+        real_start(name)
+    monkeypatch.setattr(api, "start_container", start)
+    failed, res = run_module(mod, args(tmp_path))
+    assert failed and res["rolled_back"] == "fresh_start" and "started again on the source" in res["msg"]
+    assert api.containers["apache"]["State"]["Running"] is True
+
+
+def test_nothing_is_frozen_when_the_target_cannot_be_reached(env, monkeypatch):
+    api, _addr, tmp_path = env
+
+    class Unreachable(FakeStream):
+        def open(self):
+            raise TransferError("no route to host")
+    monkeypatch.setattr(mod, "SshStream", Unreachable)
+    failed, res = run_module(mod, args(tmp_path))
+    assert failed and res["rolled_back"] == "not_needed" and "no route to host" in res["msg"]
+    assert api.calls == [] and api.containers["apache"]["State"]["Running"] is True
+
+
+def test_precondition_failures(env):
+    api, _addr, tmp_path = env
+    failed, res = run_module(mod, args(tmp_path, target={"host": "h"}))
+    assert failed and res["msg"] == "target is missing checkpoint_dir, upper_dir (prepare the target container first)"
+    failed, res = run_module(mod, args(tmp_path, name="ghost"))
+    assert failed and "'ghost' is not running here" in res["msg"] and res["rolled_back"] == "not_needed"
+    failed, res = run_module(mod, args(tmp_path, address="10.213.0.101"))
+    assert failed and "interface" in res["msg"]                    # required_together
+    api.containers["apache"]["Mounts"] = [{"Type": "volume", "Name": "db", "Source": "/v/db", "Destination": "/d"}]
+    failed, res = run_module(mod, args(tmp_path))
+    assert failed and "volume 'db' has no counterpart on the target" in res["msg"]
+    assert api.calls == []
+
+
+def test_client_connections_reads_published_ports(tmp_path, monkeypatch):
+    table = ("  sl  local_address rem_address   st\n"
+             "   0: 020011AC:0050 0B00D50A:C350 01 00000000:00000000 00:00000000 00000000     0        0 1\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *a, **kw: real_open(tmp_path / "tcp", *a, **kw)
+                        if path == "/proc/4242/net/tcp" else real_open(path, *a, **kw))
+    (tmp_path / "tcp").write_text(table)
+    inspect = {"State": {"Pid": 4242},
+               "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"},
+                                                          {"HostIp": "::", "HostPort": "8080"}],
+                                               "53/udp": [{"HostPort": "53"}]}}}
+    assert mod.client_connections(inspect) == [(8080, [("10.213.0.11", 50000)])]
+    assert mod.client_connections({"State": {}}) == []

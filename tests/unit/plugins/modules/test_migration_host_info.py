@@ -1,0 +1,79 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import stat
+
+import pytest
+from ansible.module_utils import basic
+from fakes import FakeDockerAPI, run_module, use_api
+
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.modules import migration_host_info as mod
+
+
+@pytest.fixture
+def criu(monkeypatch, tmp_path):
+    """A criu on PATH whose --version and check answers are set per test; commands run are recorded."""
+    exe = tmp_path / "criu"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(stat.S_IRWXU)
+    state = {"version": "Version: 4.2.1\n", "check_rc": 0, "ran": []}
+
+    def run_command(self, args, **kw):
+        state["ran"].append(list(args))
+        if args[-1] == "--version":
+            return 0, state["version"], ""
+        return state["check_rc"], "Looks good." if state["check_rc"] == 0 else "", \
+            "" if state["check_rc"] == 0 else "Error (criu/cr-check.c): vdso"
+
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    monkeypatch.setattr(mod.shutil, "which", lambda name: str(exe))
+    conf = tmp_path / "runc.conf"
+    conf.write_text("tcp-close\nskip-in-flight\n")
+    state["conf"] = str(conf)
+    return state
+
+
+def test_ready_host_reports_ready_and_never_changes(monkeypatch, criu):
+    use_api(monkeypatch, mod, FakeDockerAPI())
+    for check_mode in (False, True):
+        failed, res = run_module(mod, {"runc_conf": criu["conf"]}, check_mode=check_mode)
+        assert not failed and res["changed"] is False
+        assert res["ready"] is True and res["problems"] == []
+        assert res["criu"]["version"] == "4.2.1" and res["criu"]["check_ok"] is True
+        assert "skip-in-flight" in res["runc_conf"]["options"]
+
+
+def test_old_failing_criu_and_missing_runc_option_are_problems(monkeypatch, criu, tmp_path):
+    use_api(monkeypatch, mod, FakeDockerAPI())
+    criu["version"], criu["check_rc"] = "Version: 3.17\n", 1
+    failed, res = run_module(mod, {"runc_conf": str(tmp_path / "absent.conf")})
+    assert not failed and res["changed"] is False and res["ready"] is False
+    text = "\n".join(res["problems"])
+    assert "older than 4.2" in text and "criu check" in text and "skip-in-flight" in text
+
+
+def test_run_criu_check_false_does_not_run_it(monkeypatch, criu):
+    use_api(monkeypatch, mod, FakeDockerAPI())
+    failed, res = run_module(mod, {"runc_conf": criu["conf"], "run_criu_check": False})
+    assert not failed and res["criu"]["check_ok"] is None
+    assert all(cmd[-1] != "check" for cmd in criu["ran"])
+
+
+def test_docker_without_experimental_or_unreachable(monkeypatch, criu):
+    use_api(monkeypatch, mod, FakeDockerAPI(info={"DockerRootDir": "/var/lib/docker", "Driver": "overlay2",
+                                                  "ExperimentalBuild": False, "ServerVersion": "20.10.24"}))
+    failed, res = run_module(mod, {"runc_conf": criu["conf"]})
+    assert not failed and res["ready"] is False and any("experimental" in p for p in res["problems"])
+    use_api(monkeypatch, mod, FakeDockerAPI(fail={"info": DockerAPIError(0, "cannot talk to Docker")}))
+    failed, res = run_module(mod, {"runc_conf": criu["conf"]})
+    assert not failed and res["changed"] is False and res["ready"] is False
+    assert res["docker"]["error"] == "cannot talk to Docker"
+
+
+def test_wrong_storage_driver(monkeypatch, criu):
+    use_api(monkeypatch, mod, FakeDockerAPI(info={"DockerRootDir": "/d", "Driver": "vfs",
+                                                  "ExperimentalBuild": True, "ServerVersion": "20.10.24"}))
+    failed, res = run_module(mod, {"runc_conf": criu["conf"]})
+    assert not failed and res["ready"] is False and any("vfs" in p for p in res["problems"])
