@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tarfile
 
 import pytest
 from collection_path import COLLECTIONS
@@ -19,7 +20,19 @@ def test_galaxy_build(tmp_path):
     proc = subprocess.run(["ansible-galaxy", "collection", "build", "--force", "--output-path", str(tmp_path), ROOT],
                           capture_output=True, text=True, env=ENV, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "edgemig-migration-0.1.0.tar.gz").exists()
+    tarball = tmp_path / "edgemig-migration-0.1.0.tar.gz"
+    assert tarball.exists()
+    # What a user installs: the collection, not this checkout's lab, benchmarks, caches or reports.
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    for must in ("MANIFEST.json", "plugins/modules/edge_migrate.py", "playbooks/migrate.yml",
+                 "roles/base_images/tasks/main.yml", "plugins/filter/literal.py", "plugins/action/edge_migrate.py"):
+        assert must in names, must
+    for name in names:
+        top = name.split("/", 1)[0]
+        assert top not in ("bench", "lab", "reports", ".cache", ".hypothesis", ".benchmarks", ".ansible", ".git",
+                           "Makefile", "ansible.cfg"), name
+        assert "__pycache__" not in name and not (name.startswith("docs/") and name.endswith(".json")), name
 
 
 @pytest.mark.parametrize("module", MODULES)
