@@ -56,6 +56,10 @@ LAB = "/var/lib/edgemig-lab"
 KEY = f"{LAB}/ssh/id_ed25519"
 KNOWN = f"{LAB}/ssh/known_hosts"
 DEST_BASE = f"{LAB}/edge2/dumps"
+# The bench installs receivers of its own (the lab key is not a migration key, so
+# it runs the launcher as a plain command): one plain, one under the RXMEM wrapper.
+RX_DIR = f"{DEST_BASE}/bench-receiver"
+RX_MEM_DIR = f"{DEST_BASE}/bench-receiver-mem"
 TARGET = "10.213.0.12"
 IFACES = ("emig-e2h", "emig-e1h")
 MIB = 1 << 20
@@ -97,7 +101,7 @@ def driver() -> int:
             # migration does before the freeze; "start" marks the first frame
             # of the stream (schedule timers count from it).
             with transfer.SshStream(job["dest"], host=TARGET, key_file=KEY, known_hosts=KNOWN,
-                                    remote_python=job.get("remote_python", "python3"),
+                                    receiver_dir=job.get("receiver_dir", RX_DIR),
                                     clear=list(job["dest"]), create=list(job["dest"]),
                                     link_probe=job.get("link_probe", True)) as conn:
                 # A migration freezes and dumps between open() and stream()
@@ -468,6 +472,8 @@ def memory_test(gib: float) -> dict:
     with open(wrapper, "w") as fh:
         fh.write(RXMEM % (sys.executable, marker))
     os.chmod(wrapper, 0o755)
+    from ansible_collections.edgemig.migration.plugins.module_utils import transfer
+    transfer.install_receiver(RX_MEM_DIR, wrapper, [DEST_BASE])
     out = {"dump_bytes": tree_bytes(roots), "runs": []}
     # glibc keeps freed 1 MiB chunk buffers in per-thread arenas once its
     # dynamic mmap threshold has grown; MALLOC_MMAP_THRESHOLD_ pins it so
@@ -480,7 +486,7 @@ def memory_test(gib: float) -> dict:
         drv = Driver(env)  # a fresh sender process: its ru_maxrss is this run's
         try:
             res = drv.run({"src": roots, "dest": dest_for(roots, "mem"), "policy": policy,
-                           "remote_python": wrapper})
+                           "receiver_dir": RX_MEM_DIR})
         finally:
             drv.close()
         rx = int(open(marker).read()) if os.path.exists(marker) else None
@@ -514,6 +520,8 @@ def main() -> int:
     if args.driver:
         return driver()
     _collection_path()
+    from ansible_collections.edgemig.migration.plugins.module_utils import transfer
+    transfer.install_receiver(RX_DIR, sys.executable, [DEST_BASE])
     if args.quick:
         args.dumps, args.rates = "tomcat", "20,1000"
         args.no_schedule = args.no_memory = True

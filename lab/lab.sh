@@ -202,7 +202,9 @@ sshd_config() {
 ListenAddress $(edge_ip "$e"):22
 HostKey $STATE/$e/ssh_host_ed25519_key
 PidFile $RUN/$e/sshd.pid
-AuthorizedKeysFile $AUTHKEYS
+# The lab's own key (Ansible, root) and this edge's file, where the migration_trust
+# role authorises the other edges' migration keys for the receiver only.
+AuthorizedKeysFile $AUTHKEYS $STATE/$e/authorized_keys
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no

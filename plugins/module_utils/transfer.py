@@ -3,19 +3,23 @@
 """Edge-to-edge transfer of a migration stream over one paramiko SSH channel.
 
 The source opens an SSH session to the target (host key verified against a
-known_hosts file, never auto-accepted), starts a tiny bootstrap with the
-target's Python, and sends it the receiver's sources first; the stream
-follows on the same channel. The target therefore needs no copy of the
-collection, and sender and receiver always speak the same protocol version.
+known_hosts file, never auto-accepted) and asks for the pinned receiver: the
+edgemig-receiver launcher that provisioning installed on every edge
+(install_receiver, run by the migration_trust role) with the receiver's
+sources next to it. The edges' migration keys are authorised with that
+launcher as their forced command, so the requested command only chooses
+receiver options: no code travels from the sender. The sender names the
+receiver version it was built with (a digest of the receiver's sources); a
+target whose receiver differs refuses before anything is frozen.
 """
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import json
 import os
 import shlex
-import struct
 import threading
 import time
 from functools import lru_cache
@@ -46,13 +50,51 @@ PKG = "ansible_collections.edgemig.migration.plugins.module_utils"
 # transitively (receiver_modules): what the target runs, and nothing more.
 RECEIVER_ENTRY = f"{PKG}.receiver"
 
-# Runs on the target: read the bundled sources from stdin, import them from
-# memory, hand the rest of stdin to the receiver.
-BOOTSTRAP = r'''# edgemig-receiver
-import sys, json, struct, importlib.abc, importlib.util
-inp = sys.stdin.buffer
-n = struct.unpack("!I", inp.read(4))[0]
-bundle = json.loads(inp.read(n))
+# Where provisioning installs the receiver on an edge (edgemig_receiver_dir).
+RECEIVER_DIR = "/usr/local/lib/edgemig/receiver"
+LAUNCHER_NAME = "edgemig-receiver"
+BUNDLE_NAME = "receiver-bundle.json"
+CONFIG_NAME = "receiver.json"
+
+# The pinned receiver's launcher, installed on every edge. It is the forced
+# command of the other edges' migration keys: SSH_ORIGINAL_COMMAND (what the
+# sender asked for) must be this launcher with receiver options, nothing else;
+# every --root must lie under a directory the installer allowed (Docker's data
+# root, the dump tmpfs); the sender's --expect-version must match. Then it
+# imports the receiver from the sources installed beside it.
+LAUNCHER = r'''#!{python}
+# edgemig receiver launcher, installed by edgemig.migration (migration_trust role).
+import importlib.abc, importlib.util, json, os, shlex, sys
+here = os.path.dirname(os.path.realpath(__file__))
+def refuse(msg, code=3):
+    sys.stdout.write(json.dumps({{"error": msg}}) + "\n")
+    sys.stdout.flush()
+    sys.exit(code)
+with open(os.path.join(here, {config!r})) as fh:
+    config = json.load(fh)
+if "SSH_ORIGINAL_COMMAND" in os.environ:
+    argv = shlex.split(os.environ["SSH_ORIGINAL_COMMAND"])
+    if not argv or os.path.basename(argv[0]) != {name!r}:
+        refuse("this key only starts the edgemig receiver ({name}), not: " + " ".join(argv)[:200])
+    argv = argv[1:]
+else:
+    argv = sys.argv[1:]
+want = None
+if "--expect-version" in argv:
+    i = argv.index("--expect-version")
+    want = argv[i + 1] if i + 1 < len(argv) else ""
+    del argv[i:i + 2]
+if want != config["version"]:
+    refuse("receiver on this edge is version %s, the sender's is %s: run playbooks/provision.yml "
+           "(migration_trust) so every edge has the receiver of the same collection" % (config["version"], want))
+for i, arg in enumerate(argv):
+    if arg == "--root" and i + 1 < len(argv):
+        path = os.path.realpath(argv[i + 1].partition("=")[2])
+        if not any(path == a or path.startswith(a.rstrip("/") + "/") for a in config["allowed_roots"]):
+            refuse("root %s is outside the directories this receiver may write (%s)"
+                   % (argv[i + 1], ", ".join(config["allowed_roots"])))
+with open(os.path.join(here, {bundle!r})) as fh:
+    bundle = json.load(fh)
 class _Edgemig(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, name, path=None, target=None):
         if name in bundle:
@@ -68,7 +110,7 @@ class _Edgemig(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             exec(compile(src, "edgemig:" + module.__name__, "exec"), module.__dict__)
 sys.meta_path.insert(0, _Edgemig())
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import main
-sys.exit(main(sys.argv[1:]))
+sys.exit(main(argv))
 '''
 
 
@@ -130,16 +172,54 @@ def receiver_modules() -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
+@lru_cache(maxsize=1)
 def receiver_bundle() -> bytes:
-    """Length-prefixed JSON ``{module name: source}`` of receiver_modules(), read by BOOTSTRAP."""
-    data = json.dumps({name: module_source(name) for name in receiver_modules()}).encode()
-    return struct.pack("!I", len(data)) + data
+    """JSON ``{module name: source}`` of receiver_modules(): what the launcher imports."""
+    return json.dumps({name: module_source(name) for name in receiver_modules()}, sort_keys=True).encode()
 
 
-def receiver_command(python: str, roots: dict[str, str], clear: list[str] = (),
+def receiver_version() -> str:
+    """The receiver's version: a digest of its sources (what sender and receiver must agree on)."""
+    return hashlib.sha256(receiver_bundle()).hexdigest()[:16]
+
+
+def install_receiver(directory: str, python: str, allowed_roots: list[str], check_mode: bool = False) -> bool:
+    """Install the pinned receiver (launcher, sources, config) into ``directory``; True if anything changed."""
+    files = {
+        BUNDLE_NAME: (receiver_bundle(), 0o644),
+        CONFIG_NAME: (json.dumps({"version": receiver_version(),
+                                  "allowed_roots": sorted(os.path.realpath(a) for a in allowed_roots)},
+                                 indent=1, sort_keys=True).encode(), 0o644),
+        LAUNCHER_NAME: (LAUNCHER.format(python=python, config=CONFIG_NAME, bundle=BUNDLE_NAME,
+                                        name=LAUNCHER_NAME).encode(), 0o755),
+    }
+    changed = False
+    for name, (data, mode) in files.items():
+        path = os.path.join(directory, name)
+        try:
+            with open(path, "rb") as fh:
+                same = fh.read() == data and (os.stat(path).st_mode & 0o7777) == mode
+        except OSError:
+            same = False
+        if same:
+            continue
+        changed = True
+        if check_mode:
+            continue
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    return changed
+
+
+def receiver_command(launcher: str, roots: dict[str, str], clear: list[str] = (),
                      create: list[str] = (), workers: int = 0, fault_corrupt_every: int = 0,
                      then_restore: dict | None = None, tag: str = "", stall_timeout: float = 0) -> str:
-    args = [python, "-c", BOOTSTRAP]
+    """The command the sender asks for: the target's pinned launcher and receiver options."""
+    args = [launcher, "--expect-version", receiver_version()]
     # A recognisable argv (``pgrep -f edgemig-receiver:<tag>``) for operators and fault tests.
     args += ["--tag", f"edgemig-receiver:{tag or 'stream'}"]
     if stall_timeout:
@@ -227,14 +307,14 @@ class SshStream:
     """
 
     def __init__(self, dest_roots: dict[str, str], *, host: str, port: int = 22, user: str = "root",
-                 key_file: str, known_hosts: str, remote_python: str = "python3", clear: list[str] = (),
+                 key_file: str, known_hosts: str, receiver_dir: str = RECEIVER_DIR, clear: list[str] = (),
                  create: list[str] = (), fault_corrupt_every: int = 0, then_restore: dict | None = None,
                  stall_timeout: float = 30.0, tag: str = "", link_probe: bool = True):
         if not HAS_PARAMIKO:
             raise TransferError(f"paramiko is required: {PARAMIKO_IMPORT_ERROR}")
         self.host, self.port, self.user = host, port, user
         self.key_file, self.known_hosts = key_file, known_hosts
-        self.command = receiver_command(remote_python, dest_roots, clear, create, 0, fault_corrupt_every,
+        self.command = receiver_command(os.path.join(receiver_dir, LAUNCHER_NAME), dest_roots, clear, create, 0, fault_corrupt_every,
                                         then_restore, tag=tag or (then_restore or {}).get("name", ""),
                                         # the sender gives up first, with the better message
                                         stall_timeout=2 * stall_timeout)
@@ -253,7 +333,6 @@ class SshStream:
         self.transport = self.client.get_transport()
         self.chan = self.transport.open_session(window_size=8 << 20, max_packet_size=1 << 15)
         self.chan.exec_command(self.command)
-        self.chan.sendall(receiver_bundle())
         self.pump = threading.Thread(target=_pump_replies, args=(self.chan, self.acks, self.stderr_buf),
                                      name="edgemig-replies", daemon=True)
         self.pump.start()
@@ -339,14 +418,14 @@ class SshStream:
 
 def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], *, host: str,
                   port: int = 22, user: str = "root", key_file: str, known_hosts: str,
-                  remote_python: str = "python3", policy: str = "model", workers: int = 0,
+                  receiver_dir: str = RECEIVER_DIR, policy: str = "model", workers: int = 0,
                   chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
                   clear: list[str] = (), create: list[str] = (), fault_corrupt_every: int = 0,
                   then_restore: dict | None = None, timeout: float = 3600.0,
                   stall_timeout: float = 30.0, tag: str = "", link_probe: bool = True) -> dict:
     """Connect, stream ``src_roots`` to ``dest_roots`` on ``host``, hang up."""
     with SshStream(dest_roots, host=host, port=port, user=user, key_file=key_file,
-                   known_hosts=known_hosts, remote_python=remote_python, clear=clear, create=create,
+                   known_hosts=known_hosts, receiver_dir=receiver_dir, clear=clear, create=create,
                    fault_corrupt_every=fault_corrupt_every, then_restore=then_restore,
                    stall_timeout=stall_timeout, tag=tag, link_probe=link_probe) as conn:
         return conn.stream(src_roots, policy=policy, workers=workers, chunk_size=chunk_size,

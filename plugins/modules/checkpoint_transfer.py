@@ -59,10 +59,12 @@ options:
     description: known_hosts file holding the target's host key.
     type: path
     default: /etc/edgemig/known_hosts
-  remote_python:
-    description: Python interpreter on the target (needs lz4 and zstandard).
-    type: str
-    default: python3
+  receiver_dir:
+    description:
+      - Where the pinned receiver is installed on the target (the migration_trust role installs it; the inventory
+        variable C(edgemig_receiver_dir)). The sender runs its launcher there and sends no code.
+    type: path
+    default: /usr/local/lib/edgemig/receiver
   policy:
     description: C(model), C(paper) or C(fixed:<codec>:<level>) with codec C(none), C(lz4) (1-9), C(zstd) (-5..19) or C(wkdm).
     type: str
@@ -121,6 +123,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.controller impor
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
     HAS_PARAMIKO,
     PARAMIKO_IMPORT_ERROR,
+    RECEIVER_DIR,
     TransferError,
     send_over_ssh,
 )
@@ -139,7 +142,7 @@ def main() -> None:
             user=dict(type="str", default="root"),
             key_file=dict(type="path", default="/etc/edgemig/migration_key", no_log=False),
             known_hosts=dict(type="path", default="/etc/edgemig/known_hosts"),
-            remote_python=dict(type="str", default="python3"),
+            receiver_dir=dict(type="path", default=RECEIVER_DIR),
             policy=dict(type="str", default="model"),
             workers=dict(type="int", default=0),
             chunk_size=dict(type="int", default=1 << 20),
@@ -183,7 +186,7 @@ def main() -> None:
     try:
         result = send_over_ssh(src, dest, host=p["host"], port=p["port"], user=p["user"],
                                key_file=p["key_file"], known_hosts=p["known_hosts"],
-                               remote_python=p["remote_python"], policy=p["policy"], workers=p["workers"],
+                               receiver_dir=p["receiver_dir"], policy=p["policy"], workers=p["workers"],
                                chunk_size=p["chunk_size"], dedup=p["dedup"], pipelined=p["pipelined"],
                                clear=clear, create=create)
     except TransferError as exc:

@@ -38,7 +38,8 @@ options:
     default: edgemig
   target:
     description: >-
-      The target - C(host), C(port) (22), C(user) (root), C(key_file), C(known_hosts), C(python) (python3),
+      The target - C(host), C(port) (22), C(user) (root), C(key_file), C(known_hosts), C(receiver_dir) (where the
+      pinned receiver is installed, /usr/local/lib/edgemig/receiver),
       C(docker_host), C(checkpoint_dir), C(upper_dir), C(volumes) (from the prepare stage) and C(interface)
       (where the service address goes).
     type: dict
@@ -160,6 +161,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
     HAS_PARAMIKO,
     PARAMIKO_IMPORT_ERROR,
+    RECEIVER_DIR,
     SshStream,
     TransferError,
 )
@@ -319,7 +321,7 @@ def main() -> None:
         conn = SshStream(dest, host=tgt["host"], port=int(tgt.get("port", 22)), user=tgt.get("user", "root"),
                          key_file=tgt.get("key_file", "/etc/edgemig/migration_key"),
                          known_hosts=tgt.get("known_hosts", "/etc/edgemig/known_hosts"),
-                         remote_python=tgt.get("python", "python3"), clear=clear,
+                         receiver_dir=tgt.get("receiver_dir") or RECEIVER_DIR, clear=clear,
                          fault_corrupt_every=faults["corrupt_every"], then_restore=then_restore,
                          stall_timeout=p["stall_timeout"]).open()
     except TransferError as exc:

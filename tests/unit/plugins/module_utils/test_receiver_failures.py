@@ -10,6 +10,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -74,7 +75,7 @@ def test_bad_crc_reaches_a_throttled_sender_at_once(tmp_path):
 
 
 def test_receiver_process_answers_and_exits_while_the_sender_keeps_the_stream_open(tmp_path):
-    """The real receiver (bootstrap + bundle): a bad chunk -> one error line and exit, stdin still open."""
+    """The real receiver (the installed launcher): a bad chunk -> one error line and exit, stdin still open."""
     dest = tmp_path / "dest"
     dest.mkdir()
     raw = b"x" * 8192
@@ -83,11 +84,14 @@ def test_receiver_process_answers_and_exits_while_the_sender_keeps_the_stream_op
                                          "size": 3 * len(raw), "mode": 0o644, "mtime_ns": 0})
               + P.chunk_frame(0, 0, "none", 0, len(raw), zlib.crc32(raw) ^ 1, raw, len(raw)))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
-    proc = subprocess.Popen(["python3", "-c", transfer.BOOTSTRAP, "--root", f"layer={dest}",
+    installed = str(tmp_path / "receiver")
+    transfer.install_receiver(installed, sys.executable, [str(dest)])
+    launcher = os.path.join(installed, transfer.LAUNCHER_NAME)
+    proc = subprocess.Popen([launcher, "--expect-version", transfer.receiver_version(), "--root", f"layer={dest}",
                              "--stall-timeout", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, cwd=tmp_path, env=env)
     try:
-        proc.stdin.write(transfer.receiver_bundle() + frames)
+        proc.stdin.write(frames)
         proc.stdin.flush()  # and keep it open: the sender is waiting for an ack
         rc = proc.wait(timeout=20)
         lines = [json.loads(line) for line in proc.stdout.read().splitlines()]

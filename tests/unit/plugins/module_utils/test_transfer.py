@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 from stream_fixtures import make_tree, snapshot
@@ -105,7 +106,7 @@ def imports_of(short: str) -> set[str]:
 
 
 def test_bundle_holds_exactly_what_the_receiver_imports():
-    bundle = json.loads(transfer.receiver_bundle()[4:])
+    bundle = json.loads(transfer.receiver_bundle())
     shipped = {name.rsplit(".", 1)[1] for name in bundle}
     assert "receiver" in shipped
     for short in shipped:
@@ -132,24 +133,75 @@ def test_import_forms_are_understood():
     assert found == {f"{MU}.{m}" for m in ("protocol", "wkdm", "garp", "health", "codecs", "docker_api", "netmon")}
 
 
-def test_bootstrap_runs_the_bundle_in_a_clean_interpreter(tmp_path):
-    """The target has no collection: the receiver must start from the bundle alone."""
-    src = tmp_path / "src"
-    (src / "d").mkdir(parents=True)
-    (src / "d" / "f").write_bytes(b"edgemig" * 1000)
-    dest = tmp_path / "dest"
-    dest.mkdir()
+def stream_frames(src) -> bytes:
     frames = []
     acks = AckState()
     acks.done.set()  # nobody answers here: do not wait for acks
     StreamSender([("layer", str(src))], make_controller("fixed:lz4:1", 1), frames.append, acks,
                  workers=1).run()
+    return b"".join(frames)
+
+
+def launch(tmp_path, installed, original_command: str | None, stdin: bytes = b"", argv: list[str] = ()):
+    """Run the installed launcher as sshd runs a forced command: SSH_ORIGINAL_COMMAND set, no collection."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
-    cmd = ["python3", "-c", transfer.BOOTSTRAP, "--root", f"layer={dest}"]
+    if original_command is not None:
+        env["SSH_ORIGINAL_COMMAND"] = original_command
+    return subprocess.run([os.path.join(installed, transfer.LAUNCHER_NAME), *argv], input=stdin, cwd=tmp_path,
+                          env=env, capture_output=True, timeout=60, check=False)
+
+
+@pytest.fixture
+def installed(tmp_path):
+    d = tmp_path / "receiver"
+    (tmp_path / "allowed").mkdir()
+    assert transfer.install_receiver(str(d), sys.executable, [str(tmp_path / "allowed")])
+    assert not transfer.install_receiver(str(d), sys.executable, [str(tmp_path / "allowed")])  # idempotent
+    return str(d)
+
+
+def test_pinned_receiver_runs_from_its_installed_sources_alone(tmp_path, installed):
+    """The target has no collection and the sender sends no code: the installed receiver does the work."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "f").write_bytes(b"edgemig" * 1000)
+    dest = tmp_path / "allowed" / "dest"
+    dest.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
     assert subprocess.run(["python3", "-c", "import ansible_collections.edgemig"], cwd=tmp_path, env=env,
                           capture_output=True, check=False).returncode != 0, "the collection must not be importable here"
-    proc = subprocess.run(cmd, input=transfer.receiver_bundle() + b"".join(frames), cwd=tmp_path, env=env,
-                          capture_output=True, timeout=60, check=False)
+    cmd = transfer.receiver_command(os.path.join(installed, transfer.LAUNCHER_NAME), {"layer": str(dest)})
+    proc = launch(tmp_path, installed, cmd, stream_frames(src))
     last = json.loads(proc.stdout.splitlines()[-1])
     assert proc.returncode == 0 and last.get("ok"), (last, proc.stderr.decode()[-2000:])
     assert (dest / "d" / "f").read_bytes() == b"edgemig" * 1000
+
+
+@pytest.mark.parametrize("command, why", [
+    ("id", "this key only starts the edgemig receiver"),
+    ("python3 -c 'import os; os.system(\"id\")'", "this key only starts the edgemig receiver"),
+    ("/usr/local/lib/edgemig/receiver/edgemig-receiver --expect-version 0000 --root layer=/tmp", "version"),
+])
+def test_the_launcher_refuses_anything_but_the_receiver(tmp_path, installed, command, why):
+    proc = launch(tmp_path, installed, command)
+    assert proc.returncode == 3, proc
+    assert why in json.loads(proc.stdout.splitlines()[-1])["error"]
+
+
+def test_the_launcher_refuses_a_root_outside_the_allowed_dirs(tmp_path, installed):
+    cmd = transfer.receiver_command("edgemig-receiver", {"layer": "/root/.ssh"})
+    proc = launch(tmp_path, installed, cmd)
+    assert proc.returncode == 3
+    assert "outside the directories this receiver may write" in json.loads(proc.stdout)["error"]
+    # A symlink inside an allowed dir does not lead out of it either.
+    os.symlink("/root", tmp_path / "allowed" / "escape")
+    proc = launch(tmp_path, installed, transfer.receiver_command("edgemig-receiver",
+                                                                  {"layer": str(tmp_path / "allowed" / "escape")}))
+    assert proc.returncode == 3 and "outside" in proc.stdout.decode()
+
+
+def test_receiver_options_are_all_the_launcher_accepts(tmp_path, installed):
+    """Options the receiver does not know end in its argument parser, never in code."""
+    cmd = transfer.receiver_command("edgemig-receiver", {"layer": str(tmp_path / "allowed")}) + " --exec id"
+    proc = launch(tmp_path, installed, cmd)
+    assert proc.returncode == 2 and b"unrecognized arguments: --exec id" in proc.stderr
