@@ -195,8 +195,8 @@ def test_the_launcher_refuses_a_root_outside_the_allowed_dirs(tmp_path, installe
     assert "outside the directories this receiver may write" in json.loads(proc.stdout)["error"]
     # A symlink inside an allowed dir does not lead out of it either.
     os.symlink("/root", tmp_path / "allowed" / "escape")
-    proc = launch(tmp_path, installed, transfer.receiver_command("edgemig-receiver",
-                                                                  {"layer": str(tmp_path / "allowed" / "escape")}))
+    escape = transfer.receiver_command("edgemig-receiver", {"layer": str(tmp_path / "allowed" / "escape")})
+    proc = launch(tmp_path, installed, escape)
     assert proc.returncode == 3 and "outside" in proc.stdout.decode()
 
 
