@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import compress
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+    BASE_VERSION,
     MAX_PROBE_FRAME,
     MAX_PROBES,
     P_LITERAL,
@@ -48,7 +49,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     T_ENTRY,
     T_HELLO,
     T_PROBE,
-    VERSION,
     ZERO_PAGE,
     ProtocolError,
     chunk_frame,
@@ -331,7 +331,7 @@ class StreamSender:
         mon.start()
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="edgemig-compress")
         try:
-            self._write(json_frame(T_HELLO, {"version": VERSION,
+            self._write(json_frame(T_HELLO, {"version": BASE_VERSION,
                                              "roots": [name for name, _unused in self.roots]}))
             t_first = None
             if self.pipelined:
