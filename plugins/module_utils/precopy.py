@@ -301,8 +301,7 @@ class RoundItems:
         if not self.state.pages or root != "checkpoint":
             return None
         if self._page_index is None:
-                self._page_index = {os.path.basename(pf.path): pf
-                                for pf in page_index(os.path.dirname(full))}
+            self._page_index = {os.path.basename(pf.path): pf for pf in page_index(os.path.dirname(full))}
         pf = self._page_index.get(os.path.basename(full))
         if pf is None or pf.shmid is not None or pf.pid not in self.state.pages:
             return None  # shared memory is keyed by (shmid, offset): not warmed

@@ -82,7 +82,7 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
         raise ProtocolError("stream does not start with HELLO")
     hello = parse_json(payload, "HELLO")
     version = hello.get("version")
-    if type(version) is not int or version not in VERSIONS:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in VERSIONS:
         raise ProtocolError(f"protocol version {version!r} not supported (want one of {list(VERSIONS)})")
     hello_roots = hello.get("roots", [])
     if not isinstance(hello_roots, list):
