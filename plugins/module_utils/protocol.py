@@ -19,6 +19,16 @@ receiver discards and answers with ``{"probe": <bytes>}``: the sender times
 them to estimate the link before the service is frozen). Receiver -> sender:
 one JSON object per line (acks, probe answers, final ``ok`` or ``error``).
 
+Versions: a stop-and-copy stream says ``"version": 1`` in HELLO and its bytes
+are those of version 1. A pre-copy session (issue 11) says ``2``: the
+receiver then also accepts ROUND_END (json: a warm round's totals, answered
+with ``{"ack": n, "round": k}`` and nothing finished or restored), the ENTRY
+kinds ``delete`` and ``mem`` (warm memory pages into the ``warm`` root's
+store), a file ENTRY with ``"patch": true`` (rewrite blocks of the existing
+file: chunks at strictly increasing offsets, gaps allowed) and the page-map
+tag P_WARM (a page the warm store holds, named by (namespace pid, vaddr)).
+The last round ends with END, as a version 1 stream does.
+
 Chunks name their codec and level, so the level can change from one chunk to
 the next; they carry the raw length and a CRC32 of the raw bytes, so a
 corrupted chunk is detected before anything is restored from it. Memory-page
@@ -42,16 +52,24 @@ from collections.abc import Callable
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import CODEC_NAMES, CODECS
 
 MAGIC = b"EMF1"
-VERSION = 1
+VERSION = 2         # the newest this code speaks (pre-copy sessions)
+BASE_VERSION = 1    # stop-and-copy: what the sender says when pre-copy is not used (same bytes as before)
+VERSIONS = (1, 2)   # what the receiver accepts: an older sender keeps working
 HEADER = struct.Struct("!4sBI")
 CHUNK_HEAD = struct.Struct("!IQBbBIIII")  # file_id offset codec level flags raw_len comp_len literal_len crc
 REF = struct.Struct("!IQ")
 
 T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE = 1, 2, 3, 4, 5, 6
+T_ROUND_END = 7  # version 2 only: end of a warm round (totals), the session goes on
+FRAME_TYPES = (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE, T_ROUND_END)
 F_PAGEMAP = 1
 
 PAGE = 4096
-P_LITERAL, P_ZERO, P_REF = 0, 1, 2
+# P_REF: REF = (file id, offset) of a page sent earlier in this round.
+# P_WARM (version 2): REF layout reused as (namespace pid, vaddr) of a page in
+# the warm store; the sender sends it only when the SHA-256 of the page equals
+# that of the page it sent warm at that (pid, vaddr).
+P_LITERAL, P_ZERO, P_REF, P_WARM = 0, 1, 2, 3
 ZERO_PAGE = bytes(PAGE)
 
 # Bounds the receiver enforces (a peer can not make it allocate more).
@@ -64,6 +82,10 @@ MAX_PROBES = 64
 MAX_PROBE_FRAME = 8 << 20
 
 KINDS = ("dir", "file", "symlink", "hardlink", "whiteout", "fifo", "chr", "blk")
+PRECOPY_KINDS = ("delete", "mem")  # version 2 only
+# The root a pre-copy session's warm memory store lives in (the target's dump tmpfs).
+WARM_ROOT = "warm"
+MAX_MEM_ENTRY_PAGES = MAX_CHUNK // PAGE  # pages one ``mem`` ENTRY may announce
 
 
 class ProtocolError(Exception):
@@ -118,7 +140,7 @@ class FrameReader:
             raise ProtocolError(f"bad frame magic {magic!r}: not an edgemig stream or corrupted")
         if length > MAX_FRAME:
             raise ProtocolError(f"frame of {length} bytes exceeds the {MAX_FRAME} limit")
-        if ftype not in (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE):
+        if ftype not in FRAME_TYPES:
             raise ProtocolError(f"unknown frame type {ftype}")
         if ftype == T_PROBE and length > MAX_PROBE_FRAME:
             raise ProtocolError(f"PROBE frame of {length} bytes exceeds the {MAX_PROBE_FRAME} limit")

@@ -6,6 +6,12 @@
       -> decompress + size check (pool, one worker per core: decompress_chunk)
       -> write in order (1 thread: tree_writer.TreeWriter), acking written bytes
 
+A pre-copy session (HELLO version 2) is several rounds on one stream: each
+warm round ends with ROUND_END, whose totals the writer checks
+(``TreeWriter.end_round``) before it answers ``{"ack": n, "round": k}``; only
+END (the final round) finishes the stream and returns, so the restore that
+follows in receiver.main still happens once, after the last round.
+
 Every queue is bounded, so a slow disk pushes back to the sender through the
 SSH window and the acks (the sender keeps at most ~0.5 s in flight).
 lz4 and zstd release the GIL while they work, so the thread pool really
@@ -32,7 +38,8 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     T_ENTRY,
     T_HELLO,
     T_PROBE,
-    VERSION,
+    T_ROUND_END,
+    VERSIONS,
     FrameReader,
     ProtocolError,
     parse_chunk,
@@ -45,7 +52,7 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
                    roots: dict[str, str], workers: int | None = None,
                    ack_interval: float = 0.05, corrupt_hook: Callable[[dict], None] | None = None,
                    on_hello: Callable[[], None] | None = None,
-                   on_failure: Callable[[], None] | None = None) -> dict:
+                   on_failure: Callable[[], None] | None = None, warm_on_disk: bool = False) -> dict:
     """Receive one stream into ``roots``; returns the summary or raises ProtocolError.
 
     ``reply`` sends one JSON message back to the sender (acks). A failure of
@@ -57,7 +64,8 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
     has ``reported = True``: the caller must not answer it a second time.
     ``on_hello`` is called once HELLO was accepted (receiver.main arms its
     idle watchdog there). ``corrupt_hook`` exists for the fault-injection
-    tests only (it may flip bytes in a parsed chunk before it is checked).
+    tests only (it may flip bytes in a parsed chunk before it is checked),
+    ``warm_on_disk`` for the unit tests only (warm memory outside tmpfs).
     """
     workers = workers or os.cpu_count() or 1
     reader = FrameReader(read)
@@ -73,14 +81,22 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
     if ftype != T_HELLO:
         raise ProtocolError("stream does not start with HELLO")
     hello = parse_json(payload, "HELLO")
-    if hello.get("version") != VERSION:
-        raise ProtocolError(f"protocol version {hello.get('version')!r} not supported (want {VERSION})")
-    unknown = [r for r in hello.get("roots", []) if r not in roots]
+    version = hello.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version not in VERSIONS:
+        raise ProtocolError(f"protocol version {version!r} not supported (want one of {list(VERSIONS)})")
+    hello_roots = hello.get("roots", [])
+    if not isinstance(hello_roots, list):
+        raise ProtocolError("HELLO roots must be a list")
+    unknown = [r for r in hello_roots if r not in roots]
     if unknown:
         raise ProtocolError(f"sender wants roots the receiver was not given: {unknown}")
     if on_hello is not None:
         on_hello()
-    writer = TreeWriter({name: roots[name] for name in hello.get("roots", [])})
+    precopy = version >= 2
+    # A pre-copy session's later rounds may use any root the receiver was
+    # given (the checkpoint root is only filled by the last round).
+    writer = TreeWriter(dict(roots) if precopy else {name: roots[name] for name in hello_roots},
+                        precopy=precopy, warm_on_disk=warm_on_disk)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgemig-decompress")
     q: queue.Queue = queue.Queue(maxsize=workers * 2 + 2)
     failure: list[BaseException] = []
@@ -101,6 +117,14 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
                     writer.entry(item[1])
                 elif kind == "chunk":
                     writer.chunk(item[1], item[2].result())
+                elif kind == "round":
+                    summary = writer.end_round(item[1])
+                    # The round is verified: the sender waits for exactly this
+                    # before it starts the next one.
+                    reply({"ack": writer.bytes_written, "round": summary["round"], "files": summary["files"],
+                           "bytes": summary["bytes"]})
+                    last = time.monotonic()
+                    continue
                 elif kind == "end":
                     result.update(writer.finish(item[1]))
                     # Everything is written and verified: say so now (the
@@ -145,6 +169,8 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
                     corrupt_hook(ch)
                 fut: Future = pool.submit(decompress_chunk, ch)
                 q.put(("chunk", ch, fut))
+            elif ftype == T_ROUND_END and precopy:
+                q.put(("round", parse_json(payload, "ROUND_END")))
             elif ftype == T_END:
                 q.put(("end", parse_json(payload, "END")))
                 ended = True

@@ -14,6 +14,12 @@ flat whatever the checkpoint size and a slow network pushes back all the way
 to the reader. ``pipelined=False`` runs the paper's serial baseline
 (compress everything, then send) for comparison.
 
+Pre-copy (issue 11): with ``warm=`` (a precopy.WarmState) the reader sends
+only what differs from what the target holds (precopy.RoundItems), and
+page-image chunks get P_WARM references to pages the target holds warm;
+``warm_round=True`` ends the round with ROUND_END and waits for its
+acknowledgement instead of END (the session goes on, nothing is restored).
+
 lz4 and zstd release the GIL while they work, so a thread pool really uses
 all cores; the Python left on the hot path is per chunk, not per byte.
 
@@ -35,11 +41,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.edgemig.migration.plugins.module_utils.codecs import compress
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
+from ansible_collections.edgemig.migration.plugins.module_utils.precopy import RoundItems, WarmState
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+    BASE_VERSION,
     MAX_PROBE_FRAME,
     MAX_PROBES,
     P_LITERAL,
     P_REF,
+    P_WARM,
     P_ZERO,
     PAGE,
     REF,
@@ -48,6 +57,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     T_ENTRY,
     T_HELLO,
     T_PROBE,
+    T_ROUND_END,
     VERSION,
     ZERO_PAGE,
     ProtocolError,
@@ -73,14 +83,22 @@ class Deduper:
         self.max_pages = max_pages
         self.zero_pages = 0
         self.dup_pages = 0
+        self.warm_pages = 0
 
-    def split(self, file_id: int, offset: int, data: bytes) -> tuple[bytes, bytes] | None:
-        """(pagemap, literal) or None when nothing in the chunk dedups."""
+    def split(self, file_id: int, offset: int, data: bytes, warm_ref=None) -> tuple[bytes, bytes] | None:
+        """(pagemap, literal) or None when nothing in the chunk dedups.
+
+        ``warm_ref`` (pre-copy, final round): ``(ns pid, vaddr per page of
+        the chunk, {vaddr: sha256 sent warm}, stats)``; a page whose SHA-256
+        equals the warm copy's at the same (pid, vaddr) becomes P_WARM.
+        """
         n_full = len(data) // PAGE
         tags = bytearray()
         literal = []
         hits = 0
         table = self.table
+        if warm_ref is not None:
+            warm_pid, warm_vaddrs, warm_digests, warm_stats = warm_ref
         for i in range(n_full):
             page = data[i * PAGE:(i + 1) * PAGE]
             if page == ZERO_PAGE:
@@ -88,6 +106,17 @@ class Deduper:
                 self.zero_pages += 1
                 hits += 1
                 continue
+            if warm_ref is not None and i < len(warm_vaddrs):
+                vaddr = int(warm_vaddrs[i])
+                want = warm_digests.get(vaddr)
+                if want is not None and hashlib.sha256(page).digest() == want:
+                    tags.append(P_WARM)
+                    tags += REF.pack(warm_pid, vaddr)
+                    self.warm_pages += 1
+                    warm_stats["pages_referenced"] += 1
+                    hits += 1
+                    continue
+                warm_stats["pages_literal"] += 1
             digest = hashlib.blake2b(page, digest_size=16).digest()
             ref = table.get(digest)
             if ref is not None:
@@ -129,14 +158,23 @@ class StreamSender:
                  acks: AckState, workers: int | None = None, chunk_size: int = CHUNK_SIZE,
                  dedup: bool = True, pipelined: bool = True, monitor=None,
                  interval: float = 0.25, stall_timeout: float = 0.0, min_inflight: int = 4 << 20,
-                 on_stall: Callable[[str], None] | None = None):
+                 on_stall: Callable[[str], None] | None = None, warm: WarmState | None = None,
+                 warm_round: bool = False, memory_pids: dict[int, int] | None = None):
         self.roots = roots
+        # Pre-copy: the session's state, and whether this is a warm round
+        # (ROUND_END) or the final one (END). None: plain stop-and-copy.
+        self.warm = warm
+        self.warm_round = warm_round
+        self.memory_pids = memory_pids
+        self.round_items: RoundItems | None = None
+        self._ack_base = 0  # acks are cumulative over a session's rounds
         self.ctl = controller
         self._send = send
         self.acks = acks
         self.workers = workers or os.cpu_count() or 1
         self.chunk_size = chunk_size
-        self.dedup = Deduper() if dedup else None
+        # Warm references need the page walk even without dedup (a table of 0 pages).
+        self.dedup = Deduper() if dedup else (Deduper(max_pages=0) if warm is not None else None)
         self.pipelined = pipelined
         self.monitor = monitor
         self.interval = interval
@@ -156,7 +194,18 @@ class StreamSender:
         self.stalled: str | None = None
 
     # -- producing
-    def _items(self, pool: ThreadPoolExecutor) -> Iterator[tuple]:
+    def _items(self) -> Iterator[tuple]:
+        if self.warm is not None:
+            self.round_items = RoundItems(self.warm, self.roots, self.chunk_size, self.memory_pids,
+                                          final=not self.warm_round, stop=self._stop)
+            for item in self.round_items:
+                if item[0] == "entry":
+                    # END / ROUND_END count files (and mem batches) as the receiver does.
+                    if item[1].get("kind") in ("file", "mem"):
+                        self.stats["files"] += 1
+                    self.stats["entries"] += 1
+                yield item
+            return
         file_id = 0
         for root, rel, full, st in walk_roots(self.roots):
             if self._stop.is_set():
@@ -187,16 +236,16 @@ class StreamSender:
                     if not raw:
                         break
                     self.stats[kind] += len(raw)
-                    yield ("chunk", meta_id, offset, raw, pages, pool)
+                    yield ("chunk", meta_id, offset, raw, pages, None)
                     offset += len(raw)
 
-    def _submit(self, item: tuple) -> tuple:
+    def _submit(self, item: tuple, pool: ThreadPoolExecutor) -> tuple:
         if item[0] != "chunk":
             return item
-        _unused, fid, offset, raw, pages, pool = item
+        _unused, fid, offset, raw, pages, warm_ref = item
         pagemap, literal = b"", raw
         if pages and self.dedup is not None:
-            split = self.dedup.split(fid, offset, raw)
+            split = self.dedup.split(fid, offset, raw, warm_ref)
             if split is not None:
                 pagemap, literal = split
         if literal and self.ctl.wants_sample():
@@ -239,7 +288,7 @@ class StreamSender:
             return
         limit = max(self.min_inflight, int(self._ack_rate * 0.5))
         while not self.acks.done.is_set():
-            sent = self.stats["bytes_raw"]
+            sent = self.stats["bytes_raw"] + self._ack_base
             if sent - self.acks.acked <= limit:
                 return
             self.acks.wait_below(sent, limit)
@@ -255,7 +304,7 @@ class StreamSender:
         """``state`` = [last acked value, time it last moved]."""
         acked = self.acks.acked
         with self._lock:
-            outstanding = self.stats["bytes_raw"] > acked
+            outstanding = self.stats["bytes_raw"] > acked - self._ack_base
         if acked != state[0] or not outstanding or self.acks.done.is_set():
             state[0], state[1] = acked, now
             return
@@ -272,8 +321,8 @@ class StreamSender:
 
     def _monitor_loop(self) -> None:
         last_t, last_raw, last_wire = time.monotonic(), 0, 0
-        last_acked = 0
-        stall_state = [0, last_t]
+        last_acked = self._ack_base
+        stall_state = [self._ack_base, last_t]
         while not self._stop.wait(self.interval):
             now = time.monotonic()
             acked_now = self.acks.acked
@@ -289,7 +338,7 @@ class StreamSender:
                 # goodput (up to 1/ratio times the link) for the link rate.
                 with self._lock:
                     raw_sent, wire_sent = self.stats["bytes_raw"], self.stats["bytes_wire"]
-                acked = self.acks.acked
+                acked = self.acks.acked - self._ack_base
                 if raw_sent > 0:
                     acked = int(acked * min(1.0, wire_sent / raw_sent))
                 try:
@@ -304,35 +353,65 @@ class StreamSender:
             codec, level = self.ctl.current()
             point = {"t": round(now - self._t0, 3), "codec": codec, "level": level,
                      "raw_Bps": round((raw - last_raw) / dt), "wire_Bps": round((wire - last_wire) / dt),
-                     "bytes_raw": raw, "bytes_wire": wire, "acked": self.acks.acked}
+                     "bytes_raw": raw, "bytes_wire": wire, "acked": self.acks.acked - self._ack_base}
             if sample is not None:
                 point.update({"rtt_ms": round(sample.rtt_s * 1000, 3), "loss": round(sample.loss, 4),
                               "goodput_Bps": round(sample.goodput_Bps)})
             self.timeline.append(point)
             last_t, last_raw, last_wire = now, raw, wire
 
-    def _wait_done(self, timeout: float) -> bool:
+    def _wait_done(self, timeout: float, round_no: int | None = None) -> bool:
         # The monitor thread is stopped once everything is sent; keep the
         # stall watchdog running until the receiver has acknowledged it all.
+        # A warm round is done when its ROUND_END is acknowledged.
+        def done(wait: float) -> bool:
+            if round_no is None:
+                return self.acks.done.wait(wait)
+            # An error ends the wait too (checked by the caller).
+            return self.acks.wait_round(round_no, wait) or self.acks.done.is_set()
         if not self.stall_timeout:
-            return self.acks.done.wait(timeout)
+            return done(timeout)
         deadline = time.monotonic() + timeout
         state = [self.acks.acked, time.monotonic()]
-        while not self.acks.done.wait(min(self.interval, max(deadline - time.monotonic(), 0))):
+        while not done(min(self.interval, max(deadline - time.monotonic(), 0))):
             now = time.monotonic()
             if now >= deadline:
                 return False
             self._check_stall(now, state)
         return True
 
+    def _hello(self) -> bytes | None:
+        names = [name for name, _unused in self.roots]
+        if self.warm is None:
+            return json_frame(T_HELLO, {"version": BASE_VERSION, "roots": names})
+        if self.warm.started:
+            return None  # later rounds of a session: HELLO went out with the first
+        self.warm.started = True
+        return json_frame(T_HELLO, {"version": VERSION, "roots": names, "precopy": True})
+
     def run(self, timeout: float = 3600.0) -> dict:
+        if self.warm is not None:
+            self.warm.check_usable()
+        try:
+            return self._run(timeout)
+        except BaseException as exc:
+            if self.warm is not None:
+                # The target may hold part of this round: the state no longer
+                # describes it. The session is over anyway (ABORT went out).
+                self.warm.broken = str(exc)[:200] or type(exc).__name__
+            raise
+
+    def _run(self, timeout: float) -> dict:
         self._t0 = time.monotonic()
+        self._ack_base = self.acks.acked
+        round_no = len(self.warm.rounds) + 1 if self.warm is not None and self.warm_round else None
         mon = threading.Thread(target=self._monitor_loop, name="edgemig-monitor", daemon=True)
         mon.start()
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="edgemig-compress")
         try:
-            self._write(json_frame(T_HELLO, {"version": VERSION,
-                                             "roots": [name for name, _unused in self.roots]}))
+            hello = self._hello()
+            if hello is not None:
+                self._write(hello)
             t_first = None
             if self.pipelined:
                 # Bounded in-order queue of futures: workers run ahead of the
@@ -342,8 +421,8 @@ class StreamSender:
 
                 def produce() -> None:
                     try:
-                        for item in self._items(pool):
-                            pending.put(self._submit(item))
+                        for item in self._items():
+                            pending.put(self._submit(item, pool))
                     except BaseException as exc:  # handed to the sending thread
                         errors.append(exc)
                     finally:
@@ -372,25 +451,35 @@ class StreamSender:
             else:
                 # The paper's serial baseline: compress everything, then send.
                 done = []
-                for item in self._items(pool):
-                    sub = self._submit(item)
+                for item in self._items():
+                    sub = self._submit(item, pool)
                     if sub[0] == "chunk":
                         sub[-1].result()
                     done.append(sub)
                 t_first = time.monotonic() - self._t0
                 for sub in done:
                     self._emit(sub)
-            self._write(json_frame(T_END, {"files": self.stats["files"],
-                                           "bytes": self.stats["bytes_raw"]}))
+            if round_no is not None:
+                deleted = self.round_items.stats["files_deleted"] if self.round_items else 0
+                self._write(json_frame(T_ROUND_END, {"round": round_no, "files": self.stats["files"],
+                                                     "bytes": self.stats["bytes_raw"], "deleted": deleted}))
+            elif self.warm is not None:
+                deleted = self.round_items.stats["files_deleted"] if self.round_items else 0
+                self._write(json_frame(T_END, {"files": self.stats["files"], "bytes": self.stats["bytes_raw"],
+                                               "deleted": deleted}))
+            else:
+                self._write(json_frame(T_END, {"files": self.stats["files"],
+                                               "bytes": self.stats["bytes_raw"]}))
             t_sent = time.monotonic() - self._t0
-            if not self._wait_done(timeout):
+            if not self._wait_done(timeout, round_no):
                 raise ProtocolError("receiver did not confirm the stream in time")
             if self.stalled:
                 raise ProtocolError(self.stalled)
             if self.acks.error:
                 raise ProtocolError(f"receiver failed: {self.acks.error}")
         except BaseException as exc:
-            if not self.acks.done.is_set():
+            if not self.acks.done.is_set() and not (self.warm is not None and self.warm_round
+                                                    and round_no in self.acks.rounds):
                 try:
                     self._send(json_frame(T_ABORT, {"reason": str(exc)[:500]}))
                 except Exception:
@@ -409,6 +498,21 @@ class StreamSender:
                     "ratio": round(out["bytes_wire"] / out["bytes_raw"], 4) if out["bytes_raw"] else 1.0,
                     "workers": self.workers, "pipelined": self.pipelined,
                     "controller": self.ctl.describe(), "receiver": self.acks.result})
+        if self.warm is not None:
+            ri = self.round_items.stats if self.round_items else {}
+            out.update({k: ri.get(k, 0) for k in ("files_sent", "files_patched", "files_deleted", "unchanged",
+                                                  "pages_sent", "pages_referenced", "pages_literal",
+                                                  "bytes_memory")})
+            for k in ("bytes_pages", "bytes_layer", "bytes_other"):
+                out[k] = ri.get(k, 0)
+            out["round"] = round_no or "final"
+            if round_no is not None:
+                out["receiver"] = self.acks.rounds.get(round_no)
+                self.warm.rounds.append({k: out[k] for k in (
+                    "round", "bytes_raw", "bytes_wire", "files_sent", "files_patched", "files_deleted",
+                    "pages_sent", "pages_referenced", "seconds")})
+                self.warm.roots = list(self.roots)
+                self.warm.memory_pids = dict(self.memory_pids) if self.memory_pids else None
         return out
 
 
@@ -421,6 +525,7 @@ class AckState:
         self.error: str | None = None
         self.done = threading.Event()
         self.probes: list[tuple[float, int]] = []  # (arrival time, bytes) of probe answers
+        self.rounds: dict[int, dict] = {}  # pre-copy: warm rounds the receiver verified
         self._moved = threading.Condition()
 
     def feed_line(self, line: bytes) -> None:
@@ -432,6 +537,8 @@ class AckState:
             self.probes.append((time.monotonic(), int(msg["probe"])))
         if "ack" in msg:
             self.acked = int(msg["ack"])
+        if "round" in msg and "error" not in msg:
+            self.rounds[int(msg["round"])] = msg
         if "error" in msg:
             self.error = str(msg["error"])
             self.done.set()
@@ -445,6 +552,12 @@ class AckState:
         """Block while more than ``limit`` sent bytes are unacknowledged (or until ``timeout``)."""
         with self._moved:
             self._moved.wait_for(lambda: sent - self.acked <= limit or self.done.is_set(), timeout)
+
+    def wait_round(self, round_no: int, timeout: float) -> bool:
+        """True once the receiver verified warm round ``round_no``; False on timeout or end."""
+        with self._moved:
+            self._moved.wait_for(lambda: round_no in self.rounds or self.done.is_set(), timeout)
+        return round_no in self.rounds and not self.error
 
     def wait_probes(self, count: int, timeout: float) -> float | None:
         """Arrival time of the ``count``-th probe answer, None on timeout or end."""

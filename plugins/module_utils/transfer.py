@@ -27,6 +27,7 @@ from functools import lru_cache
 from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as _wkdm  # noqa: F401
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
 from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
+from ansible_collections.edgemig.migration.plugins.module_utils.precopy import WarmState
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
 
 # Ansible packs a module's module_utils by following its imports: these two
@@ -365,10 +366,29 @@ class SshStream:
     def _stderr(self) -> str:
         return b"".join(self.stderr_buf).decode(errors="replace").strip()[-800:]
 
+    def warm_round(self, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None = None, *,
+                   state: WarmState | None = None, **kwargs) -> dict:
+        """One pre-copy warm round while the service runs (see precopy.py); returns its stats.
+
+        ``memory_pids``: host pid -> namespace pid (process_memory.container_processes).
+        The state is ``state`` or this stream's own (``self.warm``); pass the
+        same to ``stream(..., warm=...)`` for the final round.
+        """
+        if state is None:
+            if getattr(self, "warm", None) is None:
+                self.warm = WarmState()
+            state = self.warm
+        return self.stream(roots, warm=state, _warm_round=True, _memory_pids=memory_pids, **kwargs)
+
     def stream(self, src_roots: list[tuple[str, str]], *, policy: str = "model", workers: int = 0,
                chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
-               timeout: float = 3600.0) -> dict:
-        """Send ``src_roots``; returns stats and timeline once the receiver confirmed."""
+               timeout: float = 3600.0, warm: WarmState | None = None, _warm_round: bool = False,
+               _memory_pids: dict[int, int] | None = None) -> dict:
+        """Send ``src_roots``; returns stats and timeline once the receiver confirmed.
+
+        ``warm``: the final round of a pre-copy session (only what differs
+        from what the warm rounds sent, memory pages by reference).
+        """
         cores = workers or os.cpu_count() or 1
         ctl = make_controller(policy, cores)
         if self.probe and self.probe.get("rate_Bps"):
@@ -382,7 +402,8 @@ class SshStream:
         sender = StreamSender(src_roots, ctl, chan.sendall, acks, workers=cores,
                               chunk_size=chunk_size, dedup=dedup, pipelined=pipelined,
                               monitor=monitor, stall_timeout=self.stall_timeout,
-                              on_stall=lambda _msg: transport.close())
+                              on_stall=lambda _msg: transport.close(), warm=warm, warm_round=_warm_round,
+                              memory_pids=_memory_pids)
         self.sender = sender
         try:
             result = sender.run(timeout=timeout)
@@ -402,6 +423,9 @@ class SshStream:
             if chan.exit_status_ready():
                 why += f" (receiver exit status {chan.recv_exit_status()})"
             raise TransferError(f"connection to {host} lost during transfer: {why}") from None
+        if _warm_round:  # the session goes on: the channel stays open for the next round
+            result["timeline"] = sender.timeline
+            return result
         chan.shutdown_write()
         # The receiver confirmed (acks.done): its exit status follows at once.
         # Never hang here on a link that died right after the confirmation.
@@ -469,3 +493,65 @@ def send_local(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], pol
         reader.close()
     result["timeline"] = sender.timeline
     return result
+
+
+class LocalSession:
+    """A pre-copy session through an in-process pipe: warm rounds, then the final round.
+
+    What ``send_local`` is to ``SshStream.stream``, for ``warm_round`` +
+    ``stream(warm=...)`` (tests and benchmarks). The receiver runs in a
+    thread; ``stream`` returns once END was verified and the receiver ended.
+    ``warm_on_disk`` lets the unit tests keep the warm root outside tmpfs.
+    """
+
+    def __init__(self, dest_roots: dict[str, str], workers: int = 0, warm_on_disk: bool = False):
+        rfd, wfd = os.pipe()
+        self._reader = os.fdopen(rfd, "rb")
+        self._writer = os.fdopen(wfd, "wb", buffering=0)
+        self.acks = AckState()
+        self.workers = workers
+        self.warm = WarmState()
+        self.outcome: dict = {}
+
+        def run_receiver() -> None:
+            try:
+                self.outcome["summary"] = receive_stream(
+                    self._reader.read, lambda m: self.acks.feed_line(json.dumps(m).encode()), dest_roots,
+                    workers=workers or None, warm_on_disk=warm_on_disk)
+                self.outcome["summary"]["ok"] = True
+                self.acks.feed_line(json.dumps(self.outcome["summary"]).encode())
+            except Exception as exc:
+                self.outcome["error"] = exc
+                if not getattr(exc, "reported", False):
+                    self.acks.feed_line(json.dumps({"error": str(exc)}).encode())
+                while self._reader.read(1 << 16):
+                    pass
+
+        self._thread = threading.Thread(target=run_receiver, daemon=True)
+        self._thread.start()
+
+    def _run(self, roots: list[tuple[str, str]], policy: str, warm_round: bool,
+             memory_pids: dict[int, int] | None, **kwargs) -> dict:
+        ctl = make_controller(policy, self.workers or os.cpu_count() or 1)
+        sender = StreamSender(roots, ctl, self._writer.write, self.acks, workers=self.workers or None,
+                              monitor=NetMonitor(None), warm=self.warm, warm_round=warm_round,
+                              memory_pids=memory_pids, **kwargs)
+        result = sender.run()
+        result["timeline"] = sender.timeline
+        return result
+
+    def warm_round(self, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None = None,
+                   policy: str = "fixed:lz4:1", **kwargs) -> dict:
+        return self._run(roots, policy, True, memory_pids, **kwargs)
+
+    def stream(self, roots: list[tuple[str, str]], policy: str = "fixed:lz4:1", **kwargs) -> dict:
+        try:
+            return self._run(roots, policy, False, None, **kwargs)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self._writer.closed:
+            self._writer.close()
+        self._thread.join()
+        self._reader.close()

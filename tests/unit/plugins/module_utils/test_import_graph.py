@@ -17,8 +17,8 @@ DOCKER = {"docker_api", "checkpoint", "container_spec", "switchover", "health", 
           "module_common"}
 # The stream engine, by side of the wire.
 WIRE = {"protocol"}
-SENDER = {"tree_reader", "stream_sender", "controller", "netmon", "process_memory"}
-RECEIVER = {"stream_receiver", "tree_writer"}
+SENDER = {"tree_reader", "stream_sender", "controller", "netmon", "process_memory", "precopy"}
+RECEIVER = {"stream_receiver", "tree_writer", "warm_store"}
 ENDS = {"transfer", "receiver"}  # the source's SSH end and the target's entry point
 ENGINE = WIRE | SENDER | RECEIVER | ENDS
 # Leaves either side may import; they import only each other.

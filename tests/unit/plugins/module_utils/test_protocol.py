@@ -13,7 +13,8 @@ from ansible_collections.edgemig.migration.plugins.module_utils import codecs, p
 
 def test_wire_bytes_are_pinned():
     """A change here changes the protocol: bump VERSION and say so in the changelog."""
-    assert P.VERSION == 1
+    assert P.VERSION == 2 and P.BASE_VERSION == 1 and P.VERSIONS == (1, 2)
+    assert (P.T_ROUND_END, P.P_WARM) == (7, 3)
     assert P.json_frame(P.T_HELLO, {"version": 1, "roots": ["layer"]}).hex() == (
         "454d4631010000001f7b2276657273696f6e223a312c22726f6f7473223a5b226c61796572225d7d")
     assert P.chunk_frame(7, 4096, "lz4", 3, 8192, 0xDEADBEEF, b"xyz", 4096, b"\x00\x01").hex() == (

@@ -50,7 +50,8 @@ def run_stream(data: bytes) -> None:
             fh.write("outside")
         os.mkdir(os.path.join(parent, "decoy-dir"))
         dest = os.path.join(parent, "dest")
-        roots = {"checkpoint": os.path.join(dest, "ck"), "layer": os.path.join(dest, "layer")}
+        roots = {"checkpoint": os.path.join(dest, "ck"), "layer": os.path.join(dest, "layer"),
+                 "warm": os.path.join(dest, "warm")}
         for path in roots.values():
             os.makedirs(path)
         before = snapshot(parent, dest)
@@ -62,7 +63,8 @@ def run_stream(data: bytes) -> None:
             return chunk
         TRIED["inputs"] += 1
         try:
-            receive_stream(read, lambda _m: None, roots, workers=2)
+            # warm_on_disk: the warm store's tmpfs rule is tested on its own (test_precopy).
+            receive_stream(read, lambda _m: None, roots, workers=2, warm_on_disk=True)
             TRIED["accepted"] += 1
         except P.ProtocolError:
             TRIED["rejected"] += 1
@@ -123,14 +125,48 @@ metas = st.fixed_dictionaries({
 })
 
 
+# Version 2 (pre-copy) entries: deletes, warm memory batches, patches of existing files.
+precopy_metas = st.one_of(
+    st.fixed_dictionaries({"root": st.sampled_from(["layer", "checkpoint", "warm", None]), "path": paths,
+                           "kind": st.just("delete")}),
+    st.fixed_dictionaries({"root": st.sampled_from(["warm", "layer"]), "kind": st.just("mem"),
+                           "id": st.one_of(st.integers(-1, 4), st.none(), st.booleans()),
+                           "pid": st.one_of(st.integers(-1, 3), st.just(2 ** 32), st.text(max_size=2)),
+                           "runs": st.one_of(st.lists(st.lists(st.sampled_from(
+                               [0, 1, 2, 0x1000, 0x1001, 2 ** 64 - 4096, 1 << 20, -4096]), min_size=0, max_size=3),
+                               max_size=3), st.text(max_size=3), st.none())}),
+    st.fixed_dictionaries({"root": st.sampled_from(["layer", "checkpoint"]), "path": paths,
+                           "kind": st.sampled_from(["file", "dir", "symlink"]), "patch": st.just(True)},
+                          optional={"id": st.integers(-1, 4), "size": st.integers(-1, 1 << 16),
+                                    "patch_bytes": st.integers(-1, 1 << 16)}),
+)
+
+
 @st.composite
 def adversarial_streams(draw) -> bytes:
     parts = [hello(draw(st.sampled_from([("checkpoint", "layer"), ("layer",), ("nope",)])),
-                   draw(st.sampled_from([P.VERSION, P.VERSION, 0, "1"])))]
+                   draw(st.sampled_from([P.VERSION, P.VERSION, P.BASE_VERSION, 0, "1", True])))]
     for _unused in range(draw(st.integers(0, 8))):
-        kind = draw(st.sampled_from(["entry", "entry", "chunk", "badchunk", "raw", "abort", "end"]))
+        kind = draw(st.sampled_from(["entry", "entry", "chunk", "badchunk", "raw", "abort", "end",
+                                     "round_end", "precopy_entry", "warm_chunk"]))
         if kind == "entry":
             parts.append(entry(**draw(metas)))
+        elif kind == "round_end":
+            parts.append(P.json_frame(P.T_ROUND_END, draw(st.fixed_dictionaries({}, optional={
+                "round": st.one_of(st.integers(-1, 3), st.text(max_size=2)),
+                "files": st.integers(0, 3), "bytes": st.integers(0, 9000), "deleted": st.integers(0, 2)}))))
+        elif kind == "precopy_entry":
+            parts.append(entry(**draw(precopy_metas)))
+        elif kind == "warm_chunk":
+            data = draw(st.binary(max_size=4096))
+            ref = P.REF.pack(draw(st.integers(0, 3)), draw(st.sampled_from([0, 0x1000, 0x1001, 2 ** 64 - 4096])))
+            pagemap = draw(st.sampled_from([bytes([P.P_WARM]) + ref, bytes([P.P_WARM]) + ref[:5],
+                                            bytes([P.P_WARM]) + ref + bytes([P.P_LITERAL]),
+                                            bytes([P.P_REF]) + P.REF.pack(0, 0), b""]))
+            raw_len = draw(st.sampled_from([len(data), 4096, 8192]))
+            parts.append(chunk(draw(st.integers(0, 3)), draw(st.sampled_from([0, 10, 4096, 65536])), data,
+                               raw_len=raw_len, crc=draw(st.sampled_from([None, 0])), pagemap=pagemap,
+                               literal_len=len(data)))
         elif kind == "chunk":
             data = draw(st.binary(max_size=9000))
             parts.append(chunk(draw(st.integers(-1, 4).map(lambda v: v & 0xFFFFFFFF)),
@@ -290,8 +326,38 @@ def test_shuffled_chunk_streams_baseline():
     assert TRIED["accepted"] == before + 1
 
 
+def precopy_streams() -> list[bytes]:
+    """Version 2: deletes and patches through planted symlinks, warm references never held."""
+    warm_ref = bytes([P.P_WARM]) + P.REF.pack(1, 0x1000)
+    mem = entry(root="warm", kind="mem", id=0, pid=1, runs=[[0x1000, 1]])
+    rend = P.json_frame(P.T_ROUND_END, {"round": 1})
+    out = []
+    for link_target in ("..", "/", "../decoy-dir"):
+        plant = hello() + entry(path="out", kind="symlink", target=link_target) + rend
+        out.append(plant + entry(path="out/decoy", kind="delete") + end())
+        out.append(plant + entry(path="out", kind="file", id=0, size=3, patch=True, patch_bytes=3)
+                   + chunk(0, 0, b"pwn") + end())
+        out.append(plant + entry(path="out/decoy", kind="file", id=0, size=3, patch=True, patch_bytes=3)
+                   + chunk(0, 0, b"pwn") + end())
+    out += [
+        hello() + entry(path="p", id=0, size=4096, pages=True)
+        + chunk(0, 0, b"", raw_len=4096, pagemap=warm_ref, literal_len=0) + end(),
+        hello() + mem + chunk(0, 0, b"x" * 4096) + rend + entry(path="p", id=0, size=4096, pages=True)
+        + chunk(0, 0, b"", raw_len=4096, pagemap=bytes([P.P_WARM]) + P.REF.pack(1, 0x2000), literal_len=0)
+        + end(),
+        hello() + mem + chunk(0, 0, b"x" * 4096) + chunk(0, 0, b"x" * 4096) + end(),
+        hello() + mem + chunk(0, 0, b"x" * 100) + end(),
+        hello() + entry(path=".", kind="delete") + end(),
+        hello() + entry(path="f", id=0, size=3) + chunk(0, 0, b"abc") + entry(path="f", kind="delete") + end(),
+        hello() + rend + rend + end(),
+        hello(version=P.BASE_VERSION) + rend + end(),
+        hello(version=P.BASE_VERSION) + mem + end(),
+    ]
+    return out
+
+
 def test_fixed_adversarial_cases():
-    cases = symlink_escape_streams() + duplicate_and_size_streams()
+    cases = symlink_escape_streams() + duplicate_and_size_streams() + precopy_streams()
     for data in cases:
         run_stream(data)
         for cut in (1, len(data) // 2, len(data) - 1):

@@ -95,8 +95,8 @@ def test_round_trip_with_tight_in_flight_limit(tmp_path, policy):
 MU = "ansible_collections.edgemig.migration.plugins.module_utils"
 MU_DIR = os.path.dirname(transfer.__file__)
 # Sender-only code: never shipped to a target.
-SENDER_ONLY = {"stream_sender", "tree_reader", "transfer", "controller", "netmon", "checkpoint",
-               "container_spec", "tcp_reset", "module_common", "host_readiness", "dump_layout"}
+SENDER_ONLY = {"stream_sender", "tree_reader", "transfer", "controller", "netmon", "checkpoint", "precopy",
+               "process_memory", "container_spec", "tcp_reset", "module_common", "host_readiness", "dump_layout"}
 
 
 def imports_of(short: str) -> set[str]:
@@ -113,7 +113,7 @@ def test_bundle_holds_exactly_what_the_receiver_imports():
         missing = imports_of(short) - shipped
         assert not missing, f"{short} imports {missing}, not in the bundle"
     assert not shipped & SENDER_ONLY, f"sender-only code shipped: {shipped & SENDER_ONLY}"
-    assert shipped == {"receiver", "stream_receiver", "tree_writer", "protocol", "codecs", "wkdm",
+    assert shipped == {"receiver", "stream_receiver", "tree_writer", "warm_store", "protocol", "codecs", "wkdm",
                        "switchover", "docker_api", "health", "garp"}
     for name, src in bundle.items():
         with open(os.path.join(MU_DIR, name.rsplit(".", 1)[1] + ".py"), encoding="utf-8") as fh:

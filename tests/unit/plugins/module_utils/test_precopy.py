@@ -1,0 +1,339 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Pre-copy (issue 11): warm rounds and the final round, both ends in-process (transfer.LocalSession)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import zlib
+
+import pytest
+from stream_fixtures import snapshot
+from test_criu_images import f_varint, image, pagemap_entry
+
+from ansible_collections.edgemig.migration.plugins.module_utils import (
+    criu_images as ci,
+    process_memory as pm,
+    protocol as P,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.precopy import BLOCK, WarmState, predict_final
+from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender
+from ansible_collections.edgemig.migration.plugins.module_utils.transfer import LocalSession
+from ansible_collections.edgemig.migration.plugins.module_utils.warm_store import WarmStore, fs_type
+
+MIB = 1 << 20
+
+
+def make_source(base):
+    layer = base / "src-layer"
+    (layer / "etc" / "sub").mkdir(parents=True)
+    (layer / "etc" / "small.conf").write_bytes(b"a=1\n" * 50)
+    (layer / "etc" / "sub" / "gone.txt").write_bytes(b"bye" * 10)
+    (layer / "olddir" / "x").mkdir(parents=True)
+    (layer / "olddir" / "x" / "f").write_bytes(b"f")
+    (layer / "typechange").mkdir()
+    (layer / "typechange" / "child").write_bytes(b"c")
+    os.symlink("etc/small.conf", layer / "link")
+    vol = base / "src-vol"
+    vol.mkdir()
+    (vol / "append.log").write_bytes(os.urandom(2 * MIB + 1000))
+    (vol / "table.ibd").write_bytes(os.urandom(3 * MIB))
+    (vol / "chmod.bin").write_bytes(os.urandom(MIB + 5))
+    return layer, vol
+
+
+def mutate(layer, vol):
+    (layer / "etc" / "small.conf").write_bytes(b"a=2\n" * 51)                 # modified small file
+    with open(vol / "append.log", "ab") as fh:                                  # appended large file
+        fh.write(os.urandom(100_000))
+    with open(vol / "table.ibd", "r+b") as fh:                                   # block in the middle
+        fh.seek(MIB + 12345)
+        fh.write(b"Z" * 100)
+    os.unlink(layer / "etc" / "sub" / "gone.txt")                               # deleted file
+    (layer / "etc" / "new.txt").write_bytes(b"new")                             # new file
+    os.chmod(vol / "chmod.bin", 0o600)                                          # metadata only
+    (layer / "olddir" / "x" / "f").unlink()                                     # deleted tree
+    (layer / "olddir" / "x").rmdir()
+    (layer / "olddir").rmdir()
+    (layer / "typechange" / "child").unlink()                                   # dir -> file
+    (layer / "typechange").rmdir()
+    (layer / "typechange").write_bytes(b"now a file")
+    os.setxattr(layer / "etc", "user.edgemig", b"v2")                          # dir xattr
+
+
+def dir_times(root):
+    out = {}
+    for dirpath, dirs, _files in os.walk(root):
+        for name in dirs:
+            full = os.path.join(dirpath, name)
+            out[os.path.relpath(full, root)] = os.lstat(full).st_mtime_ns
+    out["."] = os.lstat(root).st_mtime_ns
+    return out
+
+
+def dests(base, names=("layer", "volume/data", "checkpoint", "warm")):
+    out = {}
+    for name in names:
+        d = base / ("dst-" + name.replace("/", "-"))
+        d.mkdir()
+        out[name] = str(d)
+    return out
+
+
+def test_rounds_over_a_changing_tree_end_identical(tmp_path):
+    layer, vol = make_source(tmp_path)
+    ck = tmp_path / "src-ck"
+    ck.mkdir()
+    (ck / "core-1.img").write_bytes(b"core" * 100)
+    dst = dests(tmp_path)
+    roots = [("layer", str(layer)), ("volume/data", str(vol))]
+    sess = LocalSession(dst, workers=2, warm_on_disk=True)
+    r1 = sess.warm_round(roots)
+    assert r1["round"] == 1 and r1["files_sent"] == 7 and r1["receiver"]["round"] == 1
+    assert snapshot(dst["layer"]) == snapshot(layer) and snapshot(dst["volume/data"]) == snapshot(vol)
+    assert "ok" not in (r1["receiver"] or {})  # a warm round finishes nothing
+
+    mutate(layer, vol)
+    assert predict_final(sess.warm, roots=roots) < 2 * BLOCK + 100_000 + 1000
+    r2 = sess.warm_round(roots)
+    assert r2["round"] == 2
+    assert r2["files_patched"] == 3          # append.log, table.ibd, chmod.bin
+    assert r2["files_deleted"] == 3          # gone.txt, olddir (recursive), typechange (dir -> file)
+    assert r2["files_sent"] == 3             # small.conf, new.txt, typechange
+    # The patches carry blocks, not files: append = old last block + the tail, middle = 1 block.
+    assert r2["bytes_raw"] < 4 * BLOCK + 100_000 + 1000
+    assert snapshot(dst["layer"]) == snapshot(layer) and snapshot(dst["volume/data"]) == snapshot(vol)
+
+    r3 = sess.warm_round(roots)              # nothing changed
+    assert r3["bytes_raw"] == 0 and r3["files"] == 0 and r3["unchanged"] > 10
+
+    with open(vol / "table.ibd", "r+b") as fh:   # changed while "frozen"... then the final round
+        fh.seek(0)
+        fh.write(b"head")
+    final = sess.stream([("checkpoint", str(ck))] + roots)
+    assert final["receiver"]["ok"] and final["files_patched"] == 1 and final["bytes_raw"] == BLOCK + 400
+    for name, src in [("layer", layer), ("volume/data", vol), ("checkpoint", ck)]:
+        assert snapshot(dst[name]) == snapshot(src), name
+        assert dir_times(dst[name]) == dir_times(src), name
+    assert [r["round"] for r in sess.warm.rounds] == [1, 2, 3]
+
+
+def test_stop_and_copy_says_version_1(tmp_path):
+    layer, _vol = make_source(tmp_path)
+    out = io.BytesIO()
+    acks = AckState()
+    sender = StreamSender([("layer", str(layer))], _Ctl(), out.write, acks, workers=1, pipelined=False)
+    acks.result = {"ok": True}
+    acks.done.set()
+    sender.run()
+    ftype, payload = P.FrameReader(io.BytesIO(out.getvalue()).read).next()
+    assert ftype == P.T_HELLO and payload == b'{"version":1,"roots":["layer"]}'
+
+
+class _Ctl:
+    def wants_sample(self):
+        return False
+
+    def current(self):
+        return "none", 0
+
+    def observe_chunk(self, *a):
+        pass
+
+    def observe_network(self, *a):
+        pass
+
+    def describe(self):
+        return "fixed"
+
+
+# --- memory --------------------------------------------------------------------------
+
+CHILD = r"""
+import ctypes, mmap, sys
+buf = mmap.mmap(-1, 64 * 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+addr = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+for i in range(64):
+    ctypes.memmove(addr + i * 4096, bytes([i + 1]) * 4096, 4096)
+print(hex(addr), flush=True)
+for line in sys.stdin:
+    i = int(line)
+    ctypes.memmove(addr + i * 4096, b"\xee" * 4096, 4096)
+    print("ok", flush=True)
+"""
+
+
+@pytest.fixture
+def child():
+    p = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        addr = int(p.stdout.readline(), 16)
+        try:
+            os.close(os.open(f"/proc/{p.pid}/mem", os.O_RDONLY))
+        except PermissionError:
+            pytest.skip("cannot read another process's memory here (ptrace restrictions)")
+        yield p, addr
+    finally:
+        p.kill()
+        p.wait()
+
+
+def write_dump(d, pid: int, pages: list[tuple[int, bytes]]) -> bytes:
+    """A synthetic CRIU dump of ``pages`` [(vaddr, content)] for namespace pid ``pid``."""
+    entries = [f_varint(1, 1)] + [pagemap_entry(va, 1, ci.PE_PRESENT | ci.PE_LAZY) for va, _c in pages]
+    (d / f"pagemap-{pid}.img").write_bytes(image(ci.PAGEMAP_MAGIC, entries))
+    data = b"".join(c for _va, c in pages)
+    (d / "pages-1.img").write_bytes(data)
+    (d / "inventory.img").write_bytes(b"")
+    return data
+
+
+def test_memory_warm_then_final_by_reference(tmp_path, child):
+    proc, addr = child
+    ns_pid = 1
+    dst = dests(tmp_path, ("checkpoint", "warm"))
+    sess = LocalSession(dst, workers=2, warm_on_disk=True)
+    r1 = sess.warm_round([], {proc.pid: ns_pid})
+    assert r1["pages_sent"] >= 64 and r1["receiver"]["round"] == 1
+    held = sess.warm.pages[ns_pid]
+    assert all(addr + i * 4096 in held for i in range(64))
+    assert len(os.listdir(dst["warm"])) == 1  # mem-1.pages
+
+    proc.stdin.write("5\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "ok\n"
+    r2 = sess.warm_round([], {proc.pid: ns_pid})
+    # page 5, and the few pages the interpreter touched (stack, heap): not everything again
+    assert 1 <= r2["pages_sent"] < r1["pages_sent"] // 4
+    assert held[addr + 5 * 4096] == hashlib.sha256(b"\xee" * 4096).digest()
+
+    proc.stdin.write("9\n")  # dirtied after the last warm round: must travel literally
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "ok\n"
+    with pm.ProcessMemory(proc.pid) as m:
+        current = {}
+        for va, data in m.read_runs():
+            for i in range(0, len(data), 4096):
+                current[va + i] = bytes(data[i:i + 4096])
+    pages = [(addr + i * 4096, current[addr + i * 4096]) for i in range(64)]
+    pages.append((0x10000, os.urandom(4096)))  # a page the warm rounds never saw
+    ck = tmp_path / "src-ck"
+    ck.mkdir()
+    data = write_dump(ck, ns_pid, pages)
+    final = sess.stream([("checkpoint", str(ck))])
+    assert final["receiver"]["ok"]
+    assert final["pages_referenced"] == 63 and final["pages_literal"] == 2
+    assert (tmp_path / "dst-checkpoint" / "pages-1.img").read_bytes() == data
+    assert final["bytes_wire"] < len(data) // 4
+    assert os.listdir(dst["warm"]) == []  # the warm store is gone with the session
+
+
+# --- receiver: warm references and the store ------------------------------------------
+
+def v2(*frames) -> io.BytesIO:
+    return io.BytesIO(P.json_frame(P.T_HELLO, {"version": 2, "roots": ["checkpoint"], "precopy": True})
+                      + b"".join(frames))
+
+
+def page_chunk(fid, pagemap, raw_len=4096, literal=b""):
+    return P.chunk_frame(fid, 0, "none", 0, raw_len, zlib.crc32(bytes(raw_len) if not literal else literal),
+                         literal, len(literal), pagemap)
+
+
+def pages_entry(fid=0, size=4096):
+    return P.json_frame(P.T_ENTRY, {"root": "checkpoint", "path": "pages-1.img", "kind": "file", "id": fid,
+                                    "size": size, "pages": True, "mode": 0o600, "uid": 0, "gid": 0,
+                                    "mtime_ns": 0})
+
+
+def receive(tmp_path, data):
+    dst = {"checkpoint": str(tmp_path / "ck"), "warm": str(tmp_path / "warm")}
+    for d in dst.values():
+        os.makedirs(d, exist_ok=True)
+    return receive_stream(data.read, lambda m: None, dst, workers=1, warm_on_disk=True)
+
+
+def test_reference_to_a_page_not_held_is_refused(tmp_path):
+    ref = bytes([P.P_WARM]) + P.REF.pack(1, 0x1000)
+    with pytest.raises(P.ProtocolError, match="does not hold"):
+        receive(tmp_path, v2(pages_entry(), page_chunk(0, ref), P.json_frame(P.T_END, {})))
+
+
+def test_warm_page_reference_round_trip(tmp_path):
+    page = os.urandom(4096)
+    mem = P.json_frame(P.T_ENTRY, {"root": "warm", "kind": "mem", "id": 0, "pid": 1, "runs": [[0x1000, 1]]})
+    warm = P.chunk_frame(0, 0, "none", 0, 4096, zlib.crc32(page), page, 4096)
+    rend = P.json_frame(P.T_ROUND_END, {"round": 1, "files": 1, "bytes": 4096})
+    ref = bytes([P.P_WARM]) + P.REF.pack(1, 0x1000)
+    final = P.chunk_frame(0, 0, "none", 0, 4096, zlib.crc32(page), b"", 0, ref)
+    out = receive(tmp_path, v2(mem, warm, rend, pages_entry(), final, P.json_frame(P.T_END, {"files": 1})))
+    assert out["files"] == 1
+    assert (tmp_path / "ck" / "pages-1.img").read_bytes() == page
+
+
+def test_version_1_refuses_pre_copy_frames(tmp_path):
+    v1 = P.json_frame(P.T_HELLO, {"version": 1, "roots": ["checkpoint"]})
+    ref = bytes([P.P_WARM]) + P.REF.pack(1, 0x1000)
+    for tail in (P.json_frame(P.T_ROUND_END, {"round": 1}),
+                 P.json_frame(P.T_ENTRY, {"root": "checkpoint", "path": "x", "kind": "delete"}),
+                 pages_entry() + page_chunk(0, ref)):
+        with pytest.raises(P.ProtocolError):
+            receive(tmp_path, io.BytesIO(v1 + tail + P.json_frame(P.T_END, {})))
+
+
+def test_patch_chunks_strictly_increase(tmp_path):
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "f").write_bytes(b"0" * 100)
+    patch = P.json_frame(P.T_ENTRY, {"root": "checkpoint", "path": "f", "kind": "file", "id": 0, "size": 120,
+                                     "patch": True, "patch_bytes": 20, "mode": 0o644, "uid": 0, "gid": 0,
+                                     "mtime_ns": 0})
+
+    def ch(off, data):
+        return P.chunk_frame(0, off, "none", 0, len(data), zlib.crc32(data), data, len(data))
+    with pytest.raises(P.ProtocolError, match="patch chunk"):
+        receive(tmp_path, v2(patch, ch(50, b"b" * 10), ch(55, b"c" * 10), P.json_frame(P.T_END, {})))
+    (tmp_path / "ck" / "f").write_bytes(b"0" * 100)
+    receive(tmp_path, v2(patch, ch(10, b"a" * 10), ch(110, b"z" * 10), P.json_frame(P.T_END, {"bytes": 20})))
+    assert (tmp_path / "ck" / "f").read_bytes() == b"0" * 10 + b"a" * 10 + b"0" * 80 + bytes(10) + b"z" * 10
+
+
+def test_warm_store_refuses_persistent_disk(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if fs_type(fd) in ("tmpfs", "ramfs"):
+            pytest.skip("tmp_path is on tmpfs here")
+        with pytest.raises(P.ProtocolError, match="not tmpfs"):
+            WarmStore(fd)
+    finally:
+        os.close(fd)
+    if os.path.isdir("/dev/shm"):
+        shm = os.open("/dev/shm", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            assert fs_type(shm) == "tmpfs"
+        finally:
+            os.close(shm)
+
+
+def test_failed_round_breaks_the_state(tmp_path):
+    layer, _vol = make_source(tmp_path)
+    dst = dests(tmp_path, ("layer",))
+    sess = LocalSession(dst, workers=1, warm_on_disk=True)
+    sess.warm_round([("layer", str(layer))])
+    os.unlink(os.path.join(dst["layer"], "etc", "small.conf"))  # the target lost it: a patch would fail
+    (layer / "etc" / "small.conf").write_bytes(b"x" * (2 * MIB))
+    sess.warm.files[("layer", "etc/small.conf")].blocks = []
+    with pytest.raises(P.ProtocolError):
+        sess.warm_round([("layer", str(layer))])
+    assert sess.warm.broken
+    with pytest.raises(RuntimeError, match="unusable"):
+        sess.warm_round([("layer", str(layer))])
+    sess.close()
+
+
+def test_warm_state_defaults():
+    st = WarmState()
+    assert st.files == {} and st.pages == {} and not st.started and st.broken is None
