@@ -33,7 +33,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import page_index
@@ -425,3 +425,52 @@ def predict_final_detail(state: WarmState, memory_pids: dict[int, int] | None = 
                 continue
     return {"bytes": file_bytes + pages * PAGE, "file_bytes": file_bytes, "memory_bytes": pages * PAGE,
             "files": files, "pages": pages, "seconds": round(time.monotonic() - t0, 4)}
+
+
+def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None, *,
+            downtime_target: float = 1.0, max_rounds: int = 5, policy: str = "model",
+            on_round: Callable[[int, dict], None] | None = None) -> dict:
+    """Warm rounds while the service runs, until the final round is predicted to fit the budget.
+
+    ``conn`` has ``warm_round(roots, memory_pids, policy=...)`` (SshStream,
+    LocalSession). After each round the final round's bytes are predicted
+    (``predict_final_detail``: what changed since) and divided by the rate
+    the round itself achieved (raw bytes per second over the link, the
+    controller's own compression included). Stop when that transfer time
+    fits ``downtime_target`` ("converged"), when a round no longer halves the
+    predicted bytes (the service dirties state about as fast as the link
+    carries it: "not converging"), or after ``max_rounds``. A service that
+    never converges still migrates: the final round sends what differs,
+    stop-and-copy style, and the report says why. Returns the rounds with
+    their predictions, the reason and the last prediction.
+    """
+    rounds: list[dict] = []
+    reason = f"max_rounds ({max_rounds}) reached"
+    predicted = None
+    for k in range(1, max_rounds + 1):
+        stats = conn.warm_round(roots, memory_pids, policy=policy)
+        secs = max(float(stats.get("seconds") or 0.0), 1e-3)
+        rate = float(stats.get("bytes_raw") or 0) / secs
+        state = conn.warm
+        detail = predict_final_detail(state, memory_pids, roots)
+        # A round too small to measure the link keeps the last usable rate.
+        if rate <= 0 or stats.get("bytes_raw", 0) < (1 << 20):
+            rate = next((r["raw_Bps"] for r in reversed(rounds) if r.get("raw_Bps")), rate)
+        entry = {"round": k, "bytes_raw": stats.get("bytes_raw", 0), "bytes_wire": stats.get("bytes_wire", 0),
+                 "seconds": round(secs, 3), "raw_Bps": round(rate), "pause_s": 0.0,
+                 "files_sent": stats.get("files_sent", 0), "files_patched": stats.get("files_patched", 0),
+                 "files_deleted": stats.get("files_deleted", 0), "pages_sent": stats.get("pages_sent", 0),
+                 "predicted_final_bytes": detail["bytes"], "predict_s": round(detail["seconds"], 3),
+                 "predicted_final_s": round(detail["bytes"] / rate, 3) if rate > 0 else None}
+        rounds.append(entry)
+        if on_round is not None:
+            on_round(k, entry)
+        predicted = entry["predicted_final_s"]
+        if predicted is not None and predicted <= downtime_target:
+            reason = "converged"
+            break
+        if len(rounds) > 1 and detail["bytes"] > 0.5 * rounds[-2]["predicted_final_bytes"]:
+            reason = ("not converging: the service changes state about as fast as the link carries it "
+                      f"({detail['bytes']} bytes predicted after round {k}, {rounds[-2]['predicted_final_bytes']} before)")
+            break
+    return {"rounds": rounds, "reason": reason, "predicted_final_s": predicted}

@@ -72,6 +72,28 @@ options:
       - The receiver gives up after twice this time without data. V(0) disables both.
     type: int
     default: 30
+  precopy:
+    description:
+      - Warm pre-copy before the freeze (docs/design.md, "Pre-copy"). While the service runs, rounds copy the
+        writable layer and volumes (whole files first, then changed files, large files by changed 64 KiB block)
+        and the memory of its processes (read through C(/proc/<pid>/mem), no pause) to the target; at the freeze
+        the final round sends only what differs from what the target holds, memory pages that did not change
+        as references. No kernel dirty tracking is needed.
+      - V(false) is stop-and-copy, the paper's method (everything crosses the link while the service is frozen).
+    type: bool
+    default: true
+  downtime_target:
+    description:
+      - With O(precopy), warm rounds go on until the final round's transfer is predicted (changed bytes since the
+        last round / the rate the rounds achieved) to take at most this many seconds, like QEMU's downtime-limit.
+    type: float
+    default: 1.0
+  precopy_max_rounds:
+    description:
+      - With O(precopy), at most this many warm rounds; a service that changes its state about as fast as the link
+        carries it stops earlier (a round that does not halve the rest) and migrates with what differs.
+    type: int
+    default: 5
   progress_file:
     description:
       - While it runs, keep a small JSON file here saying where the migration is (phase, bytes sent of the total,
@@ -146,7 +168,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint impor
     create,
     stage_checkpoint,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import volumes
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import (
@@ -155,6 +177,8 @@ from ansible_collections.edgemig.migration.plugins.module_utils.module_common im
     interface_exists,
     ipv4_problem,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
+from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import container_processes
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
@@ -215,6 +239,8 @@ def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]
 
 
 FAULTS_ENV = "EDGEMIG_FAULTS"
+# Where the dump tmpfs is unless the inventory says (edgemig_dump_dir).
+DEFAULT_DUMP_DIR = "/var/lib/edgemig/dumps"
 
 
 def read_faults() -> dict:
@@ -251,11 +277,40 @@ def preflight(p: dict) -> str | None:
     return None
 
 
+def warm_phase(module, p: dict, conn, inspect: dict, progress: ProgressFile) -> dict:
+    """Warm pre-copy rounds while the service runs; a failure here freezes nothing."""
+    live = [("layer", upper_dir(inspect))] + [(f"volume/{v['name']}", v["path"]) for v in volumes(inspect)]
+    note = None
+    try:
+        pids = container_processes(int(inspect["State"]["Pid"]))
+    except (OSError, ValueError, KeyError) as exc:
+        # Files are still pre-copied; memory then crosses at the freeze.
+        pids, note = None, f"memory not pre-copied: the container's processes could not be listed ({exc})"
+
+    def on_round(k: int, entry: dict) -> None:
+        progress.write({"phase": f"warm round {k} done (service running)", "sent_bytes": entry["bytes_raw"],
+                        "eta_s": entry["predicted_final_s"]})
+
+    progress.write({"phase": "warm round 1 (service running)"})
+    try:
+        report = warm_up(conn, live, pids, downtime_target=p["downtime_target"],
+                         max_rounds=max(1, p["precopy_max_rounds"]), policy=p["policy"], on_round=on_round)
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # nothing is frozen: any failure just ends here
+        conn.close()
+        progress.remove()
+        module.fail_json(msg=f"warm pre-copy failed: {exc}; nothing was frozen, the service kept running",
+                         rolled_back="not_needed", durations={})
+    report["memory_processes"] = len(pids or {})
+    if note:
+        report["note"] = note
+    return report
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
-            dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
+            dump_dir=dict(type="path", default=DEFAULT_DUMP_DIR),
             checkpoint=dict(type="str", default="edgemig"),
             target=dict(type="dict", required=True),
             address=dict(type="str"),
@@ -265,6 +320,9 @@ def main() -> None:
             dedup=dict(type="bool", default=True),
             pipelined=dict(type="bool", default=True),
             stall_timeout=dict(type="int", default=30),
+            precopy=dict(type="bool", default=True),
+            downtime_target=dict(type="float", default=1.0),
+            precopy_max_rounds=dict(type="int", default=5),
             progress_file=dict(type="path"),
             **DOCKER_ARGS,
         ),
@@ -306,6 +364,12 @@ def main() -> None:
                          rolled_back="not_needed", durations={})
     dest = {"checkpoint": tgt["checkpoint_dir"], "layer": tgt["upper_dir"]}
     clear = ["layer"]
+    create_roots = []
+    if p["precopy"]:
+        # The target keeps warm memory pages in its dump tmpfs (never on disk).
+        dest["warm"] = os.path.join(tgt.get("dump_dir") or DEFAULT_DUMP_DIR, f"{p['name']}.warm")
+        clear.append("warm")
+        create_roots.append("warm")
     target_vols = {v["name"]: v["path"] for v in tgt.get("volumes") or []}
     for vol in volumes(inspect):
         if vol["name"] not in target_vols:
@@ -321,7 +385,7 @@ def main() -> None:
         conn = SshStream(dest, host=tgt["host"], port=int(tgt.get("port", 22)), user=tgt.get("user", "root"),
                          key_file=tgt.get("key_file", "/etc/edgemig/migration_key"),
                          known_hosts=tgt.get("known_hosts", "/etc/edgemig/known_hosts"),
-                         receiver_dir=tgt.get("receiver_dir") or RECEIVER_DIR, clear=clear,
+                         receiver_dir=tgt.get("receiver_dir") or RECEIVER_DIR, clear=clear, create=create_roots,
                          fault_corrupt_every=faults["corrupt_every"], then_restore=then_restore,
                          stall_timeout=p["stall_timeout"]).open()
     except TransferError as exc:
@@ -329,6 +393,9 @@ def main() -> None:
     # Connections open now die with the freeze (CRIU tcp-close); remember
     # their clients so they can be told at once after the switch-over.
     clients = client_connections(inspect) if p["address"] else []
+    warm = None
+    if p["precopy"]:
+        warm = warm_phase(module, p, conn, inspect, progress)
     t0 = time.monotonic()
     progress.write({"phase": "checkpoint (service frozen)"})
     try:
@@ -353,7 +420,8 @@ def main() -> None:
             return fields
 
         progress.follow(where)
-        result = conn.stream(roots, policy=p["policy"], dedup=p["dedup"], pipelined=p["pipelined"])
+        result = conn.stream(roots, policy=p["policy"], dedup=p["dedup"], pipelined=p["pipelined"],
+                             warm=conn.warm if warm is not None else None)
         durations["downtime_s"] = round(time.monotonic() - t0, 4)
         switch = (result.get("receiver") or {}).get("switchover") or {}
         durations["transfer_s"] = round(time.monotonic() - t1 - sum(switch.values()), 4)
@@ -384,8 +452,13 @@ def main() -> None:
     progress.remove()
     shutil.rmtree(ck["work_dir"], ignore_errors=True)
     timeline = result.pop("timeline", [])
+    if warm is not None:
+        # What the freeze still carried, next to what the warm rounds predicted it would.
+        warm["final"] = {k: result.get(k, 0) for k in ("bytes_raw", "bytes_wire", "files_sent", "files_patched",
+                                                       "files_deleted", "pages_referenced", "pages_literal")}
+        warm["final"]["transfer_s"] = durations.get("transfer_s")
     module.exit_json(changed=True, durations=durations, sizes=ck["sizes"], stats=result, timeline=timeline,
-                     clients_reset=poked)
+                     clients_reset=poked, precopy=warm or {"enabled": False})
 
 
 if __name__ == "__main__":

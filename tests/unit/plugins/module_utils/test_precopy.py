@@ -337,3 +337,43 @@ def test_failed_round_breaks_the_state(tmp_path):
 def test_warm_state_defaults():
     st = WarmState()
     assert st.files == {} and st.pages == {} and not st.started and st.broken is None
+
+
+class ScriptedConn:
+    """A stand-in for SshStream: warm rounds whose changes the test scripts."""
+
+    def __init__(self, tmp_path, churn):
+        from ansible_collections.edgemig.migration.plugins.module_utils.precopy import WarmState
+        self.warm = WarmState()
+        self.tmp = tmp_path
+        self.churn = churn       # bytes the service rewrites between rounds
+        self.calls = 0
+
+    def warm_round(self, roots, memory_pids, policy="model"):
+        self.calls += 1
+        f = self.tmp / "f.bin"
+        sent = f.stat().st_size if self.calls == 1 else self.churn
+        with open(f, "r+b") as fh:            # the service keeps writing
+            fh.write(os.urandom(self.churn))
+        os.utime(f, ns=(self.calls * 10**9, self.calls * 10**9))
+        self.warm.files.clear()               # the target holds an older copy: all of f differs
+        return {"round": self.calls, "bytes_raw": sent, "bytes_wire": sent, "seconds": sent / 10e6}
+
+
+def test_warm_up_stops_when_the_final_round_fits_the_budget(tmp_path):
+    from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
+    (tmp_path / "f.bin").write_bytes(os.urandom(4 << 20))
+    conn = ScriptedConn(tmp_path, churn=1 << 20)
+    rep = warm_up(conn, [("layer", str(tmp_path))], None, downtime_target=1.0, max_rounds=4)
+    # 4 MiB file, 10 MB/s measured: the whole file (4 MiB) predicted in 0.42 s <= 1 s.
+    assert rep["reason"] == "converged" and len(rep["rounds"]) == 1
+    assert rep["rounds"][0]["predicted_final_bytes"] == 4 << 20 and rep["predicted_final_s"] < 1.0
+
+
+def test_warm_up_gives_up_when_a_round_does_not_halve_the_rest(tmp_path):
+    from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
+    (tmp_path / "f.bin").write_bytes(os.urandom(4 << 20))
+    conn = ScriptedConn(tmp_path, churn=1 << 20)
+    rep = warm_up(conn, [("layer", str(tmp_path))], None, downtime_target=0.01, max_rounds=5)
+    assert rep["reason"].startswith("not converging") and len(rep["rounds"]) == 2
+    assert all(r["pause_s"] == 0.0 for r in rep["rounds"])    # reading a running service never pauses it

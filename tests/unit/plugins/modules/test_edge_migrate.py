@@ -26,7 +26,7 @@ class FakeStream:
         return self
 
     def stream(self, roots, **kw):
-        self.streamed = roots
+        self.streamed, self.stream_kw = roots, kw
         if FakeStream.errors:
             raise FakeStream.errors[0]
         return {"bytes_raw": 8192, "receiver": {"switchover": {"restore_s": 0.2, "health_s": 0.1}},
@@ -52,7 +52,8 @@ def env(monkeypatch, tmp_path):
 
 
 def args(tmp_path, **kw):
-    return dict({"name": "apache", "dump_dir": str(tmp_path / "dumps"), "target": TARGET}, **kw)
+    # Stop-and-copy unless a test asks for pre-copy (test_precopy_* below).
+    return dict({"name": "apache", "dump_dir": str(tmp_path / "dumps"), "target": TARGET, "precopy": False}, **kw)
 
 
 def test_migrates_and_cleans_up(env):
@@ -135,3 +136,38 @@ def test_client_connections_reads_published_ports(tmp_path, monkeypatch):
                                                "53/udp": [{"HostPort": "53"}]}}}
     assert mod.client_connections(inspect) == [(8080, [("10.213.0.11", 50000)])]
     assert mod.client_connections({"State": {}}) == []
+
+
+def test_precopy_warms_the_target_then_streams_the_final_round_against_it(env, monkeypatch):
+    api, _addr, tmp_path = env
+    calls = {}
+
+    def fake_warm_up(conn, roots, pids, **kw):
+        calls.update(roots=roots, pids=pids, kw=kw, running=api.containers["apache"]["State"]["Running"])
+        conn.warm = "state"
+        return {"rounds": [{"round": 1, "bytes_raw": 10}], "reason": "converged", "predicted_final_s": 0.1}
+
+    monkeypatch.setattr(mod, "warm_up", fake_warm_up)
+    monkeypatch.setattr(mod, "container_processes", lambda pid: {pid: 1})
+    target = dict(TARGET, dump_dir="/t/dumps")
+    failed, res = run_module(mod, args(tmp_path, precopy=True, downtime_target=0.5, target=target))
+    assert not failed, res
+    s = FakeStream.instances[0]
+    assert s.dest["warm"] == "/t/dumps/apache.warm" and "warm" in s.kw["clear"] and s.kw["create"] == ["warm"]
+    assert calls["running"] is True                       # the warm rounds ran before the freeze
+    assert [r[0] for r in calls["roots"]] == ["layer"] and calls["kw"]["downtime_target"] == 0.5
+    assert s.stream_kw["warm"] == "state"                 # the final round streams against the warm state
+    assert res["precopy"]["reason"] == "converged" and "final" in res["precopy"]
+
+
+def test_a_failed_warm_phase_freezes_nothing(env, monkeypatch):
+    api, _addr, tmp_path = env
+
+    def broken(*a, **kw):
+        raise OSError("link down")
+
+    monkeypatch.setattr(mod, "warm_up", broken)
+    monkeypatch.setattr(mod, "container_processes", lambda pid: {pid: 1})
+    failed, res = run_module(mod, args(tmp_path, precopy=True))
+    assert failed and res["rolled_back"] == "not_needed" and "warm pre-copy failed: link down" in res["msg"]
+    assert api.containers["apache"]["State"]["Running"] is True and FakeStream.instances[0].closed
