@@ -220,6 +220,12 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
         finally:
             if watchdog is not None:
                 watchdog.stop.set()
+            if "warm" in roots:
+                # The warm store unlinked its pages; leave no empty dir in the dump tmpfs.
+                try:
+                    os.rmdir(roots["warm"])
+                except OSError:
+                    pass
         if then_restore:
             # The stream is verified: restore now, without a round trip to
             # the controller, so the service is down as briefly as possible.
