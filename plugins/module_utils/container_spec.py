@@ -110,6 +110,18 @@ def volumes(inspect: dict) -> list[dict]:
             for m in inspect.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")]
 
 
+def pair_volumes(source: list[dict], target: list[dict]) -> list[tuple[str, str, str]]:
+    """(name, source path, target path) of every source volume; ValueError naming one the target lacks."""
+    target_paths = {v.get("name"): v.get("path") for v in target or []}
+    out = []
+    for vol in source or []:
+        if vol.get("name") not in target_paths:
+            raise ValueError(f"volume {vol.get('name')!r} has no counterpart on the target "
+                             f"(target volumes: {sorted(n for n in target_paths if n)})")
+        out.append((vol["name"], vol.get("path"), target_paths[vol["name"]]))
+    return out
+
+
 def checkpoint_dir(data_root: str, container_id: str, checkpoint: str) -> str:
     """Where Docker 20.10 looks for a checkpoint on ``start --checkpoint``.
 

@@ -51,6 +51,11 @@ PKG = "ansible_collections.edgemig.migration.plugins.module_utils"
 # transitively (receiver_modules): what the target runs, and nothing more.
 RECEIVER_ENTRY = f"{PKG}.receiver"
 
+# The migration_trust role's places on every edge: this edge's migration key and
+# the known_hosts the other edges are verified against (edgemig_migration_key,
+# edgemig_known_hosts).
+DEFAULT_KEY_FILE = "/etc/edgemig/migration_key"
+DEFAULT_KNOWN_HOSTS = "/etc/edgemig/known_hosts"
 # Where provisioning installs the receiver on an edge (edgemig_receiver_dir).
 RECEIVER_DIR = "/usr/local/lib/edgemig/receiver"
 LAUNCHER_NAME = "edgemig-receiver"

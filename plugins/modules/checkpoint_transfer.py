@@ -119,8 +119,11 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import pair_volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
+    DEFAULT_KEY_FILE,
+    DEFAULT_KNOWN_HOSTS,
     HAS_PARAMIKO,
     PARAMIKO_IMPORT_ERROR,
     RECEIVER_DIR,
@@ -140,8 +143,8 @@ def main() -> None:
             host=dict(type="str", required=True),
             port=dict(type="int", default=22),
             user=dict(type="str", default="root"),
-            key_file=dict(type="path", default="/etc/edgemig/migration_key", no_log=False),
-            known_hosts=dict(type="path", default="/etc/edgemig/known_hosts"),
+            key_file=dict(type="path", default=DEFAULT_KEY_FILE, no_log=False),
+            known_hosts=dict(type="path", default=DEFAULT_KNOWN_HOSTS),
             receiver_dir=dict(type="path", default=RECEIVER_DIR),
             policy=dict(type="str", default="model"),
             workers=dict(type="int", default=0),
@@ -162,13 +165,12 @@ def main() -> None:
         module.fail_json(msg=f"policy={p['policy']!r}: {exc}")
     src, dest, clear, create = [], {}, [], []
     roots = list(p["roots"])
-    target_vols = {v.get("name"): v.get("path") for v in p["target_volumes"]}
-    for vol in p["source_volumes"]:
-        if vol.get("name") not in target_vols:
-            module.fail_json(msg=f"source volume {vol.get('name')!r} has no counterpart in target_volumes "
-                                 f"({sorted(target_vols)})")
-        roots.append({"name": f"volume/{vol['name']}", "src": vol.get("path"),
-                      "dest": target_vols[vol["name"]], "clear": True})
+    try:
+        pairs = pair_volumes(p["source_volumes"], p["target_volumes"])
+    except ValueError as exc:
+        module.fail_json(msg=f"source {exc}")
+    for name, src_path, target_path in pairs:
+        roots.append({"name": f"volume/{name}", "src": src_path, "dest": target_path, "clear": True})
     for i, root in enumerate(roots):
         name = root.get("name")
         if not isinstance(name, str) or not ROOT_NAME.match(name):

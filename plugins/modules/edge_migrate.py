@@ -168,7 +168,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint impor
     create,
     stage_checkpoint,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import upper_dir, volumes
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import pair_volumes, upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import (
@@ -183,6 +183,8 @@ from ansible_collections.edgemig.migration.plugins.module_utils.progress import 
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
+    DEFAULT_KEY_FILE,
+    DEFAULT_KNOWN_HOSTS,
     HAS_PARAMIKO,
     PARAMIKO_IMPORT_ERROR,
     RECEIVER_DIR,
@@ -370,21 +372,21 @@ def main() -> None:
         dest["warm"] = os.path.join(tgt.get("dump_dir") or DEFAULT_DUMP_DIR, f"{p['name']}.warm")
         clear.append("warm")
         create_roots.append("warm")
-    target_vols = {v["name"]: v["path"] for v in tgt.get("volumes") or []}
-    for vol in volumes(inspect):
-        if vol["name"] not in target_vols:
-            module.fail_json(msg=f"volume {vol['name']!r} has no counterpart on the target "
-                                 "(prepare the target container from the source's config)",
-                             rolled_back="not_needed", durations={})
-        dest[f"volume/{vol['name']}"] = target_vols[vol["name"]]
-        clear.append(f"volume/{vol['name']}")
+    try:
+        pairs = pair_volumes(volumes(inspect), tgt.get("volumes"))
+    except ValueError as exc:
+        module.fail_json(msg=f"{exc}: prepare the target container from the source's config",
+                         rolled_back="not_needed", durations={})
+    for name, _src, target_path in pairs:
+        dest[f"volume/{name}"] = target_path
+        clear.append(f"volume/{name}")
     then_restore = {"docker_host": tgt.get("docker_host"), "name": p["name"],
                     "checkpoint": "edgemig-fault-missing" if faults["restore"] else p["checkpoint"],
                     "health": p["health"], "address": p["address"], "interface": tgt.get("interface")}
     try:
         conn = SshStream(dest, host=tgt["host"], port=int(tgt.get("port", 22)), user=tgt.get("user", "root"),
-                         key_file=tgt.get("key_file", "/etc/edgemig/migration_key"),
-                         known_hosts=tgt.get("known_hosts", "/etc/edgemig/known_hosts"),
+                         key_file=tgt.get("key_file", DEFAULT_KEY_FILE),
+                         known_hosts=tgt.get("known_hosts", DEFAULT_KNOWN_HOSTS),
                          receiver_dir=tgt.get("receiver_dir") or RECEIVER_DIR, clear=clear, create=create_roots,
                          fault_corrupt_every=faults["corrupt_every"], then_restore=then_restore,
                          stall_timeout=p["stall_timeout"]).open()
