@@ -79,6 +79,20 @@ def read_counter(path: str) -> int:
         return 0
 
 
+def start_churner(mb: int, churn_mb_s: float, counter: str) -> subprocess.Popen:
+    """The CHILD process (``mb`` MB rewritten at ``churn_mb_s``), once it counts; RuntimeError if it does not."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(mb), str(churn_mb_s * 1e6), counter],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    t0 = time.time()
+    while read_counter(counter) < 3:
+        if child.poll() is not None or time.time() - t0 > 60:
+            child.kill()
+            raise RuntimeError("child did not start")
+        time.sleep(0.05)
+    return child
+
+
 def hash_rate(data: memoryview, algo: str) -> float:
     """MB/s of per-4-KiB-page digests over ``data``, best of 3 (the edge
     hosts share their 2 vCPUs with other work: the best run is the cost)."""
@@ -110,17 +124,9 @@ def main() -> int:
     counter = os.path.join(work, "counter")
     dump_dir = os.path.join(work, "dump")
     os.mkdir(dump_dir, 0o700)
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(args.mb), str(args.churn_mb_s * 1e6), counter],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    child = start_churner(args.mb, args.churn_mb_s, counter)
     res: dict[str, object] = {"mb": args.mb, "churn_mb_s": args.churn_mb_s, "gap_s": args.gap}
     try:
-        t0 = time.time()
-        while read_counter(counter) < 3:
-            if child.poll() is not None or time.time() - t0 > 60:
-                raise RuntimeError("child did not start")
-            time.sleep(0.05)
         pid = child.pid
         nspid = pmem.ns_pids(pid)[-1]
 

@@ -26,7 +26,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from precopy_probe import CHILD, read_counter  # noqa: E402  (also sets up the collection path)
+from precopy_probe import start_churner  # noqa: E402  (also sets up the collection path)
 
 from ansible_collections.edgemig.migration.plugins.module_utils import process_memory as pmem  # noqa: E402
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import predict_final_detail  # noqa: E402
@@ -47,15 +47,8 @@ def main() -> int:
         return 2
     work = tempfile.mkdtemp(prefix="precopy-stream-", dir="/dev/shm")
     counter = os.path.join(work, "counter")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(args.mb), str(args.churn_mb_s * 1e6), counter],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    child = start_churner(args.mb, args.churn_mb_s, counter)
     try:
-        t0 = time.time()
-        while read_counter(counter) < 3:
-            if child.poll() is not None or time.time() - t0 > 60:
-                raise RuntimeError("child did not start")
-            time.sleep(0.05)
         pid = child.pid
         pids = {pid: pmem.ns_pids(pid)[-1]}
         dirs = {name: os.path.join(work, name) for name in ("dump", "dst-plain", "dst-final", "warm")}

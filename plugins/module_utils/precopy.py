@@ -40,7 +40,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.criu_images impo
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import ProcessMemory
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import MAX_MEM_ENTRY_PAGES, PAGE, WARM_ROOT
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta
+from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, walk_roots
 
 BLOCK = 64 << 10       # patch granularity: 32 bytes of state per 64 KiB sent
 PATCH_MIN = 1 << 20    # smaller files are sent whole when they changed
@@ -104,24 +104,6 @@ def signature(st: os.stat_result) -> tuple:
     return (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def walk_live(roots: list[tuple[str, str]]) -> Iterator[tuple[str, str, str, os.stat_result]]:
-    """tree_reader.walk_roots for a running service: objects that vanish
-    while we walk are skipped (they count as deleted), never an error."""
-    for name, top in roots:
-        yield name, ".", top, os.lstat(top)
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
-            dirnames.sort()
-            rel_dir = os.path.relpath(dirpath, top)
-            for entry in sorted(dirnames) + sorted(filenames):
-                full = os.path.join(dirpath, entry)
-                rel = entry if rel_dir == "." else f"{rel_dir}/{entry}"
-                try:
-                    st = os.lstat(full)
-                except FileNotFoundError:
-                    continue
-                yield name, rel, full, st
-
-
 def _read_exact(fd: int, offset: int, length: int) -> tuple[bytes, bool]:
     """``length`` bytes at ``offset``, zero-padded if the file shrank meanwhile (then False)."""
     try:
@@ -173,7 +155,7 @@ class RoundItems:
         state = self.state
         names = {name for name, _top in self.roots}
         seen: set[tuple[str, str]] = set()
-        for root, rel, full, st in walk_live(self.roots):
+        for root, rel, full, st in walk_roots(self.roots, live=True):
             if self.stop is not None and self.stop.is_set():
                 return
             kind = kind_of(st)
@@ -388,7 +370,7 @@ def predict_final_detail(state: WarmState, memory_pids: dict[int, int] | None = 
     roots = state.roots if roots is None else roots
     memory_pids = state.memory_pids if memory_pids is None else memory_pids
     file_bytes = files = 0
-    for root, rel, full, st in walk_live(roots):
+    for root, rel, full, st in walk_roots(roots, live=True):
         if kind_of(st) != "file":
             continue
         prev = state.files.get((root, rel))

@@ -19,11 +19,14 @@ from collections.abc import Iterator
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
 
 
-def walk_roots(roots: list[tuple[str, str]]) -> Iterator[tuple[str, str, str, os.stat_result]]:
+def walk_roots(roots: list[tuple[str, str]], live: bool = False) -> Iterator[tuple[str, str, str, os.stat_result]]:
     """(root, relative path, full path, lstat) for every object, parents first.
 
     The root directory itself comes first as ``"."`` so its owner and mode
     travel too (a MariaDB volume's data dir belongs to mysql, not root).
+    ``live``: the tree belongs to a running service (pre-copy's warm rounds):
+    an object that vanishes while we walk is skipped (it counts as deleted),
+    never an error.
     """
     for name, top in roots:
         yield name, ".", top, os.lstat(top)
@@ -33,7 +36,13 @@ def walk_roots(roots: list[tuple[str, str]]) -> Iterator[tuple[str, str, str, os
             for entry in sorted(dirnames) + sorted(filenames):
                 full = os.path.join(dirpath, entry)
                 rel = entry if rel_dir == "." else f"{rel_dir}/{entry}"
-                yield name, rel, full, os.lstat(full)
+                try:
+                    st = os.lstat(full)
+                except FileNotFoundError:
+                    if not live:
+                        raise
+                    continue
+                yield name, rel, full, st
 
 
 def entry_meta(root: str, rel: str, full: str, st: os.stat_result, file_id: int | None,
