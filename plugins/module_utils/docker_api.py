@@ -171,6 +171,12 @@ class DockerAPI:
         code = self.get(f"/exec/{exec_id}/json").get("ExitCode")
         return (code if code is not None else -1), _demux(raw)
 
+    def containers_using_volume(self, volume: str) -> list[str]:
+        """Names of the running containers that mount ``volume``."""
+        found = self.get("/containers/json", params={"filters": json.dumps({"volume": [volume],
+                                                                            "status": ["running"]})})
+        return sorted((c.get("Names") or ["?"])[0].lstrip("/") for c in found or [])
+
     def volume_inspect(self, name: str) -> dict | None:
         try:
             return self.get(f"/volumes/{urllib.parse.quote(name)}")

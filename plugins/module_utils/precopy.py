@@ -40,7 +40,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.criu_images impo
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import ProcessMemory
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import MAX_MEM_ENTRY_PAGES, PAGE, WARM_ROOT
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, walk_roots
+from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, open_walked, walk_roots
 
 BLOCK = 64 << 10       # patch granularity: 32 bytes of state per 64 KiB sent
 PATCH_MIN = 1 << 20    # smaller files are sent whole when they changed
@@ -206,8 +206,13 @@ class RoundItems:
         pages = is_page_image(root, rel)
         bucket = "bytes_pages" if pages else ("bytes_other" if root == "checkpoint" else "bytes_layer")
         try:
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = open_walked(full, st)
         except OSError:
+            if self.final:
+                # The service is frozen: nothing of its own changes files now. A
+                # file that vanished or was swapped (another container sharing the
+                # volume) has no next round to correct it: fail, roll back.
+                raise
             fd = None  # vanished or replaced: zeros go out, the next round corrects it
         try:
             meta = entry_meta(root, rel, full, st, None, pages=pages)

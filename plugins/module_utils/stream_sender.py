@@ -65,7 +65,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     frame,
     json_frame,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, walk_roots
+from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, open_walked, walk_roots
 
 CHUNK_SIZE = 1 << 20
 DEDUP_TABLE_MAX = 4_000_000  # pages remembered for dedup (~16 GiB of pages)
@@ -229,7 +229,8 @@ class StreamSender:
                 continue
             self.stats["files"] += 1
             kind = "bytes_pages" if pages else ("bytes_other" if root == "checkpoint" else "bytes_layer")
-            with open(full, "rb", buffering=0) as fh:
+            # Through an fd checked against the walk: never a file swapped in meanwhile.
+            with open(open_walked(full, st), "rb", buffering=0) as fh:
                 offset = 0
                 while True:
                     raw = fh.read(self.chunk_size)

@@ -45,6 +45,34 @@ def walk_roots(roots: list[tuple[str, str]], live: bool = False) -> Iterator[tup
                 yield name, rel, full, st
 
 
+class ChangedDuringWalk(OSError):
+    """The object at a walked path is no longer the one the walk saw."""
+
+
+def open_walked(full: str, st: os.stat_result) -> int:
+    """A read-only fd of the regular file the walk saw at ``full`` (its lstat ``st``).
+
+    The path is only a hint: a container sharing the volume may swap the file
+    for a symlink (or a parent directory for one) between the walk's lstat and
+    this open. O_NOFOLLOW refuses a symlink as the last component, and the
+    fd's own fstat must show the walked object (device, inode, regular file),
+    so whatever a swapped parent leads to is refused too: the sender never
+    streams a file other than the one in the tree (a host file, a key).
+    """
+    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fst = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(fst.st_mode) or (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        raise ChangedDuringWalk(f"{full} changed during the walk (now device {fst.st_dev} inode {fst.st_ino}, "
+                                f"mode {stat.filemode(fst.st_mode)}; walked {st.st_dev}/{st.st_ino}): "
+                                "another process swapped it; not streamed")
+    return fd
+
+
 def entry_meta(root: str, rel: str, full: str, st: os.stat_result, file_id: int | None,
                link_target: str | None = None, pages: bool = False) -> dict:
     """The ENTRY description of a local file system object."""

@@ -372,6 +372,19 @@ def main() -> None:
         dest["warm"] = os.path.join(tgt.get("dump_dir") or DEFAULT_DUMP_DIR, f"{p['name']}.warm")
         clear.append("warm")
         create_roots.append("warm")
+    # A volume another running container writes cannot be carried consistently,
+    # and that container could swap files under the sender: refuse before the freeze.
+    try:
+        shared = {v["name"]: [c for c in api.containers_using_volume(v["name"]) if c != p["name"]]
+                  for v in volumes(inspect)}
+    except DockerAPIError as exc:
+        module.fail_json(msg=f"listing the users of the volumes: {exc}", rolled_back="not_needed", durations={})
+    shared = {name: users for name, users in shared.items() if users}
+    if shared:
+        module.fail_json(msg="volume(s) shared with other running containers cannot migrate with the service: "
+                             + "; ".join(f"{n} (also mounted by {', '.join(u)})" for n, u in sorted(shared.items()))
+                             + ". Stop those containers or give the service a volume of its own; nothing was frozen",
+                         rolled_back="not_needed", durations={})
     try:
         pairs = pair_volumes(volumes(inspect), tgt.get("volumes"))
     except ValueError as exc:

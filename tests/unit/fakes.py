@@ -86,6 +86,11 @@ class FakeDockerAPI:
         self._maybe_fail("info")
         return self._info
 
+    def containers_using_volume(self, volume: str) -> list[str]:
+        self._maybe_fail("containers_using_volume")
+        return sorted(n for n, c in self.containers.items() if (c.get("State") or {}).get("Running")
+                      and any(m.get("Name") == volume for m in c.get("Mounts") or []))
+
     def version(self) -> dict:
         self._maybe_fail("version")
         return {"Version": self._info.get("ServerVersion"), "ApiVersion": "1.41"}

@@ -171,3 +171,15 @@ def test_a_failed_warm_phase_freezes_nothing(env, monkeypatch):
     failed, res = run_module(mod, args(tmp_path, precopy=True))
     assert failed and res["rolled_back"] == "not_needed" and "warm pre-copy failed: link down" in res["msg"]
     assert api.containers["apache"]["State"]["Running"] is True and FakeStream.instances[0].closed
+
+
+def test_a_volume_shared_with_another_running_container_is_refused_before_the_freeze(env):
+    api, _addr, tmp_path = env
+    mount = {"Type": "volume", "Name": "data", "Source": str(tmp_path / "v"), "Destination": "/data"}
+    api.containers["apache"]["Mounts"] = [mount]
+    api.containers["sidecar"] = container("sidecar")
+    api.containers["sidecar"]["Mounts"] = [dict(mount)]
+    failed, res = run_module(mod, args(tmp_path, target=dict(TARGET, volumes=[{"name": "data", "path": "/t/v"}])))
+    assert failed and res["rolled_back"] == "not_needed"
+    assert "data (also mounted by sidecar)" in res["msg"] and "nothing was frozen" in res["msg"]
+    assert api.containers["apache"]["State"]["Running"] is True and FakeStream.instances == []
