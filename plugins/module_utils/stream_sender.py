@@ -207,6 +207,9 @@ class StreamSender:
                 yield item
             return
         file_id = 0
+        # A regular file with more than one name within a root travels once;
+        # its other names as hard links to the first (kept as links on the target).
+        first_name: dict[tuple[str, int, int], str] = {}
         for root, rel, full, st in walk_roots(self.roots):
             if self._stop.is_set():
                 return
@@ -218,7 +221,11 @@ class StreamSender:
             link = None
             pages = False
             meta_id = None
-            if os.path.isfile(full) and not os.path.islink(full):
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                link = first_name.get((root, st.st_dev, st.st_ino))
+                if link is None:
+                    first_name[(root, st.st_dev, st.st_ino)] = rel
+            if link is None and stat.S_ISREG(st.st_mode):
                 meta_id = file_id
                 file_id += 1
                 pages = is_page_image(root, rel)

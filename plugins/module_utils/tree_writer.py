@@ -125,14 +125,16 @@ class TreeWriter:
             mtime_ns = int(meta.get("mtime_ns", 0))
         except (TypeError, ValueError):
             raise ProtocolError(f"{root}:{path}: bad mode/uid/gid/mtime") from None
+        mode, meta = root_rules(root, path, parts, kind, mode, meta)
         if not parts:
             if kind != "dir":
                 raise ProtocolError(f"{root}: the root itself can only be a directory")
-            dfd = os.dup(self.roots[root])
-            try:
-                self._apply_meta(dfd, meta, mode, uid, gid)
-            finally:
-                os.close(dfd)
+            if root != "checkpoint":  # Docker's own checkpoint dir keeps its owner and mode
+                dfd = os.dup(self.roots[root])
+                try:
+                    self._apply_meta(dfd, meta, mode, uid, gid)
+                finally:
+                    os.close(dfd)
             self._dir_time(root, [], mtime_ns)
             return
         pfd = open_parent(self.roots[root], parts)
@@ -196,6 +198,7 @@ class TreeWriter:
                     ftype = stat.S_IFBLK if kind == "blk" else stat.S_IFCHR
                     os.mknod(name, ftype | mode, rdev, dir_fd=pfd)
                 os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+                os.chmod(name, mode, dir_fd=pfd)  # the source's mode, not ours less the umask
                 os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
         except OSError as exc:
             raise ProtocolError(f"{root}:{path}: {exc.strerror or exc}") from None
@@ -473,6 +476,33 @@ class TreeWriter:
             finally:
                 os.close(pfd)
         self.dir_times = []
+
+
+def root_rules(root: str, path: str, parts: list[str], kind: str, mode: int, meta: dict) -> tuple[int, dict]:
+    """What each root may receive (docs/security.md); returns the mode and meta to apply.
+
+    ``checkpoint`` (CRIU's images): regular files and directories only, plain
+    permission bits, no xattrs. The writable layer and volumes: what overlayfs
+    and a service hold, but no device nodes (a device in a container's files
+    opens the host's device) except overlayfs's whiteouts (char 0:0). Volumes
+    are data shared with the host: no setuid/setgid bits, no file
+    capabilities. A root directory itself never becomes setuid/setgid.
+    """
+    if root == "checkpoint":
+        if kind not in ("file", "dir"):
+            raise ProtocolError(f"{root}:{path}: the checkpoint root takes regular files and directories only, "
+                                f"not {kind}")
+        return mode & 0o777, {k: v for k, v in meta.items() if k != "xattrs"}
+    if kind in ("chr", "blk"):
+        raise ProtocolError(f"{root}:{path}: device nodes are not accepted (only overlayfs whiteouts, char 0:0)")
+    if not parts:
+        mode &= 0o1777
+    if root.startswith("volume/"):
+        mode &= ~0o6000
+        xattrs = meta.get("xattrs")
+        if isinstance(xattrs, dict) and "security.capability" in xattrs:
+            meta = dict(meta, xattrs={k: v for k, v in xattrs.items() if k != "security.capability"})
+    return mode, meta
 
 
 def open_parent(root_fd: int, parts: list[str], create: bool = True) -> int:

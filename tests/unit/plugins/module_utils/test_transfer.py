@@ -30,8 +30,10 @@ def test_round_trip(tmp_path, policy, pipelined):
     assert res["receiver"]["ok"]
     assert snapshot(ck) == snapshot(d_ck)
     assert snapshot(layer) == snapshot(d_layer)
+    # Every file's bytes once; a second name of a file (layer/hard) travels as a hard link.
     assert res["bytes_raw"] == sum(len(e.get("data", b"")) for e in snapshot(ck).values()) + \
-        sum(len(e.get("data", b"")) for e in snapshot(layer).values())
+        sum(len(e.get("data", b"")) for e in snapshot(layer).values()) - os.path.getsize(layer / "hard")
+    assert os.stat(d_layer / "hard").st_ino == os.stat(d_layer / "etc" / "deep" / "f.txt").st_ino
     assert res["zero_pages"] > 0 and res["dup_pages"] > 0
     if policy != "fixed:none:0":
         assert res["bytes_wire"] < res["bytes_raw"] * 0.5

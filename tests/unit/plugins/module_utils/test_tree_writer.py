@@ -3,13 +3,16 @@
 """TreeWriter: nothing lands outside the roots, files are complete and checked."""
 from __future__ import annotations
 
+import io
 import os
+import stat
 import zlib
 
 import pytest
 from stream_fixtures import END, entry, run, stream
 
 from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
+from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "a//b", "./a", "", "a/./b", "x\0y"])
@@ -87,3 +90,64 @@ def test_chunks_in_order_accepted(tmp_path):
 def test_incomplete_file_at_end(tmp_path):
     with pytest.raises(P.ProtocolError, match="incomplete"):
         run(tmp_path, stream(entry("a", size=100), END))
+
+
+# ---- per-root rules for special files (issue 13, docs/security.md)
+
+def run_roots(tmp_path, *frames):
+    roots = {"checkpoint": tmp_path / "ck", "layer": tmp_path / "layer", "volume/v": tmp_path / "vol"}
+    for d in roots.values():
+        d.mkdir(exist_ok=True)
+    hello = P.json_frame(P.T_HELLO, {"version": P.VERSION, "roots": list(roots)})
+    data = io.BytesIO(hello + b"".join(frames) + END)
+    receive_stream(data.read, lambda m: None, {k: str(v) for k, v in roots.items()}, workers=1)
+    return roots
+
+
+def at(root, path, kind="file", **kw):
+    meta = {"root": root, "path": path, "kind": kind, "mode": kw.pop("mode", 0o644), "uid": 0, "gid": 0,
+            "mtime_ns": 0}
+    if kind == "file":
+        meta.update({"id": kw.pop("id", 0), "size": 0})
+    meta.update(kw)
+    return P.json_frame(P.T_ENTRY, meta)
+
+
+@pytest.mark.parametrize("kind, extra", [("symlink", {"target": "/etc/shadow"}), ("fifo", {}),
+                                         ("whiteout", {}), ("chr", {"rdev": 0x0103}), ("blk", {"rdev": 0x0801})])
+def test_the_checkpoint_root_takes_regular_files_only(tmp_path, kind, extra):
+    with pytest.raises(P.ProtocolError, match="checkpoint root takes regular files"):
+        run_roots(tmp_path, at("checkpoint", "x", kind, **extra))
+
+
+@pytest.mark.parametrize("root", ["layer", "volume/v"])
+@pytest.mark.parametrize("kind, rdev", [("chr", 0x0103), ("blk", 0x0801)])
+def test_no_device_nodes_in_layer_or_volumes(tmp_path, root, kind, rdev):
+    with pytest.raises(P.ProtocolError, match="device nodes are not accepted"):
+        run_roots(tmp_path, at(root, "dev", kind, rdev=rdev))
+    assert not os.path.lexists(tmp_path / ("layer" if root == "layer" else "vol") / "dev")
+
+
+def test_whiteouts_and_fifos_keep_their_modes(tmp_path):
+    old = os.umask(0o077)                    # the receiver's umask must not decide the modes
+    try:
+        roots = run_roots(tmp_path, at("layer", "gone", "whiteout", mode=0o000), at("layer", "pipe", "fifo", mode=0o666))
+    finally:
+        os.umask(old)
+    st = os.lstat(roots["layer"] / "gone")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert stat.S_IMODE(os.lstat(roots["layer"] / "pipe").st_mode) == 0o666
+
+
+def test_setuid_and_capabilities_stay_out_of_volumes_and_roots(tmp_path):
+    caps = {"security.capability": "AQAAAgAgAAAAAAAAAAAAAAAAAAA=", "user.note": "aGk="}
+    roots = run_roots(tmp_path,
+                      at("volume/v", "suid", mode=0o4755, id=0, xattrs=caps),
+                      at("layer", "suid", mode=0o4755, id=1),                        # the container's own files
+                      at("volume/v", ".", "dir", mode=0o6777),
+                      at("checkpoint", "core-1.img", mode=0o4644, id=2, xattrs={"user.x": "eA=="}))
+    assert stat.S_IMODE(os.stat(roots["volume/v"] / "suid").st_mode) == 0o755
+    assert "security.capability" not in os.listxattr(roots["volume/v"] / "suid")
+    assert stat.S_IMODE(os.stat(roots["layer"] / "suid").st_mode) == 0o4755
+    assert stat.S_IMODE(os.stat(roots["volume/v"]).st_mode) == 0o777                 # a root never setuid/setgid
+    assert stat.S_IMODE(os.stat(roots["checkpoint"] / "core-1.img").st_mode) == 0o644
