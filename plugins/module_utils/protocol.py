@@ -48,6 +48,9 @@ CHUNK_HEAD = struct.Struct("!IQBbBIIII")  # file_id offset codec level flags raw
 REF = struct.Struct("!IQ")
 
 T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE = 1, 2, 3, 4, 5, 6
+# After END and the receiver's ``verified``: the sender recorded the commit (json, migration id).
+# Numbered apart from the data frames so that new stream frame types do not collide with it.
+T_COMMIT = 16
 F_PAGEMAP = 1
 
 PAGE = 4096
@@ -118,7 +121,7 @@ class FrameReader:
             raise ProtocolError(f"bad frame magic {magic!r}: not an edgemig stream or corrupted")
         if length > MAX_FRAME:
             raise ProtocolError(f"frame of {length} bytes exceeds the {MAX_FRAME} limit")
-        if ftype not in (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE):
+        if ftype not in (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE, T_COMMIT):
             raise ProtocolError(f"unknown frame type {ftype}")
         if ftype == T_PROBE and length > MAX_PROBE_FRAME:
             raise ProtocolError(f"PROBE frame of {length} bytes exceeds the {MAX_PROBE_FRAME} limit")
