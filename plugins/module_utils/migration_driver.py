@@ -54,11 +54,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.module_common im
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import address_present, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
-    OutcomeUnknown,
-    SshStream,
-    TransferError,
-)
+from ansible_collections.edgemig.migration.plugins.module_utils.transfer import OutcomeUnknown, SshStream, TransferError
 
 PHASES = ("prepare", "freeze", "stream", "verified", "committed", "switched", "cleaned")
 FAULTS_ENV = "EDGEMIG_FAULTS"

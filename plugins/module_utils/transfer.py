@@ -23,7 +23,12 @@ from functools import lru_cache
 from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as _wkdm  # noqa: F401
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
 from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import T_ABORT, T_COMMIT, ProtocolError, json_frame
+from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+    T_ABORT,
+    T_COMMIT,
+    ProtocolError,
+    json_frame,
+)
 
 # Ansible packs a module's module_utils by following its imports: these two
 # make it pack the receiver (and, through codecs' ``import wkdm``, wkdm) with
