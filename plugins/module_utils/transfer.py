@@ -406,7 +406,6 @@ class SshStream:
         result["timeline"] = sender.timeline
         return result
 
-
     def commit(self, migration: str = "") -> None:
         """Send COMMIT (after the caller recorded the commit durably). Errors are swallowed:
         from here on only the receiver's answer, or its silence, tells what happened."""
