@@ -430,6 +430,20 @@ class MigrationDriver:
 
 
 # ---------------------------------------------------------------- recovery
+def receiver_running(name: str) -> bool:
+    """Whether a receiver of ``name`` still runs here (its argv carries ``edgemig-receiver:<name>``)."""
+    tag = f"edgemig-receiver:{name}".encode()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if tag in fh.read().split(b"\0"):
+                        return True
+            except OSError:
+                continue
+    return False
+
+
 def local_facts(api, name: str, dump_dir: str, checkpoint: str = "edgemig", address: str | None = None,
                 interface: str | None = None) -> dict:
     """What this edge knows about ``name``: its record, its container, a checkpoint it holds, the address."""
@@ -461,7 +475,8 @@ def decide(edges: dict[str, dict | None]) -> dict:
     Returns ``{"winner", "reason", "actions": {edge: serve|stand_down|stop|wait|none}, "complete"}``:
     ``serve`` = bring_up (restore from the checkpoint it holds if not running), ``stand_down`` =
     address off + container removed, ``stop`` = address off + container stopped but kept (with its
-    checkpoint) until the unreachable winner is seen, ``wait`` = unreachable, done on a later run.
+    checkpoint and record) until the winner is seen serving (then it is stood down), ``wait`` =
+    unreachable, done on a later run.
     Never removes a copy that passed the commit point: with a committed source record the target
     is removed only if it confirmed it cannot serve (fenced, or no checkpoint and not running).
     """
@@ -501,7 +516,9 @@ def decide(edges: dict[str, dict | None]) -> dict:
             t = seen[tgt]
             if t["running"] or t["has_checkpoint"]:
                 how = "runs" if t["running"] else "holds the checkpoint (in doubt): restore it"
-                return plan(tgt, f"{src} passed the commit point: the target wins; {tgt} {how}")
+                # The source only stops here (copy and checkpoint kept): it is removed once the
+                # target serves (the playbook's last step, or the next run), never before.
+                return plan(tgt, f"{src} passed the commit point: the target wins; {tgt} {how}", keep=True)
             return plan(src, f"{src} committed, but {tgt} neither runs nor holds the checkpoint "
                              f"(target phase {(t.get('record') or {}).get('phase', 'none')}): the source wins back")
         return plan(src, f"{src} never committed (phase {rec.get('phase')}): the source wins")

@@ -19,12 +19,8 @@ description:
   - O(mode=converge), on each edge host, losers first - apply O(action) (from the decision) here.
 extends_documentation_fragment:
   - edgemig.migration.attributes
+  - edgemig.migration.attributes.action_staged
   - edgemig.migration.docker
-attributes:
-  check_mode:
-    support: none
-  diff_mode:
-    support: none
 options:
   name:
     description: The service (container) name.
@@ -92,6 +88,7 @@ done:
 '''
 
 import shutil
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -99,8 +96,13 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver
     bring_up,
     decide,
     local_facts,
+    receiver_running,
     stand_down,
 )
+
+# A receiver still at work here (waiting for COMMIT, restoring) decides by itself within its own
+# bounds (commit timeout, restore + health): wait for it rather than race its restore.
+RECEIVER_WAIT_S = 400.0
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, read_state
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
 
@@ -110,6 +112,9 @@ def converge(module, api) -> list[str]:
     name, action = p["name"], p["action"]
     record = read_state(p["dump_dir"], name) or {}
     done: list[str] = []
+    deadline = time.monotonic() + RECEIVER_WAIT_S
+    while receiver_running(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
     if action == "serve":
         facts = local_facts(api, name, p["dump_dir"], p["checkpoint"])
         # A source brings back the checkpoint of its dump dir; a target the one the stream wrote

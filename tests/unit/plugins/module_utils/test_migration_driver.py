@@ -178,7 +178,7 @@ def test_freeze_failures_roll_back_whatever_the_exception(world, monkeypatch):
 
 def test_checkpoint_error_keeps_the_service_running(world, monkeypatch):
     api, addr, tmp_path = world
-    monkeypatch.setattr(drv, "create", lambda *a, **kw: (_ for _ in ()).throw(CheckpointError("criu says no")))
+    monkeypatch.setattr(drv, "create", lambda *a, **kw: (_x for _x in ()).throw(CheckpointError("criu says no")))
     _d, link, _target, _res, exc = run(api, tmp_path, None)
     assert exc.result["rolled_back"] == "not_needed" and "criu says no" in str(exc) and link.closed
     assert source_serves(api, addr)
@@ -216,7 +216,7 @@ def test_after_the_commit_point_the_source_never_rolls_back(world, fault):
                  "source_checkpoint": None, "address_here": target.serving}
     decision = drv.decide({"edge1": src_facts, "edge2": tgt_facts})
     assert decision["winner"] == "edge2" and decision["complete"]
-    assert decision["actions"] == {"edge1": "stand_down", "edge2": "serve"}
+    assert decision["actions"] == {"edge1": "stop", "edge2": "serve"}   # removed once edge2 serves
     serving = [target.serving or decision["actions"]["edge2"] == "serve",
                source_serves(api, addr) or decision["actions"]["edge1"] == "serve"]
     assert serving.count(True) == 1
@@ -268,10 +268,11 @@ TGT_FENCED = {"role": "target", "phase": "fenced"}
 
 @pytest.mark.parametrize("e1, e2, winner, actions, complete", [
     # committed: the target wins, running or restored from the checkpoint it kept
+    # (the source only stops: it is removed once the target serves)
     (facts(SRC_COMMITTED, src_ckpt="/d"), facts(running=True, addr=True), "edge2",
-     {"edge1": "stand_down", "edge2": "serve"}, True),
+     {"edge1": "stop", "edge2": "serve"}, True),
     (facts(SRC_COMMITTED, src_ckpt="/d"), facts(TGT_IN_DOUBT, ckpt=True), "edge2",
-     {"edge1": "stand_down", "edge2": "serve"}, True),
+     {"edge1": "stop", "edge2": "serve"}, True),
     # committed, but the target fenced itself (or holds nothing): the source wins back
     (facts(SRC_COMMITTED, src_ckpt="/d"), facts(TGT_FENCED, exists=False), "edge1",
      {"edge1": "serve", "edge2": "stand_down"}, True),
@@ -328,3 +329,7 @@ def test_local_facts_reads_the_record_and_the_kept_checkpoint(world, tmp_path):
     write_state(dumps, "mysql", "target", "in_doubt")
     f = drv.local_facts(api, "mysql", dumps)
     assert f["record"]["phase"] == "in_doubt" and f["has_checkpoint"] and f["running"]
+
+
+def test_receiver_running_finds_the_tag(monkeypatch, tmp_path):
+    assert drv.receiver_running("no-such-service-here") is False
