@@ -342,6 +342,10 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
                                                        own_process=stdin is None)
     except NotCommitted as exc:
         reply({"error": str(exc), "in_doubt": True})
+        if stdin is None:
+            # The COMMIT reader may still block in a read of stdin (link dropped, session open):
+            # interpreter shutdown would wait on that stream's lock. The record is written.
+            os._exit(4)
         return 4
     except SwitchoverError as exc:
         reply({"error": str(exc), "fenced": bool(getattr(exc, "fenced", False))})
