@@ -175,7 +175,7 @@ def bring_up(api, name: str, checkpoint: str, staged_from: str | None = None, *,
             except (DockerAPIError, OSError):
                 how = "fresh_start"
                 api.start_container(name)
-        if health:
+        if health and how != "not_needed":  # a copy that kept running is not second-guessed
             ok, _secs, reason = wait_healthy(health, api, name)
             if not ok:
                 raise DockerAPIError(0, f"{name!r} is up ({how}) but its health check failed: {reason}")

@@ -167,7 +167,7 @@ def main() -> None:
         done = converge(module, api)
     except Exception as exc:  # one message naming the step, whatever failed underneath
         module.fail_json(msg=f"{p['mode']} of {p['name']!r}: {type(exc).__name__}: {exc}")
-    module.exit_json(changed=bool(done) and done != ["already running", "address here"], done=done)
+    module.exit_json(changed=any(d not in ("already running", "address here") for d in done), done=done)
 
 
 if __name__ == "__main__":
