@@ -157,16 +157,19 @@ def main() -> None:
     p = module.params
     if p["mode"] == "decide":
         module.exit_json(changed=False, decision=decide(p["edges"]))
+    if p["mode"] == "converge" and p["action"] in ("wait", "none"):
+        module.exit_json(changed=False, done=[])
     api = docker_api(module)
+    facts = done = None
     try:
         if p["mode"] == "inspect":
-            module.exit_json(changed=False, facts=local_facts(api, p["name"], p["dump_dir"], p["checkpoint"],
-                                                              p["address"], p["interface"]))
-        if p["action"] in ("wait", "none"):
-            module.exit_json(changed=False, done=[])
-        done = converge(module, api)
+            facts = local_facts(api, p["name"], p["dump_dir"], p["checkpoint"], p["address"], p["interface"])
+        else:
+            done = converge(module, api)
     except Exception as exc:  # one message naming the step, whatever failed underneath
         module.fail_json(msg=f"{p['mode']} of {p['name']!r}: {type(exc).__name__}: {exc}")
+    if facts is not None:
+        module.exit_json(changed=False, facts=facts)
     module.exit_json(changed=any(d not in ("already running", "address here") for d in done), done=done)
 
 
