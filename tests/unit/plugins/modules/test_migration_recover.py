@@ -37,8 +37,8 @@ def test_in_doubt_target_is_restored_from_its_kept_checkpoint(edge, tmp_path):
     assert res["facts"]["has_checkpoint"] and res["facts"]["record"]["phase"] == "in_doubt"
     source = {"record": {"role": "source", "phase": "committed"}, "exists": True, "running": False,
               "has_checkpoint": False, "source_checkpoint": "/d", "address_here": False}
-    failed, res2 = run_module(mod, {"name": "mysql", "mode": "decide", "edges": {"edge1": source,
-                                                                                "edge2": res["facts"]}})
+    edges = {"edge1": source, "edge2": res["facts"]}
+    failed, res2 = run_module(mod, {"name": "mysql", "mode": "decide", "edges": edges})
     assert res2["decision"]["actions"] == {"edge1": "stop", "edge2": "serve"}
     failed, res3 = run_module(mod, args(dumps, mode="converge", action="serve"))
     assert not failed and res3["changed"] and "restored from its checkpoint" in res3["done"]
