@@ -10,11 +10,41 @@ import time
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
 
 
+def container_endpoint(inspect: dict | None, port: int) -> tuple[str, int] | None:
+    """(container IP, container port) behind published host ``port``, or None (no own IP: host network).
+
+    Why not 127.0.0.1:<published port>: Docker's userland proxy accepts that
+    connection even when nothing listens inside the container, so a restored
+    but dead service would pass. The container's own address only answers
+    when the service does. A ``port`` that is not a published host port is
+    taken as the container port.
+    """
+    net = (inspect or {}).get("NetworkSettings") or {}
+    ip = net.get("IPAddress") or next((n.get("IPAddress") for n in (net.get("Networks") or {}).values()
+                                       if n.get("IPAddress")), None)
+    if not ip:
+        return None
+    for key, binds in ((inspect.get("HostConfig") or {}).get("PortBindings") or {}).items():
+        cport, _unused, proto = key.partition("/")
+        if proto in ("tcp", "") and any(str(b.get("HostPort")) == str(port) for b in binds or []):
+            return ip, int(cport)
+    return ip, int(port)
+
+
 def check_once(health: dict, api: DockerAPI, container: str, host: str = "127.0.0.1") -> str | None:
-    """None when healthy, else a short reason."""
+    """None when healthy, else a short reason.
+
+    tcp and http checks connect to the container's own address and port
+    (``container_endpoint``); ``host`` and the published port are used only
+    for a container without an address of its own (host network).
+    """
     kind = health.get("type", "tcp")
     port = health.get("port")
     try:
+        if kind in ("http", "tcp"):
+            inside = container_endpoint(api.inspect_container(container), int(port))
+            if inside is not None:
+                host, port = inside
         if kind == "http":
             conn = http.client.HTTPConnection(host, int(port), timeout=2)
             try:

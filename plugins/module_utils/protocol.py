@@ -60,8 +60,11 @@ CHUNK_HEAD = struct.Struct("!IQBbBIIII")  # file_id offset codec level flags raw
 REF = struct.Struct("!IQ")
 
 T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE = 1, 2, 3, 4, 5, 6
+# After END and the receiver's ``verified``: the sender recorded the commit (json, migration id).
+# Numbered apart from the data frames so that new stream frame types do not collide with it.
+T_COMMIT = 16
 T_ROUND_END = 7  # version 2 only: end of a warm round (totals), the session goes on
-FRAME_TYPES = (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE, T_ROUND_END)
+FRAME_TYPES = (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE, T_ROUND_END, T_COMMIT)
 F_PAGEMAP = 1
 
 PAGE = 4096

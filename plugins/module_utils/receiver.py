@@ -9,6 +9,15 @@ line: ``{"ack": n}`` while data arrives, then ``{"ok": true, ...}`` or
 ``{"error": "..."}``. Exit status 0 only when every byte was verified and
 written.
 
+With ``--then-restore`` the end of the stream is a two-phase commit
+(docs/design.md, "Commit point"): after END the receiver answers
+``verified`` and waits for the sender's COMMIT frame. Without it (link lost,
+sender gone, ABORT) it does NOT restore: it records ``in_doubt`` in the
+target's state file, keeps the checkpoint and exits, and the recovery decides.
+With it the target has won: the receiver restores, checks health and takes
+the address whatever happens to the sender; if that fails it fences itself
+(container removed, address dropped) before answering ``fenced``.
+
 This file is the root of the receiver bundle: transfer.receiver_bundle ships
 it and everything it imports (transitively) from module_utils, and nothing
 else. Its one import from the Docker side is switchover.py, the glue that
@@ -20,15 +29,27 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, write_state
+from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+    T_ABORT,
+    T_COMMIT,
+    FrameReader,
+    ProtocolError,
+    parse_json,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError, restore_and_switch
+from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
+    SwitchoverError,
+    fence,
+    restore_and_switch,
+)
 
 
 def parse_roots(specs: Iterable[str]) -> dict[str, str]:
@@ -137,6 +158,93 @@ def check_interface(spec: dict) -> None:
                             f"the target's interface for service address {spec['address']}") from None
 
 
+COMMIT_TIMEOUT = 60.0  # default bound on the wait for COMMIT after ``verified``
+HEARTBEAT_S = 2.0  # ``{"restoring": s}`` lines while restoring: the sender tells a slow restore from a dead link
+
+
+class NotCommitted(Exception):
+    """No COMMIT after ``verified``: the checkpoint is kept, nothing restored (in doubt)."""
+
+
+def await_commit(read: Callable[[int], bytes], timeout: float) -> tuple[str, str]:
+    """Wait for the frame after END: ("commit" | "abort" | "lost" | "timeout", detail).
+
+    The read runs on its own thread: a dropped link leaves stdin open (TCP
+    keeps trying), so only a timer can bound the wait.
+    """
+    box: list[tuple[str, str]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            ftype, payload = FrameReader(read).next()
+            if ftype == T_COMMIT:
+                box.append(("commit", str(parse_json(payload, "COMMIT").get("migration", ""))))
+            elif ftype == T_ABORT:
+                box.append(("abort", str(parse_json(payload, "ABORT").get("reason", ""))))
+            else:
+                box.append(("lost", f"frame type {ftype} where COMMIT was expected"))
+        except (ProtocolError, OSError, ValueError) as exc:
+            box.append(("lost", str(exc) or type(exc).__name__))
+        finally:
+            done.set()
+    threading.Thread(target=run, name="edgemig-commit", daemon=True).start()
+    if not done.wait(timeout if timeout > 0 else None):
+        return "timeout", f"no COMMIT within {timeout:g} s of verified"
+    return box[0]
+
+
+def commit_then_switch(spec: dict, read: Callable[[int], bytes], reply: Callable[[dict], None],
+                       commit_timeout: float, own_process: bool) -> dict:
+    """The target's half of the commit point: wait for COMMIT, then restore, or fence on failure."""
+    state_dir, name = spec.get("state_dir"), spec["name"]
+    faults = spec.get("faults") or {}
+
+    def record(phase: str, **fields) -> None:
+        if not state_dir:
+            return
+        try:
+            write_state(state_dir, name, "target", phase, migration=spec.get("migration", ""),
+                        checkpoint=spec.get("checkpoint", "edgemig"), **fields)
+        except OSError as exc:  # the decision stands; recovery reads Docker's state too
+            sys.stderr.write(f"edgemig-receiver: cannot write state: {exc}\n")
+
+    record("verified")
+    outcome, detail = await_commit(read, commit_timeout)
+    if outcome != "commit":
+        record("in_doubt", why=f"{outcome}: {detail}")
+        raise NotCommitted(f"verified, but no COMMIT from the sender ({outcome}: {detail}); "
+                           "not restored, checkpoint kept for recovery")
+    # Past the commit point the target wins: a hang-up of the sender's
+    # session must not kill us half-way through the restore.
+    if own_process:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    record("committed")
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def heartbeat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            reply({"restoring": round(time.monotonic() - t0, 1)})
+    reply({"committed": True})
+    threading.Thread(target=heartbeat, name="edgemig-heartbeat", daemon=True).start()
+    try:
+        if faults.get("pause_restore"):
+            time.sleep(float(faults["pause_restore"]))  # fault suite: a window "in the middle of the restore"
+        result = restore_and_switch(spec)
+    except Exception as exc:
+        fenced = fence(spec)
+        record("fenced" if fenced else "committed", error=str(exc)[:500])
+        err = exc if isinstance(exc, SwitchoverError) else SwitchoverError(f"{type(exc).__name__}: {exc}")
+        err.fenced = fenced
+        raise err from None
+    finally:
+        stop.set()
+    if state_dir:
+        clear_state(state_dir, name)  # serving: Docker's state says the rest
+    return result
+
+
 def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     parser = argparse.ArgumentParser(prog="edgemig-receive")
     parser.add_argument("--root", action="append", default=[], help="name=/absolute/dir")
@@ -148,6 +256,8 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     parser.add_argument("--tag", default="", help="marker for process listings (edgemig-receiver:<service>)")
     parser.add_argument("--stall-timeout", type=float, default=0.0,
                         help="after HELLO, give up when no data arrived for this many seconds (0: never)")
+    parser.add_argument("--commit-timeout", type=float, default=COMMIT_TIMEOUT,
+                        help="with --then-restore: how long to wait for COMMIT after verified (0: forever)")
     parser.add_argument("--hello-timeout", type=float, default=HELLO_TIMEOUT,
                         help="with --stall-timeout: give up when HELLO did not come this many seconds "
                              "after the start (the sender checkpoints in between; 0: never)")
@@ -161,8 +271,13 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     def reply(msg: dict) -> None:
         line = (json.dumps(msg, separators=(",", ":")) + "\n").encode()
         with lock:
-            out.write(line)
-            out.flush()
+            try:
+                out.write(line)
+                out.flush()
+            except (OSError, ValueError):
+                # The sender is gone (session killed): what we do next does
+                # not depend on it being told, past the commit point least of all.
+                pass
 
     try:
         roots = parse_roots(args.root)
@@ -227,10 +342,21 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
                 except OSError:
                     pass
         if then_restore:
-            # The stream is verified: restore now, without a round trip to
-            # the controller, so the service is down as briefly as possible.
-            summary["switchover"] = restore_and_switch(then_restore)
-    except (ProtocolError, SwitchoverError) as exc:
+            # The stream is verified: one round trip to the sender (COMMIT,
+            # no Ansible in between), then restore at once.
+            summary["switchover"] = commit_then_switch(then_restore, read, reply, args.commit_timeout,
+                                                       own_process=stdin is None)
+    except NotCommitted as exc:
+        reply({"error": str(exc), "in_doubt": True})
+        if stdin is None:
+            # The COMMIT reader may still block in a read of stdin (link dropped, session open):
+            # interpreter shutdown would wait on that stream's lock. The record is written.
+            os._exit(4)
+        return 4
+    except SwitchoverError as exc:
+        reply({"error": str(exc), "fenced": bool(getattr(exc, "fenced", False))})
+        return 1
+    except ProtocolError as exc:
         if not getattr(exc, "reported", False):
             reply({"error": str(exc)})
         return 1

@@ -1,8 +1,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Restore and address switch-over, run by the receiver on the target the
-moment the last byte is verified (no round trip through Ansible on the
-downtime path). Standard library only: it is shipped with the receiver.
+moment the sender committed (no round trip through Ansible on the downtime
+path), and fencing when that fails. Standard library only: it is shipped
+with the receiver.
 """
 from __future__ import annotations
 
@@ -64,3 +65,25 @@ def restore_and_switch(spec: dict) -> dict:
         set_address(spec["interface"], spec["address"], True)
     return {"restore_s": round(restore_s, 4), "health_s": round(health_s, 4),
             "switch_s": round(time.monotonic() - t1, 4)}
+
+
+def fence(spec: dict) -> bool:
+    """Make sure this host does not serve ``spec['name']``: container removed, address dropped.
+
+    Called by the receiver when the restore, the health check or the address
+    move failed past the commit point. Only a target that fenced itself lets
+    the source roll back; returns whether it is certain (both steps done).
+    """
+    ok = True
+    try:
+        api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
+        api.remove_container(spec["name"], force=True)
+        ok = api.inspect_container(spec["name"]) is None
+    except (DockerAPIError, OSError, ValueError):
+        ok = False
+    if spec.get("address") and spec.get("interface"):
+        try:
+            set_address(spec["interface"], spec["address"], False)
+        except (SwitchoverError, OSError):
+            ok = False
+    return ok

@@ -28,7 +28,12 @@ from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as _
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
 from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import WarmState
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
+from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+    T_ABORT,
+    T_COMMIT,
+    ProtocolError,
+    json_frame,
+)
 
 # Ansible packs a module's module_utils by following its imports: these two
 # make it pack the receiver (and, through codecs' ``import wkdm``, wkdm) with
@@ -122,6 +127,52 @@ sys.exit(main(argv))
 
 class TransferError(Exception):
     """The transfer failed; the message says where and why."""
+
+
+class OutcomeUnknown(TransferError):
+    """COMMIT was sent and then the receiver went silent: it may be serving. Never roll back on this."""
+
+
+class CommitAcks(AckState):
+    """AckState for the two-phase end of a stream (``then_restore``).
+
+    ``verified`` (all bytes written and checked) ends the stream for the
+    StreamSender (``done``): the sender then records the commit and sends
+    COMMIT. The final answer (``ok``, or ``error`` with ``fenced`` /
+    ``in_doubt``) sets ``final``; every line (heartbeats while the target
+    restores) moves ``heard``, so a silent link is told from a slow restore.
+    """
+
+    def __init__(self, two_phase: bool):
+        super().__init__()
+        self.two_phase = two_phase
+        self.verified = threading.Event()
+        self.final = threading.Event()
+        self.final_msg: dict = {}
+        self.heard = time.monotonic()
+        self.closed = False
+
+    def feed_line(self, line: bytes) -> None:
+        self.heard = time.monotonic()
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        if msg.get("verified"):
+            self.verified.set()
+            if self.two_phase:
+                self.done.set()  # super().feed_line wakes the waiters
+        super().feed_line(line)
+        if "error" in msg or msg.get("ok"):
+            self.final_msg = msg
+            self.final.set()
+
+    def eof(self) -> None:
+        """The channel closed: nothing more will come."""
+        self.closed = True
+        self.final.set()
 
 
 def module_source(name: str) -> str:
@@ -223,7 +274,8 @@ def install_receiver(directory: str, python: str, allowed_roots: list[str], chec
 
 def receiver_command(launcher: str, roots: dict[str, str], clear: list[str] = (),
                      create: list[str] = (), workers: int = 0, fault_corrupt_every: int = 0,
-                     then_restore: dict | None = None, tag: str = "", stall_timeout: float = 0) -> str:
+                     then_restore: dict | None = None, tag: str = "", stall_timeout: float = 0,
+                     commit_timeout: float = 0) -> str:
     """The command the sender asks for: the target's pinned launcher and receiver options."""
     args = [launcher, "--expect-version", receiver_version()]
     # A recognisable argv (``pgrep -f edgemig-receiver:<tag>``) for operators and fault tests.
@@ -242,6 +294,8 @@ def receiver_command(launcher: str, roots: dict[str, str], clear: list[str] = ()
         args += ["--fault-corrupt-every", str(fault_corrupt_every)]
     if then_restore:
         args += ["--then-restore", json.dumps(then_restore)]
+        if commit_timeout:
+            args += ["--commit-timeout", f"{commit_timeout:g}"]
     return " ".join(shlex.quote(a) for a in args)
 
 
@@ -298,6 +352,8 @@ def _pump_replies(chan, acks: AckState, stderr_buf: list) -> None:
             acks.feed_line(line)
     while chan.recv_stderr_ready():
         stderr_buf.append(chan.recv_stderr(65536))
+    if isinstance(acks, CommitAcks):
+        acks.eof()
     if not acks.done.is_set():
         acks.error = acks.error or "receiver closed the channel without confirming"
         acks.done.set()
@@ -323,10 +379,12 @@ class SshStream:
         self.command = receiver_command(os.path.join(receiver_dir, LAUNCHER_NAME), dest_roots, clear, create, 0, fault_corrupt_every,
                                         then_restore, tag=tag or (then_restore or {}).get("name", ""),
                                         # the sender gives up first, with the better message
-                                        stall_timeout=2 * stall_timeout)
+                                        stall_timeout=2 * stall_timeout,
+                                        commit_timeout=2 * stall_timeout if stall_timeout else 60)
         self.stall_timeout = stall_timeout
+        self.two_phase = bool(then_restore)
         self.client = self.transport = self.chan = self.pump = None
-        self.acks = AckState()
+        self.acks = CommitAcks(self.two_phase)
         self.stderr_buf: list[bytes] = []
         self.connect_s = 0.0
         self.link_probe = link_probe
@@ -337,6 +395,10 @@ class SshStream:
         t0 = time.monotonic()
         self.client = connect(self.host, self.port, self.user, self.key_file, self.known_hosts)
         self.transport = self.client.get_transport()
+        # Keepalives keep a long silent phase (checkpoint before the stream,
+        # restore after COMMIT) from being dropped by middleboxes, and make
+        # TCP notice a dead peer; the waits below are bounded on top of that.
+        self.transport.set_keepalive(max(1, int(self.stall_timeout / 4) or 5))
         self.chan = self.transport.open_session(window_size=8 << 20, max_packet_size=1 << 15)
         self.chan.exec_command(self.command)
         self.pump = threading.Thread(target=_pump_replies, args=(self.chan, self.acks, self.stderr_buf),
@@ -431,6 +493,14 @@ class SshStream:
         if _warm_round:  # the session goes on: the channel stays open for the next round
             result["timeline"] = sender.timeline
             return result
+        if self.two_phase:
+            # Verified, not yet committed: the caller records the commit and
+            # calls commit(), then outcome(). The channel stays open for COMMIT.
+            result["connect_s"] = round(self.connect_s, 4)
+            result["link_probe"] = self.probe
+            result["cipher"] = getattr(transport, "local_cipher", None)
+            result["timeline"] = sender.timeline
+            return result
         chan.shutdown_write()
         # The receiver confirmed (acks.done): its exit status follows at once.
         # Never hang here on a link that died right after the confirmation.
@@ -443,6 +513,46 @@ class SshStream:
         result["cipher"] = getattr(transport, "local_cipher", None)
         result["timeline"] = sender.timeline
         return result
+
+    def commit(self, migration: str = "") -> None:
+        """Send COMMIT (after the caller recorded the commit durably). Errors are swallowed:
+        from here on only the receiver's answer, or its silence, tells what happened."""
+        try:
+            self.chan.sendall(json_frame(T_COMMIT, {"migration": migration}))
+        except Exception:
+            pass
+
+    def abort(self, reason: str) -> None:
+        """Tell a verified receiver not to restore (the source keeps the service)."""
+        try:
+            self.chan.sendall(json_frame(T_ABORT, {"reason": reason[:500]}))
+        except Exception:
+            pass
+
+    def outcome(self, limit: float, silence: float) -> dict:
+        """The receiver's final answer after COMMIT: its ``ok`` summary, or raise.
+
+        TransferError with ``fenced=True``: the target failed and took itself
+        down (the source may roll back). OutcomeUnknown: no answer within
+        ``limit`` s, ``silence`` s without any line (heartbeats come every
+        2 s while it restores), or the channel closed without one.
+        """
+        acks, deadline = self.acks, time.monotonic() + limit
+        while not acks.final.wait(0.2):
+            now = time.monotonic()
+            if now > deadline:
+                raise OutcomeUnknown(f"no answer from the receiver on {self.host} within {limit:g} s of COMMIT")
+            if silence and now - acks.heard > silence:
+                raise OutcomeUnknown(f"receiver on {self.host} silent for {silence:g} s after COMMIT "
+                                     "(link or session lost)")
+        msg = acks.final_msg
+        if msg.get("ok"):
+            return msg
+        if "error" in msg:
+            err = TransferError(f"receiver on {self.host} failed: {msg['error']}")
+            err.fenced = bool(msg.get("fenced"))
+            raise err
+        raise OutcomeUnknown(f"receiver on {self.host} closed the channel after COMMIT without an answer")
 
 
 def send_over_ssh(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], *, host: str,

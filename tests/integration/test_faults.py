@@ -692,3 +692,248 @@ def test_concurrent_migrations(say):
         assert procs[svc].returncode == 0, outs[svc][-4000:]
         say("outcome", f"{svc}: migrated to {other(where[svc])}")
         check_outcome(say, svc, other(where[svc]), before[svc])
+
+
+# ------------------------------------------------------------------ 10. the commit point (issue 12)
+# Each ends with exactly one running copy, the address on exactly one edge, and (mysql) every row a
+# writer had acknowledged, before, during and after the fault, present: 0 acknowledged rows lost.
+class Writer(threading.Thread):
+    """Commits one row per transaction through the service address; remembers the acknowledged ones."""
+
+    def __init__(self, spec: dict):
+        super().__init__(daemon=True, name="faults-writer")
+        self.spec, self.acked, self.errors = spec, [], 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import pymysql
+        probe, conn = self.spec["uptime_probe"], None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = pymysql.connect(host=self.spec["address"], port=probe["port"], user=probe["user"],
+                                           password=probe["password"], database=probe.get("database"),
+                                           connect_timeout=2, read_timeout=5, write_timeout=5, autocommit=False)
+                value = uuid.uuid4().hex
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO faults (v) VALUES (%s)", (value,))
+                conn.commit()
+                self.acked.append(value)  # acknowledged: it must survive
+                time.sleep(0.01)
+            except Exception:
+                self.errors += 1
+                try:
+                    if conn is not None:
+                        conn.close()
+                except Exception:
+                    pass
+                conn = None
+                time.sleep(0.05)
+
+    def finish(self) -> list[str]:
+        self.stop.set()
+        self.join(timeout=15)
+        return self.acked
+
+
+def check_no_row_lost(say, writer: Writer, seeded: int) -> None:
+    acked = writer.finish()
+    spec = CATALOG["mysql"]
+    wait_answering(spec, timeout=90)
+    have = {r[0] for r in sql(spec, "SELECT v FROM faults")}
+    lost = [v for v in acked if v not in have]
+    assert not lost, f"{len(lost)} of {len(acked)} acknowledged rows lost"
+    assert len(have) >= seeded + len(acked)
+    say("check", f"0 of {len(acked)} rows acknowledged during the migration lost ({seeded} seeded before; "
+                 f"{writer.errors} writer errors, retried)")
+
+
+def state_phase(edge: str, svc: str) -> str | None:
+    try:
+        with open(f"/var/lib/edgemig-lab/{edge}/dumps/.edgemig-state/{svc}.json") as fh:
+            return json.load(fh).get("phase")
+    except (OSError, ValueError):
+        return None
+
+
+def sshd_session_of(pid: int) -> int:
+    ppid = pid
+    for _unused in range(5):
+        ppid = int(open(f"/proc/{ppid}/stat").read().rsplit(")", 1)[1].split()[1])
+        if open(f"/proc/{ppid}/comm").read().strip() == "sshd":
+            return ppid
+    pytest.fail("no sshd among the receiver's parents")
+
+
+def faults_arg(**faults) -> list[str]:
+    return ["-e", json.dumps({"edgemig_faults": faults}), "-e", f"edgemig_stall_timeout={STALL}"]
+
+
+def no_state_left(say, svc: str) -> None:
+    left = {e: state_phase(e, svc) for e in EDGE_IP if state_phase(e, svc)}
+    assert not left, f"migration records left: {left}"
+    say("check", "no migration record left on either edge")
+
+
+def test_ssh_killed_and_link_dropped_mid_restore(say):
+    """The issue's reproduction: target restoring (verified and committed, answer not back), the
+    migration's SSH connection killed and the edge-to-edge path dropped for 30 s. Past the commit
+    point: the target wins, the rescue must not remove it."""
+    svc = "mysql"
+    src = deploy(svc)
+    dst = other(src)
+    seeded = seed_rows(10)
+    writer = Writer(CATALOG[svc])
+    writer.start()
+    say("fault", f"{svc} {src} -> {dst} with a writer; once the target recorded COMMIT (restore held 4 s), "
+                 "SIGKILL to the receiver's sshd session + edge1<->edge2 dropped for 30 s")
+    heal = threading.Timer(30, nft_clear)
+    try:
+        proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", *faults_arg(pause_restore=4))
+        pid = wait_receiver(svc)
+        wait_for(lambda: state_phase(dst, svc) == "committed", 120, step=0.02, what="COMMIT on the target")
+        os.kill(sshd_session_of(pid), signal.SIGKILL)
+        nft_drop_edges()
+        heal.start()
+        out = finish(proc)
+    finally:
+        heal.cancel()
+        nft_clear()
+    say("outcome", f"playbook rc {proc.returncode}")
+    assert "outcome unknown" in out or proc.returncode == 0, out[-4000:]
+    check_outcome(say, svc, dst, output=out, cause=r"committed|target wins" if proc.returncode else None)
+    assert container_id(svc, src) is None, f"source copy left on {src}"
+    check_no_row_lost(say, writer, seeded)
+    no_state_left(say, svc)
+
+
+@pytest.mark.parametrize("svc", ["mysql"])
+def test_link_cut_after_verified(say, svc):
+    """verified reached the sender, then the edge-to-edge link is cut (connection left alive): the
+    sender commits into a dead link; the receiver gets no COMMIT, keeps the checkpoint (in doubt);
+    the recovery restores the target from it (the source record says committed)."""
+    src = deploy(svc)
+    dst = other(src)
+    seeded = seed_rows(10)
+    writer = Writer(CATALOG[svc])
+    writer.start()
+    say("fault", f"{svc} {src} -> {dst}: link cut when the target said verified (sender holds 6 s before COMMIT)")
+    try:
+        proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", *faults_arg(pause_verified=6))
+        wait_for(lambda: state_phase(dst, svc) == "verified", 180, step=0.02, what="verified on the target")
+        nft_drop_edges()
+        wait_for(lambda: state_phase(dst, svc) == "in_doubt", 60, step=0.2, what="the target in doubt")
+        say("outcome", "no COMMIT reached the target: it recorded in_doubt and kept the checkpoint")
+        out = finish(proc)
+    finally:
+        nft_clear()
+    say("outcome", f"playbook rc {proc.returncode}")
+    check_outcome(say, svc, dst, output=out, cause=r"outcome unknown")
+    check_no_row_lost(say, writer, seeded)
+    no_state_left(say, svc)
+
+
+def test_controller_killed_after_verified(say):
+    svc = "mysql"
+    src = deploy(svc)
+    dst = other(src)
+    seeded = seed_rows(10)
+    writer = Writer(CATALOG[svc])
+    writer.start()
+    say("fault", f"{svc} {src} -> {dst}: SIGKILL to ansible-playbook when the target said verified")
+    proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", *faults_arg(pause_verified=3))
+    wait_for(lambda: state_phase(dst, svc) == "verified", 180, step=0.02, what="verified on the target")
+    os.killpg(proc.pid, signal.SIGKILL)
+    finish(proc, timeout=60)
+    wait_for(lambda: not receiver_pids(svc) and state_phase(src, svc) is None, 120, step=0.5,
+             what="the source module to finish by itself")
+    say("outcome", f"the module on {src} finished alone; {svc} runs on {running_on(svc)}")
+    rec = playbook("recover.yml", "-e", f"svc={svc}", check=False)
+    assert rec.returncode == 0, rec.stdout[-4000:]
+    say("outcome", "recover.yml: ok")
+    check_outcome(say, svc, dst)
+    assert container_id(svc, src) is None
+    check_no_row_lost(say, writer, seeded)
+    no_state_left(say, svc)
+
+
+def test_target_health_fails_with_controller_gone(say):
+    svc = "mysql"
+    src = deploy(svc)
+    dst = other(src)
+    seeded = seed_rows(10)
+    before = uptime(CATALOG[svc])
+    writer = Writer(CATALOG[svc])
+    writer.start()
+    say("fault", f"{svc} {src} -> {dst}: the target's health check fails (EDGEMIG_FAULTS health) and "
+                 "ansible-playbook is killed at verified")
+    proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
+                          *faults_arg(health=True, pause_verified=2))
+    wait_for(lambda: state_phase(dst, svc) == "verified", 180, step=0.02, what="verified on the target")
+    os.killpg(proc.pid, signal.SIGKILL)
+    finish(proc, timeout=60)
+    wait_for(lambda: not receiver_pids(svc) and state_phase(src, svc) is None, 120, step=0.5,
+             what="the source module to roll back by itself")
+    say("outcome", f"target fenced itself ({state_phase(dst, svc)}), the source rolled back alone")
+    rec = playbook("recover.yml", "-e", f"svc={svc}", check=False)
+    assert rec.returncode == 0, rec.stdout[-4000:]
+    check_outcome(say, svc, src, before)
+    check_no_row_lost(say, writer, seeded)
+    no_state_left(say, svc)
+
+
+def test_source_sshd_killed_mid_stream(say):
+    """The source edge's sshd (daemon and sessions) killed mid-stream: the module runs on (async,
+    SIGHUP ignored), the controller's polls fail until sshd is back; the migration completes."""
+    svc = "apache"
+    src = deploy(svc)
+    dst = other(src)
+    shape(dst)
+    pidfile = f"/run/edgemig-lab/{src}/sshd.pid"
+    say("fault", f"{svc} {src} -> {dst}, slowed: every sshd of {src} killed mid-stream, restarted 10 s later")
+    try:
+        proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", *SLOW)
+        wait_receiver(svc)
+        time.sleep(2.0)
+        daemon = int(open(pidfile).read().split()[0])
+        sessions = subprocess.run(["pgrep", "-P", str(daemon)], capture_output=True, text=True, check=False)
+        for pid in [daemon] + [int(p) for p in sessions.stdout.split()]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(10)
+        unshape_all()
+        subprocess.run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "up"], capture_output=True, check=True)
+        out = finish(proc)
+    finally:
+        unshape_all()
+    say("outcome", f"playbook rc {proc.returncode}")
+    if proc.returncode != 0:
+        rec = playbook("recover.yml", "-e", f"svc={svc}", check=False)
+        assert rec.returncode == 0, rec.stdout[-4000:]
+        expect = running_on(svc)
+        say("outcome", f"recover.yml: {svc} on {expect}")
+        check_outcome(say, svc, expect[0] if expect else src)
+    else:
+        check_outcome(say, svc, dst)
+    no_state_left(say, svc)
+    assert out is not None
+
+
+def test_writer_error_on_target_with_a_writer(say):
+    """A write error on the target (a corrupted chunk fails its checksum) before verified: the source wins."""
+    svc = "mysql"
+    src = deploy(svc)
+    dst = other(src)
+    seeded = seed_rows(10)
+    before = uptime(CATALOG[svc])
+    writer = Writer(CATALOG[svc])
+    writer.start()
+    say("fault", f"{svc} {src} -> {dst} with a writer: receiver write error (corrupt_every=3, uncompressed)")
+    proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", *faults_arg(corrupt_every=3),
+                    "-e", "edgemig_policy=fixed:none:0", check=False)
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    check_outcome(say, svc, src, before, output=proc.stdout, cause=r"checksum mismatch")
+    check_no_row_lost(say, writer, seeded)
+    no_state_left(say, svc)

@@ -65,12 +65,34 @@ def test_wait_healthy_gives_up_when_the_container_died():
 
 
 def test_wait_healthy_times_out_with_the_last_reason():
-    api = FakeDockerAPI(containers={"c": container("c")})
-    ok, secs, reason = health.wait_healthy({"type": "tcp", "port": free_port()}, api, "c", timeout=0.1)
+    api = FakeDockerAPI(containers={"c": on_loopback("c", free_port())})
+    ok, secs, reason = health.wait_healthy({"type": "tcp", "port": 4004}, api, "c", timeout=0.1)
     assert not ok and secs >= 0.1 and "refused" in reason.lower()
 
 
+def on_loopback(name: str, container_port: int, host_port: int = 4004) -> dict:
+    """A container whose own address is 127.0.0.1 (where the test's listener is), port published as host_port."""
+    c = container(name)
+    c["NetworkSettings"] = {"IPAddress": "", "Networks": {"bridge": {"IPAddress": "127.0.0.1"}}}
+    c["HostConfig"]["PortBindings"] = {f"{container_port}/tcp": [{"HostIp": "", "HostPort": str(host_port)}]}
+    return c
+
+
 def test_wait_healthy_succeeds_once_the_service_answers(http_port):
-    api = FakeDockerAPI(containers={"c": container("c")})
-    ok, _secs, reason = health.wait_healthy({"type": "http", "port": http_port, "path": "/ok"}, api, "c")
+    api = FakeDockerAPI(containers={"c": on_loopback("c", http_port)})
+    ok, _secs, reason = health.wait_healthy({"type": "http", "port": 4004, "path": "/ok"}, api, "c")
     assert ok and reason is None
+
+
+def test_tcp_and_http_go_to_the_container_not_the_published_port(http_port):
+    """The published port (userland proxy) may accept with nothing inside: ask the container's own address."""
+    api = FakeDockerAPI(containers={"c": on_loopback("c", http_port, host_port=free_port())})
+    published = int(api.containers["c"]["HostConfig"]["PortBindings"][f"{http_port}/tcp"][0]["HostPort"])
+    assert health.container_endpoint(api.containers["c"], published) == ("127.0.0.1", http_port)
+    assert health.check_once({"type": "tcp", "port": published}, api, "c") is None
+    assert health.check_once({"type": "http", "port": published, "path": "/ok"}, api, "c") is None
+    # Listening on the published port but not in the container: unhealthy.
+    dead = on_loopback("d", free_port(), host_port=http_port)
+    api.containers["d"] = dead
+    assert "refused" in health.check_once({"type": "tcp", "port": http_port}, api, "d").lower()
+    assert health.container_endpoint({"NetworkSettings": {"IPAddress": ""}}, 80) is None

@@ -22,7 +22,11 @@ RECEIVER = {"stream_receiver", "tree_writer", "warm_store"}
 ENDS = {"transfer", "receiver"}  # the source's SSH end and the target's entry point
 ENGINE = WIRE | SENDER | RECEIVER | ENDS
 # Leaves either side may import; they import only each other.
-SHARED = {"codecs", "wkdm", "dump_layout", "host_readiness", "timeline_plot", "criu_images", "progress"}
+SHARED = {"codecs", "wkdm", "dump_layout", "host_readiness", "timeline_plot", "criu_images", "progress",
+          "migration_state"}
+# The migration driver sits on top of both: it runs the Docker side (checkpoint,
+# rollback, address) and the source's end (transfer), and only modules import it.
+DRIVER = {"migration_driver"}
 # The one arrow from the engine into the Docker side: the receiver restores
 # the container the moment the stream is verified.
 GLUE = {("receiver", "switchover")}
@@ -47,7 +51,7 @@ def arrows(src: set[str], dst: set[str]) -> set[tuple[str, str]]:
 
 
 def test_every_module_is_placed():
-    groups = [DOCKER, WIRE, SENDER, RECEIVER, ENDS, SHARED]
+    groups = [DOCKER, WIRE, SENDER, RECEIVER, ENDS, SHARED, DRIVER]
     for name in GRAPH:
         assert sum(name in g for g in groups) == 1, f"{name}.py: put it in exactly one group (and design.md)"
 
@@ -71,3 +75,15 @@ def test_the_wire_format_stands_alone():
 
 def test_shared_leaves_import_only_each_other():
     assert all(GRAPH[name] <= SHARED for name in SHARED)
+
+
+def test_only_modules_import_the_driver():
+    assert arrows(set(GRAPH) - DRIVER, DRIVER) == set()
+
+
+def test_the_driver_uses_the_ends_and_the_docker_side_not_the_stream_internals():
+    # controller.parse_policy: the preflight refuses a bad policy before anything is frozen;
+    # precopy.warm_up and process_memory.container_processes: the warm phase's policy and
+    # which processes' memory it reads (the stream itself stays behind transfer).
+    assert GRAPH["migration_driver"] <= DOCKER | ENDS | SHARED | {"controller", "precopy", "process_memory"}
+    assert "transfer" in GRAPH["migration_driver"] and "receiver" not in GRAPH["migration_driver"]

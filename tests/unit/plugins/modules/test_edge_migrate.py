@@ -7,19 +7,24 @@ import os
 import pytest
 from fakes import CriuDocker, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import TransferError
+from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as driver
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_state
+from ansible_collections.edgemig.migration.plugins.module_utils.transfer import OutcomeUnknown, TransferError
 from ansible_collections.edgemig.migration.plugins.modules import edge_migrate as mod
 
 
 class FakeStream:
-    """SshStream without SSH: an exception in ``errors`` makes stream() raise it, as a broken transfer would."""
+    """SshStream without SSH: an exception in ``errors`` makes stream() raise it, as a broken transfer
+    would; one in ``final`` makes outcome() (the answer after COMMIT) raise it."""
 
     instances: list = []
     errors: list[Exception] = []
+    final: list[Exception] = []
 
     def __init__(self, dest, **kw):
         self.dest, self.kw, self.streamed, self.closed = dest, kw, None, False
         self.connect_s = 0.01
+        self.committed = self.aborted = None
         FakeStream.instances.append(self)
 
     def open(self):
@@ -29,8 +34,18 @@ class FakeStream:
         self.streamed, self.stream_kw = roots, kw
         if FakeStream.errors:
             raise FakeStream.errors[0]
-        return {"bytes_raw": 8192, "receiver": {"switchover": {"restore_s": 0.2, "health_s": 0.1}},
-                "timeline": [{"t": 0.0}]}
+        return {"bytes_raw": 8192, "receiver": None, "timeline": [{"t": 0.0}]}
+
+    def commit(self, migration=""):
+        self.committed = migration
+
+    def abort(self, reason):
+        self.aborted = reason
+
+    def outcome(self, limit, silence):
+        if FakeStream.final:
+            raise FakeStream.final[0]
+        return {"ok": True, "switchover": {"restore_s": 0.2, "health_s": 0.1}}
 
     def close(self):
         self.closed = True
@@ -41,11 +56,14 @@ TARGET = {"host": "10.213.0.12", "checkpoint_dir": "/t/ck", "upper_dir": "/t/upp
 
 @pytest.fixture
 def env(monkeypatch, tmp_path):
-    FakeStream.instances, FakeStream.errors = [], []
-    monkeypatch.setattr(mod, "SshStream", FakeStream)
+    FakeStream.instances, FakeStream.errors, FakeStream.final = [], [], []
+    monkeypatch.setattr(driver, "SshStream", FakeStream)
     monkeypatch.setattr(mod.signal, "signal", lambda *a: None)   # leave the test process's signals alone
+    monkeypatch.setattr(driver, "interface_exists", lambda name: True)
+    monkeypatch.delenv("EDGEMIG_FAULTS", raising=False)
     addr_calls = []
-    monkeypatch.setattr(mod, "set_address", lambda iface, addr, present, *a: addr_calls.append((addr, present)))
+    monkeypatch.setattr(driver, "set_address",
+                        lambda iface, addr, present, *a, **kw: addr_calls.append((addr, present)) or True)
     api = use_api(monkeypatch, mod, CriuDocker(containers={"apache": container("apache")},
                                                info={"DockerRootDir": str(tmp_path / "docker")}))
     return api, addr_calls, tmp_path
@@ -59,14 +77,16 @@ def args(tmp_path, **kw):
 def test_migrates_and_cleans_up(env):
     api, addr_calls, tmp_path = env
     failed, res = run_module(mod, args(tmp_path, address="10.213.0.101", interface="eth0"))
-    assert not failed and res["changed"] is True
+    assert not failed and res["changed"] is True, res
     s = FakeStream.instances[0]
     assert s.dest == {"checkpoint": "/t/ck", "layer": "/t/upper"} and s.kw["clear"] == ["layer"]
     assert [r[0] for r in s.streamed] == ["checkpoint", "layer"] and s.closed
     assert addr_calls == [("10.213.0.101", False)]                  # the address left the source
     assert res["durations"]["restore_s"] == 0.2 and "downtime_s" in res["durations"]
     assert res["sizes"]["pages"] == 4096 and res["timeline"] == [{"t": 0.0}]
-    assert os.listdir(tmp_path / "dumps") == []                    # the dump is always removed
+    assert os.listdir(tmp_path / "dumps") == [".edgemig-state"]    # the dump is always removed
+    assert read_state(str(tmp_path / "dumps"), "apache") is None   # and the record, once switched
+    assert s.committed and s.aborted is None                       # COMMIT sent, after the record
     assert api.containers["apache"]["State"]["Running"] is False   # it runs on the target now
 
 
@@ -78,7 +98,9 @@ def test_failed_transfer_rolls_back_from_the_checkpoint(env):
     assert res["msg"] == "migration failed: link dropped; the service was restored from its checkpoint on the source"
     assert ("start", "apache", "edgemig") in api.calls and api.containers["apache"]["State"]["Running"] is True
     assert addr_calls == [("10.213.0.101", False), ("10.213.0.101", True)]   # and the address came back
-    assert os.listdir(tmp_path / "dumps") == []
+    assert os.listdir(tmp_path / "dumps") == [".edgemig-state"]
+    assert read_state(str(tmp_path / "dumps"), "apache") is None
+    assert FakeStream.instances[0].committed is None and res["phase"] == "stream"
 
 
 def test_rollback_falls_back_to_a_fresh_start(env, monkeypatch):
@@ -89,7 +111,7 @@ def test_rollback_falls_back_to_a_fresh_start(env, monkeypatch):
     def start(name, checkpoint=None, **kw):
         if checkpoint:
             api.calls.append(("start", name, checkpoint))
-            raise mod.DockerAPIError(500, "restore failed")
+            raise driver.DockerAPIError(500, "restore failed")
         real_start(name)
     monkeypatch.setattr(api, "start_container", start)
     failed, res = run_module(mod, args(tmp_path))
@@ -103,7 +125,7 @@ def test_nothing_is_frozen_when_the_target_cannot_be_reached(env, monkeypatch):
     class Unreachable(FakeStream):
         def open(self):
             raise TransferError("no route to host")
-    monkeypatch.setattr(mod, "SshStream", Unreachable)
+    monkeypatch.setattr(driver, "SshStream", Unreachable)
     failed, res = run_module(mod, args(tmp_path))
     assert failed and res["rolled_back"] == "not_needed" and "no route to host" in res["msg"]
     assert api.calls == [] and api.containers["apache"]["State"]["Running"] is True
@@ -134,8 +156,40 @@ def test_client_connections_reads_published_ports(tmp_path, monkeypatch):
                "HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"},
                                                           {"HostIp": "::", "HostPort": "8080"}],
                                                "53/udp": [{"HostPort": "53"}]}}}
-    assert mod.client_connections(inspect) == [(8080, [("10.213.0.11", 50000)])]
-    assert mod.client_connections({"State": {}}) == []
+    assert driver.client_connections(inspect) == [(8080, [("10.213.0.11", 50000)])]
+    assert driver.client_connections({"State": {}}) == []
+
+
+def test_lost_answer_after_commit_never_rolls_back(env):
+    """COMMIT went out, the answer did not come back: the target may be serving. The source stays down."""
+    api, addr_calls, tmp_path = env
+    FakeStream.final.append(OutcomeUnknown("receiver silent for 16 s after COMMIT"))
+    failed, res = run_module(mod, args(tmp_path, address="10.213.0.101", interface="eth0"))
+    assert failed and res["rolled_back"] == "no" and res["outcome"] == "unknown" and res["phase"] == "committed"
+    assert "committed, outcome unknown" in res["msg"] and "recover.yml" in res["msg"]
+    assert api.containers["apache"]["State"]["Running"] is False          # not restarted here
+    assert addr_calls == [("10.213.0.101", False)]                         # address not taken back
+    rec = read_state(str(tmp_path / "dumps"), "apache")
+    assert rec["phase"] == "committed" and os.path.isdir(rec["checkpoint_dir"])   # kept for the recovery
+
+
+def test_fenced_target_lets_the_source_roll_back(env):
+    api, addr_calls, tmp_path = env
+    err = TransferError("receiver on 10.213.0.12 failed: 'apache' was restored but its health check failed")
+    err.fenced = True
+    FakeStream.final.append(err)
+    failed, res = run_module(mod, args(tmp_path, address="10.213.0.101", interface="eth0"))
+    assert failed and res["rolled_back"] == "checkpoint" and "fenced itself" in res["msg"]
+    assert api.containers["apache"]["State"]["Running"] is True
+    assert addr_calls[-1] == ("10.213.0.101", True)
+    assert read_state(str(tmp_path / "dumps"), "apache") is None
+
+
+def test_unfenced_target_failure_is_an_unknown_outcome(env):
+    api, _addr, tmp_path = env
+    FakeStream.final.append(TransferError("receiver on 10.213.0.12 failed: fencing failed"))
+    failed, res = run_module(mod, args(tmp_path))
+    assert failed and res["outcome"] == "unknown" and api.containers["apache"]["State"]["Running"] is False
 
 
 def test_precopy_warms_the_target_then_streams_the_final_round_against_it(env, monkeypatch):
@@ -147,8 +201,8 @@ def test_precopy_warms_the_target_then_streams_the_final_round_against_it(env, m
         conn.warm = "state"
         return {"rounds": [{"round": 1, "bytes_raw": 10}], "reason": "converged", "predicted_final_s": 0.1}
 
-    monkeypatch.setattr(mod, "warm_up", fake_warm_up)
-    monkeypatch.setattr(mod, "container_processes", lambda pid: {pid: 1})
+    monkeypatch.setattr(driver, "warm_up", fake_warm_up)
+    monkeypatch.setattr(driver, "container_processes", lambda pid: {pid: 1})
     target = dict(TARGET, dump_dir="/t/dumps")
     failed, res = run_module(mod, args(tmp_path, precopy=True, downtime_target=0.5, target=target))
     assert not failed, res
@@ -166,8 +220,8 @@ def test_a_failed_warm_phase_freezes_nothing(env, monkeypatch):
     def broken(*a, **kw):
         raise OSError("link down")
 
-    monkeypatch.setattr(mod, "warm_up", broken)
-    monkeypatch.setattr(mod, "container_processes", lambda pid: {pid: 1})
+    monkeypatch.setattr(driver, "warm_up", broken)
+    monkeypatch.setattr(driver, "container_processes", lambda pid: {pid: 1})
     failed, res = run_module(mod, args(tmp_path, precopy=True))
     assert failed and res["rolled_back"] == "not_needed" and "warm pre-copy failed: link down" in res["msg"]
     assert api.containers["apache"]["State"]["Running"] is True and FakeStream.instances[0].closed

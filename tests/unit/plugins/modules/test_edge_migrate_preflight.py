@@ -9,7 +9,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.edgemig.migration.plugins.module_utils import module_common
+from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver, module_common
 from ansible_collections.edgemig.migration.plugins.modules import checkpoint_transfer, edge_migrate
 
 
@@ -28,9 +28,9 @@ def fakes(monkeypatch):
             raise Touched(what)
         return fn
     monkeypatch.setattr(edge_migrate, "docker_api", forbidden("docker"))
-    monkeypatch.setattr(edge_migrate, "create", forbidden("checkpoint"))
-    monkeypatch.setattr(edge_migrate, "SshStream", forbidden("connect"))
-    monkeypatch.setattr(edge_migrate, "interface_exists", lambda name: name == "eth0")
+    monkeypatch.setattr(migration_driver, "create", forbidden("checkpoint"))
+    monkeypatch.setattr(migration_driver, "SshStream", forbidden("connect"))
+    monkeypatch.setattr(migration_driver, "interface_exists", lambda name: name == "eth0")
     monkeypatch.delenv("EDGEMIG_FAULTS", raising=False)
     monkeypatch.setattr(edge_migrate.signal, "signal", lambda *a: None)  # keep pytest's handlers
     return seen
@@ -76,11 +76,12 @@ def test_fault_options_are_not_module_options(fakes, capsys):
 
 
 def test_faults_come_from_the_environment(monkeypatch):
-    assert edge_migrate.read_faults() == {"corrupt_every": 0, "restore": False}
+    none = {"corrupt_every": 0, "restore": False, "health": False, "pause_verified": 0.0, "pause_restore": 0.0}
+    assert edge_migrate.read_faults() == none
     monkeypatch.setenv("EDGEMIG_FAULTS", '{"corrupt_every": 3}')
-    assert edge_migrate.read_faults() == {"corrupt_every": 3, "restore": False}
-    monkeypatch.setenv("EDGEMIG_FAULTS", '{"restore": true}')
-    assert edge_migrate.read_faults() == {"corrupt_every": 0, "restore": True}
+    assert edge_migrate.read_faults() == {**none, "corrupt_every": 3}
+    monkeypatch.setenv("EDGEMIG_FAULTS", '{"restore": true, "pause_restore": 5}')
+    assert edge_migrate.read_faults() == {**none, "restore": True, "pause_restore": 5.0}
     monkeypatch.setenv("EDGEMIG_FAULTS", '{"corupt_every": 3}')
     with pytest.raises(ValueError, match="EDGEMIG_FAULTS"):
         edge_migrate.read_faults()

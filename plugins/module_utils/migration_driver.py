@@ -1,0 +1,616 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The migration, source side: one driver with explicit phases, one rollback, one recovery decision.
+
+    prepare -> freeze -> stream -> verified -> committed -> switched -> cleaned
+
+* prepare: options checked, SSH connected and the receiver started; nothing
+  frozen. A failure here needs no rollback.
+* freeze: clients noted, checkpoint into the dump tmpfs; the source record
+  says ``frozen`` (with where the checkpoint is).
+* stream: address off the source, checkpoint + layer + volumes to the target.
+* verified: the receiver wrote and checked every byte and waits for COMMIT.
+* committed: THE COMMIT POINT. The source record says ``committed`` (durable)
+  before COMMIT is sent. Before it the source wins: any failure, of any type,
+  rolls back here (``roll_back``). After it the target wins: the driver never
+  rolls back on its own; only a target that answered ``fenced`` (it took
+  itself down) lets it. Silence after COMMIT is "committed, outcome unknown":
+  the source stays down, keeps its checkpoint and its record, and
+  ``decide`` (migration_recover) resolves it.
+* switched: the target answered ok (restored, healthy, address taken);
+  clients told (tcp_reset). cleaned: dump and record removed.
+
+``decide`` is the recovery's decision table, on the facts each edge reports
+(``local_facts``); ``bring_up`` and ``stand_down`` are its two actions, and
+``bring_up`` is also the driver's rollback: one way to put a service back.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+
+from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import (
+    CheckpointError,
+    create,
+    stage_checkpoint,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import (
+    checkpoint_dir as docker_checkpoint_dir,
+    pair_volumes,
+    upper_dir,
+    volumes,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+    clear_state,
+    read_state,
+    write_state,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.module_common import interface_exists, ipv4_problem
+from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
+from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import container_processes
+from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
+from ansible_collections.edgemig.migration.plugins.module_utils.switchover import address_present, set_address
+from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
+from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
+    DEFAULT_KEY_FILE,
+    DEFAULT_KNOWN_HOSTS,
+    RECEIVER_DIR,
+    OutcomeUnknown,
+    SshStream,
+    TransferError,
+)
+
+PHASES = ("prepare", "freeze", "stream", "verified", "committed", "switched", "cleaned")
+FAULTS_ENV = "EDGEMIG_FAULTS"
+FAULT_KEYS = {"corrupt_every": int, "restore": bool, "health": bool, "pause_verified": float,
+              "pause_restore": float}
+# Where the dump tmpfs is unless the inventory says (edgemig_dump_dir).
+DEFAULT_DUMP_DIR = "/var/lib/edgemig/dumps"
+RESTORE_TIMEOUT_S = 300.0  # docker start --checkpoint, as switchover.restore_and_switch asks
+
+
+class MigrationFailed(Exception):
+    """The migration did not complete; ``result`` holds the report fields (rolled_back, phase, ...)."""
+
+    def __init__(self, msg: str, **result):
+        super().__init__(msg)
+        self.result = result
+
+
+def read_faults(environ: dict | None = None) -> dict:
+    """Fault injection for the fault suite only (docs/reliability.md), never a module option.
+
+    ``EDGEMIG_FAULTS`` is a JSON object set in the module's environment by
+    migrate.yml from ``edgemig_faults``: ``corrupt_every`` (the receiver flips
+    a byte in every n-th chunk), ``restore`` (the target restores a checkpoint
+    that does not exist), ``health`` (the target's health check fails),
+    ``pause_verified`` (s the sender waits after ``verified`` before it
+    commits), ``pause_restore`` (s the receiver waits after COMMIT before it
+    restores). Unknown keys or bad JSON raise ValueError.
+    """
+    raw = (os.environ if environ is None else environ).get(FAULTS_ENV, "").strip()
+    out = {key: kind() for key, kind in FAULT_KEYS.items()}
+    if not raw:
+        return out
+    faults = json.loads(raw)
+    if not isinstance(faults, dict) or set(faults) - set(FAULT_KEYS):
+        raise ValueError(f"{FAULTS_ENV} must be a JSON object with keys among {sorted(FAULT_KEYS)}, got {raw!r}")
+    out.update({key: FAULT_KEYS[key](value or 0) for key, value in faults.items()})
+    return out
+
+
+def preflight(p: dict) -> str | None:
+    """What is wrong with the options (a message for fail_json), checked before any freeze or connection."""
+    try:
+        parse_policy(p["policy"])
+    except ValueError as exc:
+        return (f"policy={p['policy']!r}: {exc} (edgemig_policy in migrate.yml); nothing was frozen")
+    if p.get("address"):
+        why = ipv4_problem(p["address"])
+        if why:
+            return f"address={p['address']!r} {why}; nothing was frozen"
+        if not interface_exists(p["interface"]):
+            return (f"interface={p['interface']!r}: no such interface on this host (the source's "
+                    "edgemig_address_interface): set it to the interface holding the service address; "
+                    "nothing was frozen")
+    return None
+
+
+def check_options(p: dict) -> str | None:
+    """Everything that can be refused before Docker, SSH or the freeze: target keys, then preflight."""
+    missing = [k for k in ("host", "checkpoint_dir", "upper_dir") if not p["target"].get(k)]
+    if missing:
+        return f"target is missing {', '.join(missing)} (prepare the target container first)"
+    return preflight(p)
+
+
+def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]:
+    """(published host port, [(client ip, client port)]) of the connections
+    established to the container's published TCP ports, read from the
+    container's network namespace just before the freeze."""
+    pid = (inspect.get("State") or {}).get("Pid")
+    bindings = (inspect.get("HostConfig") or {}).get("PortBindings") or {}
+    if not pid:
+        return []
+    try:
+        with open(f"/proc/{pid}/net/tcp") as fh:
+            table = fh.read()
+    except OSError:
+        return []
+    # Keyed by host port: one published port may be listed once per host
+    # address (0.0.0.0 and ::), and each client must be counted once.
+    by_port: dict[int, list[tuple[str, int]]] = {}
+    for key, binds in bindings.items():
+        cport, _unused, proto = key.partition("/")
+        if proto != "tcp" or not binds:
+            continue
+        peers = established_peers(table, int(cport))
+        for b in binds:
+            if peers and b.get("HostPort"):
+                by_port[int(b["HostPort"])] = peers
+    return list(by_port.items())
+
+
+# ---------------------------------------------------------------- the one way back up, and down
+def bring_up(api, name: str, checkpoint: str, staged_from: str | None = None, *, address: str | None = None,
+             interface: str | None = None, health: dict | None = None, from_checkpoint: bool = True) -> str:
+    """Make ``name`` serve on this host; returns how: not_needed, checkpoint or fresh_start.
+
+    The single rollback of a migration (the driver's, the playbook's rescue
+    and the recovery's all come here). A running container is left alone;
+    else it is started from its checkpoint (``staged_from``: a dump dir to
+    copy where Docker looks first; none: the checkpoint already in the
+    container's own checkpoint dir, as on a target), else fresh. The address
+    comes back whatever happened to the container (a source that took it
+    off must not keep it off). With ``health`` the service must answer.
+    """
+    how = "checkpoint"
+    try:
+        inspect = api.inspect_container(name)
+        if inspect is None:
+            raise DockerAPIError(404, f"container {name!r} does not exist here: nothing to bring up")
+        if inspect["State"].get("Running"):
+            how = "not_needed"
+        else:
+            try:
+                if not from_checkpoint:
+                    raise DockerAPIError(0, "no checkpoint to restore from")
+                if staged_from:
+                    stage_checkpoint(api, inspect["Id"], checkpoint, staged_from)
+                api.start_container(name, checkpoint=checkpoint, timeout=RESTORE_TIMEOUT_S)
+            except (DockerAPIError, OSError):
+                how = "fresh_start"
+                api.start_container(name)
+        if health and how != "not_needed":  # a copy that kept running is not second-guessed
+            ok, _secs, reason = wait_healthy(health, api, name)
+            if not ok:
+                raise DockerAPIError(0, f"{name!r} is up ({how}) but its health check failed: {reason}")
+    finally:
+        if address and interface:
+            set_address(interface, address, True)
+    return how
+
+
+def stand_down(api, name: str, *, address: str | None = None, interface: str | None = None,
+               remove: bool = True) -> list[str]:
+    """Make sure ``name`` does not serve here: address dropped, container removed (or only stopped
+    with ``remove=False``, kept for a later recovery). Returns what was done."""
+    done = []
+    if address and interface and set_address(interface, address, False, garp_count=0):
+        done.append("address dropped")
+    inspect = api.inspect_container(name)
+    if inspect is not None:
+        if remove:
+            api.remove_container(name, force=True)
+            done.append("container removed")
+        elif inspect["State"].get("Running"):
+            api.stop_container(name)
+            done.append("container stopped")
+    return done
+
+
+# ---------------------------------------------------------------- the driver
+class MigrationDriver:
+    """One migration from this (source) host; ``run()`` returns the report fields or raises MigrationFailed.
+
+    ``p``: the edge_migrate options. ``stream_factory``: SshStream (tests pass a fake).
+    """
+
+    def __init__(self, api, p: dict, faults: dict | None = None, *, stream_factory=None,
+                 progress: ProgressFile | None = None, clock: Callable[[], float] = time.monotonic,
+                 poke: Callable | None = None):
+        self.api, self.p, self.faults = api, p, faults or read_faults({})
+        self.stream_factory = stream_factory or SshStream
+        self.clock, self.poke = clock, poke or poke_clients
+        self.progress = progress or ProgressFile(None)
+        self.phase = "prepare"
+        self.migration = uuid.uuid4().hex[:12]
+        self.conn = None
+        self.ck: dict | None = None
+        self.durations: dict = {}
+        self.precopy: dict | None = None  # the warm rounds' report, with pre-copy
+
+    # -- records
+    def _record(self, phase: str, **fields) -> None:
+        write_state(self.p["dump_dir"], self.p["name"], "source", phase, migration=self.migration,
+                    target=self.p["target"].get("host"), target_name=self.p["target"].get("name"),
+                    checkpoint=self.p["checkpoint"],
+                    work_dir=(self.ck or {}).get("work_dir"), checkpoint_dir=(self.ck or {}).get("checkpoint_dir"),
+                    **fields)
+
+    def _fail(self, msg: str, **result) -> MigrationFailed:
+        result.setdefault("durations", self.durations)
+        result.setdefault("phase", self.phase)
+        return MigrationFailed(msg, **result)
+
+    # -- phases
+    def prepare(self) -> tuple[dict, list]:
+        p, tgt = self.p, self.p["target"]
+        problem = check_options(p)
+        if problem:
+            raise self._fail(problem, rolled_back="not_needed", durations={})
+        self.progress.write({"phase": "connecting to the target"})
+        # Everything the receiver needs is known before the freeze: connect, do
+        # the SSH handshake and start the receiver now, off the downtime path.
+        try:
+            inspect = self.api.inspect_container(p["name"])
+        except DockerAPIError as exc:
+            raise self._fail(f"checkpoint: {exc}", rolled_back="not_needed", durations={}) from None
+        if inspect is None or not inspect["State"].get("Running"):
+            raise self._fail(f"checkpoint: container {p['name']!r} is not running here",
+                             rolled_back="not_needed", durations={})
+        dest = {"checkpoint": tgt["checkpoint_dir"], "layer": tgt["upper_dir"]}
+        clear = ["layer"]
+        create_roots = []
+        if p.get("precopy"):
+            # The target keeps warm memory pages in its dump tmpfs (never on disk).
+            dest["warm"] = os.path.join(tgt.get("dump_dir") or DEFAULT_DUMP_DIR, f"{p['name']}.warm")
+            clear.append("warm")
+            create_roots.append("warm")
+        # A volume another running container writes cannot be carried consistently,
+        # and that container could swap files under the sender: refuse before the freeze.
+        try:
+            shared = {v["name"]: [c for c in self.api.containers_using_volume(v["name"]) if c != p["name"]]
+                      for v in volumes(inspect)}
+        except DockerAPIError as exc:
+            raise self._fail(f"listing the users of the volumes: {exc}", rolled_back="not_needed",
+                             durations={}) from None
+        shared = {name: users for name, users in shared.items() if users}
+        if shared:
+            raise self._fail("volume(s) shared with other running containers cannot migrate with the service: "
+                             + "; ".join(f"{n} (also mounted by {', '.join(u)})" for n, u in sorted(shared.items()))
+                             + ". Stop those containers or give the service a volume of its own; nothing was frozen",
+                             rolled_back="not_needed", durations={})
+        try:
+            pairs = pair_volumes(volumes(inspect), tgt.get("volumes"))
+        except ValueError as exc:
+            raise self._fail(f"{exc}: prepare the target container from the source's config",
+                             rolled_back="not_needed", durations={}) from None
+        for name, _src, target_path in pairs:
+            dest[f"volume/{name}"] = target_path
+            clear.append(f"volume/{name}")
+        health = p.get("health")
+        if self.faults["health"]:
+            health = {"type": "cmd", "command": ["/bin/false"], "timeout": 3}  # fault suite only
+        then_restore = {"docker_host": tgt.get("docker_host"), "name": p["name"],
+                        "checkpoint": "edgemig-fault-missing" if self.faults["restore"] else p["checkpoint"],
+                        "health": health, "address": p.get("address"), "interface": tgt.get("interface"),
+                        "state_dir": tgt.get("dump_dir"), "migration": self.migration}
+        if self.faults["pause_restore"]:
+            then_restore["faults"] = {"pause_restore": self.faults["pause_restore"]}
+        self.health_timeout = float((health or {}).get("timeout", 30) or 30)
+        try:
+            self.conn = self.stream_factory(
+                dest, host=tgt["host"], port=int(tgt.get("port", 22)), user=tgt.get("user", "root"),
+                key_file=tgt.get("key_file", DEFAULT_KEY_FILE),
+                known_hosts=tgt.get("known_hosts", DEFAULT_KNOWN_HOSTS),
+                receiver_dir=tgt.get("receiver_dir") or RECEIVER_DIR, clear=clear, create=create_roots,
+                fault_corrupt_every=self.faults["corrupt_every"], then_restore=then_restore,
+                stall_timeout=p["stall_timeout"]).open()
+        except TransferError as exc:
+            raise self._fail(f"connecting to the target: {exc}", rolled_back="not_needed", durations={}) from None
+        # Connections open now die with the freeze (CRIU tcp-close); remember
+        # their clients so they can be told at once after the switch-over.
+        clients = client_connections(inspect) if p.get("address") else []
+        return inspect, clients
+
+    def warm(self, inspect: dict) -> None:
+        """Warm pre-copy rounds while the service runs (precopy.warm_up); a failure freezes nothing."""
+        p = self.p
+        live = [("layer", upper_dir(inspect))] + [(f"volume/{v['name']}", v["path"]) for v in volumes(inspect)]
+        note = None
+        try:
+            pids = container_processes(int(inspect["State"]["Pid"]))
+        except (OSError, ValueError, KeyError) as exc:
+            # Files are still pre-copied; memory then crosses at the freeze.
+            pids, note = None, f"memory not pre-copied: the container's processes could not be listed ({exc})"
+
+        def on_round(k: int, entry: dict) -> None:
+            self.progress.write({"phase": f"warm round {k} done (service running)", "sent_bytes": entry["bytes_raw"],
+                                 "eta_s": entry["predicted_final_s"]})
+
+        self.progress.write({"phase": "warm round 1 (service running)"})
+        try:
+            self.precopy = warm_up(self.conn, live, pids, downtime_target=p.get("downtime_target", 1.0),
+                                   max_rounds=max(1, p.get("precopy_max_rounds", 5)), policy=p["policy"],
+                                   on_round=on_round)
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # nothing is frozen: any failure ends here
+            self.conn.close()
+            self.progress.remove()
+            raise self._fail(f"warm pre-copy failed: {exc}; nothing was frozen, the service kept running",
+                             rolled_back="not_needed", durations={}) from None
+        self.precopy["memory_processes"] = len(pids or {})
+        if note:
+            self.precopy["note"] = note
+
+    def freeze(self) -> None:
+        p = self.p
+        self.phase = "freeze"
+        self.progress.write({"phase": "checkpoint (service frozen)"})
+        try:
+            self.ck = create(self.api, p["name"], p["dump_dir"], p["checkpoint"])
+        except CheckpointError as exc:
+            # create() left the container running (or started it again).
+            self.conn.close()
+            raise self._fail(f"checkpoint: {exc}", rolled_back="not_needed", durations={}) from None
+        self.durations.update(self.ck["durations"])
+        self.durations["connect_s"] = round(self.conn.connect_s, 4)
+        self._record("frozen")
+
+    def stream(self) -> dict:
+        p, ck, conn = self.p, self.ck, self.conn
+        self.phase = "stream"
+        if p.get("address"):
+            set_address(p["interface"], p["address"], False)
+        roots = [("checkpoint", ck["checkpoint_dir"]), ("layer", ck["upper_dir"])]
+        roots += [(f"volume/{v['name']}", v["path"]) for v in ck["volumes"]]
+        self.t1 = self.clock()
+        total = ck["sizes"]["total"]
+
+        def where() -> dict:
+            sender = getattr(conn, "sender", None)
+            fields = stream_progress("streaming", total, sender.timeline if sender else [])
+            if fields.get("acked_bytes", 0) >= total > 0:
+                fields["phase"] = "restoring on the target"
+            return fields
+
+        self.progress.follow(where)
+        # Bounded: after END only the receiver's final check is left (the
+        # stall watchdog covers unacknowledged bytes), never an hour.
+        result = conn.stream(roots, policy=p["policy"], dedup=p["dedup"], pipelined=p["pipelined"],
+                             timeout=max(60.0, 4.0 * p["stall_timeout"]),
+                             warm=conn.warm if self.precopy is not None else None)
+        self.phase = "verified"
+        return result
+
+    def commit(self) -> None:
+        if self.faults["pause_verified"]:
+            time.sleep(self.faults["pause_verified"])  # fault suite: a window between verified and commit
+        # The commit point: durable here before the target may act on it.
+        self._record("committed")
+        self.phase = "committed"
+        self.conn.commit(self.migration)
+
+    def switched(self, result: dict, t0: float) -> dict:
+        # Bounded by what the target may legitimately take (restore, health,
+        # address), and by silence: it sends a heartbeat every 2 s.
+        limit = RESTORE_TIMEOUT_S + self.health_timeout + 30.0
+        silence = max(10.0, 2.0 * self.p["stall_timeout"]) if self.p["stall_timeout"] else 0.0
+        final = self.conn.outcome(limit, silence)
+        self.phase = "switched"
+        result["receiver"] = final
+        self.durations["downtime_s"] = round(self.clock() - t0, 4)
+        switch = final.get("switchover") or {}
+        self.durations["transfer_s"] = round(self.clock() - self.t1 - sum(switch.values()), 4)
+        self.durations.update(switch)
+        return result
+
+    def roll_back(self, cause: BaseException) -> MigrationFailed:
+        """Before the commit point (or after a fenced target): the source wins."""
+        p = self.p
+        self.progress.write({"phase": f"rolling back on the source: {cause}"})
+        if self.conn is not None:
+            if self.phase == "verified":
+                self.conn.abort(f"source rolls back: {cause}")  # the receiver must not wait for COMMIT
+            self.conn.close()
+        if self.ck is not None:
+            try:
+                self._record("aborted", why=str(cause)[:500])
+            except OSError:
+                pass  # the source serves again below; "frozen" also means source wins
+        try:
+            how = bring_up(self.api, p["name"], p["checkpoint"], (self.ck or {}).get("checkpoint_dir"),
+                           address=p.get("address"), interface=p.get("interface"),
+                           from_checkpoint=self.ck is not None)
+        except Exception as rb_exc:  # report both; the playbook's rescue (recovery) tries again
+            return self._fail(f"migration failed: {cause}; rollback on the source failed too: {rb_exc}",
+                              rolled_back="failed", work_dir=(self.ck or {}).get("work_dir"),
+                              checkpoint_dir=(self.ck or {}).get("checkpoint_dir"))
+        self.cleanup()
+        self.progress.remove()
+        said = {"checkpoint": "restored from its checkpoint", "fresh_start": "started again",
+                "not_needed": "still running"}[how]
+        return self._fail(f"migration failed: {cause}; the service was {said} on the source", rolled_back=how)
+
+    def cleanup(self) -> None:
+        if self.ck is not None:
+            shutil.rmtree(self.ck["work_dir"], ignore_errors=True)
+        clear_state(self.p["dump_dir"], self.p["name"])
+        self.phase = "cleaned" if self.phase == "switched" else self.phase
+
+    def run(self) -> dict:
+        inspect, clients = self.prepare()
+        if self.p.get("precopy"):
+            self.warm(inspect)
+        t0 = self.clock()
+        # The freeze window: from here until the commit point, ANY exception
+        # rolls back (a list of types once let a KeyError leave the service frozen).
+        try:
+            self.freeze()
+            result = self.stream()
+            self.commit()
+        except MigrationFailed:
+            raise
+        except Exception as exc:
+            raise self.roll_back(exc) from None
+        # Past the commit point: the target wins unless it says it fenced itself.
+        try:
+            result = self.switched(result, t0)
+        except OutcomeUnknown as exc:
+            self.conn.close()
+            self.progress.remove()
+            raise self._fail(
+                f"migration committed, outcome unknown: {exc}. The source stays down with its checkpoint; "
+                f"run playbooks/recover.yml -e svc={self.p['name']} (migrate.yml's rescue does) to converge",
+                rolled_back="no", outcome="unknown", work_dir=self.ck["work_dir"]) from None
+        except Exception as exc:
+            if getattr(exc, "fenced", False):
+                raise self.roll_back(f"{exc} (the target fenced itself)") from None
+            self.conn.close()
+            self.progress.remove()
+            raise self._fail(f"migration committed, outcome unknown: {exc}; the target did not confirm it "
+                             f"stopped serving, so the source stays down: run playbooks/recover.yml "
+                             f"-e svc={self.p['name']}", rolled_back="no", outcome="unknown",
+                             work_dir=self.ck["work_dir"]) from None
+        # The service answers on the target now: make clients whose connection
+        # died with the freeze notice it now instead of at their read timeout.
+        poked = 0
+        for port, peers in clients:
+            try:
+                poked += self.poke(self.p["address"], port, peers)
+            except OSError:
+                pass
+        self.conn.close()
+        self.progress.remove()
+        self.cleanup()
+        timeline = result.pop("timeline", [])
+        if self.precopy is not None:
+            # What the freeze still carried, next to what the warm rounds predicted it would.
+            self.precopy["final"] = {k: result.get(k, 0) for k in (
+                "bytes_raw", "bytes_wire", "files_sent", "files_patched", "files_deleted", "pages_referenced",
+                "pages_literal")}
+            self.precopy["final"]["transfer_s"] = self.durations.get("transfer_s")
+        return dict(changed=True, durations=self.durations, sizes=self.ck["sizes"], stats=result,
+                    timeline=timeline, clients_reset=poked, precopy=self.precopy or {"enabled": False})
+
+
+# ---------------------------------------------------------------- recovery
+def receiver_running(name: str) -> bool:
+    """Whether a receiver of ``name`` still runs here (its argv carries ``edgemig-receiver:<name>``)."""
+    tag = f"edgemig-receiver:{name}".encode()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if tag in fh.read().split(b"\0"):
+                        return True
+            except OSError:
+                continue
+    return False
+
+
+def local_facts(api, name: str, dump_dir: str, checkpoint: str = "edgemig", address: str | None = None,
+                interface: str | None = None) -> dict:
+    """What this edge knows about ``name``: its record, its container, a checkpoint it holds, the address."""
+    record = read_state(dump_dir, name)
+    inspect = api.inspect_container(name)
+    facts = {"record": record, "exists": inspect is not None,
+             "running": bool(inspect and inspect["State"].get("Running")),
+             "has_checkpoint": False, "source_checkpoint": None, "address_here": False}
+    if inspect is not None:
+        try:
+            ckdir = docker_checkpoint_dir(api.info()["DockerRootDir"], inspect["Id"], checkpoint)
+            facts["has_checkpoint"] = os.path.isdir(ckdir) and bool(os.listdir(ckdir))
+        except (DockerAPIError, OSError, KeyError):
+            pass
+    if record and record.get("role") == "source" and record.get("checkpoint_dir") \
+            and os.path.isdir(record["checkpoint_dir"]):
+        facts["source_checkpoint"] = record["checkpoint_dir"]
+    if address and interface:
+        try:
+            facts["address_here"] = address_present(interface, address)[0]
+        except Exception:
+            facts["address_here"] = False
+    return facts
+
+
+def decide(edges: dict[str, dict | None]) -> dict:
+    """The recovery's decision table. ``edges``: edge name -> local_facts (None: unreachable).
+
+    Returns ``{"winner", "reason", "actions": {edge: serve|stand_down|stop|wait|none}, "complete"}``:
+    ``serve`` = bring_up (restore from the checkpoint it holds if not running), ``stand_down`` =
+    address off + container removed, ``stop`` = address off + container stopped but kept (with its
+    checkpoint and record) until the winner is seen serving (then it is stood down), ``wait`` =
+    unreachable, done on a later run.
+    Never removes a copy that passed the commit point: with a committed source record the target
+    is removed only if it confirmed it cannot serve (fenced, or no checkpoint and not running).
+    """
+    seen = {e: f for e, f in edges.items() if f is not None}
+    gone = [e for e, f in edges.items() if f is None]
+    role = {e: (f.get("record") or {}).get("role") for e, f in seen.items()}
+    sources = [e for e in seen if role[e] == "source"]
+    actions = {e: "none" for e in edges}
+
+    def plan(winner: str | None, reason: str, keep: bool = False) -> dict:
+        for e in edges:
+            if e == winner:
+                actions[e] = "wait" if e in gone else "serve"
+            elif e in gone:
+                actions[e] = "wait"
+            elif keep:
+                actions[e] = "stop"
+            else:
+                actions[e] = "stand_down" if (seen[e]["exists"] or seen[e]["address_here"]
+                                              or seen[e].get("record")) else "none"
+        return {"winner": winner, "reason": reason, "actions": dict(actions), "complete": not gone}
+
+    if sources:
+        src = sources[0]
+        rec = seen[src]["record"]
+        others = [e for e in edges if e != src]
+        tgt = next((e for e in others if role.get(e) == "target"), None) \
+            or next((e for e in others if e in seen and seen[e]["exists"]), None) \
+            or (others[0] if len(others) == 1 else None)
+        if rec.get("phase") == "committed":
+            if tgt is None:
+                return {"winner": None, "reason": "committed, but the target edge is not known",
+                        "actions": actions, "complete": False}
+            if tgt in gone:
+                return plan(tgt, f"{src} committed to {tgt}, which is unreachable: the source stays down "
+                                 "with its checkpoint until it is seen", keep=True)
+            t = seen[tgt]
+            if t["running"] or t["has_checkpoint"]:
+                how = "runs" if t["running"] else "holds the checkpoint (in doubt): restore it"
+                # The source only stops here (copy and checkpoint kept): it is removed once the
+                # target serves (the playbook's last step, or the next run), never before.
+                return plan(tgt, f"{src} passed the commit point: the target wins; {tgt} {how}", keep=True)
+            return plan(src, f"{src} committed, but {tgt} neither runs nor holds the checkpoint "
+                             f"(target phase {(t.get('record') or {}).get('phase', 'none')}): the source wins back")
+        return plan(src, f"{src} never committed (phase {rec.get('phase')}): the source wins")
+    # No source record seen.
+    committed = [e for e in seen if role[e] == "target" and (seen[e]["record"] or {}).get("phase") == "committed"]
+    if committed:
+        # The receiver got COMMIT, which the source sends only after recording it.
+        return plan(committed[0], f"{committed[0]} received COMMIT: the target wins")
+    running = [e for e in seen if seen[e]["running"]]
+    in_doubt = [e for e in seen if role[e] == "target"]
+    if gone and in_doubt and not running:
+        return {"winner": None, "reason": f"{in_doubt[0]} is in doubt and {gone} unreachable: "
+                                          "the source's record decides; run again when it is reachable",
+                "actions": actions, "complete": False}
+    if len(running) == 1:
+        return plan(running[0], f"no commit record: the one running copy ({running[0]}) stays")
+    if len(running) > 1:
+        holder = [e for e in running if seen[e]["address_here"]]
+        return {"winner": None, "reason": f"no record and several running copies {running} "
+                                          f"(address on {holder}): refusing to choose",
+                "actions": actions, "complete": False}
+    return {"winner": None, "reason": "no record and no running copy: nothing to recover",
+            "actions": actions, "complete": not gone}

@@ -1,0 +1,177 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: migration_recover
+short_description: Resolve an interrupted migration - exactly one running copy, holding the address
+version_added: 0.2.0
+description:
+  - Three steps, run by C(playbooks/recover.yml) and by the rescue of C(playbooks/migrate.yml).
+  - O(mode=inspect), on every edge host - what this host knows of the service - its migration record
+    (C(<dump_dir>/.edgemig-state/<name>.json)), whether its container exists and runs, whether it holds a received
+    checkpoint, whether the service address is here.
+  - O(mode=decide), anywhere (no Docker needed) - the decision from the facts of all edge hosts (O(edges)). A source
+    record that passed the commit point makes the target win, restored from the checkpoint it kept if it does not
+    run; without one the source wins. A copy that passed the commit point is never removed unless it confirmed it
+    cannot serve.
+  - O(mode=converge), on each edge host, losers first - apply O(action) (from the decision) here.
+extends_documentation_fragment:
+  - edgemig.migration.attributes
+  - edgemig.migration.attributes.action_staged
+  - edgemig.migration.docker
+options:
+  name:
+    description: The service (container) name.
+    type: str
+    required: true
+  mode:
+    description: What to do, see the description.
+    type: str
+    choices: [inspect, decide, converge]
+    required: true
+  dump_dir:
+    description: This host's dump tmpfs (where the migration records live).
+    type: path
+    default: /var/lib/edgemig/dumps
+  checkpoint:
+    description: Checkpoint name.
+    type: str
+    default: edgemig
+  address:
+    description: The service address.
+    type: str
+  interface:
+    description: This host's interface for O(address).
+    type: str
+  health:
+    description: Health check a copy brought up here must pass (catalog C(health)).
+    type: dict
+  edges:
+    description: With O(mode=decide), edge host name -> the RV(facts) of O(mode=inspect) (null when unreachable).
+    type: dict
+  action:
+    description: >-
+      With O(mode=converge), this host's part of the decision - V(serve), V(stand_down), V(stop), V(wait), V(none).
+    type: str
+    choices: [serve, stand_down, stop, wait, none]
+author:
+  - edgemig developers (@edgemig)
+'''
+
+EXAMPLES = r'''
+- name: What edge2 knows of mysql
+  edgemig.migration.migration_recover:
+    name: mysql
+    mode: inspect
+    dump_dir: /var/lib/edgemig/dumps
+    address: 10.213.0.102
+    interface: eth0
+  register: seen
+'''
+
+RETURN = r'''
+facts:
+  description: With O(mode=inspect) - record, exists, running, has_checkpoint, source_checkpoint, address_here.
+  returned: mode=inspect
+  type: dict
+decision:
+  description: With O(mode=decide) - winner, reason, actions (edge -> action), complete.
+  returned: mode=decide
+  type: dict
+done:
+  description: With O(mode=converge) - what was done here.
+  returned: mode=converge
+  type: list
+  elements: str
+'''
+
+import shutil
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver import (
+    bring_up,
+    decide,
+    local_facts,
+    receiver_running,
+    stand_down,
+)
+
+# A receiver still at work here (waiting for COMMIT, restoring) decides by itself within its own
+# bounds (commit timeout, restore + health): wait for it rather than race its restore.
+RECEIVER_WAIT_S = 400.0
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, read_state
+from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+
+
+def converge(module, api) -> list[str]:
+    p = module.params
+    name, action = p["name"], p["action"]
+    record = read_state(p["dump_dir"], name) or {}
+    done: list[str] = []
+    deadline = time.monotonic() + RECEIVER_WAIT_S
+    while receiver_running(name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if action == "serve":
+        facts = local_facts(api, name, p["dump_dir"], p["checkpoint"])
+        # A source brings back the checkpoint of its dump dir; a target the one the stream wrote
+        # into its container's own checkpoint dir (kept there while in doubt).
+        how = bring_up(api, name, p["checkpoint"], facts["source_checkpoint"], address=p["address"],
+                       interface=p["interface"], health=p["health"],
+                       from_checkpoint=bool(facts["source_checkpoint"] or facts["has_checkpoint"]))
+        done.append({"not_needed": "already running", "checkpoint": "restored from its checkpoint",
+                     "fresh_start": "started without a checkpoint"}[how])
+        if p["address"]:
+            done.append("address here")
+    elif action in ("stand_down", "stop"):
+        done += stand_down(api, name, address=p["address"], interface=p["interface"],
+                           remove=action == "stand_down")
+    if action in ("serve", "stand_down"):
+        if record.get("work_dir"):
+            shutil.rmtree(record["work_dir"], ignore_errors=True)
+        if clear_state(p["dump_dir"], name):
+            done.append("record cleared")
+    return done
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            mode=dict(type="str", choices=["inspect", "decide", "converge"], required=True),
+            dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
+            checkpoint=dict(type="str", default="edgemig"),
+            address=dict(type="str"),
+            interface=dict(type="str"),
+            health=dict(type="dict"),
+            edges=dict(type="dict"),
+            action=dict(type="str", choices=["serve", "stand_down", "stop", "wait", "none"]),
+            **DOCKER_ARGS,
+        ),
+        required_if=[("mode", "decide", ["edges"]), ("mode", "converge", ["action"])],
+        supports_check_mode=False,
+    )
+    p = module.params
+    if p["mode"] == "decide":
+        module.exit_json(changed=False, decision=decide(p["edges"]))
+    if p["mode"] == "converge" and p["action"] in ("wait", "none"):
+        module.exit_json(changed=False, done=[])
+    api = docker_api(module)
+    facts = done = None
+    try:
+        if p["mode"] == "inspect":
+            facts = local_facts(api, p["name"], p["dump_dir"], p["checkpoint"], p["address"], p["interface"])
+        else:
+            done = converge(module, api)
+    except Exception as exc:  # one message naming the step, whatever failed underneath
+        module.fail_json(msg=f"{p['mode']} of {p['name']!r}: {type(exc).__name__}: {exc}")
+    if facts is not None:
+        module.exit_json(changed=False, facts=facts)
+    module.exit_json(changed=any(d not in ("already running", "address here") for d in done), done=done)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Issue 12: the migration driver's phases, its one rollback, the commit point, and the
+recovery's decision table - with a fake Docker (the source) and a fake link + target.
+
+The property every scenario ends with: exactly one side believes it serves
+(after the recovery, for the cases where the driver cannot know).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+from fakes import CriuDocker, container
+
+from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as drv
+from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_state, write_state
+from ansible_collections.edgemig.migration.plugins.module_utils.transfer import OutcomeUnknown, TransferError
+
+
+class Target:
+    """What the target believes, driven by what reaches it (the receiver's rules)."""
+
+    def __init__(self):
+        self.phase = "prepared"     # -> verified -> in_doubt | committed -> serving | fenced
+        self.serving = False
+        self.has_checkpoint = False
+
+
+class Link:
+    """A fake SshStream to ``Target``; ``fault`` picks where it breaks.
+
+    open | stream | stream_crash | verified_lost | commit_lost | final_lost | restore_fails | unfenced
+    """
+
+    def __init__(self, target: Target, fault: str | None):
+        self.target, self.fault = target, fault
+        self.connect_s, self.closed, self.aborted, self.sent_commit = 0.01, False, None, False
+
+    def __call__(self, dest, **kw):   # used as the stream factory
+        self.dest, self.kw = dest, kw
+        return self
+
+    def open(self):
+        if self.fault == "open":
+            raise TransferError("cannot reach 10.213.0.12:22")
+        return self
+
+    def stream(self, roots, **kw):
+        if self.fault == "stream":
+            raise TransferError("transfer stalled: the receiver acknowledged nothing for 8 s")
+        if self.fault == "stream_crash":
+            raise KeyError("bug in the stream")      # not a TransferError: must roll back all the same
+        self.target.phase, self.target.has_checkpoint = "verified", True
+        if self.fault == "verified_lost":
+            # The receiver said verified; the sender never heard it (link down).
+            self.target.phase = "in_doubt"
+            raise TransferError("receiver did not confirm the stream in time")
+        return {"bytes_raw": 4096, "receiver": None, "timeline": []}
+
+    def commit(self, migration=""):
+        self.sent_commit = True
+        if self.fault == "commit_lost":
+            self.target.phase = "in_doubt"        # no COMMIT came: checkpoint kept, not restored
+            return
+        self.target.phase = "committed"
+        if self.fault in ("restore_fails", "unfenced"):
+            self.target.phase = "fenced" if self.fault == "restore_fails" else "committed"
+            return
+        self.target.phase, self.target.serving = "serving", True
+
+    def abort(self, reason):
+        self.aborted = reason
+        if self.target.phase == "verified":
+            self.target.phase = "in_doubt"
+
+    def outcome(self, limit, silence):
+        assert limit <= drv.RESTORE_TIMEOUT_S + 60 and silence <= 60, "every wait after COMMIT is bounded"
+        if self.fault in ("commit_lost", "final_lost"):
+            raise OutcomeUnknown("receiver silent for 16 s after COMMIT (link or session lost)")
+        if self.fault == "restore_fails":
+            err = TransferError("receiver failed: 'mysql' was restored but its health check failed")
+            err.fenced = True
+            raise err
+        if self.fault == "unfenced":
+            raise TransferError("receiver failed: restore failed and fencing failed")
+        return {"ok": True, "switchover": {"restore_s": 0.1, "health_s": 0.1, "switch_s": 0.01}}
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def world(monkeypatch, tmp_path):
+    addr = {"source": True}
+    monkeypatch.setattr(drv, "set_address", lambda iface, a, present, *x, **kw: addr.update(source=present))
+    monkeypatch.setattr(drv, "interface_exists", lambda name: True)
+    api = CriuDocker(containers={"mysql": container("mysql")}, info={"DockerRootDir": str(tmp_path / "docker")})
+    return api, addr, tmp_path
+
+
+def params(tmp_path, **kw):
+    return dict({"name": "mysql", "dump_dir": str(tmp_path / "dumps"), "checkpoint": "edgemig",
+                 "target": {"host": "10.213.0.12", "name": "edge2", "checkpoint_dir": "/t/ck",
+                            "upper_dir": "/t/up", "dump_dir": "/t/dumps", "interface": "eth0"},
+                 "address": "10.213.0.102", "interface": "eth0", "health": None, "policy": "model",
+                 "dedup": True, "pipelined": True, "stall_timeout": 8}, **kw)
+
+
+def run(api, tmp_path, fault, target=None, **kw):
+    target = target or Target()
+    link = Link(target, fault)
+    d = drv.MigrationDriver(api, params(tmp_path), stream_factory=link, poke=lambda *a: 1, **kw)
+    try:
+        return d, link, target, d.run(), None
+    except drv.MigrationFailed as exc:
+        return d, link, target, None, exc
+
+
+def source_serves(api, addr) -> bool:
+    return api.containers["mysql"]["State"]["Running"] and addr["source"]
+
+
+def test_success_walks_every_phase(world):
+    api, addr, tmp_path = world
+    d, link, target, res, exc = run(api, tmp_path, None)
+    assert exc is None and d.phase == "cleaned" and link.sent_commit and link.closed
+    assert target.serving and not source_serves(api, addr)
+    assert {"checkpoint_s", "connect_s", "downtime_s", "transfer_s", "restore_s", "health_s",
+            "switch_s"} <= set(res["durations"])
+    assert res["clients_reset"] == 0 and res["stats"]["receiver"]["ok"]
+    assert read_state(str(tmp_path / "dumps"), "mysql") is None
+    assert os.listdir(tmp_path / "dumps") == [".edgemig-state"]
+
+
+def test_commit_is_recorded_before_commit_is_sent(world, monkeypatch):
+    api, _addr, tmp_path = world
+    seen = []
+    real = Link.commit
+
+    def commit(self, migration=""):
+        seen.append(read_state(str(tmp_path / "dumps"), "mysql")["phase"])
+        real(self, migration)
+    monkeypatch.setattr(Link, "commit", commit)
+    run(api, tmp_path, None)
+    assert seen == ["committed"]
+
+
+@pytest.mark.parametrize("fault, phase, how", [
+    ("open", "prepare", "not_needed"),
+    ("stream", "stream", "checkpoint"),
+    ("stream_crash", "stream", "checkpoint"),
+    ("verified_lost", "stream", "checkpoint"),
+    ("restore_fails", "committed", "checkpoint"),
+])
+def test_failures_the_source_wins(world, fault, phase, how):
+    api, addr, tmp_path = world
+    _d, link, target, _res, exc = run(api, tmp_path, fault)
+    assert exc is not None and exc.result["phase"] == phase and exc.result["rolled_back"] == how, exc
+    assert source_serves(api, addr) and not target.serving
+    assert read_state(str(tmp_path / "dumps"), "mysql") is None      # source serves: nothing in doubt
+    if fault == "restore_fails":
+        assert "fenced itself" in str(exc)
+
+
+def test_freeze_failures_roll_back_whatever_the_exception(world, monkeypatch):
+    api, addr, tmp_path = world
+
+    def broken(api_, name, *a, **kw):
+        api_.containers[name]["State"]["Running"] = False        # frozen, then something unexpected
+        raise RuntimeError("unexpected")
+    monkeypatch.setattr(drv, "create", broken)
+    _d, _link, target, _res, exc = run(api, tmp_path, None)
+    assert exc.result["rolled_back"] == "fresh_start" and exc.result["phase"] == "freeze"
+    assert source_serves(api, addr) and not target.serving
+
+
+def test_checkpoint_error_keeps_the_service_running(world, monkeypatch):
+    api, addr, tmp_path = world
+    monkeypatch.setattr(drv, "create", lambda *a, **kw: (_x for _x in ()).throw(CheckpointError("criu says no")))
+    _d, link, _target, _res, exc = run(api, tmp_path, None)
+    assert exc.result["rolled_back"] == "not_needed" and "criu says no" in str(exc) and link.closed
+    assert source_serves(api, addr)
+
+
+def test_failure_between_verified_and_commit_aborts_the_receiver(world, monkeypatch):
+    """The commit record cannot be written: before the commit point, so the source wins and the
+    receiver is told not to restore (ABORT), instead of waiting for a COMMIT that never comes."""
+    api, addr, tmp_path = world
+    real = drv.MigrationDriver._record
+
+    def record(self, phase, **kw):
+        if phase == "committed":
+            raise OSError(28, "No space left on device")
+        real(self, phase, **kw)
+    monkeypatch.setattr(drv.MigrationDriver, "_record", record)
+    _d, link, target, _res, exc = run(api, tmp_path, None)
+    assert exc.result["phase"] == "verified" and link.aborted and not link.sent_commit
+    assert source_serves(api, addr) and not target.serving and target.phase == "in_doubt"
+
+
+@pytest.mark.parametrize("fault", ["commit_lost", "final_lost", "unfenced"])
+def test_after_the_commit_point_the_source_never_rolls_back(world, fault):
+    api, addr, tmp_path = world
+    _d, _link, target, _res, exc = run(api, tmp_path, fault)
+    assert exc.result["rolled_back"] == "no" and exc.result["outcome"] == "unknown"
+    assert not source_serves(api, addr)
+    rec = read_state(str(tmp_path / "dumps"), "mysql")
+    assert rec["phase"] == "committed" and rec["target_name"] == "edge2" and os.path.isdir(rec["checkpoint_dir"])
+    # The recovery then decides on what each edge reports.
+    src_facts = {"record": rec, "exists": True, "running": False, "has_checkpoint": False,
+                 "source_checkpoint": rec["checkpoint_dir"], "address_here": False}
+    tgt_facts = {"record": {"role": "target", "phase": target.phase}, "exists": target.phase != "fenced",
+                 "running": target.serving, "has_checkpoint": target.has_checkpoint and target.phase != "fenced",
+                 "source_checkpoint": None, "address_here": target.serving}
+    decision = drv.decide({"edge1": src_facts, "edge2": tgt_facts})
+    assert decision["winner"] == "edge2" and decision["complete"]
+    assert decision["actions"] == {"edge1": "stop", "edge2": "serve"}   # removed once edge2 serves
+    serving = [target.serving or decision["actions"]["edge2"] == "serve",
+               source_serves(api, addr) or decision["actions"]["edge1"] == "serve"]
+    assert serving.count(True) == 1
+
+
+def test_bounded_waits(world):
+    api, _addr, tmp_path = world
+    waits = {}
+
+    class Timed(Link):
+        def stream(self, roots, **kw):
+            waits["stream"] = kw["timeout"]
+            return super().stream(roots, **kw)
+
+        def outcome(self, limit, silence):
+            waits["outcome"] = (limit, silence)
+            return super().outcome(limit, silence)
+    target = Target()
+    d = drv.MigrationDriver(api, params(tmp_path), stream_factory=Timed(target, None), poke=lambda *a: 0)
+    d.run()
+    assert waits["stream"] == 60.0 and waits["outcome"] == (drv.RESTORE_TIMEOUT_S + 30 + 30, 16.0)
+
+
+def test_faults_reach_the_receiver_spec(world):
+    api, _addr, tmp_path = world
+    faults = drv.read_faults({"EDGEMIG_FAULTS": '{"health": true, "pause_restore": 4}'})
+    target = Target()
+    link = Link(target, None)
+    drv.MigrationDriver(api, params(tmp_path), faults, stream_factory=link, poke=lambda *a: 0).run()
+    spec = link.kw["then_restore"]
+    assert spec["health"]["command"] == ["/bin/false"] and spec["faults"] == {"pause_restore": 4.0}
+    assert spec["state_dir"] == "/t/dumps" and spec["migration"]
+    with pytest.raises(ValueError):
+        drv.read_faults({"EDGEMIG_FAULTS": '{"bogus": 1}'})
+
+
+# ---------------------------------------------------------------- recovery decision table
+def facts(record=None, exists=True, running=False, ckpt=False, src_ckpt=None, addr=False):
+    return {"record": record, "exists": exists, "running": running, "has_checkpoint": ckpt,
+            "source_checkpoint": src_ckpt, "address_here": addr}
+
+
+SRC_COMMITTED = {"role": "source", "phase": "committed", "target_name": "edge2"}
+SRC_FROZEN = {"role": "source", "phase": "frozen"}
+TGT_IN_DOUBT = {"role": "target", "phase": "in_doubt"}
+TGT_COMMITTED = {"role": "target", "phase": "committed"}
+TGT_FENCED = {"role": "target", "phase": "fenced"}
+
+
+@pytest.mark.parametrize("e1, e2, winner, actions, complete", [
+    # committed: the target wins, running or restored from the checkpoint it kept
+    # (the source only stops: it is removed once the target serves)
+    (facts(SRC_COMMITTED, src_ckpt="/d"), facts(running=True, addr=True), "edge2",
+     {"edge1": "stop", "edge2": "serve"}, True),
+    (facts(SRC_COMMITTED, src_ckpt="/d"), facts(TGT_IN_DOUBT, ckpt=True), "edge2",
+     {"edge1": "stop", "edge2": "serve"}, True),
+    # committed, but the target fenced itself (or holds nothing): the source wins back
+    (facts(SRC_COMMITTED, src_ckpt="/d"), facts(TGT_FENCED, exists=False), "edge1",
+     {"edge1": "serve", "edge2": "stand_down"}, True),
+    # committed, target unreachable: the source stops (keeps its copy), the rest waits
+    (facts(SRC_COMMITTED, src_ckpt="/d"), None, "edge2", {"edge1": "stop", "edge2": "wait"}, False),
+    # never committed: the source wins, the target copy goes (even holding a checkpoint)
+    (facts(SRC_FROZEN, src_ckpt="/d"), facts(TGT_IN_DOUBT, ckpt=True), "edge1",
+     {"edge1": "serve", "edge2": "stand_down"}, True),
+    (facts(SRC_FROZEN), None, "edge1", {"edge1": "serve", "edge2": "wait"}, False),
+    # source unreachable: a target that received COMMIT wins; one in doubt waits
+    (None, facts(TGT_COMMITTED, running=True), "edge2", {"edge1": "wait", "edge2": "serve"}, False),
+    (None, facts(TGT_IN_DOUBT, ckpt=True), None, {"edge1": "none", "edge2": "none"}, False),
+    # no record at all: the one running copy stays, leftovers go
+    (facts(running=True, addr=True), facts(), "edge1", {"edge1": "serve", "edge2": "stand_down"}, True),
+    (facts(running=True), facts(exists=False), "edge1", {"edge1": "serve", "edge2": "none"}, True),
+    (facts(running=True), facts(running=True), None, {"edge1": "none", "edge2": "none"}, False),
+    (facts(exists=False), facts(exists=False), None, {"edge1": "none", "edge2": "none"}, True),
+])
+def test_recovery_decision_table(e1, e2, winner, actions, complete):
+    decision = drv.decide({"edge1": e1, "edge2": e2})
+    assert (decision["winner"], decision["actions"], decision["complete"]) == (winner, actions, complete), decision
+    assert list(decision["actions"].values()).count("serve") <= 1
+
+
+def test_never_removes_a_copy_past_the_commit_point():
+    """Whatever the target reports, with a committed source record a target that runs or holds the
+    checkpoint is never stood down."""
+    for running in (False, True):
+        for record in (None, TGT_IN_DOUBT, TGT_COMMITTED):
+            d = drv.decide({"edge1": facts(SRC_COMMITTED), "edge2": facts(record, running=running, ckpt=True)})
+            assert d["actions"]["edge2"] == "serve", d
+
+
+def test_bring_up_and_stand_down(world, tmp_path):
+    api, addr, _tmp = world
+    api.containers["mysql"]["State"]["Running"] = False
+    assert drv.bring_up(api, "mysql", "edgemig", address="10.213.0.102", interface="eth0") == "checkpoint"
+    assert addr["source"] and api.containers["mysql"]["State"]["Running"]
+    assert drv.bring_up(api, "mysql", "edgemig") == "not_needed"
+    assert drv.stand_down(api, "mysql", address="10.213.0.102", interface="eth0", remove=False) == \
+        ["container stopped"] and not addr["source"]
+    assert drv.stand_down(api, "mysql") == ["container removed"] and "mysql" not in api.containers
+    with pytest.raises(drv.DockerAPIError):
+        drv.bring_up(api, "mysql", "edgemig")
+
+
+def test_local_facts_reads_the_record_and_the_kept_checkpoint(world, tmp_path):
+    api, _addr, _tmp = world
+    dumps = str(tmp_path / "dumps")
+    cid = api.containers["mysql"]["Id"]
+    ck = tmp_path / "docker" / "containers" / cid / "checkpoints" / "edgemig"
+    ck.mkdir(parents=True)
+    (ck / "pages-1.img").write_bytes(b"x")
+    write_state(dumps, "mysql", "target", "in_doubt")
+    f = drv.local_facts(api, "mysql", dumps)
+    assert f["record"]["phase"] == "in_doubt" and f["has_checkpoint"] and f["running"]
+
+
+def test_receiver_running_finds_the_tag(monkeypatch, tmp_path):
+    assert drv.receiver_running("no-such-service-here") is False
