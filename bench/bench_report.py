@@ -605,6 +605,9 @@ def precopy_section(data, img_dir):
     a(f"- failed migrations: {len(failed)}" + "".join(
         f"\n  - {r['service']} {r['method']} @ {rate_name(r['rate_mbit'])} (repeat {r['repeat']}): "
         f"{str(r.get('error', ''))[:300]}" for r in failed))
+    if data.get("skipped"):
+        a(f"- **left out** (`--stop-at` deadline): {len(data['skipped'])} cases: " + ", ".join(
+            f"{c['svc']} {c['method']} @ {rate_name(c['rate'])} (repeat {c['rep']})" for c in data["skipped"]))
     a("- methods, same run, interleaved per repeat: **stop-and-copy** = `migrate.yml -e edgemig_precopy=false` "
       "(model controller, everything crosses after the freeze); **pre-copy** = `-e edgemig_precopy=true` (warm rounds "
       "while the service runs until the final round is predicted to fit `edgemig_downtime_target` [1.0 s], stops "

@@ -971,6 +971,14 @@ def expected_wall(results: list[dict], svc: str, method: str, rate) -> float:
     return median(same) or 15.0
 
 
+def stop_at(text: str) -> float:
+    """HH:MM UTC today as epoch seconds."""
+    hh, _unused, mm = text.partition(":")
+    now = time.gmtime()
+    return float(time.mktime((now.tm_year, now.tm_mon, now.tm_mday, int(hh), int(mm), 0, 0, 0, 0))
+                 - time.mktime(time.gmtime(0)))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="CI smoke: apache, unshaped + 10 Mbit/s, model vs uncompressed, 1 repeat")
@@ -1010,6 +1018,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--writer-rate", type=float, default=250.0, help="rows/s of the writer(s) together")
     ap.add_argument("--writers", type=int, default=1, help="writer threads (one connection, one row at a time each)")
     ap.add_argument("--fill-rows", type=int, default=200000)
+    ap.add_argument("--stop-at", type=stop_at, default=None,
+                    help="HH:MM (UTC): leave out the cases that would end after it (listed in the JSON as skipped)")
     ap.add_argument("--json", default=None, help="raw results (default docs/benchmarks.json; quick: reports/bench-quick.json)")
     ap.add_argument("--doc", default=None, help="report (default docs/benchmarks.md; quick: none)")
     ap.add_argument("--merge", default=None,
@@ -1067,10 +1077,15 @@ def main() -> int:
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, on_signal)
     t_run = time.monotonic()
+    skipped: list[dict] = []
     try:
         link.cleanup()
         link.counters_up()
         for i, c in enumerate(cases):
+            if args.stop_at and time.time() + 1.5 * expected_wall(results, c["svc"], c["method"], c["rate"]) > args.stop_at:
+                skipped = [{k: v for k, v in x.items()} for x in cases[i:]]
+                log(f"--stop-at: {len(skipped)} cases left out, they would end after the deadline")
+                break
             ab_s = 0
             if c.get("ab"):
                 ab_s = args.ab_seconds or int(3 + expected_wall(results, "apache", c["method"], c["rate"]) * 1.3 + 6)
@@ -1099,7 +1114,7 @@ def main() -> int:
         command = prev["command"] + " ; then " + command
     data = {"command": command, "argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "elapsed_s": round(elapsed, 1), "host": {"cpus": os.cpu_count(), "kernel": os.uname().release},
-            "quick": args.quick, "results": results}
+            "quick": args.quick, "results": results, "skipped": skipped}
     os.makedirs(os.path.dirname(json_path), exist_ok=True)
     with open(json_path, "w") as fh:
         json.dump(data, fh, indent=1)
