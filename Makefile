@@ -106,7 +106,7 @@ bench: provision
 # 10 and 100 Mbit/s, tomcat at 10 Mbit/s, apache unshaped x3; results in docs/benchmarks-precopy.json,
 # section "Pre-copy vs stop-and-copy (issue 11)" of docs/benchmarks.md, docs/img/precopy_downtime_vs_rate.png.
 PRECOPY_ARGS ?= --services "" --cells mysql:10,mysql:100,tomcat:10,apache:0 --cell-methods precopy,model \
-  --cell-repeats 1 --cell-apache-repeats 3 --writer --writer-rate 250 --fill-rows 200000
+  --cell-repeats 1 --cell-apache-repeats 3 --writer --writer-rate 250 --writers 2 --fill-rows 200000
 
 bench-precopy: provision
 	$(PYTHON) bench/migration_bench.py $(PRECOPY_ARGS) $(BENCH_ARGS) --json docs/benchmarks-precopy.json --doc docs/benchmarks.md
