@@ -956,7 +956,7 @@ def plan(args) -> list[dict]:
             reps = args.cell_apache_repeats if svc == "apache" and args.cell_apache_repeats else args.cell_repeats
             for r in range(reps):
                 for m in args.cell_methods.split(","):
-                    cases.append(dict(svc=svc, method=m, rate=float(rate or 0), rep=r, group="precopy",
+                    cases.append(dict(svc=svc, method=m, rate=float(rate or 0), rep=args.first_repeat + r, group="precopy",
                                       writer=args.writer and svc == "mysql"))
     if args.loss:
         for svc in args.loss_services.split(","):
@@ -1013,6 +1013,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cell-methods", default="precopy,model")
     ap.add_argument("--cell-repeats", type=int, default=1)
     ap.add_argument("--cell-apache-repeats", type=int, default=0, help="repeats of apache cells (default --cell-repeats)")
+    ap.add_argument("--first-repeat", type=int, default=0, help="number the cells' repeats from here (with --merge)")
     ap.add_argument("--writer", action="store_true",
                     help="mysql cells: fill to --fill-rows once, a writer commits during every migration, rows checked")
     ap.add_argument("--writer-rate", type=float, default=250.0, help="rows/s of the writer(s) together")
@@ -1110,6 +1111,7 @@ def main() -> int:
         with open(args.merge) as fh:
             prev = json.load(fh)
         results = prev["results"] + results
+        skipped = prev.get("skipped", []) + skipped
         elapsed += prev.get("elapsed_s", 0)
         command = prev["command"] + " ; then " + command
     data = {"command": command, "argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
