@@ -231,8 +231,8 @@ def write(data, path):
     a("## What is measured\n")
     a("- **migration time**: freeze to serving on the target, measured on the source by `edge_migrate` "
       "(checkpoint + stream + restore + health + address) - or by the harness for the Podman-style export. "
-      "All methods here are stop-and-copy (no pre-copy: the kernel has no soft-dirty tracking), so this is also "
-      "the service-side downtime. **playbook wall** is the whole `ansible-playbook migrate.yml` run "
+      "All methods here are stop-and-copy (`edgemig_precopy=false`; warm pre-copy has its own section at the end), "
+      "so this is also the service-side downtime. **playbook wall** is the whole `ansible-playbook migrate.yml` run "
       "(preflight, target creation, cleanup, report: about 5-6 s of Ansible on this machine) - the Podman-style "
       "export has no Ansible around it, so compare methods on migration time.")
     a("- **client downtime**: a client polls the stable service address every 20 ms (each probe its own thread, "
