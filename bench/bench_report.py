@@ -697,6 +697,12 @@ def precopy_section(data, img_dir):
         a(f"| 0 acknowledged rows lost in every run | {sum(x or 0 for x in lost_all)} lost over {len(lost_all)} runs "
           f"({sum(r['writer'].get('acked_rows', 0) for r in rows if r.get('writer'))} acknowledged) | | {len(lost_all)} | "
           f"{'met' if not any(lost_all) else '**missed**'} | - |")
+    before = [r["writer"].get("rate_before_s") for r in rows if r.get("writer")]
+    if before:
+        low = [x for x in before if x is None or x < 200]
+        a(f"| writer >= 200 acknowledged rows/s (steady rate in the 2.5 s before each migration) | "
+          f"min {min(x or 0 for x in before):.1f} rows/s | | {len(before)} | "
+          f"{'met' if not low else f'**missed** in {len(low)} of {len(before)} runs'} | - |")
     a("| MariaDB with a 1 GiB data volume at 20 Mbit/s <= 3 s | not run in this matrix | | 0 | - | - |"
       if not any(r.get("big_volume") for r in rows) else "")
     a("")
@@ -748,6 +754,10 @@ def precopy_section(data, img_dir):
           f"{f(med([warm_s(r) for r in pc]), 1)} s, of it {f(med([sum(x.get('predict_s', 0.0) for x in r['precopy']['rounds']) for r in pc]), 1)} s "
           f"predicting the final round.")
     a("")
+    notes = os.path.join(os.path.dirname(img_dir), "benchmarks-precopy-notes.md")
+    if os.path.exists(notes):
+        with open(notes) as fh:
+            a(fh.read().rstrip("\n") + "\n")
     a(PRECOPY_END)
     return L
 
