@@ -724,7 +724,7 @@ def precopy_section(data, img_dir):
             last = rounds[-1] if rounds else {}
             rtxt = "; ".join(f"{x['bytes_raw'] / 1e6:.1f}/{x['bytes_wire'] / 1e6:.1f} "
                              f"({x['seconds']:.1f} + {x.get('predict_s', 0.0):.1f})" for x in rounds) or "-"
-            reason = str(pc.get("reason", "-")).split(":")[0]
+            reason = str(pc.get("reason", "-")).split(":", maxsplit=1)[0]
             pred = (f"{last['predicted_final_bytes'] / 1e6:.1f} / {f(last.get('predicted_final_s'))}"
                     if last.get("predicted_final_bytes") is not None else "-")
             unref = fin.get("bytes_raw", 0) - PAGE_SIZE * fin.get("pages_referenced", 0)

@@ -1084,7 +1084,7 @@ def main() -> int:
         link.counters_up()
         for i, c in enumerate(cases):
             if args.stop_at and time.time() + 1.5 * expected_wall(results, c["svc"], c["method"], c["rate"]) > args.stop_at:
-                skipped = [{k: v for k, v in x.items()} for x in cases[i:]]
+                skipped = [dict(x) for x in cases[i:]]
                 log(f"--stop-at: {len(skipped)} cases left out, they would end after the deadline")
                 break
             ab_s = 0
