@@ -9,7 +9,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 PLAY := ansible-playbook -i $(INVENTORY)
 
 .PHONY: help deps collection-link lab-up lab-down lab-status provision deploy migrate demo \
-        check ruff sanity test test-unit test-integration test-faults molecule bench bench-stream soak build lint clean
+        check ruff sanity test test-unit test-integration test-faults molecule bench bench-precopy bench-stream soak build lint clean
 
 help:
 	@echo "make demo      lab up, provision, deploy $(SVC) on edge1, migrate it to edge2, print the report"
@@ -101,6 +101,15 @@ bench-stream: provision
 
 bench: provision
 	$(PYTHON) bench/migration_bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+# Pre-copy vs stop-and-copy side by side (issue 11): MariaDB filled to 200k rows under a writer at
+# 10 and 100 Mbit/s, tomcat at 10 Mbit/s, apache unshaped x3; results in docs/benchmarks-precopy.json,
+# section "Pre-copy vs stop-and-copy (issue 11)" of docs/benchmarks.md, docs/img/precopy_downtime_vs_rate.png.
+PRECOPY_ARGS ?= --services "" --cells mysql:10,mysql:100,tomcat:10,apache:0 --cell-methods precopy,model \
+  --cell-repeats 1 --cell-apache-repeats 3 --writer --writer-rate 250 --writers 2 --fill-rows 200000
+
+bench-precopy: provision
+	$(PYTHON) bench/migration_bench.py $(PRECOPY_ARGS) $(BENCH_ARGS) --json docs/benchmarks-precopy.json --doc docs/benchmarks.md
 
 soak: provision
 	$(PYTHON) bench/soak.py $(BENCH_ARGS)

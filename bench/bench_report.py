@@ -202,6 +202,14 @@ def plots(data, img_dir):
     return made
 
 
+def write_any(data, path):
+    """A run of pre-copy cells only (make bench-precopy) fills its section; anything else the whole report."""
+    if data["results"] and all(r.get("group") == "precopy" for r in data["results"]):
+        write_precopy(data, path)
+    else:
+        write(data, path)
+
+
 def write(data, path):
     res = data["results"]
     doc_dir = os.path.dirname(os.path.abspath(path))
@@ -223,8 +231,8 @@ def write(data, path):
     a("## What is measured\n")
     a("- **migration time**: freeze to serving on the target, measured on the source by `edge_migrate` "
       "(checkpoint + stream + restore + health + address) - or by the harness for the Podman-style export. "
-      "All methods here are stop-and-copy (no pre-copy: the kernel has no soft-dirty tracking), so this is also "
-      "the service-side downtime. **playbook wall** is the whole `ansible-playbook migrate.yml` run "
+      "All methods here are stop-and-copy (`edgemig_precopy=false`; warm pre-copy has its own section at the end), "
+      "so this is also the service-side downtime. **playbook wall** is the whole `ansible-playbook migrate.yml` run "
       "(preflight, target creation, cleanup, report: about 5-6 s of Ansible on this machine) - the Podman-style "
       "export has no Ansible around it, so compare methods on migration time.")
     a("- **client downtime**: a client polls the stable service address every 20 ms (each probe its own thread, "
@@ -315,7 +323,7 @@ def write(data, path):
           f"({', '.join(f'{k} {x:.2f}' for k, x in stages.items() if x is not None)}) |")
 
     ap_model = [r for r in res if r["service"] == "apache" and r["method"] == "model" and not r.get("ab")
-                and not r.get("loss") and not r.get("schedule")]
+                and not r.get("loss") and not r.get("schedule") and r.get("group") != "precopy"]
     target_row("apache client downtime, default, unshaped <= 1.0 s", [r for r in ap_model if r["rate_mbit"] == 0],
                TARGETS["apache_unshaped"], lambda r: r.get("client_downtime_s"))
     target_row("apache client downtime, default, 10 Mbit/s <= 1.5 s", [r for r in ap_model if r["rate_mbit"] == 10],
@@ -492,3 +500,280 @@ def write(data, path):
             a(fh.read())
     with open(path, "w") as fh:
         fh.write("\n".join(L) + "\n")
+    # the pre-copy section comes from its own run (make bench-precopy): kept when this report is rewritten
+    pc_json = os.path.join(doc_dir, PRECOPY_JSON)
+    if os.path.exists(pc_json):
+        import json
+        with open(pc_json) as fh:
+            write_precopy(json.load(fh), path)
+
+
+# ----------------------------------------------------------------------------- pre-copy (issue 11)
+
+PRECOPY_BEGIN, PRECOPY_END = "<!-- precopy:begin -->", "<!-- precopy:end -->"
+PRECOPY_JSON = "benchmarks-precopy.json"   # next to the report (docs/)
+PC_METHODS = ("model", "precopy")
+PC_LABEL = {"model": "stop-and-copy (model controller)", "precopy": "warm pre-copy (model controller)"}
+# The issue's targets: client downtime of the pre-copy method per (service, rate), and total time.
+PC_TARGETS = [("mysql", 10.0, 2.5, "MariaDB (>= 200k rows, writer) client downtime, 10 Mbit/s"),
+              ("mysql", 100.0, 1.5, "MariaDB (>= 200k rows, writer) client downtime, 100 Mbit/s"),
+              ("tomcat", 10.0, 3.0, "tomcat client downtime, 10 Mbit/s"),
+              ("apache", 0, 0.5, "apache client downtime, unshaped")]
+PC_TOTAL_LIMIT = 1.3   # pre-copy total time (warm start to serving) / stop-and-copy, at 10 Mbit/s
+
+
+def warm_s(r):
+    """Time of the warm phase (rounds + their predictions): the service runs, nothing is frozen."""
+    rounds = (r.get("precopy") or {}).get("rounds") or []
+    return sum(x.get("seconds", 0.0) + x.get("predict_s", 0.0) for x in rounds)
+
+
+def total_s(r):
+    """Warm start (stop-and-copy: the freeze) to serving on the target, as the module measured it."""
+    return warm_s(r) + (mt(r) or 0.0)
+
+
+def _pc_cells(res):
+    rows = [r for r in res if r.get("group") == "precopy"]
+    return rows, sorted({(r["service"], r["rate_mbit"]) for r in rows},
+                        key=lambda c: (("mysql", "tomcat", "apache").index(c[0]) if c[0] in ("mysql", "tomcat", "apache")
+                                       else 9, c[1] == 0, c[1]))
+
+
+def precopy_plot(data, img_dir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows, cells = _pc_cells(data["results"])
+    svcs = [s for s in ("mysql", "tomcat", "apache") if any(c[0] == s for c in cells)]
+    if not svcs:
+        return None
+    fig, axes = plt.subplots(1, len(svcs), figsize=(4.5 * len(svcs), 4), squeeze=False)
+    for ax, svc in zip(axes[0], svcs):
+        rates = sorted({c[1] for c in cells if c[0] == svc}, key=lambda x: (x == 0, x))
+        # unshaped is drawn right of the highest rate (labelled), so every point has an x position
+        xs = {rate: (rate if rate else max([x for x in rates if x] or [100.0]) * 10) for rate in rates}
+        for m, marker in zip(PC_METHODS, ("s", "o")):
+            pts = []
+            for rate in rates:
+                rs = ok(sel(rows, service=svc, method=m, rate_mbit=rate))
+                for r in rs:
+                    if r.get("client_downtime_s") is not None:
+                        ax.scatter([xs[rate]], [r["client_downtime_s"]], marker=marker, alpha=.35,
+                                   color="C0" if m == "model" else "C1")
+                v = med([r.get("client_downtime_s") for r in rs])
+                if v is not None:
+                    pts.append((xs[rate], v))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, label=PC_LABEL[m],
+                        color="C0" if m == "model" else "C1")
+        for name_svc, rate, limit, _label in PC_TARGETS:
+            if name_svc == svc and rate in xs:
+                ax.scatter([xs[rate]], [limit], marker="_", s=400, color="red", zorder=5)
+        ax.set_xscale("log")
+        ax.set_xticks(list(xs.values()))
+        ax.set_xticklabels([rate_name(r) for r in rates], fontsize=8)
+        ax.set_xlabel("link rate (tbf)")
+        ax.set_ylabel("client downtime (s)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(svc + (" + writer" if any(r.get("writer") for r in sel(rows, service=svc)) else ""))
+        ax.grid(alpha=.3)
+    axes[0][0].legend(fontsize=8, title="red bar: issue 11 target", title_fontsize=7)
+    fig.tight_layout()
+    os.makedirs(img_dir, exist_ok=True)
+    fig.savefig(os.path.join(img_dir, "precopy_downtime_vs_rate.png"), dpi=110)
+    plt.close(fig)
+    return "img/precopy_downtime_vs_rate.png"
+
+
+def precopy_section(data, img_dir):
+    """The section "Pre-copy vs stop-and-copy (issue 11)" as lines; every number from ``data``."""
+    res = data["results"]
+    rows, cells = _pc_cells(res)
+    img = precopy_plot(data, img_dir)
+    L = []
+    a = L.append
+    a(PRECOPY_BEGIN)
+    a("## Pre-copy vs stop-and-copy (issue 11)\n")
+    a(f"Generated by `bench/bench_report.py` from `docs/{PRECOPY_JSON}` (rewrite: `python3 bench/migration_bench.py "
+      f"--from-json docs/{PRECOPY_JSON}`).\n")
+    a(f"- command: `{data['command']}`")
+    codes = sorted({r.get("code") for r in rows if r.get("code")})
+    a(f"- started {data['started']}, {len(rows)} migrations in {data['elapsed_s']:.0f} s; code {', '.join(codes) or '-'}; "
+      f"host: {data['host']['cpus']} CPUs, kernel {data['host']['kernel']}")
+    failed = [r for r in rows if not r.get("ok")]
+    a(f"- failed migrations: {len(failed)}" + "".join(
+        f"\n  - {r['service']} {r['method']} @ {rate_name(r['rate_mbit'])} (repeat {r['repeat']}): "
+        f"{str(r.get('error', ''))[:300]}" for r in failed))
+    if data.get("skipped"):
+        a(f"- **left out** (`--stop-at` deadline): {len(data['skipped'])} cases: " + ", ".join(
+            f"{c['svc']} {c['method']} @ {rate_name(c['rate'])} (repeat {c['rep']})" for c in data["skipped"]))
+    a("- methods, same run, interleaved per repeat: **stop-and-copy** = `migrate.yml -e edgemig_precopy=false` "
+      "(model controller, everything crosses after the freeze); **pre-copy** = `-e edgemig_precopy=true` (warm rounds "
+      "while the service runs until the final round is predicted to fit `edgemig_downtime_target` [1.0 s], stops "
+      "converging, or max rounds [5]; the freeze then sends only what differs).")
+    a("- **client downtime**: the benchmark's 20 ms poller (longest gap between good answers). **total time** = "
+      "warm rounds incl. their predictions (sum of the report's `precopy.rounds[].seconds + predict_s`) + freeze to "
+      "serving (`downtime_s`); for stop-and-copy just freeze to serving. **wall** = the whole `ansible-playbook` run.")
+    wr = [r["writer"] for r in rows if r.get("writer")]
+    if wr:
+        a(f"- MariaDB cells: `{FILL_TABLE_NAME}` filled to {min(w.get('fill_rows', 0) for w in wr)} rows (batched INSERTs, "
+          "once, read back into the buffer pool before every case), then a writer (lab/labutil.py `Writer`, one row "
+          "per INSERT + COMMIT through the service address) at a target of "
+          f"{wr[0].get('target_rate'):g} rows/s ({wr[0].get('threads')} connection(s)) from 3 s before each migration "
+          "to 1 s after the service answers again; every acknowledged row is then looked up.")
+    a("")
+    if img:
+        a(f"![client downtime vs rate, pre-copy vs stop-and-copy]({img})\n")
+
+    # ---- main table
+    a("### Per cell (median over the runs; every run's client downtime in brackets)\n")
+    a("| service | rate | method | runs | client downtime s | checkpoint | transfer | restore | health+switch | "
+      "module downtime | total time | wall | stream MB (final) | lost rows | writer rows/s before / during | "
+      "writer longest gap s |")
+    a("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for svc, rate in cells:
+        for m in PC_METHODS:
+            rs = ok(sel(rows, service=svc, method=m, rate_mbit=rate))
+            if not rs:
+                n_fail = len(sel(rows, service=svc, method=m, rate_mbit=rate))
+                if n_fail:
+                    a(f"| {svc} | {rate_name(rate)} | {m} | 0 ({n_fail} failed) |" + " - |" * 12)
+                continue
+            splits = [stage_split(r) for r in rs]
+
+            def g(fn, rs=rs):
+                return med([fn(r) for r in rs])
+            every = ", ".join(f(r.get("client_downtime_s")) for r in rs)
+            ws = [r["writer"] for r in rs if r.get("writer")]
+            lost = sum(w.get("lost_rows", 0) for w in ws) if ws else None
+            a(f"| {svc} | {rate_name(rate)} | {m} | {len(rs)} | **{f(g(lambda r: r.get('client_downtime_s')))}** "
+              f"({every}) | {f(med([s['freeze+dump'] for s in splits]))} | {f(med([s['transfer'] for s in splits]))} | "
+              f"{f(med([s['restore'] for s in splits]))} | {f(med([s['switch-over'] for s in splits]))} | "
+              f"{f(g(mt))} | {f(g(total_s))} | {f(g(lambda r: r.get('wall_s')), 1)} | "
+              f"{f(g(lambda r: r['bytes_wire'] / 1e6))} | {lost if lost is not None else '-'} | "
+              + (f"{f(med([w.get('rate_before_s') for w in ws]), 0)} / {f(med([w.get('rate_during_s') for w in ws]), 0)} | "
+                 f"{f(med([w.get('longest_gap_s') for w in ws]))} |" if ws else "- | - |"))
+    a("")
+    a("Stages as the module reports them: checkpoint = CRIU freeze + dump; transfer = the final stream (after the "
+      "freeze); restore = `docker start --checkpoint` on the target; health+switch = health check + address move. "
+      "Stream MB is what crossed after the freeze (`bytes_wire`).\n")
+
+    # ---- targets
+    a("### Targets\n")
+    a("| target | pre-copy (median) | stop-and-copy, same run (median) | runs | verdict | stage holding the time "
+      "(pre-copy, median s) |")
+    a("|---|---|---|---|---|---|")
+    for svc, rate, limit, label in PC_TARGETS:
+        pc = ok(sel(rows, service=svc, method="precopy", rate_mbit=rate))
+        sc = ok(sel(rows, service=svc, method="model", rate_mbit=rate))
+        v = med([r.get("client_downtime_s") for r in pc])
+        vs = med([r.get("client_downtime_s") for r in sc])
+        if v is None:
+            tried = sel(rows, service=svc, method="precopy", rate_mbit=rate)
+            a(f"| {label} <= {limit:g} s | {'failed' if tried else 'not measured'} | {f(vs)} | 0 | - | - |")
+            continue
+        splits = [stage_split(r) for r in pc]
+        stages = {k: med([s[k] for s in splits]) for k in splits[0]}
+        worst = max(stages.items(), key=lambda kv: kv[1] or 0)
+        verdict = f"met ({limit - v:.3f} s under)" if v <= limit else f"**missed** by {v - limit:.3f} s"
+        a(f"| {label} <= {limit:g} s | {v:.3f} s | {f(vs, 3)} s | {len(pc)} | {verdict} | {worst[0]} {worst[1]:.2f} "
+          f"({', '.join(f'{k} {x:.2f}' for k, x in stages.items() if x is not None)}) |")
+    for svc in sorted({c[0] for c in cells if c[1] == 10.0}):
+        pc = ok(sel(rows, service=svc, method="precopy", rate_mbit=10.0))
+        sc = ok(sel(rows, service=svc, method="model", rate_mbit=10.0))
+        tp, ts = med([total_s(r) for r in pc]), med([total_s(r) for r in sc])
+        wp, wsc = med([r.get("wall_s") for r in pc]), med([r.get("wall_s") for r in sc])
+        if tp is None or not ts:
+            a(f"| {svc} total time pre-copy / stop-and-copy at 10 Mbit/s <= {PC_TOTAL_LIMIT:g} | not measured | | 0 | - | - |")
+            continue
+        q = tp / ts
+        verdict = f"met ({PC_TOTAL_LIMIT - q:.2f} under)" if q <= PC_TOTAL_LIMIT else f"**missed** by {q - PC_TOTAL_LIMIT:.2f}"
+        a(f"| {svc} total time pre-copy / stop-and-copy at 10 Mbit/s <= {PC_TOTAL_LIMIT:g} | {q:.2f} ({tp:.2f} s, "
+          f"of it warm {med([warm_s(r) for r in pc]):.2f} s) | {ts:.2f} s | {min(len(pc), len(sc))} | {verdict} | "
+          f"playbook wall {f(wp, 1)} s vs {f(wsc, 1)} s = {f(wp / wsc if wp and wsc else None)} |")
+    lost_all = [r["writer"].get("lost_rows") for r in rows if r.get("writer")]
+    if lost_all:
+        a(f"| 0 acknowledged rows lost in every run | {sum(x or 0 for x in lost_all)} lost over {len(lost_all)} runs "
+          f"({sum(r['writer'].get('acked_rows', 0) for r in rows if r.get('writer'))} acknowledged) | | {len(lost_all)} | "
+          f"{'met' if not any(lost_all) else '**missed**'} | - |")
+    before = [r["writer"].get("rate_before_s") for r in rows if r.get("writer")]
+    if before:
+        low = [x for x in before if x is None or x < 200]
+        a(f"| writer >= 200 acknowledged rows/s (steady rate in the 2.5 s before each migration) | "
+          f"min {min(x or 0 for x in before):.1f} rows/s | | {len(before)} | "
+          f"{'met' if not low else f'**missed** in {len(low)} of {len(before)} runs'} | - |")
+    a("| MariaDB with a 1 GiB data volume at 20 Mbit/s <= 3 s | not run in this matrix | | 0 | - | - |"
+      if not any(r.get("big_volume") for r in rows) else "")
+    a("")
+
+    # ---- rounds
+    a("### Warm rounds, bytes per round, predicted vs actual final round\n")
+    a("Per pre-copy run: each warm round's raw / wire MB and seconds; why the warm phase ended (`precopy.reason`); "
+      "the last round's prediction of the final round (`predicted_final_bytes` raw, and / the warm rate = "
+      "`predicted_final_s`) against what the freeze actually sent (`precopy.final`: raw, wire, warm pages sent as "
+      "references, and the transfer stage).\n")
+    a("| service | rate | run | rounds: raw/wire MB (s + prediction s) | reason | predicted final: raw MB / s | "
+      "actual final: raw MB (of it not referenced) / wire MB / pages referenced / transfer s |")
+    a("|---|---|---|---|---|---|---|")
+    for svc, rate in cells:
+        for r in ok(sel(rows, service=svc, method="precopy", rate_mbit=rate)):
+            pc = r.get("precopy") or {}
+            rounds = pc.get("rounds") or []
+            fin = pc.get("final") or {}
+            last = rounds[-1] if rounds else {}
+            rtxt = "; ".join(f"{x['bytes_raw'] / 1e6:.1f}/{x['bytes_wire'] / 1e6:.1f} "
+                             f"({x['seconds']:.1f} + {x.get('predict_s', 0.0):.1f})" for x in rounds) or "-"
+            reason = str(pc.get("reason", "-")).split(":", maxsplit=1)[0]
+            pred = (f"{last['predicted_final_bytes'] / 1e6:.1f} / {f(last.get('predicted_final_s'))}"
+                    if last.get("predicted_final_bytes") is not None else "-")
+            unref = fin.get("bytes_raw", 0) - PAGE_SIZE * fin.get("pages_referenced", 0)
+            act = (f"{fin.get('bytes_raw', 0) / 1e6:.1f} ({unref / 1e6:.1f}) / {fin.get('bytes_wire', 0) / 1e6:.2f} / "
+                   f"{fin.get('pages_referenced', 0)} / {f(fin.get('transfer_s'))}" if fin else "-")
+            a(f"| {svc} | {rate_name(rate)} | {r['repeat']} | {rtxt} | {reason} | {pred} | {act} |")
+    a("")
+    a("`bytes_raw` of the final round counts warm pages sent as references (P_WARM, a few bytes each on the wire) at "
+      "their 4 KiB; the figure in brackets leaves them out and is the one to compare with the prediction. A prediction "
+      "is the changed bytes found by re-reading and re-hashing the warmed state (`predict_s`, service still running) "
+      "divided by the last round's raw rate.\n")
+    # where the time goes, per cell (medians), computed
+    a("### Where the time goes (medians, computed from the runs above)\n")
+    for svc, rate in cells:
+        pc = ok(sel(rows, service=svc, method="precopy", rate_mbit=rate))
+        sc = ok(sel(rows, service=svc, method="model", rate_mbit=rate))
+        if not pc or not sc:
+            continue
+        sp = [stage_split(r) for r in pc]
+        ss = [stage_split(r) for r in sc]
+        cr_p = med([x["freeze+dump"] + x["restore"] for x in sp])
+        a(f"- {svc} @ {rate_name(rate)}: the transfer after the freeze fell from {f(med([x['transfer'] for x in ss]))} s "
+          f"to {f(med([x['transfer'] for x in sp]))} s ({f(med([r['bytes_wire'] / 1e6 for r in sc]))} -> "
+          f"{f(med([r['bytes_wire'] / 1e6 for r in pc]))} MB on the wire); checkpoint + restore, which pre-copy does not "
+          f"shorten, are {f(cr_p)} s of the pre-copy downtime {f(med([mt(r) for r in pc]))} s "
+          f"(stop-and-copy: {f(med([x['freeze+dump'] + x['restore'] for x in ss]))} s); the warm phase took "
+          f"{f(med([warm_s(r) for r in pc]), 1)} s, of it {f(med([sum(x.get('predict_s', 0.0) for x in r['precopy']['rounds']) for r in pc]), 1)} s "
+          f"predicting the final round.")
+    a("")
+    notes = os.path.join(os.path.dirname(img_dir), "benchmarks-precopy-notes.md")
+    if os.path.exists(notes):
+        with open(notes) as fh:
+            a(fh.read().rstrip("\n") + "\n")
+    a(PRECOPY_END)
+    return L
+
+
+FILL_TABLE_NAME = "bench_fill"
+PAGE_SIZE = 4096
+
+
+def write_precopy(data, path):
+    """Put the pre-copy section into ``path`` between its markers (appended the first time)."""
+    doc_dir = os.path.dirname(os.path.abspath(path))
+    block = "\n".join(precopy_section(data, os.path.join(doc_dir, "img")))
+    text = open(path).read() if os.path.exists(path) else ""
+    if PRECOPY_BEGIN in text and PRECOPY_END in text:
+        text = text.split(PRECOPY_BEGIN, maxsplit=1)[0] + block + text.split(PRECOPY_END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w") as fh:
+        fh.write(text)

@@ -74,7 +74,8 @@ METHOD_LABEL = {
     "uncompressed": "uncompressed serial",
     "podman": "Podman-style export (zstd tar + scp)",
     "paper": "pipeline + paper controller",
-    "model": "pipeline + model controller (default)",
+    "model": "pipeline + model controller, stop-and-copy",
+    "precopy": "pipeline + model controller + warm pre-copy (issue 11)",
 }
 
 
@@ -513,16 +514,21 @@ def ensure_running(svc: str) -> str:
 
 
 def method_vars(method: str) -> list[str]:
+    """migrate.yml variables of a method. Every method but ``precopy`` is stop-and-copy, said
+    explicitly (pre-copy is the playbook's default since issue 11), so old and new runs compare."""
+    stop_and_copy = "edgemig_precopy=false"
+    if method == "precopy":  # the model controller with warm rounds before the freeze
+        return ["edgemig_policy=model", "edgemig_precopy=true"]
     if method == "uncompressed":
-        return ["edgemig_policy=fixed:none:0", "edgemig_pipelined=false", "edgemig_dedup=false"]
+        return ["edgemig_policy=fixed:none:0", "edgemig_pipelined=false", "edgemig_dedup=false", stop_and_copy]
     if method in ("model", "paper"):
-        return [f"edgemig_policy={method}"]
+        return [f"edgemig_policy={method}", stop_and_copy]
     if method.startswith("lz4:"):
-        return [f"edgemig_policy=fixed:lz4:{int(method[4:])}"]
+        return [f"edgemig_policy=fixed:lz4:{int(method[4:])}", stop_and_copy]
     if method.startswith("serial:") or method.startswith("pipelined:"):
         kind, _unused, policy = method.partition(":")
         pol = policy if policy in ("model", "paper") else f"fixed:{policy}"
-        return [f"edgemig_policy={pol}", f"edgemig_pipelined={'false' if kind == 'serial' else 'true'}"]
+        return [f"edgemig_policy={pol}", f"edgemig_pipelined={'false' if kind == 'serial' else 'true'}", stop_and_copy]
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -550,7 +556,8 @@ def via_playbook(svc: str, src: str, dst: str, method: str, report_dir: str) -> 
             "compress_cpu_s": round(float(st.get("compress_cpu_s", 0.0)), 3), "codecs": st.get("codecs"),
             "pipelined": st.get("pipelined"), "controller": {k: v for k, v in (st.get("controller") or {}).items()
                                                              if k not in ("estimates", "predicted_Bps")},
-            "stream_s": st.get("seconds"), "timeline": rep.get("timeline") or []}
+            "stream_s": st.get("seconds"), "timeline": rep.get("timeline") or [],
+            "precopy": rep.get("precopy") or {}}
 
 
 class Podman:
@@ -687,14 +694,104 @@ class Podman:
         clear_dir(path)
 
 
+# ----------------------------------------------------------------------------- MariaDB under a writer
+
+FILL_TABLE = "bench_fill"
+WRITER_TABLE = "bench_writer"
+
+
+def mysql_prepare(spec: dict, rows: int) -> dict:
+    """Fill MariaDB to ``rows`` rows once (batched INSERTs; rows already there are reused), create the
+    writer's table, and read the whole fill table so its pages sit in the buffer pool."""
+    import pymysql
+    probe = spec["uptime_probe"]
+    labutil.wait_answering(spec, timeout=120)
+    conn = pymysql.connect(host=spec["address"], port=probe["port"], user=probe["user"], password=probe["password"],
+                           database=probe.get("database"), connect_timeout=5, read_timeout=120, autocommit=False)
+    t0 = time.monotonic()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {FILL_TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, "
+                        "k INT NOT NULL, pad VARCHAR(64) NOT NULL, KEY (k))")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {WRITER_TABLE} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                        "v CHAR(32) NOT NULL, KEY (v))")
+            conn.commit()
+            cur.execute(f"SELECT COUNT(*) FROM {FILL_TABLE}")
+            have = int(cur.fetchone()[0])
+            inserted = 0
+            while have + inserted < rows:
+                n = min(5000, rows - have - inserted)
+                cur.executemany(f"INSERT INTO {FILL_TABLE} (k, pad) VALUES (%s, %s)",
+                                [(have + inserted + i, os.urandom(16).hex() + os.urandom(16).hex()) for i in range(n)])
+                conn.commit()
+                inserted += n
+            cur.execute(f"SELECT COUNT(*), SUM(LENGTH(pad)) FROM {FILL_TABLE}")
+            count, _unused = cur.fetchone()
+    finally:
+        conn.close()
+    if inserted:
+        log(f"mysql: {inserted} rows inserted into {FILL_TABLE} ({time.monotonic() - t0:.1f} s)")
+    return {"fill_rows": int(count), "fill_inserted": inserted}
+
+
+class Writers:
+    """``n`` labutil.Writer threads (one row at a time each, through the service address) at ``rate`` rows/s
+    together; acknowledged rows, gaps and rates over all of them."""
+
+    def __init__(self, spec: dict, rate: float, n: int = 1):
+        self.spec = spec
+        self.ws = [labutil.Writer(spec, table=WRITER_TABLE, rate=rate / n, name=f"bench-writer-{i}") for i in range(n)]
+
+    def start(self) -> Writers:
+        for w in self.ws:
+            w.start()
+        return self
+
+    def stop(self) -> None:
+        for w in self.ws:
+            w.stop.set()
+        for w in self.ws:
+            w.join(timeout=10)
+
+    def times(self) -> list[float]:
+        out = []
+        for w in self.ws:
+            with w.lock:
+                out += w.commit_times
+        return sorted(out)
+
+    def rate(self, t0: float, t1: float) -> float:
+        return sum(1 for t in self.times() if t0 <= t <= t1) / max(t1 - t0, 1e-3)
+
+    def longest_gap(self, t0: float, t1: float) -> float:
+        times = [t0] + [t for t in self.times() if t0 <= t <= t1] + [t1]
+        return max(b - a for a, b in zip(times, times[1:]))
+
+    def check(self) -> dict:
+        """Every acknowledged row must be in the table."""
+        acked = []
+        for w in self.ws:
+            with w.lock:
+                acked += w.acked
+        present = {r[0] for r in labutil.sql(self.spec, f"SELECT v FROM {WRITER_TABLE}")}
+        lost = [v for v in acked if v not in present]
+        return {"acked_rows": len(acked), "lost_rows": len(lost), "lost_sample": lost[:5],
+                "errors": sum(w.errors for w in self.ws)}
+
+
 # ----------------------------------------------------------------------------- one case
 
 def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int = 0,
-             schedule: list | None = None, loss: float = 0.0) -> dict:
+             schedule: list | None = None, loss: float = 0.0, writer: bool = False) -> dict:
     spec = ctx["catalog"][svc]
     link: Link = ctx["link"]
     src = ensure_running(svc)
     dst = other(src)
+    writers = fill = None
+    if writer:
+        link.shape(None)  # fill and warm the buffer pool at full speed
+        fill = mysql_prepare(spec, ctx["fill_rows"])
+        writers = Writers(spec, ctx["writer_rate"], ctx["writers"]).start()
     link.shape(rate if not schedule else schedule[0][1])
     link.set_loss(loss)
     if method != "podman":
@@ -706,6 +803,8 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
             labutil.docker(dst, "rm", "-f", svc, check=False)
     poller = Poller(svc, spec).start()
     time.sleep(0.5)
+    if writers:
+        time.sleep(2.5)  # the writer's steady rate, measured before the migration
     ab = None
     if ab_seconds:
         ab = AbLoad(f"http://{spec['address']}:{spec['ports'][0]['host']}/big.html", ab_seconds)
@@ -742,6 +841,23 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
     sampler.tick()
     time.sleep(0.6)  # let the first answers after the switch-over arrive
     poller.stop()
+    if writers:
+        try:
+            labutil.wait_answering(spec, timeout=60)
+        except AssertionError as exc:
+            log(f"mysql does not answer after the migration: {exc}")
+        time.sleep(1.0)  # the writer reconnects and commits again
+        t_after = time.monotonic()
+        writers.stop()
+        w = {"target_rate": ctx["writer_rate"], "threads": ctx["writers"],
+             "rate_before_s": round(writers.rate(t_start - 2.5, t_start), 1),
+             "rate_during_s": round(writers.rate(t_start, t_end), 1),
+             "longest_gap_s": round(writers.longest_gap(t_start, t_after), 3), **fill}
+        try:
+            w.update(writers.check())
+            w["fill_rows_after"] = int(labutil.sql(spec, f"SELECT COUNT(*) FROM {FILL_TABLE}")[0][0])
+        except Exception as exc:  # noqa: BLE001 - recorded, the case fails below
+            w["check_error"] = f"{type(exc).__name__}: {exc}"
     ab_res = ab.finish(512 * 1024) if ab else None
     cpu1 = {e: edge_cpu(e) for e in (src, dst)}
     bytes1 = link.edge_bytes()
@@ -751,6 +867,12 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
     res.update({"service": svc, "method": method, "rate_mbit": rate or 0, "repeat": rep, "loss": loss,
                 "source": src, "target": dst, "started": wall_start})
     res["client"] = poller.downtime(t_start, t_end)
+    if writers:
+        res["writer"] = w
+        if w.get("lost_rows") or "check_error" in w:
+            res["ok"] = False
+            res["error"] = (f"{w['lost_rows']} acknowledged rows lost" if w.get("lost_rows")
+                            else f"row check failed: {w['check_error']}")
     res["client_downtime_s"] = res["client"]["downtime_s"]
     if bytes0 and bytes1:
         res["link_bytes"] = bytes1.get(key, 0) - bytes0.get(key, 0)
@@ -774,6 +896,13 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
     log(f"{svc:6s} {method:14s} rate={rate or 'unshaped'!s:>8} rep={rep} loss={loss} "
         f"wall={res.get('wall_s')}s downtime(client)={res['client_downtime_s']}s "
         f"ratio={res.get('ratio')} {status}")
+    if res.get("precopy", {}).get("rounds"):
+        pc = res["precopy"]
+        per_round = ", ".join("%.1f/%.1f MB %ss" % (r["bytes_raw"] / 1e6, r["bytes_wire"] / 1e6, r["seconds"])
+                              for r in pc["rounds"])
+        log(f"  precopy: {len(pc['rounds'])} rounds ({per_round}), {pc.get('reason')}; final {pc.get('final')}")
+    if writers:
+        log(f"  writer: {w}")
     if not res.get("ok"):
         ensure_running(svc)
     return res
@@ -821,6 +950,14 @@ def plan(args) -> list[dict]:
             steps.append((float(t), float(r)))
         for m in args.schedule_methods.split(","):
             add(args.schedule_service, m, steps[0][1], 1, group="schedule", schedule=steps)
+    if args.cells:  # pre-copy vs stop-and-copy (issue 11): methods interleaved per repeat
+        for cell in args.cells.split(","):
+            svc, _unused, rate = cell.partition(":")
+            reps = args.cell_apache_repeats if svc == "apache" and args.cell_apache_repeats else args.cell_repeats
+            for r in range(reps):
+                for m in args.cell_methods.split(","):
+                    cases.append(dict(svc=svc, method=m, rate=float(rate or 0), rep=args.first_repeat + r, group="precopy",
+                                      writer=args.writer and svc == "mysql"))
     if args.loss:
         for svc in args.loss_services.split(","):
             for m in args.loss_methods.split(","):
@@ -834,7 +971,15 @@ def expected_wall(results: list[dict], svc: str, method: str, rate) -> float:
     return median(same) or 15.0
 
 
-def main() -> int:
+def stop_at(text: str) -> float:
+    """HH:MM UTC today as epoch seconds."""
+    hh, _unused, mm = text.partition(":")
+    now = time.gmtime()
+    return float(time.mktime((now.tm_year, now.tm_mon, now.tm_mday, int(hh), int(mm), 0, 0, 0, 0))
+                 - time.mktime(time.gmtime(0)))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="CI smoke: apache, unshaped + 10 Mbit/s, model vs uncompressed, 1 repeat")
     ap.add_argument("--services", default="apache,mysql,tomcat")
@@ -863,29 +1008,54 @@ def main() -> int:
     ap.add_argument("--loss-rate", default="100")
     ap.add_argument("--loss-services", default="apache,mysql")
     ap.add_argument("--loss-methods", default="model,uncompressed")
+    ap.add_argument("--cells", default="",
+                    help="pre-copy vs stop-and-copy cells service:rate (0 = unshaped), e.g. mysql:10,tomcat:10,apache:0")
+    ap.add_argument("--cell-methods", default="precopy,model")
+    ap.add_argument("--cell-repeats", type=int, default=1)
+    ap.add_argument("--cell-apache-repeats", type=int, default=0, help="repeats of apache cells (default --cell-repeats)")
+    ap.add_argument("--first-repeat", type=int, default=0, help="number the cells' repeats from here (with --merge)")
+    ap.add_argument("--writer", action="store_true",
+                    help="mysql cells: fill to --fill-rows once, a writer commits during every migration, rows checked")
+    ap.add_argument("--writer-rate", type=float, default=250.0, help="rows/s of the writer(s) together")
+    ap.add_argument("--writers", type=int, default=1, help="writer threads (one connection, one row at a time each)")
+    ap.add_argument("--fill-rows", type=int, default=200000)
+    ap.add_argument("--stop-at", type=stop_at, default=None,
+                    help="HH:MM (UTC): leave out the cases that would end after it (listed in the JSON as skipped)")
     ap.add_argument("--json", default=None, help="raw results (default docs/benchmarks.json; quick: reports/bench-quick.json)")
     ap.add_argument("--doc", default=None, help="report (default docs/benchmarks.md; quick: none)")
     ap.add_argument("--merge", default=None,
                     help="add the results of an earlier run (JSON) before this run's, e.g. to complete a run")
     ap.add_argument("--from-json", default=None, help="only (re)write the report and plots from a results file")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.big_repeats is None:
         args.big_repeats = args.repeats
     if args.quick:
         args.services, args.methods, args.rates, args.repeats, args.big_repeats = "apache", "uncompressed,model", "10", 1, 1
         args.target_repeats = 0
         args.unshaped, args.lz4_levels, args.serial_rates, args.ab, args.schedule, args.loss = True, False, "", False, "", 0.0
-    json_path = args.json or os.path.join(ROOT, "reports/bench-quick.json" if args.quick else "docs/benchmarks.json")
+        # one pre-copy cell: apache unshaped, warm pre-copy vs stop-and-copy
+        args.cells, args.cell_methods, args.cell_repeats, args.cell_apache_repeats = "apache:0", "precopy,model", 1, 0
+        args.writer = False
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    only_precopy = bool(args.cells) and all(c["group"] == "precopy" for c in plan(args))
+    json_path = args.json or os.path.join(ROOT, "reports/bench-quick.json" if args.quick else
+                                          "docs/benchmarks-precopy.json" if only_precopy else "docs/benchmarks.json")
     doc_path = args.doc or (None if args.quick else os.path.join(ROOT, "docs", "benchmarks.md"))
     command = "make bench" + (" QUICK=1" if args.quick else "") + (
         f" BENCH_ARGS=\"{' '.join(shlex.quote(a) for a in sys.argv[1:] if a != '--quick')}\"" if len(sys.argv) > 1 and sys.argv[1:] != ["--quick"] else "")
 
+    if only_precopy:  # make bench-precopy: the exact command line
+        command = "python3 bench/migration_bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.from_json:
         with open(args.from_json) as fh:
             data = json.load(fh)
         if doc_path:
             import bench_report
-            bench_report.write(data, doc_path)
+            bench_report.write_any(data, doc_path)
         return 0
 
     lock_fh = None
@@ -897,7 +1067,8 @@ def main() -> int:
     catalog = labutil.catalog()
     link = Link()
     report_dir = tempfile.mkdtemp(prefix="edgemig-bench-")
-    ctx = {"catalog": catalog, "link": link, "report_dir": report_dir}
+    ctx = {"catalog": catalog, "link": link, "report_dir": report_dir, "fill_rows": args.fill_rows,
+           "writer_rate": args.writer_rate, "writers": args.writers}
     before = {svc: labutil.running_on(svc) for svc in catalog}
     results: list[dict] = []
     cases = plan(args)
@@ -907,16 +1078,21 @@ def main() -> int:
         raise KeyboardInterrupt(f"signal {signum}")
     signal.signal(signal.SIGTERM, on_signal)
     t_run = time.monotonic()
+    skipped: list[dict] = []
     try:
         link.cleanup()
         link.counters_up()
         for i, c in enumerate(cases):
+            if args.stop_at and time.time() + 1.5 * expected_wall(results, c["svc"], c["method"], c["rate"]) > args.stop_at:
+                skipped = [dict(x) for x in cases[i:]]
+                log(f"--stop-at: {len(skipped)} cases left out, they would end after the deadline")
+                break
             ab_s = 0
             if c.get("ab"):
                 ab_s = args.ab_seconds or int(3 + expected_wall(results, "apache", c["method"], c["rate"]) * 1.3 + 6)
             log(f"case {i + 1}/{len(cases)} ({c['group']})")
             res = one_case(ctx, c["svc"], c["method"], c["rate"], c["rep"], ab_seconds=ab_s,
-                           schedule=c.get("schedule"), loss=c.get("loss", 0.0))
+                           schedule=c.get("schedule"), loss=c.get("loss", 0.0), writer=c.get("writer", False))
             res["group"] = c["group"]
             results.append(res)
             with open(json_path + ".partial", "w") as fh:  # survives an interrupted run
@@ -935,11 +1111,12 @@ def main() -> int:
         with open(args.merge) as fh:
             prev = json.load(fh)
         results = prev["results"] + results
+        skipped = prev.get("skipped", []) + skipped
         elapsed += prev.get("elapsed_s", 0)
         command = prev["command"] + " ; then " + command
     data = {"command": command, "argv": sys.argv[1:], "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "elapsed_s": round(elapsed, 1), "host": {"cpus": os.cpu_count(), "kernel": os.uname().release},
-            "quick": args.quick, "results": results}
+            "quick": args.quick, "results": results, "skipped": skipped}
     os.makedirs(os.path.dirname(json_path), exist_ok=True)
     with open(json_path, "w") as fh:
         json.dump(data, fh, indent=1)
@@ -949,7 +1126,7 @@ def main() -> int:
     if doc_path:
         sys.path.insert(0, HERE)
         import bench_report
-        bench_report.write(data, doc_path)
+        bench_report.write_any(data, doc_path)
         log(f"report: {doc_path}")
     failed = [r for r in results if not r.get("ok")]
     for r in failed:

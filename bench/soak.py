@@ -21,61 +21,14 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
-import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lab"))
-from labutil import catalog, env, running_on, sql, wait_answering  # noqa: E402
+from labutil import Writer, catalog, env, running_on, sql, wait_answering  # noqa: E402
 
 LOCK = "/run/edgemig-lab.lock"
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
-
-
-class Writer(threading.Thread):
-    def __init__(self, spec: dict):
-        super().__init__(daemon=True, name="soak-writer")
-        self.spec = spec
-        self.acked: list[str] = []
-        self.commit_times: list[float] = []
-        self.errors = 0
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
-
-    def run(self) -> None:
-        import pymysql
-        probe = self.spec["uptime_probe"]
-        conn = None
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = pymysql.connect(host=self.spec["address"], port=probe["port"], user=probe["user"],
-                                           password=probe["password"], database=probe.get("database"),
-                                           connect_timeout=2, read_timeout=5, write_timeout=5, autocommit=False)
-                value = uuid.uuid4().hex
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO soak (v) VALUES (%s)", (value,))
-                conn.commit()
-                with self.lock:  # acknowledged: it must survive
-                    self.acked.append(value)
-                    self.commit_times.append(time.monotonic())
-                time.sleep(0.01)
-            except Exception:
-                self.errors += 1
-                try:
-                    if conn is not None:
-                        conn.close()
-                except Exception:
-                    pass
-                conn = None
-                time.sleep(0.05)
-
-    def longest_gap(self, t0: float, t1: float) -> float:
-        with self.lock:
-            times = [t for t in self.commit_times if t0 - 5 <= t <= t1 + 5]
-        times = [t0] + [t for t in times if t0 <= t <= t1] + [t1]
-        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
 
 def migrate(svc: str, target: str) -> tuple[int, str]:

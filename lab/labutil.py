@@ -13,6 +13,7 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import yaml
@@ -118,6 +119,73 @@ def wait_answering(spec: dict, timeout: float = 30.0) -> float:
             last = exc
             time.sleep(0.2)
     raise AssertionError(f"service at {spec['address']} does not answer: {last}")
+
+
+class Writer(threading.Thread):
+    """A MariaDB client that commits one row at a time through the service address
+    (PyMySQL, autocommit off, one INSERT + COMMIT per row) and remembers every row
+    whose COMMIT was acknowledged: after a migration each of them must be in the
+    table. Shared by the soak (bench/soak.py) and the migration benchmark.
+
+    ``table`` needs a ``v CHAR(32)`` column. ``rate`` paces the commits at that
+    many rows/s (no catching up after a gap); without it the writer sleeps 10 ms
+    after each commit (the soak's pace).
+    """
+
+    def __init__(self, spec: dict, table: str = "soak", rate: float | None = None, name: str = "soak-writer"):
+        super().__init__(daemon=True, name=name)
+        self.spec = spec
+        self.table = table
+        self.rate = rate
+        self.acked: list[str] = []
+        self.commit_times: list[float] = []
+        self.errors = 0
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        import pymysql
+        probe = self.spec["uptime_probe"]
+        conn = None
+        nxt = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = pymysql.connect(host=self.spec["address"], port=probe["port"], user=probe["user"],
+                                           password=probe["password"], database=probe.get("database"),
+                                           connect_timeout=2, read_timeout=5, write_timeout=5, autocommit=False)
+                value = uuid.uuid4().hex
+                with conn.cursor() as cur:
+                    cur.execute(f"INSERT INTO {self.table} (v) VALUES (%s)", (value,))
+                conn.commit()
+                with self.lock:  # acknowledged: it must survive
+                    self.acked.append(value)
+                    self.commit_times.append(time.monotonic())
+                if self.rate:
+                    nxt = max(nxt + 1.0 / self.rate, time.monotonic() - 1.0 / self.rate)
+                    time.sleep(max(0.0, nxt - time.monotonic()))
+                else:
+                    time.sleep(0.01)
+            except Exception:
+                self.errors += 1
+                try:
+                    if conn is not None:
+                        conn.close()
+                except Exception:
+                    pass
+                conn = None
+                time.sleep(0.05)
+                nxt = time.monotonic()
+
+    def rows_between(self, t0: float, t1: float) -> int:
+        with self.lock:
+            return sum(1 for t in self.commit_times if t0 <= t <= t1)
+
+    def longest_gap(self, t0: float, t1: float) -> float:
+        with self.lock:
+            times = [t for t in self.commit_times if t0 - 5 <= t <= t1 + 5]
+        times = [t0] + [t for t in times if t0 <= t <= t1] + [t1]
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
 
 EDGE_IP = {"edge1": "10.213.0.11", "edge2": "10.213.0.12"}
