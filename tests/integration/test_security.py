@@ -21,12 +21,12 @@ def lab():
     assert lab_is_up(), "the lab is not up: run `make provision` (or `make test`, which does it)"
 
 
-def ssh_from(edge: str, to: str, *args: str) -> subprocess.CompletedProcess:
+def ssh_from(edge: str, to: str, *command: str, opts: tuple = ()) -> subprocess.CompletedProcess:
     """ssh with ``edge``'s migration key, from inside ``edge``'s namespace (the address its from= names)."""
     cmd = ["ip", "netns", "exec", edge, "ssh", "-F", "/dev/null", "-i", f"{LAB}/{edge}/migration_key",
            "-o", f"UserKnownHostsFile={LAB}/ssh/edge_known_hosts", "-o", "StrictHostKeyChecking=yes",
            "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "ConnectTimeout=10",
-           *args, f"root@{ADDRESS[to]}"]
+           *opts, f"root@{ADDRESS[to]}", *command]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -48,7 +48,7 @@ def test_a_migration_key_gives_no_shell_no_forwarding_and_runs_no_code():
     proc = ssh_from("edge1", "edge2", f"{launcher} --expect-version {version} --root x=/root/.ssh")
     assert proc.returncode != 0 and "outside the directories this receiver may write" in proc.stdout
     # Port forwarding (restrict): stdio forwarding to the other edge's sshd is refused.
-    proc = ssh_from("edge1", "edge2", "-W", f"{ADDRESS['edge2']}:22")
+    proc = ssh_from("edge1", "edge2", opts=("-W", f"{ADDRESS['edge2']}:22"))
     assert proc.returncode != 0 and "SSH-2.0" not in proc.stdout, proc.stderr
     # The key works from its own edge's address only: from the controller (10.213.0.1) it is no key at all.
     cmd = ["ssh", "-F", "/dev/null", "-i", f"{LAB}/edge1/migration_key", "-o", f"UserKnownHostsFile={LAB}/ssh/edge_known_hosts",
