@@ -40,7 +40,8 @@ def env() -> dict:
 
 def playbook(name: str, *extra: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
     cmd = ["ansible-playbook", "-i", INVENTORY, os.path.join(ROOT, "playbooks", name), *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -234,7 +235,8 @@ def run(cmd: list[str], cwd: str = ROOT, timeout: int = 900, extra_env: dict | N
     e["ANSIBLE_NOCOLOR"] = "1"
     e["PWD"] = cwd  # what a shell in cwd would export
     e.update(extra_env or {})
-    return subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL)
 
 
 class RateSchedule(threading.Thread):
