@@ -10,7 +10,6 @@ import os
 import shutil
 
 import pytest
-
 from labutil import ROOT, catalog, lab_is_up, run, running_on  # noqa: E402 (lab/ is on sys.path via conftest)
 
 pytestmark = pytest.mark.lab
