@@ -195,7 +195,7 @@ class FollowPolicy:
             if plan.state == "parked":
                 times.append(plan.last_signal + self.ttl_s)
                 st = self._user_of(svc)
-                if st and st.intent == plan.target:
+                if st and st.edge == plan.target and st.intent == plan.target:
                     times.append(max(st.intent_since + self.dwell_s, self.last_move.get(svc, -1e18) + self.cooldown_s))
             elif plan.state in ("moving", "cancelling"):
                 times.append((plan.go_at or plan.created) + self.move_timeout_s)

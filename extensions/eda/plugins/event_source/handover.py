@@ -95,6 +95,9 @@ def load_services(args: dict[str, Any]) -> dict[str, list[str]]:
     return services
 
 
+LIVE: list[HandoverSource] = []  # running sources (tests find theirs here)
+
+
 class HandoverSource:
     """The server and the policy's clock; ``queue`` gets the decisions."""
 
@@ -133,8 +136,12 @@ class HandoverSource:
             self._record({"decision": d})
             await self.queue.put({"edgemig": d})
         if decisions:
-            async with self.changed:
-                self.changed.notify_all()
+            await self._poke()
+
+    async def _poke(self) -> None:
+        """The policy changed: the clock takes a new deadline, parked runs look at their gate."""
+        async with self.changed:
+            self.changed.notify_all()
 
     # -- HTTP -------------------------------------------------------------
     async def post_event(self, request: web.Request) -> web.Response:
@@ -152,12 +159,14 @@ class HandoverSource:
         except self.event_error as exc:
             return web.json_response({"error": str(exc)}, status=400)
         await self._emit(decisions)
+        await self._poke()
         return web.json_response({"decisions": decisions})
 
     async def get_gate(self, request: web.Request) -> web.Response:
         plan = request.match_info["plan"]
-        await self._emit(self.policy.prepared(plan, time.monotonic()))
         self._record({"parked": plan})
+        await self._emit(self.policy.prepared(plan, time.monotonic()))
+        await self._poke()
         async with self.changed:
             await self.changed.wait_for(lambda: self.policy.gate_state(plan) is not None)
         state = self.policy.gate_state(plan)
@@ -174,6 +183,7 @@ class HandoverSource:
         self._record({"done": plan, **body})
         await self._emit(self.policy.on_done(plan, body.get("location") or None, bool(body.get("moved")),
                                              time.monotonic()))
+        await self._poke()
         return web.json_response({"ok": True})
 
     async def get_status(self, request: web.Request) -> web.Response:
@@ -200,7 +210,7 @@ class HandoverSource:
             async with self.changed:
                 try:
                     await asyncio.wait_for(self.changed.wait(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             await self._emit(self.policy.tick(time.monotonic()))
             await asyncio.sleep(0)
@@ -212,10 +222,12 @@ class HandoverSource:
 
 async def main(queue: Any, args: dict[str, Any]) -> None:
     source = HandoverSource(queue, args)
-    await source.start()
+    LIVE.append(source)
     try:
+        await source.start()
         await source.clock()
     finally:
+        LIVE.remove(source)
         await source.stop()
 
 
