@@ -89,7 +89,8 @@ class FollowPolicy:
     ttl_s: float = 30.0
     cooldown_s: float = 0.0
     min_confidence: float = 0.5
-    move_timeout_s: float = 300.0
+    move_timeout_s: float = 300.0  # a go'd or cancelled run that never reports done is forgotten after this
+    prepare_timeout_s: float = 90.0  # a run that never reached its gate (failed preflight) is forgotten after this
     edges: list[str] | None = None  # known edges; None: any
     location: dict[str, str] = field(default_factory=dict)  # svc -> edge (learned from done)
     users: dict[str, UserState] = field(default_factory=dict)
@@ -153,7 +154,7 @@ class FollowPolicy:
                     del self.plans[svc]  # its run never reported: forget it, and where the service is
                     self.location.pop(svc, None)
                 continue
-            if plan.state == "preparing" and now - plan.created > self.move_timeout_s:
+            if plan.state == "preparing" and now - plan.created > self.prepare_timeout_s:
                 del self.plans[svc]
                 self.location.pop(svc, None)
                 continue
@@ -200,7 +201,7 @@ class FollowPolicy:
             elif plan.state in ("moving", "cancelling"):
                 times.append((plan.go_at or plan.created) + self.move_timeout_s)
             elif plan.state == "preparing":
-                times.append(plan.created + self.move_timeout_s)
+                times.append(plan.created + self.prepare_timeout_s)
         return min(times) if times else None
 
     def snapshot(self) -> dict:

@@ -24,7 +24,8 @@ Endpoints:
 Arguments (rulebook ``args``): ``host`` [127.0.0.1], ``port`` [5055],
 ``services`` (user -> list of services) or ``services_file`` (YAML/JSON file
 with a ``follow_services`` mapping), ``dwell_s`` [3], ``ttl_s`` [30],
-``cooldown_s`` [0], ``min_confidence`` [0.5], ``edges`` (accepted edge names),
+``cooldown_s`` [0], ``prepare_timeout_s`` [90: a run that never reached its gate, e.g. a
+failed preflight, is forgotten], ``min_confidence`` [0.5], ``edges`` (accepted edge names),
 ``locations`` (service -> edge, where they run now; learned otherwise),
 ``log`` (path of a JSON-lines log of events and decisions).
 """
@@ -111,12 +112,15 @@ class HandoverSource:
             dwell_s=float(args.get("dwell_s", 3.0)),
             ttl_s=float(args.get("ttl_s", 30.0)),
             cooldown_s=float(args.get("cooldown_s", 0.0)),
+            prepare_timeout_s=float(args.get("prepare_timeout_s", 90.0)),
             min_confidence=float(args.get("min_confidence", 0.5)),
             edges=args.get("edges"),
             location=dict(args.get("locations") or {}),
         )
         self.event_error = policy_mod.EventError
-        self.log_path = args.get("log")
+        self.log_path = args.get("log") or None
+        if self.log_path and os.path.dirname(self.log_path):
+            os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         self.log: list[dict] = []
         self.changed = asyncio.Condition()
         self.runner: web.AppRunner | None = None

@@ -149,10 +149,15 @@ def test_a_user_left_elsewhere_during_a_move_is_followed_after_it():
 
 
 def test_a_run_that_never_reports_is_forgotten():
-    p = policy(move_timeout_s=60.0)
-    p.on_event(ev("edge2"), 0.0)
+    p = policy(prepare_timeout_s=60.0, move_timeout_s=100.0)
+    p.on_event(ev("edge2"), 0.0)  # e.g. its preflight failed
+    assert p.next_deadline() == 60.0
     p.tick(61.0)
     assert p.plans == {} and "apache" not in p.location
+    p.location["apache"] = "edge1"
+    plan, _ = run_to_gate(p, p.on_event(ev("edge2"), 70.0), 71.0)
+    assert actions(p.tick(73.0)) == ["go"]
+    assert p.tick(172.0) == [] and p.plans == {}
 
 
 def test_unknown_location_is_learned_from_the_run():
