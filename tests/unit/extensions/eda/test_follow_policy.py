@@ -155,9 +155,9 @@ def test_a_run_that_never_reports_is_forgotten():
     p.tick(61.0)
     assert p.plans == {} and "apache" not in p.location
     p.location["apache"] = "edge1"
-    plan, _ = run_to_gate(p, p.on_event(ev("edge2"), 70.0), 71.0)
-    assert actions(p.tick(73.0)) == ["go"]
-    assert p.tick(172.0) == [] and p.plans == {}
+    plan, d = run_to_gate(p, p.on_event(ev("edge2"), 70.0), 71.0)
+    assert actions(d) == ["go"]  # on edge2 since 0.0: dwell long over
+    assert p.tick(172.0) == [] and p.plans == {}  # the go'd run never said done
 
 
 def test_unknown_location_is_learned_from_the_run():
