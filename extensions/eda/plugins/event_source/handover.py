@@ -69,16 +69,22 @@ def _load_policy_module():
     return mod
 
 
-def load_services(args: dict[str, Any]) -> dict[str, list[str]]:
-    services = args.get("services")
-    if isinstance(services, str) and services.strip():
-        # A rulebook variable rendered to text: JSON, or a Python literal.
+def _mapping(value: Any) -> Any:
+    """A rulebook variable may arrive rendered to text: JSON, or a Python literal."""
+    if isinstance(value, str):
+        if not value.strip():
+            return {}
         import ast
 
         try:
-            services = json.loads(services)
+            return json.loads(value)
         except ValueError:
-            services = ast.literal_eval(services)
+            return ast.literal_eval(value)
+    return value
+
+
+def load_services(args: dict[str, Any]) -> dict[str, list[str]]:
+    services = _mapping(args.get("services"))
     if services is None and args.get("services_file"):
         with open(args["services_file"], encoding="utf-8") as fh:
             text = fh.read()
@@ -115,7 +121,7 @@ class HandoverSource:
             prepare_timeout_s=float(args.get("prepare_timeout_s", 90.0)),
             min_confidence=float(args.get("min_confidence", 0.5)),
             edges=args.get("edges"),
-            location=dict(args.get("locations") or {}),
+            location=dict(_mapping(args.get("locations")) or {}),
         )
         self.event_error = policy_mod.EventError
         self.log_path = args.get("log") or None
