@@ -43,7 +43,9 @@ def other(edge: str) -> str:
 
 def trace(quick: bool) -> list[tuple]:
     """Steps: ("approach"|"handover", edge, then_wait_s, label)."""
-    warm = lambda edge, stay, label: [("approach", edge, 12.0, label), ("handover", edge, stay, label)]  # noqa: E731
+    def warm(edge: str, stay: float, label: str) -> list[tuple]:
+        return [("approach", edge, 12.0, label), ("handover", edge, stay, label)]
+
     pp = []
     n = 8 if quick else 15
     for i in range(n):  # every 2 s; ends on edge2 when n is even... and on edge1 otherwise

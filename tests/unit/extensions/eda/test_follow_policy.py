@@ -104,7 +104,7 @@ def test_ping_pong_every_2s_for_30s_moves_at_most_once():
 
 def test_ttl_cancels_a_prepared_target_nobody_came_to():
     p = policy(ttl_s=10.0)
-    plan, _ = run_to_gate(p, p.on_event(ev("edge2", "approach"), 0.0), 1.0)
+    plan, _decisions = run_to_gate(p, p.on_event(ev("edge2", "approach"), 0.0), 1.0)
     assert p.next_deadline() == 10.0
     d = p.tick(10.0)
     assert actions(d) == ["cancel"] and p.gate_state(plan) == "cancel"
@@ -130,18 +130,18 @@ def test_low_confidence_and_unknown_edges_are_ignored():
 
 def test_cooldown_spaces_moves():
     p = policy(cooldown_s=20.0)
-    plan, _ = run_to_gate(p, p.on_event(ev("edge2", "approach"), 0.0), 1.0)
+    plan, _decisions = run_to_gate(p, p.on_event(ev("edge2", "approach"), 0.0), 1.0)
     assert actions(p.on_event(ev("edge2"), 4.0)) == ["go"]
     p.on_done(plan, "edge2", True, 5.0)
     d = p.on_event(ev("edge1", "approach"), 6.0)
-    plan, _ = run_to_gate(p, d, 7.0)
+    plan, _decisions = run_to_gate(p, d, 7.0)
     assert p.on_event(ev("edge1"), 10.0) == [] and p.tick(24.9) == []
     assert actions(p.tick(25.0)) == ["go"]
 
 
 def test_a_user_left_elsewhere_during_a_move_is_followed_after_it():
     p = fp.FollowPolicy(services={"u1": ["apache"]}, location={"apache": "edge1"}, dwell_s=0.0)
-    plan, _ = run_to_gate(p, p.on_event(ev("edge2", "approach"), 0.0), 1.0)
+    plan, _decisions = run_to_gate(p, p.on_event(ev("edge2", "approach"), 0.0), 1.0)
     assert actions(p.on_event(ev("edge2"), 2.0)) == ["go"]
     p.on_event(ev("edge3"), 3.0)  # moved on while the move ran
     d = p.on_done(plan, "edge2", True, 4.0)

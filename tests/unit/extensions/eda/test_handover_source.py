@@ -26,7 +26,7 @@ async def started(args):
     queue = asyncio.Queue()
     task = asyncio.create_task(handover.main(queue, {"host": "127.0.0.1", "port": 0, **args}))
     # main() builds the source; find it through the server it started.
-    for _ in range(200):
+    for _attempt in range(200):
         await asyncio.sleep(0.01)
         srcs = [o for o in handover.LIVE if o.queue is queue]
         if srcs and srcs[0].base_url:
@@ -52,8 +52,8 @@ def test_events_in_decisions_on_the_queue(tmp_path):
         src, queue, task = await started({"services": {"u1": ["apache"]}, "locations": {"apache": "edge1"},
                                           "dwell_s": 0.2, "log": str(log)})
         async with aiohttp.ClientSession() as s:
-            st, body = await post(s, src.base_url + "/event", {"user": "u1", "edge": "edge2", "kind": "approach",
-                                                                "confidence": 0.9})
+            approach = {"user": "u1", "edge": "edge2", "kind": "approach", "confidence": 0.9}
+            st, body = await post(s, src.base_url + "/event", approach)
             assert st == 200 and [d["action"] for d in body["decisions"]] == ["prepare"]
             ev = (await asyncio.wait_for(queue.get(), 5))["edgemig"]
             assert ev["action"] == "prepare" and ev["svc"] == "apache" and ev["target"] == "edge2"
@@ -67,7 +67,7 @@ def test_events_in_decisions_on_the_queue(tmp_path):
             resp = await asyncio.wait_for(gate, 5)
             assert await resp.json() == {"go": True, "plan": ev["plan"]}
             assert (await queue.get())["edgemig"]["action"] == "go"
-            st, _ = await post(s, ev["done"], {"location": "edge2", "moved": True})
+            st, _body = await post(s, ev["done"], {"location": "edge2", "moved": True})
             assert st == 200
             async with s.get(src.base_url + "/status") as r:
                 status = await r.json()
