@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from collection_path import ensure_collection_path  # noqa: E402
 
 ensure_collection_path()
-from followutil import Prober, Rulebook  # noqa: E402
-from labutil import ROOT, catalog, lab_is_up, playbook, running_on  # noqa: E402
+from followutil import Prober, Rulebook, place  # noqa: E402
+from labutil import ROOT, catalog, lab_is_up, running_on  # noqa: E402
 
 LOCK = "/run/edgemig-lab.lock"
 MARK_START, MARK_END = "<!-- mobility-bench:start -->", "<!-- mobility-bench:end -->"
@@ -121,7 +121,7 @@ def main() -> int:
         print(f"waiting for {LOCK} ...", flush=True)
         fcntl.flock(lock, fcntl.LOCK_EX)
         assert lab_is_up(), "the lab is not up: make provision"
-        playbook("deploy.yml", "-e", "svc=apache", "-e", "host=edge1")
+        place("apache", "edge1")
         workdir = os.path.join(ROOT, "reports", "mobility-bench")
         os.makedirs(workdir, exist_ok=True)
         if os.path.exists(os.path.join(workdir, "follow-events.jsonl")):

@@ -22,9 +22,17 @@ import time
 import urllib.request
 
 import yaml
-from labutil import ROOT, env
+from labutil import ROOT, env, playbook, running_on
 
 RULEBOOK = os.path.join(ROOT, "extensions", "eda", "rulebooks", "follow.yml")
+
+
+def place(svc: str, edge: str) -> None:
+    """``svc`` deployed and running on ``edge`` (deploy.yml leaves a running service where it runs)."""
+    playbook("deploy.yml", "-e", f"svc={svc}", "-e", f"host={edge}")
+    if running_on(svc) != [edge]:
+        playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={edge}")
+    assert running_on(svc) == [edge], f"{svc} runs on {running_on(svc)}, not {edge}"
 
 
 def free_port() -> int:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from followutil import Prober, Rulebook  # noqa: E402 (lab/ is on sys.path via conftest)
-from labutil import catalog, docker, http_get, lab_is_up, playbook, running_on  # noqa: E402
+from followutil import Prober, Rulebook, place  # noqa: E402 (lab/ is on sys.path via conftest)
+from labutil import catalog, docker, http_get, lab_is_up, running_on  # noqa: E402
 
 pytestmark = pytest.mark.lab
 APACHE = catalog()["apache"]
@@ -36,8 +36,8 @@ def answers() -> bool:
 
 
 def test_apache_follows_its_user(tmp_path):
-    playbook("deploy.yml", "-e", "svc=apache", "-e", "host=edge1")
-    assert running_on("apache") == ["edge1"] and answers()
+    place("apache", "edge1")
+    assert answers()
     probe = Prober(APACHE["address"], PORT)
     probe.start()
     try:
