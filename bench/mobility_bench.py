@@ -51,8 +51,8 @@ def trace(quick: bool) -> list[tuple]:
     for i in range(n):  # every 2 s; ends on edge2 when n is even... and on edge1 otherwise
         pp.append(("handover", "edge2" if i % 2 == 0 else "edge1", 2.0, "ping-pong"))
     if quick:
-        return [*warm("edge2", 20.0, "warm"), ("handover", "edge1", 25.0, "cold"), *pp,
-                ("handover", "edge2", 25.0, "after ping-pong"), *warm("edge1", 20.0, "warm")]
+        return [*warm("edge2", 15.0, "warm"), ("handover", "edge1", 20.0, "cold"), *pp,
+                ("handover", "edge2", 20.0, "after ping-pong"), *warm("edge1", 15.0, "warm")]
     return [
         *warm("edge2", 20.0, "warm"),
         *warm("edge1", 15.0, "warm"),
