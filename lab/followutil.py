@@ -143,10 +143,10 @@ class Prober(threading.Thread):
         super().__init__(daemon=True)
         self.host, self.port, self.path, self.interval, self.timeout = host, port, path, interval, timeout
         self.samples: list[tuple[float, float, bool]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             t0 = time.time()
             ok = False
             try:
@@ -160,10 +160,10 @@ class Prober(threading.Thread):
                 ok = False
             t1 = time.time()
             self.samples.append((t0, t1, ok))
-            self._stop.wait(max(0.0, self.interval - (t1 - t0)))
+            self._halt.wait(max(0.0, self.interval - (t1 - t0)))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(5)
 
     def back_after(self, a: float, b: float, slow_s: float = 0.5) -> float | None:
