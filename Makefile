@@ -8,20 +8,30 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 PLAY := ansible-playbook -i $(INVENTORY)
 
-.PHONY: help deps collection-link lab-up lab-down lab-status provision deploy migrate demo \
-        check ruff sanity test test-unit test-integration test-faults molecule bench bench-precopy bench-stream soak build lint clean
+.PHONY: help deps collection-link follow-inventory lab-up lab-down lab-status provision deploy migrate demo \
+        check ruff sanity test test-unit test-integration test-faults molecule bench bench-precopy bench-stream soak build \
+        lint clean deps-eda follow bench-mobility
 
 help:
 	@echo "make demo      lab up, provision, deploy $(SVC) on edge1, migrate it to edge2, print the report"
 	@echo "make check     the fast lane, no root, no lab (< 3 min): ruff, ansible-test sanity, unit tests, build, ansible-doc"
 	@echo "make test      make check, then the whole suite (unit, collection, lab integration, molecule, faults)"
 	@echo "make lab-up | lab-down | provision | deploy | migrate SVC=... | bench | bench-stream | soak"
+	@echo "make follow    the service follows its user: ansible-rulebook with extensions/eda/rulebooks/follow.yml (events on http://127.0.0.1:$(FOLLOW_PORT)/event)"
 
 deps: collection-link
 	@$(PYTHON) -c 'import ansible, lz4, zstandard, paramiko, numpy, hypothesis, pytest, matplotlib, pymysql' 2>/dev/null \
 	  && command -v ansible-lint >/dev/null && command -v molecule >/dev/null \
 	  || $(PYTHON) -m pip install -q -r requirements.txt
 	bash lab/lab.sh deps
+	$(MAKE) --no-print-directory deps-eda
+
+# Event-Driven Ansible (issue 15): ansible-rulebook from PyPI and a JDK >= 17 from Debian.
+deps-eda:
+	@command -v ansible-rulebook >/dev/null && $(PYTHON) -c 'import aiohttp, drools' 2>/dev/null \
+	  || $(PYTHON) -m pip install -q -r requirements-eda.txt
+	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' && command -v javac >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless; }
 
 collection-link:
 	@mkdir -p $(dir $(COLL))
@@ -113,6 +123,27 @@ bench-precopy: provision
 
 soak: provision
 	$(PYTHON) bench/soak.py $(BENCH_ARGS)
+
+# The follow rulebook against the lab: mobility events on http://$(FOLLOW_HOST):$(FOLLOW_PORT)/event,
+# e.g. curl -d '{"user": "u1", "edge": "edge2", "kind": "approach"}' http://127.0.0.1:5055/event
+# Users, their services and the hysteresis: $(FOLLOW_VARS).
+# ansible-rulebook copies the inventory it is given into each run: a directory with the lab
+# inventory and its group_vars (the catalog), not inventory/ (example.yml would come along).
+FOLLOW_VARS ?= extensions/eda/follow-vars.yml
+FOLLOW_PORT ?= 5055
+FOLLOW_INVENTORY := .cache/eda/inventory
+follow-inventory:
+	@mkdir -p $(FOLLOW_INVENTORY)
+	@cp $(INVENTORY) $(FOLLOW_INVENTORY)/lab.yml
+	@cp extensions/eda/controller.yml $(FOLLOW_INVENTORY)/controller.yml
+	@rm -rf $(FOLLOW_INVENTORY)/group_vars && cp -r $(dir $(INVENTORY))group_vars $(FOLLOW_INVENTORY)/group_vars
+
+follow: collection-link deps-eda follow-inventory
+	ansible-rulebook -r extensions/eda/rulebooks/follow.yml -i $(FOLLOW_INVENTORY) \
+	  --vars $(FOLLOW_VARS) $(FOLLOW_ARGS)
+
+bench-mobility: provision deps-eda follow-inventory
+	$(PYTHON) bench/mobility_bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf .cache/dist reports tests/output
