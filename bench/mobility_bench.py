@@ -126,7 +126,8 @@ def main() -> int:
         os.makedirs(workdir, exist_ok=True)
         if os.path.exists(os.path.join(workdir, "follow-events.jsonl")):
             os.remove(os.path.join(workdir, "follow-events.jsonl"))
-        probe = Prober(spec["address"], port, "/")
+        # 0.3 s: the request timeout bounds how exactly the client sees the service back.
+        probe = Prober(spec["address"], port, "/", timeout=0.3)
         steps: list[dict] = []
         with Rulebook(dwell_s=args.dwell, ttl_s=args.ttl, locations={"apache": "edge1"}, workdir=workdir) as rb:
             rb.event("edge1", "handover")  # the user starts where the service runs
@@ -171,7 +172,8 @@ def main() -> int:
         rs = [m["reaction_s"] for m in res["moves"] if m["warm"] == (kind == "warm")]
         summary[f"{kind}_moves"] = len(rs)
         summary[f"{kind}_reaction_median_s"] = round(statistics.median(rs), 3) if rs else None
-    out = {"summary": summary, "moves": res["moves"], "steps": steps, "running_on": running_on("apache")}
+    out = {"summary": summary, "moves": res["moves"], "steps": steps, "running_on": running_on("apache"),
+           "probe_timeout_s": probe.timeout}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(out, fh, indent=1)
@@ -195,7 +197,8 @@ def write_doc(path: str, out: dict) -> None:
              f"| targets prepared / given up (TTL or user back) | {s['prepared']} / {s['cancelled']} | |",
              f"| client requests / failed / slow (> 0.5 s), whole trace | {s['client']['requests']} / {s['client']['failed']} / "
              f"{s['client']['slow']} | |", "",
-             "Per move (reaction = handover event received -> the client's first answer after the freeze; "
+             f"Per move (reaction = handover event received -> the client's first answer after the freeze, to within "
+             f"its request timeout of {out['probe_timeout_s']:g} s; "
              "hold = event -> go; start + connect = go -> freeze, of which connect is edge_migrate's SSH setup and "
              "link probe; downtime from the migration's report):", "",
              "| # | label | to | warm | reaction | hold | start + connect | (connect) | downtime | prepare (ahead) | "
