@@ -50,7 +50,9 @@ EDGE_IP = {"edge1": "10.213.0.11", "edge2": "10.213.0.12"}
 CRIU = "/usr/local/sbin/criu"
 STALL = 8  # edgemig_stall_timeout used by the tests that drop the link
 # Slow and uncompressed: a transfer that lasts long enough to hit (apache ~4.4 MB -> ~18 s).
-SLOW = ("-e", "edgemig_policy=fixed:none:0", "-e", f"edgemig_stall_timeout={STALL}")
+# Stop-and-copy: these cases hit the stream after the freeze (the receiver starts before
+# it, so with pre-copy the same moment would be the warm phase: test_fault_in_the_warm_phase).
+SLOW = ("-e", "edgemig_policy=fixed:none:0", "-e", f"edgemig_stall_timeout={STALL}", "-e", "edgemig_precopy=false")
 SLOW_RATE = "2mbit"
 
 
@@ -334,6 +336,33 @@ def test_connection_cut_mid_transfer(say, how):
     if how == "nft-drop":
         assert took < STALL + 40, f"stall detection took {took:.0f} s"
         say("check", f"dropped link detected by the stall timeout ({took:.1f} s after the drop)")
+
+
+def test_fault_in_the_warm_phase(say):
+    """Pre-copy: the receiver dies during a warm round. Nothing was frozen: the service never stops."""
+    svc = "apache"
+    src = deploy(svc)
+    dst = other(src)
+    before = uptime(CATALOG[svc])
+    say("fault", f"kill-receiver in the warm phase: {svc} {src} -> {dst}, link to {dst} shaped to {SLOW_RATE}, "
+                 "pre-copy, uncompressed")
+    shape(dst)
+    try:
+        proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
+                              "-e", "edgemig_policy=fixed:none:0", "-e", f"edgemig_stall_timeout={STALL}")
+        pid = wait_receiver(svc)
+        time.sleep(2.0)  # inside the first warm round (~4-6 MB at 2 Mbit/s)
+        assert receiver_pids(svc), "the warm round finished before the fault could be injected"
+        assert leftover_dumps(svc) == {}, "frozen already: the fault would not hit the warm phase"
+        os.kill(pid, signal.SIGKILL)
+        say("fault", f"SIGKILL to the receiver pid {pid} on {dst} during the warm round")
+        out = finish(proc)
+    finally:
+        unshape_all()
+    assert proc.returncode != 0, out[-3000:]
+    check_outcome(say, svc, src, before, output=out, cause=r"warm pre-copy failed")
+    assert "nothing was frozen" in out, out[-3000:]
+    say("check", "the warm phase failed before any freeze: the service never stopped")
 
 
 # ------------------------------------------------------------------ 2. target tmpfs full
