@@ -121,6 +121,14 @@ def remove(svc: str) -> None:
                        check=False)
 
 
+def remove_image(*refs: str) -> None:
+    """Leave the edges' images as we found them: an image built FROM apache's is a child of it,
+    and a child makes apache's image impossible to remove (the fault suite removes it)."""
+    for edge in ("edge1", "edge2"):
+        for ref in refs:
+            docker(edge, "rmi", "-f", ref, check=False)
+
+
 def image_ids(image: str) -> set:
     return {docker(e, "image", "inspect", "--format", "{{.Id}}", image, check=False).stdout.strip()
             for e in ("edge1", "edge2")}
@@ -150,6 +158,7 @@ def test_own_service_from_a_dockerfile(tmp_path):
         assert "Docker build on" not in proc.stdout, proc.stdout[-3000:]
     finally:
         remove("counter")
+        remove_image("myorg/counter:1")
 
 
 def test_own_service_from_the_registry_pinned_by_digest(tmp_path):
@@ -180,6 +189,7 @@ def test_own_service_from_the_registry_pinned_by_digest(tmp_path):
         assert count() == 2
     finally:
         remove("regcounter")
+        remove_image(pinned)
 
 
 def test_own_service_from_an_archive(tmp_path):
@@ -202,6 +212,7 @@ def test_own_service_from_an_archive(tmp_path):
         assert count() == 1
     finally:
         remove("archived")
+        remove_image("myorg/archived:1")
 
 
 @pytest.mark.parametrize("entry, reason", [
