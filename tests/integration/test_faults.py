@@ -348,7 +348,7 @@ def test_fault_in_the_warm_phase(say):
                  "pre-copy, uncompressed")
     shape(dst)
     try:
-        proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
+        proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", "-e", "edgemig_precopy=true",
                               "-e", "edgemig_policy=fixed:none:0", "-e", f"edgemig_stall_timeout={STALL}")
         pid = wait_receiver(svc)
         time.sleep(2.0)  # inside the first warm round (~4-6 MB at 2 Mbit/s)
