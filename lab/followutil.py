@@ -77,6 +77,7 @@ class Rulebook:
         cmd = ["ansible-rulebook", "-r", RULEBOOK, "-i", follow_inventory(self.dir), "--vars", vars_file, "-v"]
         self.out = open(self.out_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=self.out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -114,8 +114,10 @@ def ansible_cmd(name: str, *extra: str) -> list[str]:
 
 def start_playbook(name: str, *extra: str) -> subprocess.Popen:
     """ansible-playbook in its own process group (so Ctrl-C can be sent to it as a terminal would)."""
+    # stdin of its own: a killed ansible-playbook cannot restore the O_NONBLOCK it set on a
+    # shared one, and every later ansible run would refuse it ("requires blocking IO").
     return subprocess.Popen(ansible_cmd(name, *extra), cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
 
 
 def finish(proc: subprocess.Popen, timeout: int = 600) -> str:
