@@ -26,7 +26,8 @@ def test_installed_collection_migrates_from_the_users_directory(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tarball = next(built.glob("edgemig-migration-*.tar.gz"))
     collections = tmp_path / "collections"
-    proc = run(["ansible-galaxy", "collection", "install", "--offline", "-p", str(collections), str(tarball)])
+    # --force: a copy of the same version elsewhere (ansible-lint keeps one in ~/.ansible) must not stop it.
+    proc = run(["ansible-galaxy", "collection", "install", "--offline", "--force", "-p", str(collections), str(tarball)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     # The user's project: their inventory (the lab's hosts and the catalog), nothing else.
