@@ -572,7 +572,9 @@ class Podman:
         from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
         from ansible_collections.edgemig.migration.plugins.module_utils.switchover import set_address
         self.ck, self.cs, self.DockerAPI = checkpoint, container_spec, DockerAPI
+        from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import start_from_checkpoint
         self.wait_healthy, self.set_address = wait_healthy, set_address
+        self.start_from_checkpoint = start_from_checkpoint
         self.hook = sampler_hook
 
     def _child(self, cmd: list[str], side: str) -> None:
@@ -635,10 +637,6 @@ class Podman:
             tmp = tempfile.mkdtemp(prefix="bench-import-", dir=data_root)
             self._child(["tar", "--xattrs", "--xattrs-include=*", "--acls", "-I", "zstd -d -q", "-xf", remote,
                          "-C", tmp], "target")
-            ckdir = self.cs.checkpoint_dir(data_root, cid, "edgemig")
-            os.makedirs(os.path.dirname(ckdir), exist_ok=True)
-            shutil.rmtree(ckdir, ignore_errors=True)
-            os.rename(os.path.join(tmp, "edgemig"), ckdir)
             moves = []
             if ck["upper_dir"]:
                 moves.append((os.path.join(tmp, os.path.basename(ck["upper_dir"])), self.cs.upper_dir(new)))
@@ -649,12 +647,12 @@ class Podman:
             for src_dir, dest in moves:
                 self._clear(dest)
                 self._child(["cp", "-a", "--", f"{src_dir}/.", dest], "target")
-            shutil.rmtree(tmp, ignore_errors=True)
             stages["import_s"] = round(time.monotonic() - t, 4)
             ru3 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            # 5. restore, health, address
+            # 5. restore (the images where the import unpacked them), health, address
             t = time.monotonic()
-            api_d.start_container(cid, checkpoint="edgemig", timeout=300)
+            self.start_from_checkpoint(api_d, cid, os.path.join(tmp, "edgemig"), timeout=300)
+            shutil.rmtree(tmp, ignore_errors=True)
             stages["restore_s"] = round(time.monotonic() - t, 4)
             ok, health_s, reason = in_netns(dst, self.wait_healthy, spec.get("health"), api_d, cid)
             stages["health_s"] = round(health_s, 4)

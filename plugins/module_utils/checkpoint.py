@@ -8,11 +8,7 @@ import re
 import shutil
 import time
 
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import (
-    checkpoint_dir as docker_checkpoint_dir,
-    upper_dir,
-    volumes,
-)
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import fs_type
@@ -106,14 +102,3 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
             "container_id": inspect["Id"], "upper_dir": upper, "volumes": vols,
             "sizes": sizes, "durations": {"checkpoint_s": round(seconds, 4)},
             "dump_fs": fs_type(work) or "unknown"}
-
-
-def stage_checkpoint(api: DockerAPI, container_id: str, checkpoint: str, source_dir: str) -> str:
-    """Copy a checkpoint from a dump dir to where ``docker start --checkpoint`` finds it."""
-    data_root = api.info()["DockerRootDir"]
-    dest = docker_checkpoint_dir(data_root, container_id, checkpoint)
-    if os.path.realpath(source_dir) != os.path.realpath(dest):
-        if os.path.exists(dest):
-            shutil.rmtree(dest)
-        shutil.copytree(source_dir, dest, symlinks=True)
-    return dest

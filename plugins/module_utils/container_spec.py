@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 LABEL_SERVICE = "edgemig.service"
 LABEL_SPEC = "edgemig.spec-hash"
@@ -120,15 +119,6 @@ def pair_volumes(source: list[dict], target: list[dict]) -> list[tuple[str, str,
                              f"(target volumes: {sorted(n for n in target_paths if n)})")
         out.append((vol["name"], vol.get("path"), target_paths[vol["name"]]))
     return out
-
-
-def checkpoint_dir(data_root: str, container_id: str, checkpoint: str) -> str:
-    """Where Docker 20.10 looks for a checkpoint on ``start --checkpoint``.
-
-    Docker refuses a custom checkpoint dir on restore, so the stream is
-    written straight into the container's own checkpoints directory.
-    """
-    return os.path.join(data_root, "containers", container_id, "checkpoints", checkpoint)
 
 
 def summary(inspect: dict | None) -> dict:

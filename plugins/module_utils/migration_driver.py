@@ -33,17 +33,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import (
-    CheckpointError,
-    create,
-    stage_checkpoint,
-)
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import (
-    checkpoint_dir as docker_checkpoint_dir,
-    pair_volumes,
-    upper_dir,
-    volumes,
-)
+from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError, create
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import pair_volumes, upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
@@ -58,6 +49,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.process_memory i
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import address_present, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import holds_images, start_from_checkpoint
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
     DEFAULT_KEY_FILE,
     DEFAULT_KNOWN_HOSTS,
@@ -159,17 +151,16 @@ def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]
 
 
 # ---------------------------------------------------------------- the one way back up, and down
-def bring_up(api, name: str, checkpoint: str, staged_from: str | None = None, *, address: str | None = None,
-             interface: str | None = None, health: dict | None = None, from_checkpoint: bool = True) -> str:
+def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str | None = None,
+             interface: str | None = None, health: dict | None = None) -> str:
     """Make ``name`` serve on this host; returns how: not_needed, checkpoint or fresh_start.
 
     The single rollback of a migration (the driver's, the playbook's rescue
     and the recovery's all come here). A running container is left alone;
-    else it is started from its checkpoint (``staged_from``: a dump dir to
-    copy where Docker looks first; none: the checkpoint already in the
-    container's own checkpoint dir, as on a target), else fresh. The address
-    comes back whatever happened to the container (a source that took it
-    off must not keep it off). With ``health`` the service must answer.
+    else it is started from the checkpoint images at ``checkpoint_path`` (on
+    the dump tmpfs; deleted once it runs), else fresh. The address comes back
+    whatever happened to the container (a source that took it off must not
+    keep it off). With ``health`` the service must answer.
     """
     how = "checkpoint"
     try:
@@ -180,11 +171,9 @@ def bring_up(api, name: str, checkpoint: str, staged_from: str | None = None, *,
             how = "not_needed"
         else:
             try:
-                if not from_checkpoint:
+                if not holds_images(checkpoint_path):
                     raise DockerAPIError(0, "no checkpoint to restore from")
-                if staged_from:
-                    stage_checkpoint(api, inspect["Id"], checkpoint, staged_from)
-                api.start_container(name, checkpoint=checkpoint, timeout=RESTORE_TIMEOUT_S)
+                start_from_checkpoint(api, name, checkpoint_path, timeout=RESTORE_TIMEOUT_S)
             except (DockerAPIError, OSError):
                 how = "fresh_start"
                 api.start_container(name)
@@ -300,7 +289,8 @@ class MigrationDriver:
         if self.faults["health"]:
             health = {"type": "cmd", "command": ["/bin/false"], "timeout": 3}  # fault suite only
         then_restore = {"docker_host": tgt.get("docker_host"), "name": p["name"],
-                        "checkpoint": "edgemig-fault-missing" if self.faults["restore"] else p["checkpoint"],
+                        "checkpoint_dir": (os.path.join(os.path.dirname(tgt["checkpoint_dir"]), "edgemig-fault-missing")
+                                           if self.faults["restore"] else tgt["checkpoint_dir"]),
                         "health": health, "address": p.get("address"), "interface": tgt.get("interface"),
                         "state_dir": tgt.get("dump_dir"), "migration": self.migration}
         if self.faults["pause_restore"]:
@@ -426,9 +416,8 @@ class MigrationDriver:
             except OSError:
                 pass  # the source serves again below; "frozen" also means source wins
         try:
-            how = bring_up(self.api, p["name"], p["checkpoint"], (self.ck or {}).get("checkpoint_dir"),
-                           address=p.get("address"), interface=p.get("interface"),
-                           from_checkpoint=self.ck is not None)
+            how = bring_up(self.api, p["name"], (self.ck or {}).get("checkpoint_dir"),
+                           address=p.get("address"), interface=p.get("interface"))
         except Exception as rb_exc:  # report both; the playbook's rescue (recovery) tries again
             return self._fail(f"migration failed: {cause}; rollback on the source failed too: {rb_exc}",
                               rolled_back="failed", work_dir=(self.ck or {}).get("work_dir"),
@@ -516,23 +505,23 @@ def receiver_running(name: str) -> bool:
     return False
 
 
-def local_facts(api, name: str, dump_dir: str, checkpoint: str = "edgemig", address: str | None = None,
+def local_facts(api, name: str, dump_dir: str, address: str | None = None,
                 interface: str | None = None) -> dict:
-    """What this edge knows about ``name``: its record, its container, a checkpoint it holds, the address."""
+    """What this edge knows about ``name``: its record, its container, the checkpoint it holds, the address.
+
+    ``checkpoint``: the images this edge's record points to, if they are still
+    on its dump tmpfs (a source's dump, or what the stream wrote on a target);
+    ``has_checkpoint``: a target holds one (in doubt: it can restore).
+    """
     record = read_state(dump_dir, name)
     inspect = api.inspect_container(name)
+    held = (record or {}).get("checkpoint_dir")
+    held = held if holds_images(held) else None
     facts = {"record": record, "exists": inspect is not None,
              "running": bool(inspect and inspect["State"].get("Running")),
-             "has_checkpoint": False, "source_checkpoint": None, "address_here": False}
-    if inspect is not None:
-        try:
-            ckdir = docker_checkpoint_dir(api.info()["DockerRootDir"], inspect["Id"], checkpoint)
-            facts["has_checkpoint"] = os.path.isdir(ckdir) and bool(os.listdir(ckdir))
-        except (DockerAPIError, OSError, KeyError):
-            pass
-    if record and record.get("role") == "source" and record.get("checkpoint_dir") \
-            and os.path.isdir(record["checkpoint_dir"]):
-        facts["source_checkpoint"] = record["checkpoint_dir"]
+             "checkpoint": held, "has_checkpoint": bool(held and inspect is not None
+                                                        and record.get("role") == "target"),
+             "address_here": False}
     if address and interface:
         try:
             facts["address_here"] = address_present(interface, address)[0]

@@ -204,8 +204,11 @@ def commit_then_switch(spec: dict, read: Callable[[int], bytes], reply: Callable
         if not state_dir:
             return
         try:
+            # work_dir: what the recovery deletes once this edge serves or stands down.
             write_state(state_dir, name, "target", phase, migration=spec.get("migration", ""),
-                        checkpoint=spec.get("checkpoint", "edgemig"), **fields)
+                        checkpoint_dir=spec.get("checkpoint_dir"),
+                        work_dir=os.path.dirname(spec["checkpoint_dir"]) if spec.get("checkpoint_dir") else None,
+                        **fields)
         except OSError as exc:  # the decision stands; recovery reads Docker's state too
             sys.stderr.write(f"edgemig-receiver: cannot write state: {exc}\n")
 

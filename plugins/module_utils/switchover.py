@@ -18,6 +18,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker_api impor
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.garp import send_garp
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import discard, start_from_checkpoint
 
 
 class SwitchoverError(Exception):
@@ -49,13 +50,15 @@ def set_address(interface: str, address: str, present: bool, prefix: int = 32, g
 
 
 def restore_and_switch(spec: dict) -> dict:
-    """``spec``: docker_host, name, checkpoint, health, address, interface."""
+    """``spec``: docker_host, name, checkpoint_dir (the images on the dump tmpfs), health, address, interface."""
     api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
     t0 = time.monotonic()
     try:
-        api.start_container(spec["name"], checkpoint=spec.get("checkpoint", "edgemig"), timeout=300)
+        start_from_checkpoint(api, spec["name"], spec["checkpoint_dir"], timeout=300)
     except DockerAPIError as exc:
         raise SwitchoverError(f"restore of {spec['name']!r} from its checkpoint failed: {exc.message}") from None
+    except OSError as exc:
+        raise SwitchoverError(f"restore of {spec['name']!r} from its checkpoint failed: {exc}") from None
     restore_s = time.monotonic() - t0
     ok, health_s, reason = wait_healthy(spec.get("health"), api, spec["name"])
     if not ok:
@@ -73,8 +76,10 @@ def fence(spec: dict) -> bool:
     Called by the receiver when the restore, the health check or the address
     move failed past the commit point. Only a target that fenced itself lets
     the source roll back; returns whether it is certain (both steps done).
+    The checkpoint images go too: the source's own copy is the one that counts now.
     """
     ok = True
+    discard(spec.get("checkpoint_dir"))
     try:
         api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
         api.remove_container(spec["name"], force=True)

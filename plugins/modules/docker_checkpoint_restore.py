@@ -12,10 +12,13 @@ description:
     container, image referenced by ID - and makes the directory the checkpoint must land in. Run it on the
     target before the source is frozen, so container creation stays off the downtime path. A stopped
     leftover of the same name is replaced; a running one is an error (the service already runs here).
+    The checkpoint directory is C(<dump_dir>/<name>.restore/<checkpoint>), on the dump tmpfs, so that memory images
+    never touch persistent storage.
   - O(stage=restore) starts the container from the checkpoint (C(docker start --checkpoint)) and waits for the
-    O(health) check. With O(checkpoint_source) the checkpoint is first copied from a dump directory into the
-    container's checkpoints directory (Docker 20.10 refuses custom directories on restore); this is how a failed
-    migration is rolled back on the source. With O(fallback_start=true), if the restore from the checkpoint fails
+    O(health) check. The images are read where they are, on the dump tmpfs (O(checkpoint_source), by default the
+    directory O(stage=prepare) made). Docker 20.10 refuses custom directories on restore, so the container's
+    C(checkpoints) directory is a symlink to it for the length of the start. The images are deleted once the
+    container runs. With O(fallback_start=true), if the restore from the checkpoint fails
     the container is started fresh, so the service is never left down. O(stage=restore) does nothing when the
     container already runs.
 extends_documentation_fragment:
@@ -40,8 +43,15 @@ options:
     type: str
     default: edgemig
   checkpoint_source:
-    description: Directory holding the CRIU images to copy into place before restoring.
+    description:
+      - Directory holding the CRIU images (for example RV(edgemig.migration.docker_checkpoint#module:checkpoint_dir)
+        on the source, to roll a failed migration back). Its last component is the checkpoint's name.
+      - Default C(<dump_dir>/<name>.restore/<checkpoint>), where O(stage=prepare) puts it.
     type: path
+  dump_dir:
+    description: This host's dump tmpfs (the C(edgemig.migration.dump_tmpfs) role mounts it).
+    type: path
+    default: /var/lib/edgemig/dumps
   health:
     description: Health check of the service (catalog C(health) entry) - C(type) C(http), C(tcp) or C(cmd), C(port), C(path), C(command), C(timeout).
     type: dict
@@ -79,7 +89,7 @@ upper_dir:
   returned: stage=prepare
   type: str
 checkpoint_dir:
-  description: Directory the checkpoint images must be written to.
+  description: Directory the checkpoint images must be written to (on the dump tmpfs), or were restored from.
   returned: always
   type: str
 volumes:
@@ -98,15 +108,21 @@ durations:
 '''
 
 import os
+import shutil
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import stage_checkpoint
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import checkpoint_dir, upper_dir, volumes
+from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import start_from_checkpoint
+
+
+def restore_dir(p: dict) -> str:
+    """Where the checkpoint of ``p['name']`` lands on this host's dump tmpfs."""
+    return os.path.join(p["dump_dir"], f"{p['name']}.restore", p["checkpoint"])
 
 
 def prepare(module, api) -> None:
@@ -125,14 +141,13 @@ def prepare(module, api) -> None:
                                  "image must be shared (run the base_images role)")
         cid = api.create_container(p["name"], p["config"])
         inspect = api.inspect_container(cid)
-        data_root = api.info()["DockerRootDir"]
     except DockerAPIError as exc:
         module.fail_json(msg=f"preparing {p['name']!r}: {exc}")
-    ckpt = checkpoint_dir(data_root, cid, p["checkpoint"])
+    ckpt = restore_dir(p)
+    shutil.rmtree(os.path.dirname(ckpt), ignore_errors=True)  # images of an earlier, abandoned attempt
     os.makedirs(ckpt, mode=0o700, exist_ok=True)
-    vols = volumes(inspect)
     module.exit_json(changed=True, container_id=cid, upper_dir=upper_dir(inspect), checkpoint_dir=ckpt,
-                     volumes=vols, durations={"prepare_s": round(time.monotonic() - t0, 4)})
+                     volumes=volumes(inspect), durations={"prepare_s": round(time.monotonic() - t0, 4)})
 
 
 def restore(module, api) -> None:
@@ -141,8 +156,7 @@ def restore(module, api) -> None:
     if inspect is None:
         module.fail_json(msg=f"container {p['name']!r} does not exist on this host: prepare it first")
     cid = inspect["Id"]
-    data_root = api.info()["DockerRootDir"]
-    ckpt = checkpoint_dir(data_root, cid, p["checkpoint"])
+    ckpt = p["checkpoint_source"] or restore_dir(p)
     if inspect["State"].get("Running"):
         module.exit_json(changed=False, container_id=cid, checkpoint_dir=ckpt, restored_from_checkpoint=False,
                          durations={}, msg="already running")
@@ -150,11 +164,9 @@ def restore(module, api) -> None:
     error = None
     from_checkpoint = True
     try:
-        if p["checkpoint_source"]:
-            ckpt = stage_checkpoint(api, cid, p["checkpoint"], p["checkpoint_source"])
-        api.start_container(cid, checkpoint=p["checkpoint"], timeout=300)
+        start_from_checkpoint(api, cid, ckpt, timeout=300)
     except (DockerAPIError, OSError) as exc:
-        error = f"restore of {p['name']!r} from checkpoint {p['checkpoint']!r} failed: {exc}"
+        error = f"restore of {p['name']!r} from checkpoint {ckpt!r} failed: {exc}"
     if error and p["fallback_start"]:
         from_checkpoint = False
         try:
@@ -185,6 +197,7 @@ def main() -> None:
             config=dict(type="dict"),
             checkpoint=dict(type="str", default="edgemig"),
             checkpoint_source=dict(type="path"),
+            dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
             health=dict(type="dict"),
             fallback_start=dict(type="bool", default=False),
             **DOCKER_ARGS,

@@ -35,10 +35,6 @@ options:
     description: This host's dump tmpfs (where the migration records live).
     type: path
     default: /var/lib/edgemig/dumps
-  checkpoint:
-    description: Checkpoint name.
-    type: str
-    default: edgemig
   address:
     description: The service address.
     type: str
@@ -73,7 +69,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 facts:
-  description: With O(mode=inspect) - record, exists, running, has_checkpoint, source_checkpoint, address_here.
+  description:
+    - With O(mode=inspect) - record, exists, running, checkpoint (the images its record names, still on the
+      dump tmpfs), has_checkpoint (a target holding them), address_here.
   returned: mode=inspect
   type: dict
 decision:
@@ -116,12 +114,11 @@ def converge(module, api) -> list[str]:
     while receiver_running(name) and time.monotonic() < deadline:
         time.sleep(0.5)
     if action == "serve":
-        facts = local_facts(api, name, p["dump_dir"], p["checkpoint"])
-        # A source brings back the checkpoint of its dump dir; a target the one the stream wrote
-        # into its container's own checkpoint dir (kept there while in doubt).
-        how = bring_up(api, name, p["checkpoint"], facts["source_checkpoint"], address=p["address"],
-                       interface=p["interface"], health=p["health"],
-                       from_checkpoint=bool(facts["source_checkpoint"] or facts["has_checkpoint"]))
+        facts = local_facts(api, name, p["dump_dir"])
+        # A source brings back the dump its record names; a target what the stream wrote
+        # (kept on its dump tmpfs while in doubt).
+        how = bring_up(api, name, facts["checkpoint"], address=p["address"], interface=p["interface"],
+                       health=p["health"])
         done.append({"not_needed": "already running", "checkpoint": "restored from its checkpoint",
                      "fresh_start": "started without a checkpoint"}[how])
         if p["address"]:
@@ -143,7 +140,6 @@ def main() -> None:
             name=dict(type="str", required=True),
             mode=dict(type="str", choices=["inspect", "decide", "converge"], required=True),
             dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
-            checkpoint=dict(type="str", default="edgemig"),
             address=dict(type="str"),
             interface=dict(type="str"),
             health=dict(type="dict"),
@@ -163,7 +159,7 @@ def main() -> None:
     facts = done = None
     try:
         if p["mode"] == "inspect":
-            facts = local_facts(api, p["name"], p["dump_dir"], p["checkpoint"], p["address"], p["interface"])
+            facts = local_facts(api, p["name"], p["dump_dir"], p["address"], p["interface"])
         else:
             done = converge(module, api)
     except Exception as exc:  # one message naming the step, whatever failed underneath

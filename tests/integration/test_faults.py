@@ -376,9 +376,9 @@ def test_target_out_of_space(say):
     mounted: list[str] = []
 
     def fill(cid: str) -> None:
-        # The receiver writes the checkpoint straight into the target container's
-        # checkpoints dir: make it a 512 KiB tmpfs (the checkpoint is ~4 MB).
-        path = f"/var/lib/edgemig-lab/{dst}/docker/containers/{cid}/checkpoints/edgemig"
+        # The receiver writes the checkpoint into the directory the prepare stage made
+        # on the target's dump tmpfs: make it a 512 KiB tmpfs (the checkpoint is ~4 MB).
+        path = f"/var/lib/edgemig-lab/{dst}/dumps/{svc}.restore/edgemig"
         wait_for(lambda: os.path.isdir(path), 30, step=0.02, what=path)
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "edgemig-fault-full", path], check=True)
         mounted.append(path)

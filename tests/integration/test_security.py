@@ -6,7 +6,10 @@ version is refused before anything is frozen."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import time
 
 import pytest
 from labutil import catalog, lab_is_up, playbook, running_on, uptime, wait_answering  # noqa: E402
@@ -79,3 +82,71 @@ def test_a_target_with_another_receiver_version_is_refused_before_the_freeze():
     finally:
         with open(config, "w") as fh:
             fh.write(saved)
+
+
+# ------------------------------------------------------------------ no memory image on disk
+# What CRIU writes: pages-*.img holds the memory itself, the others name its processes and files.
+CRIU_IMAGE = re.compile(r"^(pages|pagemap|core|mm|pstree|inventory|ids|fdinfo|files|tcp-stream|stats-dump)"
+                        r"(-\d+)?\.img$")
+# File systems that hold nothing once the machine is off (overlay mounts are views of layers on disk,
+# which are walked where they lie).
+VOLATILE = {"tmpfs", "ramfs", "proc", "sysfs", "devtmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "nsfs",
+            "overlay", "bpf", "tracefs", "debugfs", "securityfs", "pstore", "fusectl", "configfs", "hugetlbfs",
+            "autofs", "binfmt_misc"}
+
+
+def volatile_mounts() -> set[str]:
+    out = set()
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            left, _sep, right = line.partition(" - ")
+            if right.split()[0] in VOLATILE:
+                out.add(left.split()[4].replace("\\040", " "))
+    return out
+
+
+def criu_images_on_disk(roots: list[str], since: float) -> list[str]:
+    """CRIU images created (ctime) since ``since`` anywhere under ``roots`` but on volatile mounts."""
+    skip = volatile_mounts()
+    found = []
+    for root in roots:
+        for dirpath, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skip]
+            for name in files:
+                if CRIU_IMAGE.match(name):
+                    path = os.path.join(dirpath, name)
+                    try:
+                        if os.lstat(path).st_ctime >= since:
+                            found.append(path)
+                    except FileNotFoundError:
+                        pass
+    return found
+
+
+def test_no_checkpoint_image_lands_on_persistent_storage():
+    """Issue 13: every catalog service migrated, one migration rolled back from its checkpoint; then
+    no CRIU image created meanwhile is left on either edge's persistent file systems (Docker data
+    roots, /var, /tmp): the target restores from its dump tmpfs and deletes the images, and so does
+    a source that rolls back."""
+    since = time.time() - 1
+    services = catalog()
+    for svc in sorted(services):
+        if not running_on(svc):
+            playbook("deploy.yml", "-e", f"svc={svc}", "-e", "host=edge1")
+        src = running_on(svc)
+        playbook("migrate.yml", "-e", f"svc={svc}")
+        assert running_on(svc) not in ([], src), f"{svc} did not move from {src}"
+    # A rollback: the target's restore fails after the freeze, the source restores its own checkpoint.
+    src = running_on("apache")
+    proc = playbook("migrate.yml", "-e", "svc=apache", "-e", json.dumps({"edgemig_faults": {"restore": True}}),
+                    check=False)
+    assert proc.returncode != 0 and "restored from its checkpoint" in proc.stdout, proc.stdout[-3000:]
+    assert running_on("apache") == src
+    wait_answering(services["apache"], timeout=60)
+    roots = ["/var", "/tmp"] + [f"{LAB}/{edge}/docker" for edge in ADDRESS]
+    found = criu_images_on_disk(roots, since)
+    assert found == [], f"CRIU images on persistent storage: {found[:20]}"
+    for edge in ADDRESS:  # and none kept on the tmpfs either, once the migrations are over
+        dumps = f"{LAB}/{edge}/dumps"
+        left = criu_images_on_disk([dumps], since=0) if os.path.isdir(dumps) else []
+        assert not [p for p in left if "/.edgemig-state/" not in p], f"images left on {edge}'s dump tmpfs: {left}"

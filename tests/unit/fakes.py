@@ -71,6 +71,7 @@ class FakeDockerAPI:
                               "ExperimentalBuild": True, "ServerVersion": "20.10.24"}
         self.fail = fail or {}      # method name -> DockerAPIError to raise
         self.calls: list[tuple] = []
+        self.restored_from: list[list[str]] = []  # the image names each checked restore saw
 
     def _maybe_fail(self, method: str) -> None:
         if method in self.fail:
@@ -111,7 +112,17 @@ class FakeDockerAPI:
         image = self.images.get(body["Image"], {"Id": body["Image"]})
         self.containers[name] = container(name, image_id=image["Id"], running=False,
                                           labels=body.get("Labels"))
+        self.container_dir(name)
         return self.containers[name]["Id"]
+
+    def container_dir(self, name: str) -> str | None:
+        """With a real data root (a test's tmp dir): the container's own directory, made as Docker would."""
+        root = self._info["DockerRootDir"]
+        if not os.path.isdir(root):
+            return None
+        path = os.path.join(root, "containers", self.containers[self._find(name)]["Id"])
+        os.makedirs(path, exist_ok=True)
+        return path
 
     def start_container(self, name: str, checkpoint: str | None = None, checkpoint_dir: str | None = None,
                         timeout: float | None = None) -> None:
@@ -120,6 +131,15 @@ class FakeDockerAPI:
         key = self._find(name)
         if key is None:
             raise DockerAPIError(404, f"No such container: {name}")
+        if checkpoint_dir:  # as Docker 20.10 answers
+            raise DockerAPIError(403, "custom checkpointdir is not supported")
+        if checkpoint and os.path.isdir(self._info["DockerRootDir"]):  # a test that gave a real data root
+            # Docker 20.10 reads <data root>/containers/<id>/checkpoints/<checkpoint> (a stat, so links are followed).
+            where = os.path.join(self._info["DockerRootDir"], "containers", self.containers[key]["Id"],
+                                 "checkpoints", checkpoint)
+            if not os.path.isdir(where):
+                raise DockerAPIError(404, f"checkpoint {checkpoint} does not exist for container {name}")
+            self.restored_from.append(sorted(os.listdir(where)))
         self.containers[key]["State"].update(Running=True, Status="running")
 
     def stop_container(self, name: str, timeout_s: int = 10) -> None:

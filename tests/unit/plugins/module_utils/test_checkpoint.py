@@ -63,18 +63,3 @@ def test_failed_checkpoint_leaves_the_service_running(tmp_path):
     with pytest.raises(ck.CheckpointError, match="checkpoint of 'apache' failed: criu failed$"):
         ck.create(api, "apache", str(tmp_path), "edgemig")
     assert api.containers["apache"]["State"]["Running"] is True and os.listdir(tmp_path) == []
-
-
-def test_stage_checkpoint_copies_into_the_containers_checkpoints(tmp_path):
-    src = tmp_path / "dump" / "edgemig"
-    src.mkdir(parents=True)
-    (src / "pages-1.img").write_bytes(b"p")
-    os.symlink("pages-1.img", src / "link")
-    api = FakeDockerAPI(info={"DockerRootDir": str(tmp_path / "root")})
-    dest = ck.stage_checkpoint(api, "cid", "edgemig", str(src))
-    assert dest == str(tmp_path / "root" / "containers" / "cid" / "checkpoints" / "edgemig")
-    assert (tmp_path / "root/containers/cid/checkpoints/edgemig/pages-1.img").read_bytes() == b"p"
-    assert os.readlink(os.path.join(dest, "link")) == "pages-1.img"           # symlinks kept as links
-    (src / "pages-1.img").write_bytes(b"q")
-    ck.stage_checkpoint(api, "cid", "edgemig", str(src))                       # replaced, not merged
-    assert (tmp_path / "root/containers/cid/checkpoints/edgemig/pages-1.img").read_bytes() == b"q"

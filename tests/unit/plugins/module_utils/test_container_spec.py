@@ -64,7 +64,6 @@ def test_upper_dir_volumes_checkpoint_dir_summary():
     assert cs.upper_dir({"GraphDriver": {"Name": "vfs"}}) is None
     assert cs.volumes(INSPECT) == [{"name": "mysql-data", "path": "/var/lib/docker/volumes/mysql-data/_data",
                                     "destination": "/var/lib/mysql"}]
-    assert cs.checkpoint_dir("/d", "c1", "cp") == "/d/containers/c1/checkpoints/cp"
     s = cs.summary(INSPECT)
     assert s["exists"] and s["running"] and s["name"] == "mysql" and s["image_id"] == "sha256:abc"
     assert s["image"] == "edgemig/mysql:bookworm" and s["ip_address"] == "172.17.0.2"

@@ -96,7 +96,9 @@ def world(monkeypatch, tmp_path):
     addr = {"source": True}
     monkeypatch.setattr(drv, "set_address", lambda iface, a, present, *x, **kw: addr.update(source=present))
     monkeypatch.setattr(drv, "interface_exists", lambda name: True)
+    (tmp_path / "docker").mkdir()
     api = CriuDocker(containers={"mysql": container("mysql")}, info={"DockerRootDir": str(tmp_path / "docker")})
+    api.container_dir("mysql")
     return api, addr, tmp_path
 
 
@@ -160,6 +162,11 @@ def test_failures_the_source_wins(world, fault, phase, how):
     assert exc is not None and exc.result["phase"] == phase and exc.result["rolled_back"] == how, exc
     assert source_serves(api, addr) and not target.serving
     assert read_state(str(tmp_path / "dumps"), "mysql") is None      # source serves: nothing in doubt
+    if how == "checkpoint":
+        # Restored from its dump on the tmpfs, through Docker's own dir; then every image is gone.
+        assert api.restored_from == [["pages-1.img"]]
+        assert os.listdir(tmp_path / "dumps") == [".edgemig-state"]
+        assert os.listdir(tmp_path / "docker" / "containers" / api.containers["mysql"]["Id"]) == []
     if fault == "restore_fails":
         assert "fenced itself" in str(exc)
 
@@ -210,10 +217,10 @@ def test_after_the_commit_point_the_source_never_rolls_back(world, fault):
     assert rec["phase"] == "committed" and rec["target_name"] == "edge2" and os.path.isdir(rec["checkpoint_dir"])
     # The recovery then decides on what each edge reports.
     src_facts = {"record": rec, "exists": True, "running": False, "has_checkpoint": False,
-                 "source_checkpoint": rec["checkpoint_dir"], "address_here": False}
+                 "checkpoint": rec["checkpoint_dir"], "address_here": False}
     tgt_facts = {"record": {"role": "target", "phase": target.phase}, "exists": target.phase != "fenced",
                  "running": target.serving, "has_checkpoint": target.has_checkpoint and target.phase != "fenced",
-                 "source_checkpoint": None, "address_here": target.serving}
+                 "checkpoint": None, "address_here": target.serving}
     decision = drv.decide({"edge1": src_facts, "edge2": tgt_facts})
     assert decision["winner"] == "edge2" and decision["complete"]
     assert decision["actions"] == {"edge1": "stop", "edge2": "serve"}   # removed once edge2 serves
@@ -256,7 +263,7 @@ def test_faults_reach_the_receiver_spec(world):
 # ---------------------------------------------------------------- recovery decision table
 def facts(record=None, exists=True, running=False, ckpt=False, src_ckpt=None, addr=False):
     return {"record": record, "exists": exists, "running": running, "has_checkpoint": ckpt,
-            "source_checkpoint": src_ckpt, "address_here": addr}
+            "checkpoint": src_ckpt, "address_here": addr}
 
 
 SRC_COMMITTED = {"role": "source", "phase": "committed", "target_name": "edge2"}
@@ -309,26 +316,35 @@ def test_never_removes_a_copy_past_the_commit_point():
 def test_bring_up_and_stand_down(world, tmp_path):
     api, addr, _tmp = world
     api.containers["mysql"]["State"]["Running"] = False
-    assert drv.bring_up(api, "mysql", "edgemig", address="10.213.0.102", interface="eth0") == "checkpoint"
+    ck = tmp_path / "dumps" / "w" / "edgemig"
+    ck.mkdir(parents=True)
+    (ck / "pages-1.img").write_bytes(b"x")
+    assert drv.bring_up(api, "mysql", str(ck), address="10.213.0.102", interface="eth0") == "checkpoint"
     assert addr["source"] and api.containers["mysql"]["State"]["Running"]
-    assert drv.bring_up(api, "mysql", "edgemig") == "not_needed"
+    assert api.restored_from == [["pages-1.img"]] and not ck.exists()
+    assert drv.bring_up(api, "mysql", str(ck)) == "not_needed"
     assert drv.stand_down(api, "mysql", address="10.213.0.102", interface="eth0", remove=False) == \
         ["container stopped"] and not addr["source"]
+    assert drv.bring_up(api, "mysql", str(ck)) == "fresh_start"      # its images are gone: started fresh
     assert drv.stand_down(api, "mysql") == ["container removed"] and "mysql" not in api.containers
     with pytest.raises(drv.DockerAPIError):
-        drv.bring_up(api, "mysql", "edgemig")
+        drv.bring_up(api, "mysql", str(ck))
 
 
 def test_local_facts_reads_the_record_and_the_kept_checkpoint(world, tmp_path):
     api, _addr, _tmp = world
     dumps = str(tmp_path / "dumps")
-    cid = api.containers["mysql"]["Id"]
-    ck = tmp_path / "docker" / "containers" / cid / "checkpoints" / "edgemig"
+    ck = tmp_path / "dumps" / "mysql.restore" / "edgemig"
     ck.mkdir(parents=True)
+    write_state(dumps, "mysql", "target", "in_doubt", checkpoint_dir=str(ck))
+    assert drv.local_facts(api, "mysql", dumps)["has_checkpoint"] is False      # an empty dir holds nothing
     (ck / "pages-1.img").write_bytes(b"x")
-    write_state(dumps, "mysql", "target", "in_doubt")
     f = drv.local_facts(api, "mysql", dumps)
     assert f["record"]["phase"] == "in_doubt" and f["has_checkpoint"] and f["running"]
+    assert f["checkpoint"] == str(ck)
+    write_state(dumps, "mysql", "source", "committed", checkpoint_dir=str(ck))
+    f = drv.local_facts(api, "mysql", dumps)
+    assert f["checkpoint"] == str(ck) and not f["has_checkpoint"]               # a source's dump
 
 
 def test_receiver_running_finds_the_tag(monkeypatch, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -55,29 +56,42 @@ def test_ip_failure_raises_with_its_stderr(monkeypatch):
         sw.address_present("nope0", "10.213.0.101")
 
 
-def test_restore_and_switch(ip, monkeypatch):
-    api = FakeDockerAPI(containers={"apache": container("apache", running=False)})
+@pytest.fixture
+def target(monkeypatch, tmp_path):
+    """A stopped apache on a fake Docker with a real data root, and its images on the dump tmpfs."""
+    (tmp_path / "docker").mkdir()
+    api = FakeDockerAPI(containers={"apache": container("apache", running=False)},
+                        info={"DockerRootDir": str(tmp_path / "docker")})
+    api.container_dir("apache")
+    ckpt = tmp_path / "dumps" / "apache.restore" / "cp1"
+    ckpt.mkdir(parents=True)
+    (ckpt / "pages-1.img").write_bytes(b"p")
     monkeypatch.setattr(sw, "DockerAPI", lambda url: api)
-    out = sw.restore_and_switch({"name": "apache", "checkpoint": "cp1", "address": "10.213.0.101",
-                                 "interface": "eth0"})
-    assert api.calls == [("start", "apache", "cp1")] and ip["addrs"] == ["10.213.0.101"]
+    return api, {"name": "apache", "checkpoint_dir": str(ckpt), "address": "10.213.0.101", "interface": "eth0"}
+
+
+def test_restore_and_switch(ip, target):
+    api, spec = target
+    out = sw.restore_and_switch(spec)
+    assert api.calls == [("start", "apache-id-0123456789abcdef", "cp1")] and ip["addrs"] == ["10.213.0.101"]
+    assert api.restored_from == [["pages-1.img"]]
+    assert not os.path.exists(spec["checkpoint_dir"])        # the memory images are gone once it runs
     assert set(out) == {"restore_s", "health_s", "switch_s"} and out["health_s"] == 0.0
 
 
-def test_restore_failure_moves_no_address(ip, monkeypatch):
-    api = FakeDockerAPI(containers={"apache": container("apache", running=False)},
-                        fail={"start_container": DockerAPIError(500, "criu restore failed")})
-    monkeypatch.setattr(sw, "DockerAPI", lambda url: api)
+def test_restore_failure_moves_no_address_and_fencing_discards_the_images(ip, target):
+    api, spec = target
+    api.fail["start_container"] = DockerAPIError(500, "criu restore failed")
     with pytest.raises(sw.SwitchoverError, match="restore of 'apache' from its checkpoint failed: criu restore failed"):
-        sw.restore_and_switch({"name": "apache", "address": "10.213.0.101", "interface": "eth0"})
-    assert ip["addrs"] == []
+        sw.restore_and_switch(spec)
+    assert ip["addrs"] == [] and os.path.isdir(spec["checkpoint_dir"])
+    assert sw.fence(spec) is True
+    assert not os.path.exists(spec["checkpoint_dir"]) and "apache" not in api.containers
 
 
-def test_unhealthy_restore_moves_no_address(ip, monkeypatch):
-    api = FakeDockerAPI(containers={"apache": container("apache", running=False)})
-    monkeypatch.setattr(sw, "DockerAPI", lambda url: api)
+def test_unhealthy_restore_moves_no_address(ip, target, monkeypatch):
+    _api, spec = target
     monkeypatch.setattr(sw, "wait_healthy", lambda health, api, name: (False, 30.0, "HTTP 503"))
     with pytest.raises(sw.SwitchoverError, match="health check failed: HTTP 503"):
-        sw.restore_and_switch({"name": "apache", "health": {"type": "http"}, "address": "10.213.0.101",
-                               "interface": "eth0"})
+        sw.restore_and_switch(dict(spec, health={"type": "http"}))
     assert ip["addrs"] == []

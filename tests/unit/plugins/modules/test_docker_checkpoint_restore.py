@@ -15,18 +15,26 @@ CONFIG = {"Image": "sha256:apache", "HostConfig": {}}
 
 @pytest.fixture
 def api(monkeypatch, tmp_path):
+    (tmp_path / "docker").mkdir()
     fake = FakeDockerAPI(images={"sha256:apache": {"Id": "sha256:apache"}},
                          info={"DockerRootDir": str(tmp_path / "docker")})
     return use_api(monkeypatch, mod, fake)
 
 
-def test_prepare_creates_without_starting_and_makes_the_checkpoint_dir(api, tmp_path):
-    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": CONFIG})
+def stopped(api, name="apache"):
+    api.containers[name] = container(name, running=False)
+    return api.container_dir(name)
+
+
+def test_prepare_creates_without_starting_and_makes_the_checkpoint_dir_on_the_dump_tmpfs(api, tmp_path):
+    dumps = tmp_path / "dumps"
+    (dumps / "apache.restore" / "old").mkdir(parents=True)  # an abandoned attempt's images
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": CONFIG, "dump_dir": str(dumps)})
     assert not failed and res["changed"] is True
     assert api.calls == [("create", "apache")] and api.containers["apache"]["State"]["Running"] is False
-    assert res["checkpoint_dir"] == os.path.join(str(tmp_path / "docker"), "containers", res["container_id"],
-                                                 "checkpoints", "edgemig")
-    assert os.path.isdir(res["checkpoint_dir"])
+    assert res["checkpoint_dir"] == str(dumps / "apache.restore" / "edgemig")
+    assert os.listdir(dumps / "apache.restore") == ["edgemig"] and os.listdir(res["checkpoint_dir"]) == []
+    assert oct(os.stat(res["checkpoint_dir"]).st_mode & 0o777) == "0o700"
 
 
 def test_prepare_replaces_a_stopped_leftover_refuses_a_running_one(api):
@@ -49,20 +57,24 @@ def test_prepare_requires_config():
     assert failed and "config" in res["msg"]
 
 
-def test_restore_starts_from_the_checkpoint_then_is_a_no_op(api):
-    api.containers["apache"] = container("apache", running=False)
-    failed, res = run_module(mod, {"name": "apache", "stage": "restore"})
+def test_restore_starts_from_the_images_on_the_tmpfs_deletes_them_then_is_a_no_op(api, tmp_path):
+    cdir = stopped(api)
+    ckpt = tmp_path / "dumps" / "apache.restore" / "edgemig"
+    ckpt.mkdir(parents=True)
+    (ckpt / "pages-1.img").write_bytes(b"p")
+    failed, res = run_module(mod, {"name": "apache", "stage": "restore", "dump_dir": str(tmp_path / "dumps")})
     assert not failed and res["changed"] is True and res["restored_from_checkpoint"] is True
     assert api.calls == [("start", "apache-id-0123456789abcdef", "edgemig")]
+    assert api.restored_from == [["pages-1.img"]]                  # Docker found them through its own dir
+    assert not ckpt.exists() and os.listdir(cdir) == []           # images gone, no link left behind
     failed, res = run_module(mod, {"name": "apache", "stage": "restore"})
     assert not failed and res["changed"] is False and res["msg"] == "already running"
 
 
-def test_restore_failure_with_and_without_fallback(api):
-    api.containers["apache"] = container("apache", running=False)
-    api.fail["start_container"] = DockerAPIError(500, "custom checkpointdir is not supported")
-    failed, res = run_module(mod, {"name": "apache", "stage": "restore"})
-    assert failed and "from checkpoint 'edgemig' failed" in res["msg"]
+def test_restore_failure_with_and_without_fallback(api, tmp_path):
+    stopped(api)
+    failed, res = run_module(mod, {"name": "apache", "stage": "restore", "dump_dir": str(tmp_path / "dumps")})
+    assert failed and "does not exist for container" in res["msg"]
 
     starts = []
 
@@ -82,15 +94,17 @@ def test_restore_of_a_missing_container_says_prepare_first(api):
     assert failed and "prepare it first" in res["msg"]
 
 
-def test_restore_copies_checkpoint_source_into_place(api, tmp_path):
-    api.containers["apache"] = container("apache", running=False)
+def test_restore_reads_checkpoint_source_in_place_and_keeps_a_users_own_checkpoints(api, tmp_path):
+    cdir = stopped(api)
+    os.makedirs(os.path.join(cdir, "checkpoints", "mine"))        # `docker checkpoint create` of the user's
     src = tmp_path / "dump" / "edgemig"
     src.mkdir(parents=True)
     (src / "pages-1.img").write_bytes(b"\0" * 4096)
     failed, res = run_module(mod, {"name": "apache", "stage": "restore", "checkpoint_source": str(src)})
-    assert not failed
-    assert (tmp_path / "docker" / "containers" / "apache-id-0123456789abcdef" / "checkpoints" / "edgemig"
-            / "pages-1.img").read_bytes() == b"\0" * 4096
+    assert not failed and res["checkpoint_dir"] == str(src)
+    assert api.restored_from == [["pages-1.img"]] and not src.exists()
+    aside = [n for n in os.listdir(cdir) if n.startswith("checkpoints.before-edgemig-")]
+    assert len(aside) == 1 and os.listdir(os.path.join(cdir, aside[0])) == ["mine"]
 
 
 def test_check_mode_is_not_supported(api):

@@ -64,8 +64,10 @@ def env(monkeypatch, tmp_path):
     addr_calls = []
     monkeypatch.setattr(driver, "set_address",
                         lambda iface, addr, present, *a, **kw: addr_calls.append((addr, present)) or True)
+    (tmp_path / "docker").mkdir()
     api = use_api(monkeypatch, mod, CriuDocker(containers={"apache": container("apache")},
                                                info={"DockerRootDir": str(tmp_path / "docker")}))
+    api.container_dir("apache")
     return api, addr_calls, tmp_path
 
 
@@ -96,7 +98,8 @@ def test_failed_transfer_rolls_back_from_the_checkpoint(env):
     failed, res = run_module(mod, args(tmp_path, address="10.213.0.101", interface="eth0"))
     assert failed and res["rolled_back"] == "checkpoint"
     assert res["msg"] == "migration failed: link dropped; the service was restored from its checkpoint on the source"
-    assert ("start", "apache", "edgemig") in api.calls and api.containers["apache"]["State"]["Running"] is True
+    assert ("start", "apache-id-0123456789abcdef", "edgemig") in api.calls and api.restored_from == [["pages-1.img"]]
+    assert api.containers["apache"]["State"]["Running"] is True
     assert addr_calls == [("10.213.0.101", False), ("10.213.0.101", True)]   # and the address came back
     assert os.listdir(tmp_path / "dumps") == [".edgemig-state"]
     assert read_state(str(tmp_path / "dumps"), "apache") is None

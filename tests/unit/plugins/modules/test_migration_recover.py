@@ -17,8 +17,10 @@ def edge(monkeypatch, tmp_path):
     monkeypatch.setattr(drv, "set_address", lambda i, a, present, *x, **kw: addr.update(here=present) or True)
     monkeypatch.setattr(drv, "address_present", lambda i, a: (addr["here"], "aa:bb:cc:dd:ee:ff"))
     monkeypatch.setattr(mod, "receiver_running", lambda name: False)
+    (tmp_path / "docker").mkdir()
     api = use_api(monkeypatch, mod, CriuDocker(containers={"mysql": container("mysql", running=False)},
                                                info={"DockerRootDir": str(tmp_path / "docker")}))
+    api.container_dir("mysql")
     return api, addr, str(tmp_path / "dumps")
 
 
@@ -28,21 +30,22 @@ def args(dumps, **kw):
 
 def test_in_doubt_target_is_restored_from_its_kept_checkpoint(edge, tmp_path):
     api, addr, dumps = edge
-    ck = tmp_path / "docker" / "containers" / api.containers["mysql"]["Id"] / "checkpoints" / "edgemig"
+    ck = tmp_path / "dumps" / "mysql.restore" / "edgemig"       # what the stream wrote, kept while in doubt
     ck.mkdir(parents=True)
     (ck / "pages-1.img").write_bytes(b"x")
-    write_state(dumps, "mysql", "target", "in_doubt")
+    write_state(dumps, "mysql", "target", "in_doubt", checkpoint_dir=str(ck), work_dir=str(ck.parent))
     failed, res = run_module(mod, args(dumps, mode="inspect"))
     assert not failed, res
     assert res["facts"]["has_checkpoint"] and res["facts"]["record"]["phase"] == "in_doubt"
     source = {"record": {"role": "source", "phase": "committed"}, "exists": True, "running": False,
-              "has_checkpoint": False, "source_checkpoint": "/d", "address_here": False}
+              "has_checkpoint": False, "checkpoint": "/d", "address_here": False}
     edges = {"edge1": source, "edge2": res["facts"]}
     failed, res2 = run_module(mod, {"name": "mysql", "mode": "decide", "edges": edges})
     assert res2["decision"]["actions"] == {"edge1": "stop", "edge2": "serve"}
     failed, res3 = run_module(mod, args(dumps, mode="converge", action="serve"))
     assert not failed and res3["changed"] and "restored from its checkpoint" in res3["done"]
-    assert ("start", "mysql", "edgemig") in api.calls and addr["here"] and read_state(dumps, "mysql") is None
+    assert ("start", api.containers["mysql"]["Id"], "edgemig") in api.calls and api.restored_from == [["pages-1.img"]]
+    assert addr["here"] and read_state(dumps, "mysql") is None and not ck.parent.exists()
 
 
 def test_loser_stands_down_and_its_dump_goes(edge, tmp_path):

@@ -1,0 +1,79 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Start a container from CRIU images that stay on the dump tmpfs.
+
+Checkpoint images are the service's memory (keys, sessions, passwords) and
+must never land on persistent storage. Docker 20.10 restores only from the
+container's own ``<data root>/containers/<id>/checkpoints/<name>`` (a custom
+checkpoint dir on start is refused), which is on the data root's disk. So,
+for the length of the start call, that ``checkpoints`` directory is a
+symlink to the directory on the tmpfs that holds ``<name>/``; Docker walks
+``checkpoints/<name>`` as a real directory through it. On success the images
+are deleted at once: nothing needs them once the processes run.
+
+Standard library only (plus docker_api): the receiver ships it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+CHECKPOINTS = "checkpoints"
+
+
+def checkpoints_dir(data_root: str, container_id: str) -> str:
+    """Where Docker 20.10 looks for a container's checkpoints on ``start --checkpoint``."""
+    return os.path.join(data_root, "containers", container_id, CHECKPOINTS)
+
+
+def holds_images(path: str | None) -> bool:
+    """Whether ``path`` is a checkpoint directory with images in it."""
+    try:
+        return bool(path) and os.path.isdir(path) and bool(os.listdir(path))
+    except OSError:
+        return False
+
+
+def point_checkpoints_at(data_root: str, container_id: str, parent: str) -> str:
+    """Make the container's ``checkpoints`` dir a symlink to ``parent``; returns the link.
+
+    A real ``checkpoints`` directory (the user's own ``docker checkpoint create``
+    without a custom dir) is kept, renamed aside, never deleted.
+    """
+    link = checkpoints_dir(data_root, container_id)
+    if os.path.islink(link):
+        os.unlink(link)
+    elif os.path.isdir(link):
+        try:
+            os.rmdir(link)
+        except OSError:  # not empty
+            os.rename(link, f"{link}.before-edgemig-{int(time.time())}")
+    os.symlink(parent, link)
+    return link
+
+
+def discard(path: str | None) -> None:
+    """Delete a checkpoint's images (a directory on the dump tmpfs)."""
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def start_from_checkpoint(api, name: str, path: str, timeout: float | None = None) -> None:
+    """``docker start --checkpoint`` of ``name`` from the images in ``path`` (``<dir>/<checkpoint>``).
+
+    Raises DockerAPIError (or OSError) when Docker refuses or CRIU fails; the
+    images are then kept, the caller decides (retry, fresh start, discard).
+    """
+    path = os.path.abspath(path.rstrip("/"))
+    parent, checkpoint = os.path.split(path)
+    inspect = api.inspect_container(name)
+    if inspect is None:
+        raise OSError(f"container {name!r} does not exist here")
+    link = point_checkpoints_at(api.info()["DockerRootDir"], inspect["Id"], parent)
+    try:
+        api.start_container(inspect["Id"], checkpoint=checkpoint, timeout=timeout)
+    finally:
+        if os.path.islink(link):
+            os.unlink(link)
+    discard(path)
