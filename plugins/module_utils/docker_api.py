@@ -171,10 +171,10 @@ class DockerAPI:
         code = self.get(f"/exec/{exec_id}/json").get("ExitCode")
         return (code if code is not None else -1), _demux(raw)
 
-    def containers_using_volume(self, volume: str) -> list[str]:
-        """Names of the running containers that mount ``volume``."""
-        found = self.get("/containers/json", params={"filters": json.dumps({"volume": [volume],
-                                                                            "status": ["running"]})})
+    def containers_using_volume(self, volume: str, running_only: bool = True) -> list[str]:
+        """Names of the (running, or all) containers that mount ``volume``."""
+        filters = {"volume": [volume], **({"status": ["running"]} if running_only else {})}
+        found = self.get("/containers/json", params={"filters": json.dumps(filters), "all": "true"})
         return sorted((c.get("Names") or ["?"])[0].lstrip("/") for c in found or [])
 
     def volume_inspect(self, name: str) -> dict | None:

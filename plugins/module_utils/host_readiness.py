@@ -101,6 +101,30 @@ def fs_type(path: str, mountinfo_path: str = "/proc/self/mountinfo") -> str | No
     return fs_type_of(os.path.realpath(path), parse_mountinfo(mountinfo))
 
 
+# x86 flags naming instructions a process may execute. glibc, OpenSSL and JITs pick their code
+# paths from CPUID once, at start: a process restored on a CPU without one of these can die with
+# SIGILL. The other flags (tsc, apic, hypervisor, ...) are the kernel's business.
+_X86_ISA = re.compile(r"^(fpu|cx8|cx16|cmov|mmx\w*|fxsr|sse\w*|ssse3|avx\w*|fma\w*|f16c|bmi\d|adx|aes|vaes|"
+                      r"pclmulqdq|vpclmulqdq|gfni|sha_ni|popcnt|abm|lzcnt|movbe|rdrand|rdseed|xsave\w*|amx\w*|"
+                      r"clflushopt|clwb|erms|fsrm|movdir\w*|serialize|rdpid|lahf_lm|prefetchw|3dnow\w*|avx512\w*)$")
+
+
+def cpu_features(cpuinfo: str) -> dict:
+    """The instruction-set features a restored process may rely on, from /proc/cpuinfo.
+
+    x86: the ISA flags of the first CPU (``_X86_ISA``); other architectures: the whole
+    ``Features`` line (arm64's hwcaps are all user-visible).
+    """
+    for line in (cpuinfo or "").splitlines():
+        key, _sep, value = line.partition(":")
+        key = key.strip()
+        if key == "flags":
+            return {"arch": "x86", "isa": sorted(f for f in value.split() if _X86_ISA.match(f))}
+        if key == "Features":
+            return {"arch": "other", "isa": sorted(value.split())}
+    return {"arch": "unknown", "isa": []}
+
+
 def docker_facts(info: dict | None, version: dict | None) -> dict:
     """The readiness-relevant parts of ``GET /info`` and ``GET /version``."""
     info = info or {}

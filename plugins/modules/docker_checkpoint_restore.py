@@ -125,6 +125,35 @@ def restore_dir(p: dict) -> str:
     return os.path.join(p["dump_dir"], f"{p['name']}.restore", p["checkpoint"])
 
 
+# Volume options that say the data lives elsewhere (possibly on the very storage the source uses).
+REMOTE_TYPES = ("nfs", "nfs4", "cifs", "smb", "ceph", "glusterfs")
+
+
+def volume_conflicts(api, name: str, config: dict) -> str | None:
+    """Why the service's named volumes cannot be written on this host, if they cannot.
+
+    The stream clears a volume before it writes the service's data into it: a volume another
+    container mounts here would lose that container's data, and a volume that is not local
+    (NFS, CIFS, a plugin driver) may be the storage the source still uses.
+    """
+    for mount in (config.get("HostConfig") or {}).get("Mounts") or []:
+        if mount.get("Type") != "volume" or not mount.get("Source"):
+            continue
+        vol = mount["Source"]
+        users = [c for c in api.containers_using_volume(vol, running_only=False) if c != name]
+        if users:
+            return (f"volume {vol!r} of {name!r} is also mounted by {', '.join(users)} on this host: the migration "
+                    "would overwrite their data. Remove them or rename the volume; nothing was frozen")
+        info = api.volume_inspect(vol) or {}
+        opts = info.get("Options") or {}
+        kind = opts.get("type", "")
+        if info and (info.get("Driver", "local") != "local" or kind in REMOTE_TYPES or "addr=" in opts.get("o", "")):
+            return (f"volume {vol!r} of {name!r} on this host is not local storage (driver {info.get('Driver')!r}, "
+                    f"type {kind!r}): it may be the storage the source uses, which the migration would clear. "
+                    "Give the service a local volume; nothing was frozen")
+    return None
+
+
 def prepare(module, api) -> None:
     p = module.params
     t0 = time.monotonic()
@@ -139,6 +168,9 @@ def prepare(module, api) -> None:
         if not image or api.inspect_image(image) is None:
             module.fail_json(msg=f"image {image!r} of {p['name']!r} is not present on this host: the base "
                                  "image must be shared (run the base_images role)")
+        conflict = volume_conflicts(api, p["name"], p["config"])
+        if conflict:
+            module.fail_json(msg=conflict)
         cid = api.create_container(p["name"], p["config"])
         inspect = api.inspect_container(cid)
     except DockerAPIError as exc:

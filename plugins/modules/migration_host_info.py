@@ -169,6 +169,21 @@ dump_dir:
       description: Permission bits, octal.
       type: str
       sample: '0700'
+cpu:
+  description:
+    - The instruction-set features a restored process may rely on (glibc and JITs choose code paths from
+      CPUID at start). migrate.yml refuses a target whose CPU lacks one of the source's, before the freeze.
+  returned: always
+  type: dict
+  contains:
+    arch:
+      description: C(x86) (ISA flags of /proc/cpuinfo), C(other) (its C(Features) line) or C(unknown).
+      type: str
+    isa:
+      description: The features.
+      type: list
+      elements: str
+      sample: [avx, avx2, sse4_2]
 runc_conf:
   description: The CRIU options runc uses.
   returned: always
@@ -196,6 +211,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import (
+    cpu_features,
     docker_facts,
     dump_dir_facts,
     parse_criu_version,
@@ -264,7 +280,7 @@ def main() -> None:
                      storage_driver=p["storage_driver"],
                      min_free_bytes=p["min_free_bytes"])
     module.exit_json(changed=False, ready=not found, problems=found, criu=criu, docker=docker,
-                     dump_dir=dump_dir, runc_conf=runc_conf)
+                     dump_dir=dump_dir, runc_conf=runc_conf, cpu=cpu_features(_read("/proc/cpuinfo") or ""))
 
 
 if __name__ == "__main__":

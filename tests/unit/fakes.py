@@ -71,7 +71,8 @@ class FakeDockerAPI:
                               "ExperimentalBuild": True, "ServerVersion": "20.10.24"}
         self.fail = fail or {}      # method name -> DockerAPIError to raise
         self.calls: list[tuple] = []
-        self.restored_from: list[list[str]] = []  # the image names each checked restore saw
+        self.restored_from: list[list[str]] = []
+        self.volumes: dict[str, dict] = {}     # name -> GET /volumes/<name>  # the image names each checked restore saw
 
     def _maybe_fail(self, method: str) -> None:
         if method in self.fail:
@@ -87,10 +88,15 @@ class FakeDockerAPI:
         self._maybe_fail("info")
         return self._info
 
-    def containers_using_volume(self, volume: str) -> list[str]:
+    def containers_using_volume(self, volume: str, running_only: bool = True) -> list[str]:
         self._maybe_fail("containers_using_volume")
-        return sorted(n for n, c in self.containers.items() if (c.get("State") or {}).get("Running")
+        return sorted(n for n, c in self.containers.items()
+                      if (not running_only or (c.get("State") or {}).get("Running"))
                       and any(m.get("Name") == volume for m in c.get("Mounts") or []))
+
+    def volume_inspect(self, name: str) -> dict | None:
+        self._maybe_fail("volume_inspect")
+        return copy.deepcopy(self.volumes.get(name))
 
     def version(self) -> dict:
         self._maybe_fail("version")

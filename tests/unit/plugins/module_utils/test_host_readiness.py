@@ -180,3 +180,22 @@ def test_fs_type_reads_this_hosts_mounts(tmp_path):
     assert hr.fs_type(str(tmp_path / "dumps" / "x"), str(info)) == "tmpfs"
     assert hr.fs_type(str(tmp_path), str(info)) == "ext4"
     assert hr.fs_type("/", str(tmp_path / "missing")) is None
+
+
+X86 = """processor\t: 0
+vendor_id\t: GenuineIntel
+flags\t\t: fpu vme tsc msr sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma bmi1 bmi2 aes hypervisor constant_tsc avx512f
+bugs\t\t: spectre_v1
+
+processor\t: 1
+flags\t\t: fpu sse
+"""
+
+
+def test_cpu_features_keep_the_instruction_sets_a_process_may_use():
+    got = hr.cpu_features(X86)
+    assert got == {"arch": "x86", "isa": ["aes", "avx", "avx2", "avx512f", "bmi1", "bmi2", "fma", "fpu", "sse",
+                                          "sse2", "sse4_1", "sse4_2", "ssse3"]}          # not tsc, hypervisor
+    assert hr.cpu_features("processor : 0\nFeatures : fp asimd aes crc32\n") == \
+        {"arch": "other", "isa": ["aes", "asimd", "crc32", "fp"]}
+    assert hr.cpu_features("") == {"arch": "unknown", "isa": []}

@@ -52,6 +52,36 @@ def test_prepare_needs_the_shared_base_image(api):
     assert failed and "'sha256:other'" in res["msg"] and "base_images" in res["msg"]
 
 
+VOL_CONFIG = {"Image": "sha256:apache", "HostConfig": {"Mounts": [{"Type": "volume", "Source": "data",
+                                                                   "Target": "/var/lib/mysql"}]}}
+
+
+def test_prepare_refuses_a_volume_another_container_mounts_here(api):
+    other = container("backup", running=False)
+    other["Mounts"] = [{"Type": "volume", "Name": "data", "Destination": "/d"}]
+    api.containers["backup"] = other
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": VOL_CONFIG})
+    assert failed and "also mounted by backup" in res["msg"] and "nothing was frozen" in res["msg"]
+    assert ("create", "apache") not in api.calls
+
+
+@pytest.mark.parametrize("volume", [{"Driver": "local", "Options": {"type": "nfs", "o": "addr=10.0.0.5"}},
+                                    {"Driver": "rexray/ebs", "Options": {}}])
+def test_prepare_refuses_a_volume_that_is_not_local_storage(api, volume):
+    api.volumes["data"] = dict(volume, Name="data")
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": VOL_CONFIG})
+    assert failed and "not local storage" in res["msg"] and ("create", "apache") not in api.calls
+
+
+def test_prepare_reuses_its_own_local_volume(api):
+    api.volumes["data"] = {"Name": "data", "Driver": "local", "Options": None}
+    leftover = container("apache", running=False)                 # the service's stopped leftover here
+    leftover["Mounts"] = [{"Type": "volume", "Name": "data", "Destination": "/var/lib/mysql"}]
+    api.containers["apache"] = leftover
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": VOL_CONFIG})
+    assert not failed, res
+
+
 def test_prepare_requires_config():
     failed, res = run_module(mod, {"name": "apache", "stage": "prepare"})
     assert failed and "config" in res["msg"]
