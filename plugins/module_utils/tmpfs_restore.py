@@ -27,6 +27,11 @@ def checkpoints_dir(data_root: str, container_id: str) -> str:
     return os.path.join(data_root, "containers", container_id, CHECKPOINTS)
 
 
+def restore_parent(dump_dir: str, name: str) -> str:
+    """Where a target keeps the checkpoint of ``name`` it receives: ``<dump_dir>/<name>.restore/<checkpoint>``."""
+    return os.path.join(dump_dir, f"{name}.restore")
+
+
 def holds_images(path: str | None) -> bool:
     """Whether ``path`` is a checkpoint directory with images in it."""
     try:
@@ -54,9 +59,13 @@ def point_checkpoints_at(data_root: str, container_id: str, parent: str) -> str:
 
 
 def discard(path: str | None) -> None:
-    """Delete a checkpoint's images (a directory on the dump tmpfs)."""
+    """Delete a checkpoint's images (a directory on the dump tmpfs), and its parent once empty."""
     if path:
         shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(os.path.abspath(path)))
+        except OSError:
+            pass  # not empty (a source's dump dir: the driver removes it) or gone
 
 
 def start_from_checkpoint(api, name: str, path: str, timeout: float | None = None) -> None:

@@ -117,12 +117,15 @@ from ansible_collections.edgemig.migration.plugins.module_utils.container_spec i
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import start_from_checkpoint
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import (
+    restore_parent,
+    start_from_checkpoint,
+)
 
 
 def restore_dir(p: dict) -> str:
     """Where the checkpoint of ``p['name']`` lands on this host's dump tmpfs."""
-    return os.path.join(p["dump_dir"], f"{p['name']}.restore", p["checkpoint"])
+    return os.path.join(restore_parent(p["dump_dir"], p["name"]), p["checkpoint"])
 
 
 # Volume options that say the data lives elsewhere (possibly on the very storage the source uses).

@@ -97,12 +97,13 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver
     receiver_running,
     stand_down,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, read_state
+from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import restore_parent
 
 # A receiver still at work here (waiting for COMMIT, restoring) decides by itself within its own
 # bounds (commit timeout, restore + health): wait for it rather than race its restore.
 RECEIVER_WAIT_S = 400.0
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, read_state
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
 
 
 def converge(module, api) -> list[str]:
@@ -127,8 +128,11 @@ def converge(module, api) -> list[str]:
         done += stand_down(api, name, address=p["address"], interface=p["interface"],
                            remove=action == "stand_down")
     if action in ("serve", "stand_down"):
-        if record.get("work_dir"):
-            shutil.rmtree(record["work_dir"], ignore_errors=True)
+        # Decided: no checkpoint is needed here any more - the record's, and whatever a stream
+        # that never reached verified (no record) left in this edge's restore dir.
+        for path in (record.get("work_dir"), restore_parent(p["dump_dir"], name)):
+            if path:
+                shutil.rmtree(path, ignore_errors=True)
         if clear_state(p["dump_dir"], name):
             done.append("record cleared")
     return done

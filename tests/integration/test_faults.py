@@ -184,7 +184,9 @@ def leftover_dumps(svc: str) -> dict[str, list[str]]:
     out = {}
     for edge in EDGE_IP:
         d = f"/var/lib/edgemig-lab/{edge}/dumps"
-        left = [n for n in os.listdir(d) if n.startswith(f"{svc}-")] if os.path.isdir(d) else []
+        # A source's dump dirs, and a target's checkpoint or warm pages (memory) on the tmpfs.
+        left = [n for n in os.listdir(d) if n.startswith(f"{svc}-") or n in (f"{svc}.restore", f"{svc}.warm")] \
+            if os.path.isdir(d) else []
         if left:
             out[edge] = left
     return out
@@ -463,6 +465,27 @@ def test_port_taken_on_target(say):
     assert started_at(svc, src) == t_start, "the service was stopped/restarted"
     say("outcome", "preflight refused, nothing frozen (StartedAt unchanged)")
     check_outcome(say, svc, src, output=proc.stdout, cause=rf"{port}")
+
+
+def test_volume_mounted_by_another_container_on_target(say):
+    """The service's volume name is in use on the target by another container: the stream would clear
+    that container's data, so the prepare stage refuses, before anything is frozen."""
+    svc = "mysql"
+    src = deploy(svc)
+    dst = other(src)
+    t_start = started_at(svc, src)
+    squatter = "edgemig-volume-squatter"
+    docker(dst, "rm", "-f", squatter, check=False)
+    docker(dst, "create", "--name", squatter, "-v", "mysql-data:/data", CATALOG[svc]["image"])
+    say("fault", f"volume mysql-data on {dst} mounted by another (stopped) container, {squatter}")
+    try:
+        proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", check=False)
+    finally:
+        docker(dst, "rm", "-f", squatter, check=False)
+    assert proc.returncode != 0
+    assert started_at(svc, src) == t_start, "the service was stopped/restarted"
+    say("outcome", "prepare refused, nothing frozen (StartedAt unchanged)")
+    check_outcome(say, svc, src, output=proc.stdout, cause=rf"also mounted by {squatter}")
 
 
 def test_image_missing_on_target(say):
