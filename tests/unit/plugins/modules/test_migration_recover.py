@@ -57,9 +57,12 @@ def test_loser_stands_down_and_its_dump_goes(edge, tmp_path):
     failed, res = run_module(mod, args(dumps, mode="converge", action="stop"))
     assert not failed and "mysql" in api.containers and not addr["here"]      # stop keeps the copy
     assert read_state(dumps, "mysql")["phase"] == "committed" and work.exists()
+    partial = tmp_path / "dumps" / "mysql.restore" / "edgemig"    # a stream cut before verified: no record
+    partial.mkdir(parents=True)
+    (partial / "pages-1.img").write_bytes(b"half")
     failed, res = run_module(mod, args(dumps, mode="converge", action="stand_down"))
     assert not failed and "container removed" in res["done"] and "mysql" not in api.containers
-    assert read_state(dumps, "mysql") is None and not work.exists()
+    assert read_state(dumps, "mysql") is None and not work.exists() and not partial.parent.exists()
 
 
 def test_running_copy_is_left_alone(edge):
