@@ -16,7 +16,7 @@ help:
 	@echo "make demo      lab up, provision, deploy $(SVC) on edge1, migrate it to edge2, print the report"
 	@echo "make check     the fast lane, no root, no lab (< 3 min): ruff, ansible-test sanity, unit tests, build, ansible-doc"
 	@echo "make test      make check, then the whole suite (unit, collection, lab integration, molecule, faults)"
-	@echo "make lab-up | lab-down | provision | deploy | migrate SVC=... | bench | bench-stream | soak"
+	@echo "make lab-up | lab-down | provision | deploy | migrate SVC=... | bench | bench-stream | soak [CHAOS=1]"
 	@echo "make follow    the service follows its user: ansible-rulebook with extensions/eda/rulebooks/follow.yml (events on http://127.0.0.1:$(FOLLOW_PORT)/event)"
 
 deps: collection-link
@@ -121,8 +121,9 @@ PRECOPY_ARGS ?= --services "" --cells mysql:10,mysql:100,tomcat:10,apache:0 --ce
 bench-precopy: provision
 	$(PYTHON) bench/migration_bench.py $(PRECOPY_ARGS) $(BENCH_ARGS) --json docs/benchmarks-precopy.json --doc docs/benchmarks.md
 
+# CHAOS=1: 100 migrations, about half with a random fault (docs/reliability.md, "Chaos soak").
 soak: provision
-	$(PYTHON) bench/soak.py $(BENCH_ARGS)
+	$(PYTHON) bench/soak.py $(if $(CHAOS),--chaos --count 100) $(BENCH_ARGS)
 
 # The follow rulebook against the lab: mobility events on http://$(FOLLOW_HOST):$(FOLLOW_PORT)/event,
 # e.g. curl -d '{"user": "u1", "edge": "edge2", "kind": "approach"}' http://127.0.0.1:5055/event

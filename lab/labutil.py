@@ -1,8 +1,10 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Helpers for the two-edge lab, shared by the lab tests (tests/integration) and
-the benchmarks (bench/): playbooks, docker on an edge, service probes, and the
-tc rate schedule. One home for both; each puts this directory on sys.path.
+the benchmarks (bench/): playbooks, docker on an edge, service probes, the
+tc rate schedule, and the fault helpers of the fault suite and the chaos soak
+(a playbook in the background, its receiver, nft link cuts, what a migration
+leaves behind). One home for both; each puts this directory on sys.path.
 """
 from __future__ import annotations
 
@@ -188,6 +190,17 @@ class Writer(threading.Thread):
         times = [t0] + [t for t in times if t0 <= t <= t1] + [t1]
         return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
+    def snapshot(self) -> list[str]:
+        """The rows acknowledged so far (a copy: the thread keeps appending)."""
+        with self.lock:
+            return list(self.acked)
+
+    def finish(self) -> list[str]:
+        """Stop writing; the rows acknowledged in all."""
+        self.stop.set()
+        self.join(timeout=15)
+        return self.snapshot()
+
 
 EDGE_IP = {"edge1": "10.213.0.11", "edge2": "10.213.0.12"}
 
@@ -200,6 +213,125 @@ def port_open(edge: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def other(edge: str) -> str:
+    return "edge2" if edge == "edge1" else "edge1"
+
+
+def wait_for(cond: Callable[[], object], timeout: float, step: float = 0.05, what: str = "condition"):
+    """``cond()``'s first truthy value, polled every ``step`` s; AssertionError after ``timeout`` s."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# ------------------------------------------------------------ playbooks run in the background
+# The fault suite (tests/integration/test_faults.py) and the chaos soak (bench/soak.py --chaos)
+# inject faults while a playbook runs: these start it, find the processes to hit and undo the faults.
+def ansible_cmd(name: str, *extra: str) -> list[str]:
+    return ["ansible-playbook", "-i", INVENTORY, os.path.join(ROOT, "playbooks", name), *extra]
+
+
+def start_playbook(name: str, *extra: str) -> subprocess.Popen:
+    """ansible-playbook in its own process group (so Ctrl-C can be sent to it as a terminal would)."""
+    # stdin of its own: a killed ansible-playbook cannot restore the O_NONBLOCK it set on a
+    # shared one, and every later ansible run would refuse it ("requires blocking IO").
+    return subprocess.Popen(ansible_cmd(name, *extra), cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 600) -> str:
+    out, _unused = proc.communicate(timeout=timeout)
+    return out or ""
+
+
+# EDGEMIG_FAULTS hooks (docs/reliability.md): keys corrupt_every, restore, health, pause_verified,
+# pause_restore. The stall timeout comes with them: the faults that cut the link need it short.
+STALL_TIMEOUT = 8
+
+
+def faults_arg(stall_timeout: int = STALL_TIMEOUT, **faults) -> list[str]:
+    return ["-e", json.dumps({"edgemig_faults": faults}), "-e", f"edgemig_stall_timeout={stall_timeout}"]
+
+
+def receiver_pids(svc: str) -> list[int]:
+    """The receiver's argv carries the tag ``edgemig-receiver:<svc>`` (its comm is edgemig-recv)."""
+    proc = subprocess.run(["pgrep", "-f", f"edgemig-receiver:{svc}"], capture_output=True, text=True, check=False)
+    return [int(p) for p in proc.stdout.split()]
+
+
+def module_pids(module: str = "edge_migrate") -> list[int]:
+    """Processes running an Ansible module on an edge (the edges share the host's process table):
+    async modules run from ``AnsiballZ_<module>.py`` under async_wrapper, and go on when the
+    controller is killed."""
+    proc = subprocess.run(["pgrep", "-f", f"AnsiballZ_{module}"], capture_output=True, text=True, check=False)
+    return [int(p) for p in proc.stdout.split()]
+
+
+def sshd_session_of(pid: int) -> int:
+    """The sshd session process that runs ``pid`` (the receiver): its nearest sshd ancestor."""
+    ppid = pid
+    for _unused in range(5):
+        ppid = int(open(f"/proc/{ppid}/stat").read().rsplit(")", 1)[1].split()[1])
+        if open(f"/proc/{ppid}/comm").read().strip() == "sshd":
+            return ppid
+    raise AssertionError(f"no sshd among the parents of pid {pid}")
+
+
+def nft_drop_edges() -> None:
+    """Drop every packet between the two edges on the lab bridge (the controller's own SSH is untouched)."""
+    a, b = EDGE_IP["edge1"], EDGE_IP["edge2"]
+    rules = (f"table bridge edgemig_fault {{\n chain cut {{\n  type filter hook forward priority -200; policy accept;\n"
+             f"  ip saddr {a} ip daddr {b} drop\n  ip saddr {b} ip daddr {a} drop\n }}\n}}\n")
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+
+
+def nft_clear() -> None:
+    subprocess.run(["nft", "delete", "table", "bridge", "edgemig_fault"], capture_output=True, check=False)
+
+
+# ------------------------------------------------------------ what a migration leaves behind
+def dump_dir(edge: str) -> str:
+    return f"/var/lib/edgemig-lab/{edge}/dumps"
+
+
+def leftover_dumps(svc: str) -> dict[str, list[str]]:
+    """What a migration of ``svc`` left in each edge's dump tmpfs: a source's dump dirs (``<svc>-*``),
+    a target's checkpoint (``<svc>.restore``) or warm pages (``<svc>.warm``) - memory, all of it."""
+    out = {}
+    for edge in EDGES:
+        d = dump_dir(edge)
+        left = [n for n in os.listdir(d) if n.startswith(f"{svc}-") or n in (f"{svc}.restore", f"{svc}.warm")] \
+            if os.path.isdir(d) else []
+        if left:
+            out[edge] = left
+    return out
+
+
+def state_phase(edge: str, svc: str) -> str | None:
+    """The phase in ``edge``'s migration record of ``svc`` (``.edgemig-state/<svc>.json``), or None."""
+    try:
+        with open(os.path.join(dump_dir(edge), ".edgemig-state", f"{svc}.json")) as fh:
+            return json.load(fh).get("phase")
+    except (OSError, ValueError):
+        return None
+
+
+def address_on(address: str) -> list[str]:
+    """The edges whose eth0 holds ``address``."""
+    out = []
+    for edge in EDGES:
+        proc = subprocess.run(["ip", "-n", edge, "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True,
+                              check=False)
+        links = json.loads(proc.stdout or "[]")
+        if any(a.get("local") == address for link in links for a in link.get("addr_info", [])):
+            out.append(edge)
+    return out
 
 
 def report(svc: str) -> dict:

@@ -30,25 +30,37 @@ import uuid
 
 import pytest
 from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
-    INVENTORY,
+    EDGE_IP,
     ROOT,
+    STALL_TIMEOUT,
+    Writer,
+    address_on,
     catalog,
     docker,
-    env,
+    faults_arg,
+    finish,
     lab_is_up,
+    leftover_dumps,
+    nft_clear,
+    nft_drop_edges,
+    other,
     playbook,
     recap_changed,
+    receiver_pids,
     running_on,
     sql,
+    sshd_session_of,
+    start_playbook,
+    state_phase,
     uptime,
     wait_answering,
+    wait_for,
 )
 
 pytestmark = pytest.mark.faults
 CATALOG = catalog()
-EDGE_IP = {"edge1": "10.213.0.11", "edge2": "10.213.0.12"}
 CRIU = "/usr/local/sbin/criu"
-STALL = 8  # edgemig_stall_timeout used by the tests that drop the link
+STALL = STALL_TIMEOUT  # edgemig_stall_timeout used by the tests that drop the link (and by faults_arg)
 # Slow and uncompressed: a transfer that lasts long enough to hit (apache ~4.4 MB -> ~18 s).
 # Stop-and-copy: these cases hit the stream after the freeze (the receiver starts before
 # it, so with pre-copy the same moment would be the warm phase: test_fault_in_the_warm_phase).
@@ -81,10 +93,6 @@ def say(pytestconfig):
 
 
 # ------------------------------------------------------------------ helpers
-def other(edge: str) -> str:
-    return "edge2" if edge == "edge1" else "edge1"
-
-
 def deploy(svc: str, host: str = "edge1") -> str:
     """The service running (on ``host`` unless it already runs elsewhere); returns where.
 
@@ -108,23 +116,6 @@ def deploy(svc: str, host: str = "edge1") -> str:
     return where[0]
 
 
-def ansible_cmd(name: str, *extra: str) -> list[str]:
-    return ["ansible-playbook", "-i", INVENTORY, os.path.join(ROOT, "playbooks", name), *extra]
-
-
-def start_playbook(name: str, *extra: str) -> subprocess.Popen:
-    """ansible-playbook in its own process group (so Ctrl-C can be sent to it as a terminal would)."""
-    # stdin of its own: a killed ansible-playbook cannot restore the O_NONBLOCK it set on a
-    # shared one, and every later ansible run would refuse it ("requires blocking IO").
-    return subprocess.Popen(ansible_cmd(name, *extra), cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, stdin=subprocess.DEVNULL)
-
-
-def finish(proc: subprocess.Popen, timeout: int = 600) -> str:
-    out, _unused = proc.communicate(timeout=timeout)
-    return out or ""
-
-
 def started_at(svc: str, edge: str) -> str:
     return docker(edge, "inspect", "-f", "{{.State.StartedAt}}", svc).stdout.strip()
 
@@ -132,21 +123,6 @@ def started_at(svc: str, edge: str) -> str:
 def container_id(svc: str, edge: str) -> str | None:
     proc = docker(edge, "inspect", "-f", "{{.Id}}", svc, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
-
-
-def receiver_pids(svc: str) -> list[int]:
-    proc = subprocess.run(["pgrep", "-f", f"edgemig-receiver:{svc}"], capture_output=True, text=True, check=False)
-    return [int(p) for p in proc.stdout.split()]
-
-
-def wait_for(cond, timeout: float, step: float = 0.05, what: str = "condition"):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        value = cond()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def wait_receiver(svc: str, timeout: float = 90) -> int:
@@ -166,40 +142,6 @@ def shape(edge: str, rate: str = SLOW_RATE) -> None:
 def unshape_all() -> None:
     for edge in EDGE_IP:
         subprocess.run(["tc", "qdisc", "del", "dev", veth(edge), "root"], capture_output=True, check=False)
-
-
-def nft_drop_edges() -> None:
-    """Drop every packet between the two edges on the lab bridge (the controller's own SSH is untouched)."""
-    a, b = EDGE_IP["edge1"], EDGE_IP["edge2"]
-    rules = (f"table bridge edgemig_fault {{\n chain cut {{\n  type filter hook forward priority -200; policy accept;\n"
-             f"  ip saddr {a} ip daddr {b} drop\n  ip saddr {b} ip daddr {a} drop\n }}\n}}\n")
-    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
-
-
-def nft_clear() -> None:
-    subprocess.run(["nft", "delete", "table", "bridge", "edgemig_fault"], capture_output=True, check=False)
-
-
-def leftover_dumps(svc: str) -> dict[str, list[str]]:
-    out = {}
-    for edge in EDGE_IP:
-        d = f"/var/lib/edgemig-lab/{edge}/dumps"
-        # A source's dump dirs, and a target's checkpoint or warm pages (memory) on the tmpfs.
-        left = [n for n in os.listdir(d) if n.startswith(f"{svc}-") or n in (f"{svc}.restore", f"{svc}.warm")] \
-            if os.path.isdir(d) else []
-        if left:
-            out[edge] = left
-    return out
-
-
-def address_on(address: str) -> list[str]:
-    out = []
-    for edge in EDGE_IP:
-        proc = subprocess.run(["ip", "-n", edge, "-j", "addr", "show", "dev", "eth0"], capture_output=True, text=True, check=False)
-        links = json.loads(proc.stdout or "[]")
-        if any(a.get("local") == address for link in links for a in link.get("addr_info", [])):
-            out.append(edge)
-    return out
 
 
 def started_events(svc: str, edge: str, since: float) -> list[str]:
@@ -315,13 +257,7 @@ def test_connection_cut_mid_transfer(say, how):
             nft_drop_edges()
             say("fault", "nft table bridge edgemig_fault drops all edge1<->edge2 packets")
         else:
-            ppid = pid
-            for _unused in range(5):
-                ppid = int(open(f"/proc/{ppid}/stat").read().rsplit(")", 1)[1].split()[1])
-                if open(f"/proc/{ppid}/comm").read().strip() == "sshd":
-                    break
-            else:
-                pytest.fail("no sshd among the receiver's parents")
+            ppid = sshd_session_of(pid)
             os.kill(ppid, signal.SIGKILL)
             say("fault", f"SIGKILL to the sshd session pid {ppid} that runs the receiver")
         out = finish(proc)
@@ -751,45 +687,6 @@ def test_concurrent_migrations(say):
 # ------------------------------------------------------------------ 10. the commit point (issue 12)
 # Each ends with exactly one running copy, the address on exactly one edge, and (mysql) every row a
 # writer had acknowledged, before, during and after the fault, present: 0 acknowledged rows lost.
-class Writer(threading.Thread):
-    """Commits one row per transaction through the service address; remembers the acknowledged ones."""
-
-    def __init__(self, spec: dict):
-        super().__init__(daemon=True, name="faults-writer")
-        self.spec, self.acked, self.errors = spec, [], 0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        import pymysql
-        probe, conn = self.spec["uptime_probe"], None
-        while not self.stop.is_set():
-            try:
-                if conn is None:
-                    conn = pymysql.connect(host=self.spec["address"], port=probe["port"], user=probe["user"],
-                                           password=probe["password"], database=probe.get("database"),
-                                           connect_timeout=2, read_timeout=5, write_timeout=5, autocommit=False)
-                value = uuid.uuid4().hex
-                with conn.cursor() as cur:
-                    cur.execute("INSERT INTO faults (v) VALUES (%s)", (value,))
-                conn.commit()
-                self.acked.append(value)  # acknowledged: it must survive
-                time.sleep(0.01)
-            except Exception:
-                self.errors += 1
-                try:
-                    if conn is not None:
-                        conn.close()
-                except Exception:
-                    pass
-                conn = None
-                time.sleep(0.05)
-
-    def finish(self) -> list[str]:
-        self.stop.set()
-        self.join(timeout=15)
-        return self.acked
-
-
 def check_no_row_lost(say, writer: Writer, seeded: int) -> None:
     acked = writer.finish()
     spec = CATALOG["mysql"]
@@ -800,27 +697,6 @@ def check_no_row_lost(say, writer: Writer, seeded: int) -> None:
     assert len(have) >= seeded + len(acked)
     say("check", f"0 of {len(acked)} rows acknowledged during the migration lost ({seeded} seeded before; "
                  f"{writer.errors} writer errors, retried)")
-
-
-def state_phase(edge: str, svc: str) -> str | None:
-    try:
-        with open(f"/var/lib/edgemig-lab/{edge}/dumps/.edgemig-state/{svc}.json") as fh:
-            return json.load(fh).get("phase")
-    except (OSError, ValueError):
-        return None
-
-
-def sshd_session_of(pid: int) -> int:
-    ppid = pid
-    for _unused in range(5):
-        ppid = int(open(f"/proc/{ppid}/stat").read().rsplit(")", 1)[1].split()[1])
-        if open(f"/proc/{ppid}/comm").read().strip() == "sshd":
-            return ppid
-    pytest.fail("no sshd among the receiver's parents")
-
-
-def faults_arg(**faults) -> list[str]:
-    return ["-e", json.dumps({"edgemig_faults": faults}), "-e", f"edgemig_stall_timeout={STALL}"]
 
 
 def no_state_left(say, svc: str) -> None:
@@ -837,7 +713,7 @@ def test_ssh_killed_and_link_dropped_mid_restore(say):
     src = deploy(svc)
     dst = other(src)
     seeded = seed_rows(10)
-    writer = Writer(CATALOG[svc])
+    writer = Writer(CATALOG[svc], table="faults", name="faults-writer")
     writer.start()
     say("fault", f"{svc} {src} -> {dst} with a writer; once the target recorded COMMIT (restore held 4 s), "
                  "SIGKILL to the receiver's sshd session + edge1<->edge2 dropped for 30 s")
@@ -869,7 +745,7 @@ def test_link_cut_after_verified(say, svc):
     src = deploy(svc)
     dst = other(src)
     seeded = seed_rows(10)
-    writer = Writer(CATALOG[svc])
+    writer = Writer(CATALOG[svc], table="faults", name="faults-writer")
     writer.start()
     say("fault", f"{svc} {src} -> {dst}: link cut when the target said verified (sender holds 6 s before COMMIT)")
     try:
@@ -892,7 +768,7 @@ def test_controller_killed_after_verified(say):
     src = deploy(svc)
     dst = other(src)
     seeded = seed_rows(10)
-    writer = Writer(CATALOG[svc])
+    writer = Writer(CATALOG[svc], table="faults", name="faults-writer")
     writer.start()
     say("fault", f"{svc} {src} -> {dst}: SIGKILL to ansible-playbook when the target said verified")
     proc = start_playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", *faults_arg(pause_verified=3))
@@ -917,7 +793,7 @@ def test_target_health_fails_with_controller_gone(say):
     dst = other(src)
     seeded = seed_rows(10)
     before = uptime(CATALOG[svc])
-    writer = Writer(CATALOG[svc])
+    writer = Writer(CATALOG[svc], table="faults", name="faults-writer")
     writer.start()
     say("fault", f"{svc} {src} -> {dst}: the target's health check fails (EDGEMIG_FAULTS health) and "
                  "ansible-playbook is killed at verified")
@@ -982,7 +858,7 @@ def test_writer_error_on_target_with_a_writer(say):
     dst = other(src)
     seeded = seed_rows(10)
     before = uptime(CATALOG[svc])
-    writer = Writer(CATALOG[svc])
+    writer = Writer(CATALOG[svc], table="faults", name="faults-writer")
     writer.start()
     say("fault", f"{svc} {src} -> {dst} with a writer: receiver write error (corrupt_every=3, uncompressed)")
     proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", *faults_arg(corrupt_every=3),
