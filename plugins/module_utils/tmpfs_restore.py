@@ -79,6 +79,10 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float | None = Non
     inspect = api.inspect_container(name)
     if inspect is None:
         raise OSError(f"container {name!r} does not exist here")
+    if not os.path.isdir(path):
+        raise OSError(f"no checkpoint at {path}")
+    images = image_sizes(path)
+    since = time.time()
     link = point_checkpoints_at(api.info()["DockerRootDir"], inspect["Id"], parent)
     try:
         api.start_container(inspect["Id"], checkpoint=checkpoint, timeout=timeout)
@@ -86,3 +90,64 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float | None = Non
         if os.path.islink(link):
             os.unlink(link)
     discard(path)
+    discard_containerd_copy(images, since)
+
+
+# containerd 1.6 unpacks the checkpoint it is handed for a restore into a fresh
+# ``ctrd-checkpoint*`` directory of its temporary directory ($XDG_RUNTIME_DIR, else
+# $TMPDIR, else /tmp) for runc, and never deletes it: every restore would leave the
+# service's memory there, on disk unless that directory is a tmpfs.
+CONTAINERD_COPY = "ctrd-checkpoint"
+
+
+def image_sizes(path: str) -> dict[str, int]:
+    """``{file name: size}`` of a checkpoint directory (flat, as CRIU writes it)."""
+    out = {}
+    for entry in os.scandir(path):
+        if entry.is_file(follow_symlinks=False):
+            out[entry.name] = entry.stat(follow_symlinks=False).st_size
+    return out
+
+
+def containerd_temp_dirs(proc: str = "/proc") -> set[str]:
+    """The temporary directories of the containerd daemons running here."""
+    out = set()
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, pid, "comm"), encoding="utf-8") as fh:
+                if fh.read().strip() != "containerd":
+                    continue
+            with open(os.path.join(proc, pid, "environ"), "rb") as fh:
+                env = dict(v.split(b"=", 1) for v in fh.read().split(b"\0") if b"=" in v)
+        except OSError:
+            continue
+        temp = env.get(b"XDG_RUNTIME_DIR") or env.get(b"TMPDIR") or b"/tmp"
+        out.add(os.fsdecode(temp))
+    return out
+
+
+def discard_containerd_copy(images: dict[str, int], since: float, temp_dirs: set[str] | None = None) -> list[str]:
+    """Delete containerd's copy of the checkpoint just restored; returns what was deleted.
+
+    Only a ``ctrd-checkpoint*`` directory made since ``since`` that holds every one of our
+    images, same sizes, is ours (CRIU adds its restore stats to it): another restore running
+    beside ours is left alone.
+    """
+    gone = []
+    for temp in containerd_temp_dirs() if temp_dirs is None else temp_dirs:
+        try:
+            candidates = [e for e in os.scandir(temp) if e.name.startswith(CONTAINERD_COPY)
+                          and e.is_dir(follow_symlinks=False) and e.stat(follow_symlinks=False).st_ctime >= since - 1]
+        except OSError:
+            continue
+        for entry in candidates:
+            try:
+                theirs = image_sizes(entry.path)
+            except OSError:
+                continue
+            if images and all(theirs.get(name) == size for name, size in images.items()):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                gone.append(entry.path)
+    return gone

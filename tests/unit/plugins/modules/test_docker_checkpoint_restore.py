@@ -104,7 +104,7 @@ def test_restore_starts_from_the_images_on_the_tmpfs_deletes_them_then_is_a_no_o
 def test_restore_failure_with_and_without_fallback(api, tmp_path):
     stopped(api)
     failed, res = run_module(mod, {"name": "apache", "stage": "restore", "dump_dir": str(tmp_path / "dumps")})
-    assert failed and "does not exist for container" in res["msg"]
+    assert failed and "no checkpoint at" in res["msg"]
 
     starts = []
 
@@ -140,3 +140,18 @@ def test_restore_reads_checkpoint_source_in_place_and_keeps_a_users_own_checkpoi
 def test_check_mode_is_not_supported(api):
     failed, res = run_module(mod, {"name": "apache", "stage": "restore"}, check_mode=True)
     assert not failed and res.get("skipped") is True and api.calls == []
+
+
+def test_containerds_copy_of_the_restored_images_is_deleted_and_only_that(tmp_path):
+    from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
+    ours = {"pages-1.img": 8192, "core-1.img": 300}
+    temp = tmp_path / "tmp"
+    for name, files in (("ctrd-checkpoint111", {**ours, "stats-restore": 40}),   # ours, plus CRIU's stats
+                        ("ctrd-checkpoint222", {"pages-1.img": 4096, "core-1.img": 300}),  # another restore's
+                        ("unrelated", ours)):
+        (temp / name).mkdir(parents=True)
+        for f, size in files.items():
+            (temp / name / f).write_bytes(b"x" * size)
+    gone = tr.discard_containerd_copy(ours, since=0, temp_dirs={str(temp)})
+    assert gone == [str(temp / "ctrd-checkpoint111")] and sorted(os.listdir(temp)) == ["ctrd-checkpoint222", "unrelated"]
+    assert tr.discard_containerd_copy(ours, since=9e9, temp_dirs={str(temp)}) == []    # older than the restore: kept
