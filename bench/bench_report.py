@@ -659,28 +659,6 @@ def precopy_section(data, img_dir):
       "freeze); restore = `docker start --checkpoint` on the target; health+switch = health check + address move. "
       "Stream MB is what crossed after the freeze (`bytes_wire`).\n")
 
-    # ---- where the checkpoint goes (issue 11, item 5)
-    split_rows = [(svc, rate, m, [r["checkpoint_split"] for r in ok(sel(rows, service=svc, method=m, rate_mbit=rate))
-                                  if (r.get("checkpoint_split") or {}).get("criu_stats")])
-                  for svc, rate in cells for m in PC_METHODS]
-    split_rows = [x for x in split_rows if x[3]]
-    if split_rows:
-        a("### Where the checkpoint goes (median s)\n")
-        a("CRIU's own account (its `stats-dump`: freezing, frozen = freeze to end of dump, of it memdump = collecting "
-          "the pages and memwrite = writing them out) against the whole Docker checkpoint call; **outside CRIU** is "
-          "the rest: runc, and the images' trip through containerd (written to a temporary directory, packed into "
-          "its content store, unpacked by Docker into the dump dir).\n")
-        a("| service | rate | method | runs | Docker call | CRIU freezing | CRIU frozen | memdump | memwrite | "
-          "pages written (MB) | outside CRIU |")
-        a("|---|---|---|---|---|---|---|---|---|---|---|")
-        for svc, rate, m, sp in split_rows:
-            def g(key, sp=sp):
-                return med([x.get(key) for x in sp])
-            a(f"| {svc} | {rate_name(rate)} | {m} | {len(sp)} | {f(g('docker_call_s'))} | {f(g('criu_freezing_s'))} | "
-              f"{f(g('criu_frozen_s'))} | {f(g('criu_memdump_s'))} | {f(g('criu_memwrite_s'))} | "
-              f"{f(med([x.get('criu_pages_written', 0) * 4096 / 1e6 for x in sp]), 1)} | **{f(g('outside_criu_s'))}** |")
-        a("")
-
     # ---- targets
     a("### Targets\n")
     a("| target | pre-copy (median) | stop-and-copy, same run (median) | runs | verdict | stage holding the time "

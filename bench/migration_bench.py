@@ -557,7 +557,7 @@ def via_playbook(svc: str, src: str, dst: str, method: str, report_dir: str) -> 
             "pipelined": st.get("pipelined"), "controller": {k: v for k, v in (st.get("controller") or {}).items()
                                                              if k not in ("estimates", "predicted_Bps")},
             "stream_s": st.get("seconds"), "timeline": rep.get("timeline") or [],
-            "precopy": rep.get("precopy") or {}, "checkpoint_split": rep.get("checkpoint_split") or {}}
+            "precopy": rep.get("precopy") or {}}
 
 
 class Podman:

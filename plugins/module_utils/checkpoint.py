@@ -9,7 +9,6 @@ import shutil
 import time
 
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import upper_dir, volumes
-from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import read_dump_stats
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import fs_type
@@ -102,21 +101,4 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
     return {"work_dir": work, "checkpoint_dir": ckpt, "checkpoint": checkpoint,
             "container_id": inspect["Id"], "upper_dir": upper, "volumes": vols,
             "sizes": sizes, "durations": {"checkpoint_s": round(seconds, 4)},
-            "checkpoint_split": checkpoint_split(seconds, read_dump_stats(ckpt)),
             "dump_fs": fs_type(work) or "unknown"}
-
-
-def checkpoint_split(seconds: float, stats: dict | None) -> dict:
-    """Where the checkpoint's time went: CRIU's own stages (its stats-dump) against the whole
-    Docker call around them (runc, containerd's copy of the images into its content store and
-    Docker's copy out of it into the dump dir: outside_criu_s)."""
-    if not stats:
-        return {"docker_call_s": round(seconds, 4), "criu_stats": False}
-    criu = (stats.get("freezing_us", 0) + stats.get("frozen_us", 0)) / 1e6
-    return {"docker_call_s": round(seconds, 4), "criu_stats": True,
-            "criu_freezing_s": round(stats.get("freezing_us", 0) / 1e6, 4),
-            "criu_frozen_s": round(stats.get("frozen_us", 0) / 1e6, 4),
-            "criu_memdump_s": round(stats.get("memdump_us", 0) / 1e6, 4),
-            "criu_memwrite_s": round(stats.get("memwrite_us", 0) / 1e6, 4),
-            "criu_pages_written": stats.get("pages_written", 0),
-            "outside_criu_s": round(max(0.0, seconds - criu), 4)}

@@ -63,7 +63,6 @@ PSTREE_MAGIC = 0x50273030
 PAGEMAP_MAGIC = 0x56084025
 CORE_MAGIC = 0x55053847
 MM_MAGIC = 0x57492820
-STATS_MAGIC = 0x57093306
 
 # criu/include/pagemap.h
 PE_PARENT = 1 << 0
@@ -348,22 +347,6 @@ def decode_inventory(buf: bytes | memoryview) -> Inventory:
     return inv
 
 
-# stats.proto: dump_stats_entry field number -> name; times are microseconds.
-_DUMP_STATS = {1: "freezing_us", 2: "frozen_us", 3: "memdump_us", 4: "memwrite_us", 5: "pages_scanned",
-               7: "pages_written", 9: "pages_lazy"}
-
-
-def decode_dump_stats(buf: bytes | memoryview) -> dict[str, int]:
-    """The ``dump`` member (field 1) of a ``stats_entry``, as named counters."""
-    out: dict[str, int] = {}
-    for num, wt, val in iter_fields(buf):
-        if num == 1 and wt == WT_LEN:
-            for fnum, fwt, fval in iter_fields(val):
-                if fnum in _DUMP_STATS:
-                    out[_DUMP_STATS[fnum]] = _uint(fwt, fval, f"dump_stats.{_DUMP_STATS[fnum]}")
-    return out
-
-
 # ---------------------------------------------------------------------------
 # Dump-directory level
 # ---------------------------------------------------------------------------
@@ -485,14 +468,3 @@ def page_index(dump_dir: str, check_sizes: bool = True) -> list[PagesFile]:
         out.append(PagesFile(pages_id, pages_path, -1 if is_shmem else ident,
                              ident if is_shmem else None, vaddr, lazy))
     return out
-
-
-def read_dump_stats(dump_dir: str) -> dict[str, int] | None:
-    """CRIU's own account of a dump (``stats-dump``): freezing, frozen (freeze to end of dump),
-    memdump (pages collected), memwrite (pages written out) times in microseconds, pages written.
-    None when the dump has no stats (or they cannot be read: they only explain, never decide)."""
-    try:
-        entries = read_image(os.path.join(dump_dir, "stats-dump"), STATS_MAGIC)
-        return decode_dump_stats(entries[0]) if entries else None
-    except (OSError, ImageError):
-        return None

@@ -487,7 +487,6 @@ class MigrationDriver:
                 "pages_literal")}
             self.precopy["final"]["transfer_s"] = self.durations.get("transfer_s")
         return dict(changed=True, durations=self.durations, sizes=self.ck["sizes"], stats=result,
-                    checkpoint_split=self.ck.get("checkpoint_split", {}),
                     timeline=timeline, clients_reset=poked, precopy=self.precopy or {"enabled": False})
 
 

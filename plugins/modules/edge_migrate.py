@@ -172,14 +172,6 @@ precopy:
     (bytes, pages sent as references, transfer seconds); C({enabled: false}) otherwise.
   returned: success
   type: dict
-checkpoint_split:
-  description: >-
-    Where the checkpoint's time went. C(docker_call_s) is the whole Docker checkpoint call; C(criu_freezing_s),
-    C(criu_frozen_s) (freeze to end of dump), C(criu_memdump_s), C(criu_memwrite_s) and C(criu_pages_written) come
-    from CRIU's own C(stats-dump); C(outside_criu_s) is the rest (runc, and the copy of the images through
-    containerd's content store that Docker 20.10 makes). C(criu_stats) is false when the dump had no stats.
-  returned: success
-  type: dict
 outcome:
   description: C(unknown) when the commit was sent and the target's answer never came (run the recovery).
   returned: when the outcome is unknown

@@ -86,7 +86,7 @@ def test_a_target_with_another_receiver_version_is_refused_before_the_freeze():
 
 # ------------------------------------------------------------------ no memory image on disk
 # What CRIU writes: pages-*.img holds the memory itself, the others name its processes and files.
-CRIU_IMAGE = re.compile(r"^(pages|pagemap|core|mm|pstree|inventory|ids|fdinfo|files|tcp-stream|stats-dump)"
+CRIU_IMAGE = re.compile(r"^(pages|pagemap|core|mm|pstree|inventory|ids|fdinfo|files|tcp-stream)"
                         r"(-\d+)?\.img$")
 # File systems that hold nothing once the machine is off (overlay mounts are views of layers on disk,
 # which are walked where they lie).

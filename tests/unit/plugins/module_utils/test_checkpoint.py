@@ -47,13 +47,6 @@ def test_create_reports_what_a_migration_moves(tmp_path):
     assert res["sizes"] == {"pages": 4096, "other": 0, "layer": 10, "volumes": 0, "total": 4106}
     assert res["container_id"] == c["Id"] and res["upper_dir"] == str(upper)
     assert api.containers["apache"]["State"]["Running"] is False
-    assert res["checkpoint_split"] == {"docker_call_s": res["durations"]["checkpoint_s"], "criu_stats": False}
-
-
-def test_checkpoint_split_puts_what_criu_did_not_do_outside_it():
-    split = ck.checkpoint_split(2.5, {"freezing_us": 100_000, "frozen_us": 1_400_000, "memdump_us": 600_000,
-                                      "memwrite_us": 700_000, "pages_written": 25000})
-    assert split["outside_criu_s"] == 1.0 and split["criu_frozen_s"] == 1.4 and split["criu_pages_written"] == 25000
 
 
 @pytest.mark.parametrize("containers, message", [({}, "does not exist"),

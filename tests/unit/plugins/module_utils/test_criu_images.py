@@ -330,16 +330,3 @@ def test_real_criu_dump():
         child.kill()
         child.wait()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def test_dump_stats_are_read_from_a_service_image(tmp_path):
-    dump = f_varint(1, 120) + f_varint(2, 2_400_000) + f_varint(3, 900_000) + f_varint(4, 1_100_000) \
-        + f_varint(5, 30000) + f_varint(6, 0) + f_varint(7, 25000) + f_varint(9, 0) + f_varint(14, 3)
-    head = struct.pack("<II", ci.IMG_SERVICE_MAGIC, ci.STATS_MAGIC)
-    (tmp_path / "stats-dump").write_bytes(head + struct.pack("<I", len(f_len(1, dump))) + f_len(1, dump))
-    assert ci.read_dump_stats(str(tmp_path)) == {"freezing_us": 120, "frozen_us": 2_400_000, "memdump_us": 900_000,
-                                                 "memwrite_us": 1_100_000, "pages_scanned": 30000,
-                                                 "pages_written": 25000, "pages_lazy": 0}
-    (tmp_path / "stats-dump").write_bytes(head[:6])                  # truncated: no stats, no error
-    assert ci.read_dump_stats(str(tmp_path)) is None
-    assert ci.read_dump_stats(str(tmp_path / "nowhere")) is None
