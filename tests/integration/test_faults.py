@@ -355,9 +355,12 @@ def test_corrupted_chunk_never_restored(say):
     proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
                     "-e", json.dumps({"edgemig_faults": {"corrupt_every": 3}}),
                     # uncompressed: the CRC32 is what catches it (a compressed chunk would
-                    # mostly fail to decompress first, also detected)
-                    "-e", "edgemig_policy=fixed:none:0", check=False)
+                    # mostly fail to decompress first, also detected); stop-and-copy: the stream
+                    # after the freeze (with pre-copy the first warm round would catch it, with
+                    # nothing frozen: test_fault_in_the_warm_phase's case)
+                    "-e", "edgemig_policy=fixed:none:0", "-e", "edgemig_precopy=false", check=False)
     assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "warm pre-copy failed" not in proc.stdout, proc.stdout[-3000:]
     say("outcome", "playbook failed, service rolled back on the source")
     check_outcome(say, svc, src, before, rows=rows, output=proc.stdout, cause=r"checksum mismatch")
     assert not started_events(svc, dst, since), "the target container was started"
