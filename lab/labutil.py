@@ -300,14 +300,20 @@ def dump_dir(edge: str) -> str:
     return f"/var/lib/edgemig-lab/{edge}/dumps"
 
 
-def leftover_dumps(svc: str) -> dict[str, list[str]]:
-    """What a migration of ``svc`` left in each edge's dump tmpfs: a source's dump dirs (``<svc>-*``),
-    a target's checkpoint (``<svc>.restore``) or warm pages (``<svc>.warm``) - memory, all of it."""
+def leftover_dumps(svc: str, target_side: bool = True) -> dict[str, list[str]]:
+    """What a migration of ``svc`` left in each edge's dump tmpfs: a source's dump dirs (``<svc>-*``)
+    and, with ``target_side``, a target's checkpoint (``<svc>.restore``) or warm pages (``<svc>.warm``)
+    holding any file - memory, all of it."""
+    def holds_files(path: str) -> bool:
+        return any(files for _d, _s, files in os.walk(path))
+
     out = {}
     for edge in EDGES:
         d = dump_dir(edge)
-        left = [n for n in os.listdir(d) if n.startswith(f"{svc}-") or n in (f"{svc}.restore", f"{svc}.warm")] \
-            if os.path.isdir(d) else []
+        names = os.listdir(d) if os.path.isdir(d) else []
+        left = [n for n in names if n.startswith(f"{svc}-")]
+        if target_side:
+            left += [n for n in names if n in (f"{svc}.restore", f"{svc}.warm") and holds_files(os.path.join(d, n))]
         if left:
             out[edge] = left
     return out

@@ -150,6 +150,11 @@ def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]
     return list(by_port.items())
 
 
+def warm_dir(dump_dir: str, name: str) -> str:
+    """Where a target keeps the warm memory pages of ``name`` during a pre-copy session."""
+    return os.path.join(dump_dir, f"{name}.warm")
+
+
 # ---------------------------------------------------------------- the one way back up, and down
 def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str | None = None,
              interface: str | None = None, health: dict | None = None) -> str:
@@ -260,7 +265,7 @@ class MigrationDriver:
         create_roots = []
         if p.get("precopy"):
             # The target keeps warm memory pages in its dump tmpfs (never on disk).
-            dest["warm"] = os.path.join(tgt.get("dump_dir") or DEFAULT_DUMP_DIR, f"{p['name']}.warm")
+            dest["warm"] = warm_dir(tgt.get("dump_dir") or DEFAULT_DUMP_DIR, p["name"])
             clear.append("warm")
             create_roots.append("warm")
         # A volume another running container writes cannot be carried consistently,

@@ -298,6 +298,13 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
         then_restore = json.loads(args.then_restore) if args.then_restore else None
         if then_restore:
             check_interface(then_restore)
+
+        def drop_warm() -> None:
+            # Warm pages (memory) serve this session only: the next one starts from an empty
+            # store (--clear warm), so nothing of them is kept after a failure either.
+            if "warm" in roots:
+                shutil.rmtree(roots["warm"], ignore_errors=True)
+
         hook = corrupt_every(args.fault_corrupt_every) if args.fault_corrupt_every else None
         received = [0]
 
@@ -319,6 +326,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
                         reply({"error": f"receiver got no data for {args.stall_timeout:g} s "
                                         "(link down or sender gone); gave up"})
                 finally:
+                    drop_warm()
                     os._exit(3)
             watchdog = IdleWatchdog(args.stall_timeout, lambda: received[0], stalled,
                                     start_timeout=args.hello_timeout)
@@ -329,6 +337,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
             # waits for an ack): exit now, the sender has the cause. In
             # process (tests pass stdin) receive_stream raises instead.
             if stdin is None:
+                drop_warm()
                 os._exit(1)
         try:
             summary = receive_stream(read, reply, roots, workers=args.workers or None,
@@ -338,12 +347,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
         finally:
             if watchdog is not None:
                 watchdog.stop.set()
-            if "warm" in roots:
-                # The warm store unlinked its pages; leave no empty dir in the dump tmpfs.
-                try:
-                    os.rmdir(roots["warm"])
-                except OSError:
-                    pass
+            drop_warm()
         if then_restore:
             # The stream is verified: one round trip to the sender (COMMIT,
             # no Ansible in between), then restore at once.

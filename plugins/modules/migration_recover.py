@@ -96,6 +96,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver
     local_facts,
     receiver_running,
     stand_down,
+    warm_dir,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, read_state
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
@@ -128,9 +129,9 @@ def converge(module, api) -> list[str]:
         done += stand_down(api, name, address=p["address"], interface=p["interface"],
                            remove=action == "stand_down")
     if action in ("serve", "stand_down"):
-        # Decided: no checkpoint is needed here any more - the record's, and whatever a stream
-        # that never reached verified (no record) left in this edge's restore dir.
-        for path in (record.get("work_dir"), restore_parent(p["dump_dir"], name)):
+        # Decided: no memory image is needed here any more - the record's checkpoint, and whatever
+        # a stream that never reached verified (no record) left in this edge's restore and warm dirs.
+        for path in (record.get("work_dir"), restore_parent(p["dump_dir"], name), warm_dir(p["dump_dir"], name)):
             if path:
                 shutil.rmtree(path, ignore_errors=True)
         if clear_state(p["dump_dir"], name):

@@ -293,7 +293,7 @@ def test_fault_in_the_warm_phase(say):
         pid = wait_receiver(svc)
         time.sleep(2.0)  # inside the first warm round (~4-6 MB at 2 Mbit/s)
         assert receiver_pids(svc), "the warm round finished before the fault could be injected"
-        assert leftover_dumps(svc) == {}, "frozen already: the fault would not hit the warm phase"
+        assert leftover_dumps(svc, target_side=False) == {}, "frozen already: the fault would not hit the warm phase"
         os.kill(pid, signal.SIGKILL)
         say("fault", f"SIGKILL to the receiver pid {pid} on {dst} during the warm round")
         out = finish(proc)
@@ -533,7 +533,7 @@ def test_controller_interrupted(say, sig, window):
         out = finish(proc, timeout=120)
         say("outcome", f"ansible-playbook ended with rc {proc.returncode}")
         # The module on the source finishes the migration or the rollback by itself.
-        wait_for(lambda: not receiver_pids(svc) and not leftover_dumps(svc), 120, step=0.5,
+        wait_for(lambda: not receiver_pids(svc) and not leftover_dumps(svc, target_side=False), 120, step=0.5,
                  what="the source module to finish")
     finally:
         unshape_all()
