@@ -321,7 +321,7 @@ def main() -> int:
     windows = chaos.Windows() if args.chaos else None
     runs: list[dict] = []
     lost: set = set()
-    stopped, interrupted = None, False
+    stopped = None
     try:
         for draw in plan:
             run = migrate_once(draw, args.svc, spec, writer, lost, windows, args.stall_timeout)
@@ -335,7 +335,7 @@ def main() -> int:
                                f"{run['converged']['where'] or 'no edge'}")
                     break
     except KeyboardInterrupt:
-        stopped, interrupted = f"interrupted (Ctrl-C) after {len(runs)} runs", True
+        stopped = f"interrupted (Ctrl-C) after {len(runs)} runs"
     finally:
         if args.chaos:
             nft_clear()
@@ -361,7 +361,7 @@ def main() -> int:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as fh:
         json.dump(res, fh, indent=2)
-    if args.doc and not interrupted:
+    if args.doc:  # an interrupted soak is reported too: the block says where it stopped
         block = soak_report.chaos_block(res) if args.chaos else soak_report.soak_block(res)
         soak_report.write_block(args.doc, soak_report.CHAOS_MARKERS if args.chaos else soak_report.SOAK_MARKERS,
                                 block)
