@@ -97,7 +97,7 @@ molecule: provision
 test: check
 	$(MAKE) provision
 	$(MAKE) lint
-	$(PYTHON) -m pytest -q -m "not slow" tests
+	$(PYTHON) -m pytest -q -m "not slow" --durations=15 tests
 	$(MAKE) molecule
 
 build: collection-link
