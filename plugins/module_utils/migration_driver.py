@@ -26,6 +26,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -350,7 +351,9 @@ class MigrationDriver:
         self.phase = "freeze"
         self.progress.write({"phase": "checkpoint (service frozen)"})
         try:
-            self.ck = create(self.api, p["name"], p["dump_dir"], p["checkpoint"])
+            # After warm rounds the receiver's watchdog is armed: keep it fed while we dump.
+            with self.conn.keepalive() if self.precopy is not None else contextlib.nullcontext():
+                self.ck = create(self.api, p["name"], p["dump_dir"], p["checkpoint"])
         except CheckpointError as exc:
             # create() left the container running (or started it again).
             self.conn.close()

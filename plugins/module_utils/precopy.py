@@ -419,8 +419,8 @@ def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | No
             on_round: Callable[[int, dict], None] | None = None) -> dict:
     """Warm rounds while the service runs, until the final round is predicted to fit the budget.
 
-    ``conn`` has ``warm_round(roots, memory_pids, policy=...)`` (SshStream,
-    LocalSession). After each round the final round's bytes are predicted
+    ``conn`` has ``warm_round(roots, memory_pids, policy=...)`` and
+    ``keepalive()`` (SshStream, LocalSession). After each round the final round's bytes are predicted
     (``predict_final_detail``: what changed since) and divided by the rate
     the round itself achieved (raw bytes per second over the link, the
     controller's own compression included). Stop when that transfer time
@@ -439,7 +439,8 @@ def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | No
         secs = max(float(stats.get("seconds") or 0.0), 1e-3)
         rate = float(stats.get("bytes_raw") or 0) / secs
         state = conn.warm
-        detail = predict_final_detail(state, memory_pids, roots)
+        with conn.keepalive():  # the receiver hears nothing else while we re-read and hash
+            detail = predict_final_detail(state, memory_pids, roots)
         # A round too small to measure the link keeps the last usable rate.
         if rate <= 0 or stats.get("bytes_raw", 0) < (1 << 20):
             rate = next((r["raw_Bps"] for r in reversed(rounds) if r.get("raw_Bps")), rate)

@@ -64,7 +64,10 @@ T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE = 1, 2, 3, 4, 5, 6
 # Numbered apart from the data frames so that new stream frame types do not collide with it.
 T_COMMIT = 16
 T_ROUND_END = 7  # version 2 only: end of a warm round (totals), the session goes on
-FRAME_TYPES = (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE, T_ROUND_END, T_COMMIT)
+# Version 2 only, empty: the sender is busy with nothing to send (predicting the final
+# round, checkpointing); it keeps the receiver's idle watchdog from firing meanwhile.
+T_KEEPALIVE = 8
+FRAME_TYPES = (T_HELLO, T_ENTRY, T_CHUNK, T_END, T_ABORT, T_PROBE, T_ROUND_END, T_KEEPALIVE, T_COMMIT)
 F_PAGEMAP = 1
 
 PAGE = 4096
@@ -147,6 +150,8 @@ class FrameReader:
             raise ProtocolError(f"unknown frame type {ftype}")
         if ftype == T_PROBE and length > MAX_PROBE_FRAME:
             raise ProtocolError(f"PROBE frame of {length} bytes exceeds the {MAX_PROBE_FRAME} limit")
+        if ftype == T_KEEPALIVE and length:
+            raise ProtocolError(f"KEEPALIVE frame of {length} bytes (it is empty)")
         return ftype, self._exact(length)
 
 

@@ -37,6 +37,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     T_END,
     T_ENTRY,
     T_HELLO,
+    T_KEEPALIVE,
     T_PROBE,
     T_ROUND_END,
     VERSIONS,
@@ -171,6 +172,8 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
                 q.put(("chunk", ch, fut))
             elif ftype == T_ROUND_END and precopy:
                 q.put(("round", parse_json(payload, "ROUND_END")))
+            elif ftype == T_KEEPALIVE and precopy:
+                continue  # its bytes were read: the idle watchdog saw them
             elif ftype == T_END:
                 q.put(("end", parse_json(payload, "END")))
                 ended = True

@@ -28,6 +28,7 @@ bundle is computed from receiver.py's imports, see transfer.py).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,6 +57,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     T_END,
     T_ENTRY,
     T_HELLO,
+    T_KEEPALIVE,
     T_PROBE,
     T_ROUND_END,
     VERSION,
@@ -388,6 +390,14 @@ class StreamSender:
             self._check_stall(now, state)
         return True
 
+    def _beat_interval(self) -> float | None:
+        """Seconds between KEEPALIVE frames when nothing else goes out: pre-copy sessions
+        only (their receiver's watchdog is armed from the first round's HELLO on), None
+        when no stall timeout is set (the receiver then has no watchdog either)."""
+        if self.warm is None or not self.stall_timeout:
+            return None
+        return keepalive_interval(self.stall_timeout)
+
     def _hello(self) -> bytes | None:
         names = [name for name, _unused in self.roots]
         if self.warm is None:
@@ -438,9 +448,17 @@ class StreamSender:
 
                 prod = threading.Thread(target=produce, name="edgemig-reader", daemon=True)
                 prod.start()
+                beat = self._beat_interval()
                 try:
                     while True:
-                        item = pending.get()
+                        try:
+                            item = pending.get(timeout=beat)
+                        except queue.Empty:
+                            # The reader is walking what did not change (a later warm
+                            # round re-hashing memory and volumes): nothing to send for
+                            # a while, but the receiver's watchdog counts from HELLO.
+                            self._write(frame(T_KEEPALIVE, b""))
+                            continue
                         if item is None:
                             break
                         if t_first is None:
@@ -459,11 +477,13 @@ class StreamSender:
             else:
                 # The paper's serial baseline: compress everything, then send.
                 done = []
-                for item in self._items():
-                    sub = self._submit(item, pool)
-                    if sub[0] == "chunk":
-                        sub[-1].result()
-                    done.append(sub)
+                beat = self._beat_interval()
+                with keepalive(self._send, beat) if beat else contextlib.nullcontext():
+                    for item in self._items():
+                        sub = self._submit(item, pool)
+                        if sub[0] == "chunk":
+                            sub[-1].result()
+                        done.append(sub)
                 t_first = time.monotonic() - self._t0
                 for sub in done:
                     self._emit(sub)
@@ -572,6 +592,42 @@ class AckState:
         with self._moved:
             self._moved.wait_for(lambda: len(self.probes) >= count or self.done.is_set(), timeout)
         return self.probes[count - 1][0] if len(self.probes) >= count else None
+
+
+def keepalive_interval(stall_timeout: float) -> float:
+    """The receiver gives up after 2 x the sender's stall_timeout without a byte: four beats fit in it."""
+    return max(0.5, stall_timeout / 2)
+
+
+@contextlib.contextmanager
+def keepalive(send: Callable[[bytes], None], interval: float) -> Iterator[None]:
+    """While the body runs, send an empty KEEPALIVE frame every ``interval`` s.
+
+    For the gaps of a pre-copy session in which the sender is busy with
+    nothing to send: predicting the final round (it re-reads the volumes and
+    hashes memory, which took more than the receiver's 2 x stall_timeout for a
+    grown MariaDB on 2 cores) and the checkpoint after the last warm round.
+    The receiver's idle watchdog counts from HELLO on and would otherwise end
+    a healthy session. Only valid after a version-2 HELLO, and only while no
+    round is being sent: frames must not interleave. A send error ends the
+    beats quietly; the next round or the final stream reports the link.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                send(frame(T_KEEPALIVE, b""))
+            except Exception:  # pylint: disable=broad-exception-caught  # reported by the next round
+                return
+
+    beater = threading.Thread(target=beat, name="edgemig-keepalive", daemon=True)
+    beater.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beater.join(timeout=interval + 10.0)
 
 
 def probe_link(send: Callable[[bytes], None], acks: AckState, *, max_bytes: int = MAX_PROBE_FRAME,

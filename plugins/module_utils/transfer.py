@@ -15,6 +15,7 @@ target whose receiver differs refuses before anything is frozen.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib
 import json
@@ -40,7 +41,13 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
 # every module that streams, so receiver_bundle finds their sources.
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import main as _receiver_main  # noqa: F401
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender, probe_link
+from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import (
+    AckState,
+    StreamSender,
+    keepalive,
+    keepalive_interval,
+    probe_link,
+)
 
 try:
     import paramiko
@@ -453,6 +460,14 @@ class SshStream:
             state = self.warm
         return self.stream(roots, warm=state, _warm_round=True, _memory_pids=memory_pids, **kwargs)
 
+    def keepalive(self):
+        """Context: keep the receiver's idle watchdog fed while this side works between rounds
+        (stream_sender.keepalive); nothing to do before a pre-copy session's HELLO, when the
+        receiver's watchdog is not armed yet."""
+        if getattr(self, "warm", None) is None or not self.warm.started or not self.stall_timeout:
+            return contextlib.nullcontext()
+        return keepalive(self.chan.sendall, keepalive_interval(self.stall_timeout))
+
     def stream(self, src_roots: list[tuple[str, str]], *, policy: str = "model", workers: int = 0,
                chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
                timeout: float = 3600.0, warm: WarmState | None = None, _warm_round: bool = False,
@@ -664,6 +679,10 @@ class LocalSession:
     def warm_round(self, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None = None,
                    policy: str = "fixed:lz4:1", **kwargs) -> dict:
         return self._run(roots, policy, True, memory_pids, **kwargs)
+
+    def keepalive(self, interval: float = 0.05):
+        """As SshStream.keepalive (the in-process receiver has no watchdog; the frames still cross)."""
+        return keepalive(self._writer.write, interval) if self.warm.started else contextlib.nullcontext()
 
     def stream(self, roots: list[tuple[str, str]], policy: str = "fixed:lz4:1", **kwargs) -> dict:
         try:

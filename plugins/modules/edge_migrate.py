@@ -83,10 +83,10 @@ options:
         and the memory of its processes (read through C(/proc/<pid>/mem), no pause) to the target; at the freeze
         the final round sends only what differs from what the target holds, memory pages that did not change
         as references. No kernel dirty tracking is needed.
-      - V(false) (the default for now) is stop-and-copy, the paper's method (everything crosses the link while the
-        service is frozen); pre-copy becomes the default once the commit-point fault cases pass with it in CI.
+      - V(false) is stop-and-copy, the paper's method (everything crosses the link while the service is frozen),
+        kept for comparison (docs/benchmarks.md, "Pre-copy vs stop-and-copy").
     type: bool
-    default: false
+    default: true
   downtime_target:
     description:
       - With O(precopy), warm rounds go on until the final round's transfer is predicted (changed bytes since the
@@ -208,7 +208,7 @@ def main() -> None:
             dedup=dict(type="bool", default=True),
             pipelined=dict(type="bool", default=True),
             stall_timeout=dict(type="int", default=30),
-            precopy=dict(type="bool", default=False),
+            precopy=dict(type="bool", default=True),
             downtime_target=dict(type="float", default=1.0),
             precopy_max_rounds=dict(type="int", default=5),
             progress_file=dict(type="path"),

@@ -3,11 +3,13 @@
 """Pre-copy (issue 11): warm rounds and the final round, both ends in-process (transfer.LocalSession)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import subprocess
 import sys
+import time
 import zlib
 
 import pytest
@@ -334,6 +336,48 @@ def test_failed_round_breaks_the_state(tmp_path):
     sess.close()
 
 
+class CountingWriter:
+    """The session's pipe, counting the KEEPALIVE frames that go through it."""
+
+    def __init__(self, inner):
+        self.inner, self.beats = inner, 0
+
+    def write(self, data):
+        if data == P.frame(P.T_KEEPALIVE, b""):
+            self.beats += 1
+        return self.inner.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_round_with_nothing_to_send_for_a_while_keeps_the_receiver_fed(tmp_path, monkeypatch, pipelined):
+    """A later warm round re-reads memory and volumes and may find nothing changed for many
+    seconds; the receiver's watchdog counts from HELLO: KEEPALIVE frames must cross meanwhile,
+    and the session goes on (the receiver accepts them)."""
+    from ansible_collections.edgemig.migration.plugins.module_utils import stream_sender
+    layer, _vol = make_source(tmp_path)
+    dst = dests(tmp_path, ("layer", "checkpoint", "warm"))
+    sess = LocalSession(dst, workers=1, warm_on_disk=True)
+    sess._writer = CountingWriter(sess._writer)
+    sess.warm_round([("layer", str(layer))], stall_timeout=1.0, pipelined=pipelined)
+    assert sess._writer.beats == 0                     # data flowed all along
+    real = stream_sender.StreamSender._items
+
+    def slow_items(self):
+        time.sleep(1.6)                                # > 3 beats of 0.5 s with nothing to send
+        yield from real(self)
+    monkeypatch.setattr(stream_sender.StreamSender, "_items", slow_items)
+    r2 = sess.warm_round([("layer", str(layer))], stall_timeout=1.0, pipelined=pipelined)
+    assert r2["receiver"]["round"] == 2 and sess._writer.beats >= 2
+    with sess.keepalive(0.05):                         # between rounds (prediction, checkpoint)
+        time.sleep(0.3)
+    final = sess.stream([("layer", str(layer))], stall_timeout=1.0)
+    assert final["receiver"]["ok"] and sess._writer.beats >= 4
+    assert snapshot(dst["layer"]) == snapshot(layer)
+
+
 def test_warm_state_defaults():
     st = WarmState()
     assert st.files == {} and st.pages == {} and not st.started and st.broken is None
@@ -348,6 +392,11 @@ class ScriptedConn:
         self.tmp = tmp_path
         self.churn = churn       # bytes the service rewrites between rounds
         self.calls = 0
+        self.kept_alive = 0
+
+    def keepalive(self):
+        self.kept_alive += 1
+        return contextlib.nullcontext()
 
     def warm_round(self, roots, memory_pids, policy="model"):
         self.calls += 1
@@ -367,6 +416,7 @@ def test_warm_up_stops_when_the_final_round_fits_the_budget(tmp_path):
     rep = warm_up(conn, [("layer", str(tmp_path))], None, downtime_target=1.0, max_rounds=4)
     # 4 MiB file, 10 MB/s measured: the whole file (4 MiB) predicted in 0.42 s <= 1 s.
     assert rep["reason"] == "converged" and len(rep["rounds"]) == 1
+    assert conn.kept_alive == 1        # the prediction ran with the receiver kept fed
     assert rep["rounds"][0]["predicted_final_bytes"] == 4 << 20 and rep["predicted_final_s"] < 1.0
 
 

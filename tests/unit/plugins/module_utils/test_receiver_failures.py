@@ -5,6 +5,7 @@ the receiver's idle watchdog does not count the time before HELLO; the
 receiver refuses at start what would only fail after the freeze."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -17,7 +18,7 @@ import zlib
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P, transfer
+from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P, stream_sender, transfer
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import IdleWatchdog, check_interface, main
 from ansible_collections.edgemig.migration.plugins.module_utils.transfer import send_local
 from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import TreeWriter
@@ -41,6 +42,30 @@ def throttled_send(src, dest, **kw):
         send_local([("layer", str(src))], {"layer": str(dest)}, policy="fixed:none:0", workers=2,
                    chunk_size=64 << 10, min_inflight=64 << 10, stall_timeout=STALL, **kw)
     return str(info.value), time.monotonic() - t0
+
+
+@contextlib.contextmanager
+def installed_receiver(tmp_path, dest, stall_timeout: float):
+    """The real receiver, as a target runs it: installed launcher, its own process, pipes."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
+    installed = str(tmp_path / "receiver")
+    transfer.install_receiver(installed, sys.executable, [str(dest)])
+    launcher = os.path.join(installed, transfer.LAUNCHER_NAME)
+    proc = subprocess.Popen([launcher, "--expect-version", transfer.receiver_version(), "--root", f"layer={dest}",
+                             "--stall-timeout", f"{stall_timeout:g}"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()
+
+
+def exit_and_replies(proc: subprocess.Popen) -> tuple[int, list[dict]]:
+    rc = proc.wait(timeout=20)
+    return rc, [json.loads(line) for line in proc.stdout.read().splitlines()]
 
 
 def test_write_error_reaches_a_throttled_sender_at_once(tmp_path, monkeypatch):
@@ -83,23 +108,10 @@ def test_receiver_process_answers_and_exits_while_the_sender_keeps_the_stream_op
               + P.json_frame(P.T_ENTRY, {"root": "layer", "path": "f", "kind": "file", "id": 0,
                                          "size": 3 * len(raw), "mode": 0o644, "mtime_ns": 0})
               + P.chunk_frame(0, 0, "none", 0, len(raw), zlib.crc32(raw) ^ 1, raw, len(raw)))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
-    installed = str(tmp_path / "receiver")
-    transfer.install_receiver(installed, sys.executable, [str(dest)])
-    launcher = os.path.join(installed, transfer.LAUNCHER_NAME)
-    proc = subprocess.Popen([launcher, "--expect-version", transfer.receiver_version(), "--root", f"layer={dest}",
-                             "--stall-timeout", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=tmp_path, env=env)
-    try:
+    with installed_receiver(tmp_path, dest, stall_timeout=60) as proc:
         proc.stdin.write(frames)
         proc.stdin.flush()  # and keep it open: the sender is waiting for an ack
-        rc = proc.wait(timeout=20)
-        lines = [json.loads(line) for line in proc.stdout.read().splitlines()]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdin.close()
+        rc, lines = exit_and_replies(proc)
     assert rc == 1
     errors = [m["error"] for m in lines if "error" in m]
     assert len(errors) == 1 and "checksum mismatch" in errors[0], lines
@@ -163,6 +175,40 @@ def test_watchdog_has_its_own_bound_before_hello():
         assert fired[0][0] == "hello"
     finally:
         wd.stop.set()
+
+
+def test_keepalive_frames_hold_a_precopy_session_that_silence_ends(tmp_path):
+    """The chaos soak's three unfaulted failures: the sender predicted the final round
+    for longer than the receiver's 2 x stall_timeout, sending nothing, and the
+    receiver gave up on a healthy session. KEEPALIVE frames feed its watchdog;
+    when they stop, the watchdog still ends a session whose sender went silent."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with installed_receiver(tmp_path, dest, stall_timeout=0.5) as proc:
+        def send(data: bytes) -> None:
+            proc.stdin.write(data)
+            proc.stdin.flush()
+        send(P.json_frame(P.T_HELLO, {"version": P.VERSION, "roots": ["layer"], "precopy": True}))
+        with stream_sender.keepalive(send, 0.1):
+            time.sleep(2.0)                     # 4 x the receiver's idle bound
+        assert proc.poll() is None, proc.stdout.read()
+        t_quiet = time.monotonic()
+        rc, lines = exit_and_replies(proc)      # now silence: the watchdog fires
+        waited = time.monotonic() - t_quiet
+    assert rc == 3 and waited >= 0.4, (rc, waited)
+    assert any("got no data for 0.5 s" in m.get("error", "") for m in lines), lines
+
+
+def test_keepalive_is_refused_outside_a_precopy_session_and_must_be_empty(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    for version, beat, want in ((P.BASE_VERSION, P.frame(P.T_KEEPALIVE, b""), "unexpected frame type 8"),
+                                (P.VERSION, P.frame(P.T_KEEPALIVE, b"x"), "KEEPALIVE frame of 1 bytes")):
+        data = (P.json_frame(P.T_HELLO, {"version": version, "roots": ["layer"]}) + beat
+                + P.json_frame(P.T_END, {}))
+        out = io.BytesIO()
+        assert main(["--root", f"layer={dest}"], stdin=io.BytesIO(data), stdout=out) == 1
+        assert want in json.loads(out.getvalue().splitlines()[-1])["error"]
 
 
 # -- pre-checks at the receiver's start (before the source freezes) -----------

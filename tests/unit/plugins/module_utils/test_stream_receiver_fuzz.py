@@ -148,13 +148,15 @@ def adversarial_streams(draw) -> bytes:
                    draw(st.sampled_from([P.VERSION, P.VERSION, P.BASE_VERSION, 0, "1", True])))]
     for _unused in range(draw(st.integers(0, 8))):
         kind = draw(st.sampled_from(["entry", "entry", "chunk", "badchunk", "raw", "abort", "end",
-                                     "round_end", "precopy_entry", "warm_chunk"]))
+                                     "round_end", "precopy_entry", "warm_chunk", "keepalive"]))
         if kind == "entry":
             parts.append(entry(**draw(metas)))
         elif kind == "round_end":
             parts.append(P.json_frame(P.T_ROUND_END, draw(st.fixed_dictionaries({}, optional={
                 "round": st.one_of(st.integers(-1, 3), st.text(max_size=2)),
                 "files": st.integers(0, 3), "bytes": st.integers(0, 9000), "deleted": st.integers(0, 2)}))))
+        elif kind == "keepalive":
+            parts.append(P.frame(P.T_KEEPALIVE, draw(st.sampled_from([b"", b"", b"\x00", bytes(64)]))))
         elif kind == "precopy_entry":
             parts.append(entry(**draw(precopy_metas)))
         elif kind == "warm_chunk":

@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -25,7 +26,12 @@ class FakeStream:
         self.dest, self.kw, self.streamed, self.closed = dest, kw, None, False
         self.connect_s = 0.01
         self.committed = self.aborted = None
+        self.kept_alive = 0
         FakeStream.instances.append(self)
+
+    def keepalive(self):
+        self.kept_alive += 1
+        return contextlib.nullcontext()
 
     def open(self):
         return self
@@ -214,6 +220,7 @@ def test_precopy_warms_the_target_then_streams_the_final_round_against_it(env, m
     assert calls["running"] is True                       # the warm rounds ran before the freeze
     assert [r[0] for r in calls["roots"]] == ["layer"] and calls["kw"]["downtime_target"] == 0.5
     assert s.stream_kw["warm"] == "state"                 # the final round streams against the warm state
+    assert s.kept_alive == 1                              # the armed receiver is fed during the checkpoint
     assert res["precopy"]["reason"] == "converged" and "final" in res["precopy"]
 
 
