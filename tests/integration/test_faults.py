@@ -385,46 +385,41 @@ def test_restore_fails_after_freeze(say):
                   cause=r"restore of 'mysql' from its checkpoint failed")
 
 
-def test_port_taken_on_target(say):
-    svc = "apache"
-    spec = CATALOG[svc]
+def refused_with_a_container_on_target(say, svc: str, name: str, create: list[str], fault: str, cause: str) -> None:
+    """Another container on the target (``docker <create> ...``, named ``name``) stands in the
+    service's way: the migration must be refused before anything is frozen (StartedAt unchanged)."""
     src = deploy(svc)
     dst = other(src)
     t_start = started_at(svc, src)
-    port = spec["ports"][0]["host"]
-    blocker = "edgemig-port-blocker"
-    docker(dst, "rm", "-f", blocker, check=False)
-    docker(dst, "run", "-d", "--name", blocker, "-p", f"{port}:80", spec["image"])
-    say("fault", f"port {port} taken on {dst} by another container")
+    docker(dst, "rm", "-f", name, check=False)
+    docker(dst, *create[:1], "--name", name, *create[1:])
+    say("fault", fault.format(dst=dst))
     try:
         proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", check=False)
     finally:
-        docker(dst, "rm", "-f", blocker, check=False)
+        docker(dst, "rm", "-f", name, check=False)
     assert proc.returncode != 0
     assert started_at(svc, src) == t_start, "the service was stopped/restarted"
-    say("outcome", "preflight refused, nothing frozen (StartedAt unchanged)")
-    check_outcome(say, svc, src, output=proc.stdout, cause=rf"{port}")
+    say("outcome", "refused before the freeze, nothing frozen (StartedAt unchanged)")
+    check_outcome(say, svc, src, output=proc.stdout, cause=cause)
+
+
+def test_port_taken_on_target(say):
+    spec = CATALOG["apache"]
+    port = spec["ports"][0]["host"]
+    refused_with_a_container_on_target(say, "apache", "edgemig-port-blocker",
+                                       ["run", "-d", "-p", f"{port}:80", spec["image"]],
+                                       f"port {port} taken on {{dst}} by another container", rf"{port}")
 
 
 def test_volume_mounted_by_another_container_on_target(say):
     """The service's volume name is in use on the target by another container: the stream would clear
     that container's data, so the prepare stage refuses, before anything is frozen."""
-    svc = "mysql"
-    src = deploy(svc)
-    dst = other(src)
-    t_start = started_at(svc, src)
     squatter = "edgemig-volume-squatter"
-    docker(dst, "rm", "-f", squatter, check=False)
-    docker(dst, "create", "--name", squatter, "-v", "mysql-data:/data", CATALOG[svc]["image"])
-    say("fault", f"volume mysql-data on {dst} mounted by another (stopped) container, {squatter}")
-    try:
-        proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}", check=False)
-    finally:
-        docker(dst, "rm", "-f", squatter, check=False)
-    assert proc.returncode != 0
-    assert started_at(svc, src) == t_start, "the service was stopped/restarted"
-    say("outcome", "prepare refused, nothing frozen (StartedAt unchanged)")
-    check_outcome(say, svc, src, output=proc.stdout, cause=rf"also mounted by {squatter}")
+    refused_with_a_container_on_target(say, "mysql", squatter,
+                                       ["create", "-v", "mysql-data:/data", CATALOG["mysql"]["image"]],
+                                       f"volume mysql-data on {{dst}} mounted by another (stopped) container, "
+                                       f"{squatter}", rf"also mounted by {squatter}")
 
 
 def test_image_missing_on_target(say):
