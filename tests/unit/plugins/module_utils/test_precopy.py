@@ -366,13 +366,13 @@ def test_a_round_with_nothing_to_send_for_a_while_keeps_the_receiver_fed(tmp_pat
     real = stream_sender.StreamSender._items
 
     def slow_items(self):
-        time.sleep(1.6)                                # > 3 beats of 0.5 s with nothing to send
+        time.sleep(2.6)                                # 5 beats of 0.5 s with nothing to send (>= 2 asked: load)
         yield from real(self)
     monkeypatch.setattr(stream_sender.StreamSender, "_items", slow_items)
     r2 = sess.warm_round([("layer", str(layer))], stall_timeout=1.0, pipelined=pipelined)
     assert r2["receiver"]["round"] == 2 and sess._writer.beats >= 2
     with sess.keepalive(0.05):                         # between rounds (prediction, checkpoint)
-        time.sleep(0.3)
+        time.sleep(0.5)
     final = sess.stream([("layer", str(layer))], stall_timeout=1.0)
     assert final["receiver"]["ok"] and sess._writer.beats >= 4
     assert snapshot(dst["layer"]) == snapshot(layer)
