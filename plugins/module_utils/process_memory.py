@@ -28,6 +28,11 @@ Which pages: the ones CRIU puts in ``pagemap-<pid>.img`` (``criu/mem.c``
 CRIU also dumps pages of mappings without ``PROT_READ`` (through its
 parasite); /proc/pid/mem reads them too (``FOLL_FORCE``), so we keep them.
 
+Finding them: ``/proc/<pid>/pagemap`` in reads of :data:`PAGEMAP_CHUNK` words,
+skipping mappings that ``/proc/<pid>/smaps`` shows with nothing resident or
+swapped (address-space reservations: walking MariaDB's 8 TiB one took seconds
+and gigabytes per pass, and a single read stopped after its first TiB).
+
 Reading: ``/proc/<pid>/mem`` with ``os.preadv`` into a reused buffer, in
 runs of consecutive wanted pages of up to :data:`CHUNK` bytes.  The process
 keeps running: a page may change while being read; that is fine, the digest
@@ -56,6 +61,10 @@ else:
 
 PAGE_SIZE = 4096
 CHUNK = 4 << 20  # bytes per pread: large enough to amortise the syscall and GUP set-up
+# pagemap words per read (2 MiB, 1 GiB of address space). A mapping's pagemap is
+# never read whole: MariaDB reserves 8 TiB of PROT_NONE address space, 16 GiB of
+# pagemap, and one read of it would stop at the kernel's 2 GiB read limit.
+PAGEMAP_CHUNK = 1 << 18
 
 # /proc/<pid>/pagemap bits (Documentation/admin-guide/mm/pagemap.rst)
 PM_PFN_MASK = (1 << 55) - 1
@@ -121,6 +130,31 @@ def parse_maps(text: str) -> list[Mapping]:
 def read_maps(pid: int) -> list[Mapping]:
     with open(f"/proc/{pid}/maps") as f:
         return parse_maps(f.read())
+
+
+def parse_smaps_held(text: str) -> dict[int, int]:
+    """Mapping start -> resident + swapped kB, from a /proc/<pid>/smaps text."""
+    out: dict[int, int] = {}
+    start = None
+    for line in text.splitlines():
+        head = line.split(None, 1)[0] if line.strip() else ""
+        if not head:
+            continue
+        if not head.endswith(":"):          # "start-end perms ...": a new mapping
+            start = int(head.split("-", 1)[0], 16)
+            out[start] = 0
+        elif start is not None and head in ("Rss:", "Swap:"):
+            out[start] += int(line.split()[1])
+    return out
+
+
+def read_smaps_held(pid: int) -> dict[int, int] | None:
+    """:func:`parse_smaps_held` of ``pid``; None when smaps cannot be read (then nothing is skipped)."""
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            return parse_smaps_held(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 def criu_dumps_as_pages(m: Mapping) -> bool:
@@ -203,6 +237,7 @@ class ProcessMemory:
             os.close(self._mem)
             raise
         self._buf = bytearray(CHUNK)
+        self._pmbuf = bytearray(PAGEMAP_CHUNK * 8)
         self.unreadable_pages = 0
 
     def close(self) -> None:
@@ -218,29 +253,42 @@ class ProcessMemory:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def pagemap(self, m: Mapping) -> np.ndarray:
+    def pagemap_chunks(self, m: Mapping) -> Iterator[tuple[int, np.ndarray]]:
+        """(first page index, pagemap words) of ``m``, :data:`PAGEMAP_CHUNK` words per read.
+
+        The words are a view into a reused buffer: valid until the next item. A
+        mapping that shrank since maps was read ends early (take what came)."""
         n = m.npages
-        raw = os.pread(self._pagemap, n * 8, m.start // PAGE_SIZE * 8)
-        # The mapping may have shrunk since we read maps: take what came.
-        return np.frombuffer(raw[: len(raw) // 8 * 8], dtype="<u8")
+        view = memoryview(self._pmbuf)
+        for first in range(0, n, PAGEMAP_CHUNK):
+            want = min(PAGEMAP_CHUNK, n - first) * 8
+            try:
+                got = os.preadv(self._pagemap, [view[:want]], (m.start // PAGE_SIZE + first) * 8)
+            except OSError:
+                return
+            if got >= 8:
+                yield first, np.frombuffer(self._pmbuf, dtype="<u8", count=got // 8)
+            if got < want:
+                return
 
     def page_runs(self, mappings: list[Mapping] | None = None) -> Iterator[tuple[int, int]]:
         """(vaddr, npages) runs of the pages CRIU would dump, now."""
+        held = read_smaps_held(self.pid)
         if mappings is None:
             mappings = read_maps(self.pid)
         zpfn = zero_page_pfn()
+        step = CHUNK // PAGE_SIZE  # split long runs so one read fits the buffer
         for m in mappings:
             if not criu_dumps_as_pages(m):
                 continue
-            try:
-                pme = self.pagemap(m)
-            except OSError:
+            # Nothing resident or swapped: no page CRIU dumps, and no reason to walk
+            # a reservation's pagemap (the [vdso] is dumped whole whatever smaps says).
+            if held is not None and held.get(m.start, 1) == 0 and m.path != "[vdso]":
                 continue
-            for a, b in _runs(wanted_pages(pme, m, zpfn)):
-                # Split long runs so one read fits the buffer.
-                step = CHUNK // PAGE_SIZE
-                for s in range(a, b, step):
-                    yield m.start + s * PAGE_SIZE, min(step, b - s)
+            for first, pme in self.pagemap_chunks(m):
+                for a, b in _runs(wanted_pages(pme, m, zpfn)):
+                    for s in range(first + a, first + b, step):
+                        yield m.start + s * PAGE_SIZE, min(step, first + b - s)
 
     def _read_into(self, vaddr: int, npages: int) -> Iterator[tuple[int, memoryview]]:
         """Read a run; yield readable sub-runs.  A short read or EIO means a

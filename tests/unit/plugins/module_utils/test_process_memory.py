@@ -183,6 +183,52 @@ def test_child_selection_matches_maps(child):
     assert runs and all(n > 0 and va % P == 0 for va, n in runs)
 
 
+def test_parse_smaps_held_sums_resident_and_swapped_per_mapping():
+    text = ("55d0c0000000-55d0c0001000 r--p 00000000 08:01 42  /usr/bin/x\n"
+            "Size:                  4 kB\nRss:                   4 kB\nSwap:                  0 kB\nVmFlags: rd mr\n"
+            "7709a4000000-7f09a0000000 ---p 00000000 00:00 0 \n"
+            "Size:         8589869056 kB\nRss:                   0 kB\nSwap:                  0 kB\n"
+            "7f09a45c2000-7f09ac000000 rw-p 00000000 00:00 0\nRss:                 100 kB\nSwap:                 28 kB\n")
+    assert pm.parse_smaps_held(text) == {0x55d0c0000000: 4, 0x7709a4000000: 0, 0x7f09a45c2000: 128}
+
+
+# A reservation (PROT_NONE, nothing resident, as MariaDB's 8 TiB) beside a large
+# mapping with one page written past the first TiB: the kernel serves at most
+# 2 GiB (1 TiB of address space) of pagemap per read.
+BIG_CHILD = r"""
+import mmap, sys
+NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000)
+flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | NORESERVE
+reserve = mmap.mmap(-1, 64 << 30, flags=flags, prot=0)  # PROT_NONE
+big = mmap.mmap(-1, (1 << 40) + (1 << 30), flags=flags)
+far = (1 << 40) + (256 << 20)
+big[far:far + 4096] = b"f" * 4096
+import ctypes
+print(hex(ctypes.addressof(ctypes.c_char.from_buffer(big)) + far), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_reservation_is_skipped_and_a_page_past_the_first_tib_is_read(monkeypatch):
+    p = subprocess.Popen([sys.executable, "-c", BIG_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        line = p.stdout.readline()
+        if not line:
+            pytest.skip("cannot map 1 TiB of address space here")
+        far = int(line, 16)
+        walked = []
+        chunks = pm.ProcessMemory.pagemap_chunks
+        monkeypatch.setattr(pm.ProcessMemory, "pagemap_chunks",
+                            lambda self, m: (walked.append(m), chunks(self, m))[1])
+        d = pm.page_digests(p.pid)
+        assert d[far] == hashlib.sha256(b"f" * P).digest()
+        assert not any(m.perms.startswith("---") and m.end - m.start >= 64 << 30 for m in walked)
+        assert any(m.start <= far < m.end for m in walked)
+    finally:
+        p.kill()
+        p.wait()
+
+
 # --- the selection agrees with CRIU ---------------------------------------------------
 
 # A child with each kind of memory the selection rules treat differently:
