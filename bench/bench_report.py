@@ -72,6 +72,18 @@ def stage_split(r):
             "switch-over": (s.get("health_s") or 0.0) + (s.get("switch_s") or 0.0)}
 
 
+def criu_share(rows) -> str:
+    """The restore's split, medians: CRIU's own run (stage criu_restore_s, from the target's restore.log)
+    against the `docker start --checkpoint` call (restore_s); '' when no run reported it."""
+    pairs = [((r.get("stages") or {}).get("restore_s"), (r.get("stages") or {}).get("criu_restore_s")) for r in rows]
+    pairs = [(a, c) for a, c in pairs if a is not None and c is not None]
+    if not pairs:
+        return ""
+    a, c = med([p[0] for p in pairs]), med([p[1] for p in pairs])
+    return (f" Of the restore ({f(a)} s, {len(pairs)} runs), CRIU's own run is {f(c)} s; the other {f(a - c)} s are "
+            f"Docker and containerd packing the images into the content store and out again.")
+
+
 def plots(data, img_dir):
     import matplotlib
     matplotlib.use("Agg")
@@ -752,7 +764,7 @@ def precopy_section(data, img_dir):
           f"shorten, are {f(cr_p)} s of the pre-copy downtime {f(med([mt(r) for r in pc]))} s "
           f"(stop-and-copy: {f(med([x['freeze+dump'] + x['restore'] for x in ss]))} s); the warm phase took "
           f"{f(med([warm_s(r) for r in pc]), 1)} s, of it {f(med([sum(x.get('predict_s', 0.0) for x in r['precopy']['rounds']) for r in pc]), 1)} s "
-          f"predicting the final round.")
+          f"predicting the final round.{criu_share(pc + sc)}")
     a("")
     notes = os.path.join(os.path.dirname(img_dir), "benchmarks-precopy-notes.md")
     if os.path.exists(notes):

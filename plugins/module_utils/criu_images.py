@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Read the CRIU images that pre-copy needs: pstree, pagemap, pages, inventory.
+"""Read the CRIU images that pre-copy needs (pstree, pagemap, pages, inventory) and CRIU's stats.
 
 Pre-copy sends a running process's memory ahead of the freeze.  At the freeze
 CRIU dumps as usual, and for each page of ``pages-<id>.img`` the stream must
@@ -63,6 +63,7 @@ PSTREE_MAGIC = 0x50273030
 PAGEMAP_MAGIC = 0x56084025
 CORE_MAGIC = 0x55053847
 MM_MAGIC = 0x57492820
+STATS_MAGIC = 0x57093306  # stats-dump / stats-restore, after IMG_SERVICE_MAGIC
 
 # criu/include/pagemap.h
 PE_PARENT = 1 << 0
@@ -345,6 +346,46 @@ def decode_inventory(buf: bytes | memoryview) -> Inventory:
     if inv.img_version < 0:
         raise ImageError("inventory_entry lacks img_version")
     return inv
+
+
+# images/stats.proto: stats_entry {dump = 1, restore = 2}; CRIU writes times in
+# microseconds. Field number -> (our name, divisor to seconds or None for a count).
+_DUMP_STATS = {1: ("freezing_s", 1e6), 2: ("frozen_s", 1e6), 3: ("memdump_s", 1e6), 4: ("memwrite_s", 1e6),
+               5: ("pages_scanned", None), 6: ("pages_skipped_parent", None), 7: ("pages_written", None),
+               8: ("irmap_resolve_s", 1e6), 9: ("pages_lazy", None)}
+_RESTORE_STATS = {1: ("pages_compared", None), 2: ("pages_skipped_cow", None), 3: ("forking_s", 1e6),
+                  4: ("restore_s", 1e6), 5: ("pages_restored", None)}
+
+
+def decode_stats(buf: bytes | memoryview) -> dict:
+    """``stats_entry`` -> ``{"dump": {...}, "restore": {...}}`` (whichever is present), times in seconds.
+
+    CRIU's own account of a dump (freezing, frozen, memdump, memwrite) or a
+    restore (forking, restore): what the migration report sets against the
+    Docker calls around them. Unknown fields are skipped (newer CRIU).
+    """
+    out: dict = {}
+    for num, wt, val in iter_fields(buf):
+        table = {1: ("dump", _DUMP_STATS), 2: ("restore", _RESTORE_STATS)}.get(num)
+        if table is None:
+            continue
+        if wt != WT_LEN:
+            raise ImageError(f"stats_entry field {num}: wire type {wt} where a message was expected")
+        part = out.setdefault(table[0], {})
+        for sub, swt, sval in iter_fields(val):
+            if sub in table[1]:
+                name, div = table[1][sub]
+                v = _uint(swt, sval, f"stats_entry.{table[0]}.{name}")
+                part[name] = round(v / div, 6) if div else v
+    return out
+
+
+def read_stats(path: str) -> dict:
+    """Decode a ``stats-dump`` or ``stats-restore`` file (see :func:`decode_stats`)."""
+    entries = read_image(path, STATS_MAGIC)
+    if not entries:
+        raise ImageError(f"{path} has no entry")
+    return decode_stats(entries[0])
 
 
 # ---------------------------------------------------------------------------

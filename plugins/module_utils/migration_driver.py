@@ -26,7 +26,6 @@
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -351,8 +350,9 @@ class MigrationDriver:
         self.phase = "freeze"
         self.progress.write({"phase": "checkpoint (service frozen)"})
         try:
-            # After warm rounds the receiver's watchdog is armed: keep it fed while we dump.
-            with self.conn.keepalive() if self.precopy is not None else contextlib.nullcontext():
+            # After warm rounds the receiver's watchdog is armed: keep it fed while we dump
+            # (a no-op before a pre-copy session's HELLO).
+            with self.conn.keepalive():
                 self.ck = create(self.api, p["name"], p["dump_dir"], p["checkpoint"])
         except CheckpointError as exc:
             # create() left the container running (or started it again).
@@ -405,9 +405,14 @@ class MigrationDriver:
         self.phase = "switched"
         result["receiver"] = final
         self.durations["downtime_s"] = round(self.clock() - t0, 4)
-        switch = final.get("switchover") or {}
+        switch = dict(final.get("switchover") or {})
+        criu = switch.pop("criu_restore", None) or {}
         self.durations["transfer_s"] = round(self.clock() - self.t1 - sum(switch.values()), 4)
         self.durations.update(switch)
+        # CRIU's own part of restore_s (stats-restore, restore.log): the rest is Docker's packing.
+        for key, name in (("total_s", "criu_restore_s"), ("restore_s", "criu_restore_stage_s")):
+            if isinstance(criu.get(key), (int, float)):
+                self.durations[name] = criu[key]
         return result
 
     def roll_back(self, cause: BaseException) -> MigrationFailed:

@@ -11,13 +11,16 @@ symlink to the directory on the tmpfs that holds ``<name>/``; Docker walks
 ``checkpoints/<name>`` as a real directory through it. On success the images
 are deleted at once: nothing needs them once the processes run.
 
-Standard library only (plus docker_api): the receiver ships it.
+Standard library only (plus criu_images, for CRIU's stats): the receiver ships it.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
+
+from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import ImageError, read_stats
 
 CHECKPOINTS = "checkpoints"
 
@@ -68,11 +71,12 @@ def discard(path: str | None) -> None:
             pass  # not empty (a source's dump dir: the driver removes it) or gone
 
 
-def start_from_checkpoint(api, name: str, path: str, timeout: float | None = None) -> None:
+def start_from_checkpoint(api, name: str, path: str, timeout: float | None = None) -> dict | None:
     """``docker start --checkpoint`` of ``name`` from the images in ``path`` (``<dir>/<checkpoint>``).
 
     Raises DockerAPIError (or OSError) when Docker refuses or CRIU fails; the
     images are then kept, the caller decides (retry, fresh start, discard).
+    Returns CRIU's own account of the restore (:func:`criu_restore_stats`), None when not found.
     """
     path = os.path.abspath(path.rstrip("/"))
     parent, checkpoint = os.path.split(path)
@@ -83,7 +87,8 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float | None = Non
         raise OSError(f"no checkpoint at {path}")
     images = image_sizes(path)
     since = time.time()
-    link = point_checkpoints_at(api.info()["DockerRootDir"], inspect["Id"], parent)
+    docker_root = api.info()["DockerRootDir"]
+    link = point_checkpoints_at(docker_root, inspect["Id"], parent)
     try:
         api.start_container(inspect["Id"], checkpoint=checkpoint, timeout=timeout)
     finally:
@@ -91,6 +96,42 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float | None = Non
             os.unlink(link)
     discard(path)
     discard_containerd_copy(images, since)
+    return criu_restore_stats(docker_root, inspect["Id"], since)
+
+
+# Where containerd's runc shim keeps a task's work files: runc has CRIU write
+# restore.log and stats-restore there, and they stay while the container runs.
+# Docker's own containerd lives under Docker's data root; a system one under /var/lib.
+TASK_DIRS = ("{docker_root}/containerd/daemon/io.containerd.runtime.v2.task/moby/{id}",
+             "/var/lib/containerd/io.containerd.runtime.v2.task/moby/{id}")
+_LOG_STAMP = re.compile(rb"^\((\d+\.\d+)\)", re.M)
+
+
+def criu_restore_stats(docker_root: str, container_id: str, since: float, task_dirs=TASK_DIRS) -> dict | None:
+    """CRIU's own times for the restore just done: ``stats-restore`` (forking_s, restore_s,
+    pages_restored, ...) plus ``total_s``, the last time stamp of its restore.log (CRIU's
+    whole run). What the ``docker start`` call took beyond that is Docker's and containerd's
+    work (packing the images into the content store and out again). None when there is no
+    fresh stats file (another containerd layout): a measurement, never a reason to fail.
+    """
+    for pattern in task_dirs:
+        task = pattern.format(docker_root=docker_root, id=container_id)
+        try:
+            if os.stat(os.path.join(task, "stats-restore")).st_mtime < since - 1:
+                continue
+            out = dict(read_stats(os.path.join(task, "stats-restore")).get("restore") or {})
+        except (OSError, ImageError):
+            continue
+        try:
+            with open(os.path.join(task, "restore.log"), "rb") as fh:
+                fh.seek(max(0, os.fstat(fh.fileno()).st_size - 8192))
+                stamps = _LOG_STAMP.findall(fh.read())
+            if stamps:
+                out["total_s"] = float(stamps[-1])
+        except OSError:
+            pass
+        return out
+    return None
 
 
 # containerd 1.6 unpacks the checkpoint it is handed for a restore into a fresh

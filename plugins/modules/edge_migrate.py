@@ -132,6 +132,9 @@ durations:
   description: >-
     Seconds - C(checkpoint_s) (freeze+dump), C(transfer_s), C(restore_s), C(health_s), C(switch_s) (address),
     and C(downtime_s), from the freeze to the address answering on the target, measured on this host.
+    Where the target's containerd keeps CRIU's restore stats, C(criu_restore_s) is CRIU's own run within
+    C(restore_s) (its restore.log) and C(criu_restore_stage_s) its restore stage (stats-restore); the rest
+    of C(restore_s) is Docker and containerd handling the images.
   returned: always
   type: dict
 sizes:

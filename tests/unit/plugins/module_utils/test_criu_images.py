@@ -330,3 +330,33 @@ def test_real_criu_dump():
         child.kill()
         child.wait()
         shutil.rmtree(work, ignore_errors=True)
+
+
+# CRIU 4.2's own stats files on this machine: a `criu dump` of a sleep (stats-dump, with
+# the page-pipe fields 10-14 that images/stats.proto does not list yet) and a MariaDB
+# restored by `docker start --checkpoint` on the lab (stats-restore).
+STATS_DUMP = bytes.fromhex("4059105506330957210000000a1f087a109036189d04208301283a3000381f4000480050065806600068007000")
+STATS_RESTORE = bytes.fromhex("40591055063309570f000000120d08001000180320a1ef1228d36e")
+
+
+def test_stats_dump_times_in_seconds_and_counts_as_written(tmp_path):
+    path = tmp_path / "stats-dump"
+    path.write_bytes(STATS_DUMP)
+    assert ci.read_stats(str(path)) == {"dump": {
+        "freezing_s": 0.000122, "frozen_s": 0.006928, "memdump_s": 0.000541, "memwrite_s": 0.000131,
+        "pages_scanned": 58, "pages_skipped_parent": 0, "pages_written": 31, "irmap_resolve_s": 0.0, "pages_lazy": 0}}
+
+
+def test_stats_restore():
+    (entry,) = ci.iter_entries(STATS_RESTORE, ci.STATS_MAGIC)
+    assert ci.decode_stats(entry) == {"restore": {"pages_compared": 0, "pages_skipped_cow": 0, "forking_s": 3e-06,
+                                                  "restore_s": 0.309153, "pages_restored": 14163}}
+
+
+def test_stats_refuses_another_image_and_a_scalar_where_a_message_belongs(tmp_path):
+    path = tmp_path / "stats-dump"
+    path.write_bytes(STATS_DUMP[:4] + struct.pack("<I", ci.PAGEMAP_MAGIC) + STATS_DUMP[8:])
+    with pytest.raises(ci.ImageError, match="expected 0x57093306"):
+        ci.read_stats(str(path))
+    with pytest.raises(ci.ImageError, match="where a message was expected"):
+        ci.decode_stats(bytes([0x08, 0x01]))  # dump = 1 as a varint

@@ -8,6 +8,7 @@ The property every scenario ends with: exactly one side believes it serves
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -87,6 +88,9 @@ class Link:
             raise TransferError("receiver failed: restore failed and fencing failed")
         return {"ok": True, "switchover": {"restore_s": 0.1, "health_s": 0.1, "switch_s": 0.01}}
 
+    def keepalive(self):
+        return contextlib.nullcontext()
+
     def close(self):
         self.closed = True
 
@@ -134,6 +138,24 @@ def test_success_walks_every_phase(world):
     assert res["clients_reset"] == 0 and res["stats"]["receiver"]["ok"]
     assert read_state(str(tmp_path / "dumps"), "mysql") is None
     assert os.listdir(tmp_path / "dumps") == [".edgemig-state"]
+
+
+def test_criu_share_of_the_restore_is_reported_apart_from_the_stages(world):
+    api, _addr, tmp_path = world
+
+    class CriuLink(Link):
+        def outcome(self, limit, silence):
+            out = super().outcome(limit, silence)
+            out["switchover"]["criu_restore"] = {"restore_s": 0.06, "total_s": 0.08, "pages_restored": 12}
+            return out
+    link = CriuLink(Target(), None)
+    res = drv.MigrationDriver(api, params(tmp_path), stream_factory=link, poke=lambda *a: 1,
+                              clock=lambda: 10.0).run()
+    dur = res["durations"]
+    assert dur["criu_restore_s"] == 0.08 and dur["criu_restore_stage_s"] == 0.06
+    # transfer = time after the freeze less restore + health + switch (0.21 s of a stopped clock);
+    # CRIU's share lies inside restore_s and is not taken off twice
+    assert dur["transfer_s"] == -0.21
 
 
 def test_commit_is_recorded_before_commit_is_sent(world, monkeypatch):

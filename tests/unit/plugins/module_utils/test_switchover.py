@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from fakes import FakeDockerAPI, container
+from test_criu_images import STATS_RESTORE
 
 from ansible_collections.edgemig.migration.plugins.module_utils import switchover as sw
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import criu_restore_stats
 
 
 @pytest.fixture
@@ -77,6 +80,40 @@ def test_restore_and_switch(ip, target):
     assert api.restored_from == [["pages-1.img"]]
     assert not os.path.exists(spec["checkpoint_dir"])        # the memory images are gone once it runs
     assert set(out) == {"restore_s", "health_s", "switch_s"} and out["health_s"] == 0.0
+
+
+def criu_task_dir(api, cid="apache-id-0123456789abcdef"):
+    """containerd's task dir under the fake Docker root, with CRIU's restore stats and log."""
+    task = os.path.join(api.info()["DockerRootDir"], "containerd", "daemon", "io.containerd.runtime.v2.task", "moby", cid)
+    os.makedirs(task)
+    with open(os.path.join(task, "stats-restore"), "wb") as fh:
+        fh.write(STATS_RESTORE)
+    with open(os.path.join(task, "restore.log"), "w") as fh:
+        fh.write("(00.000010) Version: 4.2\n(00.322814) Restore finished successfully. Tasks resumed.\n"
+                 "(00.322917) \tRPC\n")
+    return task
+
+
+def test_restore_reports_criu_own_share_when_containerd_kept_its_stats(ip, target):
+    api, spec = target
+    criu_task_dir(api)
+    out = sw.restore_and_switch(spec)
+    assert out["criu_restore"] == {"pages_compared": 0, "pages_skipped_cow": 0, "forking_s": 3e-06,
+                                   "restore_s": 0.309153, "pages_restored": 14163, "total_s": 0.322917}
+
+
+def test_criu_restore_stats_only_from_a_fresh_file(target):
+    api, _spec = target
+    task = criu_task_dir(api)
+    root = api.info()["DockerRootDir"]
+    assert criu_restore_stats(root, "apache-id-0123456789abcdef", time.time())["restore_s"] == 0.309153
+    assert criu_restore_stats(root, "apache-id-0123456789abcdef", time.time() + 60) is None  # an earlier restore's
+    assert criu_restore_stats(root, "another-id", time.time()) is None
+    os.unlink(os.path.join(task, "restore.log"))
+    assert "total_s" not in criu_restore_stats(root, "apache-id-0123456789abcdef", time.time())
+    with open(os.path.join(task, "stats-restore"), "wb") as fh:
+        fh.write(b"garbage")
+    assert criu_restore_stats(root, "apache-id-0123456789abcdef", time.time()) is None
 
 
 def test_restore_failure_moves_no_address_and_fencing_discards_the_images(ip, target):
