@@ -103,6 +103,10 @@ def frame(ftype: int, payload: bytes) -> bytes:
     return HEADER.pack(MAGIC, ftype, len(payload)) + payload
 
 
+# Version 2 only: "still here, nothing to send" (empty; the receiver's idle watchdog counts it).
+KEEPALIVE_FRAME = frame(T_KEEPALIVE, b"")
+
+
 def json_frame(ftype: int, obj: dict) -> bytes:
     return frame(ftype, json.dumps(obj, separators=(",", ":")).encode())
 

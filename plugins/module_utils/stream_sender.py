@@ -45,6 +45,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout impo
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import RoundItems, WarmState
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
     BASE_VERSION,
+    KEEPALIVE_FRAME,
     MAX_PROBE_FRAME,
     MAX_PROBES,
     P_LITERAL,
@@ -57,7 +58,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     T_END,
     T_ENTRY,
     T_HELLO,
-    T_KEEPALIVE,
     T_PROBE,
     T_ROUND_END,
     VERSION,
@@ -457,7 +457,7 @@ class StreamSender:
                             # The reader is walking what did not change (a later warm
                             # round re-hashing memory and volumes): nothing to send for
                             # a while, but the receiver's watchdog counts from HELLO.
-                            self._write(frame(T_KEEPALIVE, b""))
+                            self._write(KEEPALIVE_FRAME)
                             continue
                         if item is None:
                             break
@@ -617,7 +617,7 @@ def keepalive(send: Callable[[bytes], None], interval: float) -> Iterator[None]:
     def beat() -> None:
         while not stop.wait(interval):
             try:
-                send(frame(T_KEEPALIVE, b""))
+                send(KEEPALIVE_FRAME)
             except Exception:  # pylint: disable=broad-exception-caught  # reported by the next round
                 return
 
