@@ -81,7 +81,8 @@ def criu_share(rows) -> str:
         return ""
     a, c = med([p[0] for p in pairs]), med([p[1] for p in pairs])
     return (f" Of the restore ({f(a)} s, {len(pairs)} runs), CRIU's own run is {f(c)} s; the other {f(a - c)} s are "
-            f"Docker and containerd packing the images into the content store and out again.")
+            f"Docker's, containerd's and runc's work around it (the images packed into containerd's content store "
+            f"and unpacked again, the container's mounts, namespaces and network set up).")
 
 
 def plots(data, img_dir):
