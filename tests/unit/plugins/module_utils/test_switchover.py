@@ -91,6 +91,9 @@ def criu_task_dir(api, cid="apache-id-0123456789abcdef"):
     with open(os.path.join(task, "restore.log"), "w") as fh:
         fh.write("(00.000010) Version: 4.2\n(00.322814) Restore finished successfully. Tasks resumed.\n"
                  "(00.322917) \tRPC\n")
+    # Written "during" the restore: 30 s ahead, so a stalled test machine cannot make it look stale.
+    ahead = time.time() + 30
+    os.utime(os.path.join(task, "stats-restore"), (ahead, ahead))
     return task
 
 
@@ -107,7 +110,7 @@ def test_criu_restore_stats_only_from_a_fresh_file(target):
     task = criu_task_dir(api)
     root = api.info()["DockerRootDir"]
     assert criu_restore_stats(root, "apache-id-0123456789abcdef", time.time())["restore_s"] == 0.309153
-    assert criu_restore_stats(root, "apache-id-0123456789abcdef", time.time() + 60) is None  # an earlier restore's
+    assert criu_restore_stats(root, "apache-id-0123456789abcdef", time.time() + 90) is None  # an earlier restore's
     assert criu_restore_stats(root, "another-id", time.time()) is None
     os.unlink(os.path.join(task, "restore.log"))
     assert "total_s" not in criu_restore_stats(root, "apache-id-0123456789abcdef", time.time())
