@@ -113,9 +113,12 @@ bench: provision
 	$(PYTHON) bench/migration_bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 # Pre-copy vs stop-and-copy side by side (issue 11): MariaDB filled to 200k rows under a writer at
-# 10 and 100 Mbit/s, tomcat at 10 Mbit/s, apache unshaped x3; results in docs/benchmarks-precopy.json,
-# section "Pre-copy vs stop-and-copy (issue 11)" of docs/benchmarks.md, docs/img/precopy_downtime_vs_rate.png.
-PRECOPY_ARGS ?= --services "" --cells mysql:10,mysql:100,tomcat:10,apache:0 --cell-methods precopy,model \
+# 10 and 100 Mbit/s, tomcat at 10 Mbit/s, apache unshaped x3, MariaDB under sysbench unshaped, and last
+# MariaDB with its data volume grown to 1 GiB at 20 Mbit/s (the table is dropped again at the end);
+# results in docs/benchmarks-precopy.json, section "Pre-copy vs stop-and-copy (issue 11)" of
+# docs/benchmarks.md, docs/img/precopy_downtime_vs_rate.png.
+PRECOPY_ARGS ?= --services "" --cells mysql:10,mysql:100,tomcat:10,apache:0,mysql-sysbench:0,mysql-big:20 \
+  --cell-methods precopy,model \
   --cell-repeats 1 --cell-apache-repeats 3 --writer --writer-rate 250 --writers 2 --fill-rows 200000
 
 bench-precopy: provision

@@ -530,8 +530,13 @@ PC_LABEL = {"model": "stop-and-copy (model controller)", "precopy": "warm pre-co
 # The issue's targets: client downtime of the pre-copy method per (service, rate), and total time.
 PC_TARGETS = [("mysql", 10.0, 2.5, "MariaDB (>= 200k rows, writer) client downtime, 10 Mbit/s"),
               ("mysql", 100.0, 1.5, "MariaDB (>= 200k rows, writer) client downtime, 100 Mbit/s"),
+              ("mysql-big", 20.0, 3.0, "MariaDB with a >= 1 GiB data volume (writer) client downtime, 20 Mbit/s"),
+              ("mysql-sysbench", 0, 3.0, "MariaDB under sysbench oltp_read_write (6 threads) + writer, client "
+               "downtime, unshaped"),
               ("tomcat", 10.0, 3.0, "tomcat client downtime, 10 Mbit/s"),
               ("apache", 0, 0.5, "apache client downtime, unshaped")]
+# Cells in the order of the tables; a variant cell (bench --cells mysql-big:20) is its own "service" here.
+PC_ORDER = ("mysql", "mysql-big", "mysql-sysbench", "tomcat", "apache")
 PC_TOTAL_LIMIT = 1.3   # pre-copy total time (warm start to serving) / stop-and-copy, at 10 Mbit/s
 
 
@@ -547,10 +552,10 @@ def total_s(r):
 
 
 def _pc_cells(res):
-    rows = [r for r in res if r.get("group") == "precopy"]
+    """The pre-copy rows, each under its cell's name as ``service``, and the (cell, rate) pairs in table order."""
+    rows = [dict(r, service=r.get("cell") or r["service"]) for r in res if r.get("group") == "precopy"]
     return rows, sorted({(r["service"], r["rate_mbit"]) for r in rows},
-                        key=lambda c: (("mysql", "tomcat", "apache").index(c[0]) if c[0] in ("mysql", "tomcat", "apache")
-                                       else 9, c[1] == 0, c[1]))
+                        key=lambda c: (PC_ORDER.index(c[0]) if c[0] in PC_ORDER else 9, c[1] == 0, c[1]))
 
 
 def precopy_plot(data, img_dir):
@@ -558,7 +563,7 @@ def precopy_plot(data, img_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows, cells = _pc_cells(data["results"])
-    svcs = [s for s in ("mysql", "tomcat", "apache") if any(c[0] == s for c in cells)]
+    svcs = [s for s in PC_ORDER if any(c[0] == s for c in cells)]
     if not svcs:
         return None
     fig, axes = plt.subplots(1, len(svcs), figsize=(4.5 * len(svcs), 4), squeeze=False)
@@ -635,6 +640,18 @@ def precopy_section(data, img_dir):
           "per INSERT + COMMIT through the service address) at a target of "
           f"{wr[0].get('target_rate'):g} rows/s ({wr[0].get('threads')} connection(s)) from 3 s before each migration "
           "to 1 s after the service answers again; every acknowledged row is then looked up.")
+    big = [r for r in rows if r.get("big_volume")]
+    if big:
+        a("- `mysql-big` cells: rows of 1000 random bytes as hex added to `bench_bulk` until MariaDB's data volume "
+          f"holds >= {big[0]['big_volume']['target_mib']} MiB (`du` of the volume before each case: "
+          f"{', '.join(str(r['big_volume']['volume_mib']) for r in big)} MiB).")
+    sb = [r for r in rows if r.get("sysbench")]
+    if sb:
+        a(f"- `mysql-sysbench` cells: `sysbench oltp_read_write` ({sb[0]['sysbench']['threads']} threads, 4 tables x "
+          "25k rows, `--mysql-ignore-errors=all` so it reconnects) through the service address from 3 s before each "
+          "migration to its end, beside the writer; transactions/s before / after: "
+          + ", ".join(f"{r['sysbench']['tps_before']:g} / {r['sysbench']['tps_after']:g}"
+                      + ("" if r["sysbench"]["ran_through"] else " (sysbench had stopped)") for r in sb) + ".")
     a("")
     if img:
         a(f"![client downtime vs rate, pre-copy vs stop-and-copy]({img})\n")
@@ -716,8 +733,6 @@ def precopy_section(data, img_dir):
         a(f"| writer >= 200 acknowledged rows/s (steady rate in the 2.5 s before each migration) | "
           f"min {min(x or 0 for x in before):.1f} rows/s | | {len(before)} | "
           f"{'met' if not low else f'**missed** in {len(low)} of {len(before)} runs'} | - |")
-    a("| MariaDB with a 1 GiB data volume at 20 Mbit/s <= 3 s | not run in this matrix | | 0 | - | - |"
-      if not any(r.get("big_volume") for r in rows) else "")
     a("")
 
     # ---- rounds

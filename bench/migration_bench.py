@@ -26,6 +26,11 @@ and receiver processes and of each edge, and (--ab) throughput / requests per
 second of an ``ab -c 100`` load on apache's 512 KiB /big.html during a
 migration (Fig. 6/7).
 
+Pre-copy cells (issue 11, ``--cells svc:rate,...``, ``make bench-precopy``) put warm
+pre-copy and stop-and-copy side by side; ``mysql-sysbench`` runs sysbench
+oltp_read_write through the migration and ``mysql-big`` first grows MariaDB's
+data volume to ``--big-volume-mib`` (CELL_VARIANTS).
+
 The whole run holds the lab lock (/run/edgemig-lab.lock) unless
 EDGEMIG_LAB_LOCK_HELD=1 says the caller holds it (the pytest wrapper); every
 tc qdisc / nft table it adds is removed on exit.
@@ -732,6 +737,106 @@ def mysql_prepare(spec: dict, rows: int) -> dict:
     return {"fill_rows": int(count), "fill_inserted": inserted}
 
 
+BULK_TABLE = "bench_bulk"
+BULK_ROW_HEX = 2000   # per row: 1000 random bytes as hex, so the data compresses about as well as text
+
+
+def volume_bytes(edge: str, volume: str) -> int:
+    """Bytes in a named volume on ``edge`` (the lab's edges share the controller's file system)."""
+    mp = labutil.docker(edge, "volume", "inspect", "-f", "{{.Mountpoint}}", volume).stdout.strip()
+    return int(run(["du", "-sb", mp]).stdout.split()[0])
+
+
+def mysql_grow_volume(spec: dict, edge: str, mib: int) -> dict:
+    """Add rows to ``bench_bulk`` until MariaDB's data volume holds ``mib`` MiB (kept between cases)."""
+    import pymysql
+    volume = spec["volumes"][0]["name"]
+    want = mib << 20
+    have = volume_bytes(edge, volume)
+    t0 = time.monotonic()
+    rows = 0
+    if have < want:
+        probe = spec["uptime_probe"]
+        labutil.wait_answering(spec, timeout=120)
+        conn = pymysql.connect(host=spec["address"], port=probe["port"], user=probe["user"], password=probe["password"],
+                               database=probe.get("database"), connect_timeout=5, read_timeout=300)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {BULK_TABLE} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                            "pad TEXT NOT NULL)")
+                while have < want:
+                    for _unused in range(25):  # ~25 MB between two looks at the volume
+                        cur.executemany(f"INSERT INTO {BULK_TABLE} (pad) VALUES (%s)",
+                                        [(os.urandom(BULK_ROW_HEX // 2).hex(),) for _unused in range(500)])
+                        conn.commit()
+                        rows += 500
+                    have = volume_bytes(edge, volume)
+        finally:
+            conn.close()
+        log(f"mysql: {rows} rows added to {BULK_TABLE}, volume {have / 2**20:.0f} MiB "
+            f"({time.monotonic() - t0:.1f} s)")
+    return {"volume_mib": round(have / 2**20), "rows_added": rows, "target_mib": mib}
+
+
+def mysql_drop_bulk(spec: dict) -> None:
+    try:
+        labutil.sql(spec, f"DROP TABLE IF EXISTS {BULK_TABLE}", commit=True)
+    except Exception as exc:  # noqa: BLE001 - the lab may be half down after a failure
+        log(f"could not drop {BULK_TABLE}: {exc}")
+
+
+class Sysbench:
+    """``sysbench oltp_read_write`` against MariaDB through the service address, for the whole migration.
+
+    Errors are ignored (``--mysql-ignore-errors=all``): sysbench's OLTP scripts then reconnect after a
+    lost connection, so the load goes on on the target. Transactions per second come from its 1 s reports.
+    """
+    TABLES, TABLE_SIZE = 4, 25000
+
+    def __init__(self, spec: dict, threads: int):
+        probe = spec["uptime_probe"]
+        self.threads = threads
+        self.base = ["sysbench", "oltp_read_write", f"--mysql-host={spec['address']}", f"--mysql-port={probe['port']}",
+                     f"--mysql-user={probe['user']}", f"--mysql-password={probe['password']}",
+                     f"--mysql-db={probe.get('database')}", f"--tables={self.TABLES}", f"--table-size={self.TABLE_SIZE}"]
+        self.proc: subprocess.Popen | None = None
+        self.lines: list[tuple[float, str]] = []
+
+    def prepare(self) -> Sysbench:
+        if not shutil.which("sysbench"):
+            log("installing Debian's sysbench")
+            run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "sysbench"],
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if run(self.base + ["run", "--time=1", "--threads=1"], check=False).returncode != 0:
+            run(self.base + ["cleanup"], check=False)
+            run(self.base + ["prepare"])
+        return self
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.base + [f"--threads={self.threads}", "--time=0", "--report-interval=1",
+                                                  "--mysql-ignore-errors=all", "run"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append((time.monotonic(), line.rstrip()))
+
+    def finish(self, t_start: float, t_end: float) -> dict:
+        alive = self.proc.poll() is None
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        tps = [(t, float(m.group(1))) for t, line in self.lines if (m := re.search(r"tps: ([\d.]+)", line))]
+        before = [v for t, v in tps if t <= t_start]
+        after = [v for t, v in tps if t > t_end]
+        return {"threads": self.threads, "ran_through": alive, "tps_before": round(median(before[-3:]) or 0, 1),
+                "tps_after": round(median(after) or 0, 1),
+                "last_lines": [line for _unused, line in self.lines[-3:]] if not alive else []}
+
+
 class Writers:
     """``n`` labutil.Writer threads (one row at a time each, through the service address) at ``rate`` rows/s
     together; acknowledged rows, gaps and rates over all of them."""
@@ -780,16 +885,25 @@ class Writers:
 # ----------------------------------------------------------------------------- one case
 
 def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int = 0,
-             schedule: list | None = None, loss: float = 0.0, writer: bool = False) -> dict:
+             schedule: list | None = None, loss: float = 0.0, writer: bool = False, variant: str = "") -> dict:
     spec = ctx["catalog"][svc]
     link: Link = ctx["link"]
     src = ensure_running(svc)
     dst = other(src)
-    writers = fill = None
-    if writer:
+    writers = fill = load = None
+    extra: dict = {}
+    if writer or variant:
         link.shape(None)  # fill and warm the buffer pool at full speed
+    if variant == "big":
+        extra["big_volume"] = mysql_grow_volume(spec, src, ctx["big_volume_mib"])
+    if variant == "sysbench":
+        load = Sysbench(spec, ctx["sysbench_threads"]).prepare()
+    if writer:
         fill = mysql_prepare(spec, ctx["fill_rows"])
         writers = Writers(spec, ctx["writer_rate"], ctx["writers"]).start()
+    if load:
+        load.start()
+        time.sleep(3.0)  # its steady rate, measured before the migration
     link.shape(rate if not schedule else schedule[0][1])
     link.set_loss(loss)
     if method != "podman":
@@ -856,6 +970,8 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
             w["fill_rows_after"] = int(labutil.sql(spec, f"SELECT COUNT(*) FROM {FILL_TABLE}")[0][0])
         except Exception as exc:  # noqa: BLE001 - recorded, the case fails below
             w["check_error"] = f"{type(exc).__name__}: {exc}"
+    if load:
+        extra["sysbench"] = load.finish(t_start, t_end)
     ab_res = ab.finish(512 * 1024) if ab else None
     cpu1 = {e: edge_cpu(e) for e in (src, dst)}
     bytes1 = link.edge_bytes()
@@ -863,7 +979,9 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
     back = "e2e1" if src == "edge1" else "e1e2"
     res["code"] = CODE_VERSION()
     res.update({"service": svc, "method": method, "rate_mbit": rate or 0, "repeat": rep, "loss": loss,
-                "source": src, "target": dst, "started": wall_start})
+                "source": src, "target": dst, "started": wall_start, **extra})
+    if variant:
+        res["cell"] = f"{svc}-{variant}"
     res["client"] = poller.downtime(t_start, t_end)
     if writers:
         res["writer"] = w
@@ -901,6 +1019,9 @@ def one_case(ctx: dict, svc: str, method: str, rate, rep: int, ab_seconds: int =
         log(f"  precopy: {len(pc['rounds'])} rounds ({per_round}), {pc.get('reason')}; final {pc.get('final')}")
     if writers:
         log(f"  writer: {w}")
+    for key in ("big_volume", "sysbench"):
+        if key in extra:
+            log(f"  {key}: {extra[key]}")
     if not res.get("ok"):
         ensure_running(svc)
     return res
@@ -950,17 +1071,28 @@ def plan(args) -> list[dict]:
             add(args.schedule_service, m, steps[0][1], 1, group="schedule", schedule=steps)
     if args.cells:  # pre-copy vs stop-and-copy (issue 11): methods interleaved per repeat
         for cell in args.cells.split(","):
-            svc, _unused, rate = cell.partition(":")
+            name, _unused, rate = cell.partition(":")
+            svc, _unused, variant = name.partition("-")
+            if variant and (svc, variant) not in CELL_VARIANTS:
+                raise SystemExit(f"--cells: unknown cell {name!r} (variants: "
+                                 f"{', '.join(f'{s}-{v}' for s, v in CELL_VARIANTS)})")
             reps = args.cell_apache_repeats if svc == "apache" and args.cell_apache_repeats else args.cell_repeats
             for r in range(reps):
                 for m in args.cell_methods.split(","):
                     cases.append(dict(svc=svc, method=m, rate=float(rate or 0), rep=args.first_repeat + r, group="precopy",
-                                      writer=args.writer and svc == "mysql"))
+                                      writer=args.writer and svc == "mysql", variant=variant))
     if args.loss:
         for svc in args.loss_services.split(","):
             for m in args.loss_methods.split(","):
                 add(svc, m, float(args.loss_rate), 1, group="loss", loss=args.loss)
     return cases
+
+
+# Cells beyond the plain service (``--cells mysql-big:20``): what each adds to the MariaDB cell.
+CELL_VARIANTS = {
+    ("mysql", "big"): "data volume grown to --big-volume-mib (rows added to bench_bulk) before the migration",
+    ("mysql", "sysbench"): "sysbench oltp_read_write (--sysbench-threads) running through the migration",
+}
 
 
 def expected_wall(results: list[dict], svc: str, method: str, rate) -> float:
@@ -1017,6 +1149,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--writer-rate", type=float, default=250.0, help="rows/s of the writer(s) together")
     ap.add_argument("--writers", type=int, default=1, help="writer threads (one connection, one row at a time each)")
     ap.add_argument("--fill-rows", type=int, default=200000)
+    ap.add_argument("--big-volume-mib", type=int, default=1024,
+                    help="mysql-big cells: add rows until MariaDB's data volume holds this much (MiB)")
+    ap.add_argument("--sysbench-threads", type=int, default=6, help="mysql-sysbench cells: oltp_read_write threads")
     ap.add_argument("--stop-at", type=stop_at, default=None,
                     help="HH:MM (UTC): leave out the cases that would end after it (listed in the JSON as skipped)")
     ap.add_argument("--json", default=None, help="raw results (default docs/benchmarks.json; quick: reports/bench-quick.json)")
@@ -1066,7 +1201,8 @@ def main() -> int:
     link = Link()
     report_dir = tempfile.mkdtemp(prefix="edgemig-bench-")
     ctx = {"catalog": catalog, "link": link, "report_dir": report_dir, "fill_rows": args.fill_rows,
-           "writer_rate": args.writer_rate, "writers": args.writers}
+           "writer_rate": args.writer_rate, "writers": args.writers, "big_volume_mib": args.big_volume_mib,
+           "sysbench_threads": args.sysbench_threads}
     before = {svc: labutil.running_on(svc) for svc in catalog}
     results: list[dict] = []
     cases = plan(args)
@@ -1090,7 +1226,8 @@ def main() -> int:
                 ab_s = args.ab_seconds or int(3 + expected_wall(results, "apache", c["method"], c["rate"]) * 1.3 + 6)
             log(f"case {i + 1}/{len(cases)} ({c['group']})")
             res = one_case(ctx, c["svc"], c["method"], c["rate"], c["rep"], ab_seconds=ab_s,
-                           schedule=c.get("schedule"), loss=c.get("loss", 0.0), writer=c.get("writer", False))
+                           schedule=c.get("schedule"), loss=c.get("loss", 0.0), writer=c.get("writer", False),
+                           variant=c.get("variant", ""))
             res["group"] = c["group"]
             results.append(res)
             with open(json_path + ".partial", "w") as fh:  # survives an interrupted run
@@ -1098,6 +1235,8 @@ def main() -> int:
     finally:
         link.cleanup()
         shutil.rmtree(report_dir, ignore_errors=True)
+        if any(c.get("variant") == "big" for c in cases):  # give the volume back its size
+            mysql_drop_bulk(catalog["mysql"])
         for svc, where in before.items():
             if not where:   # the bench deployed it: take it away again
                 for edge in EDGES:
