@@ -648,10 +648,12 @@ def precopy_section(data, img_dir):
     sb = [r for r in rows if r.get("sysbench")]
     if sb:
         a(f"- `mysql-sysbench` cells: `sysbench oltp_read_write` ({sb[0]['sysbench']['threads']} threads, 4 tables x "
-          "25k rows, `--mysql-ignore-errors=all` so it reconnects) through the service address from 3 s before each "
+          "25k rows, `--mysql-ignore-errors=all` so it reconnects, and started again when it gives up: its one "
+          "reconnect is refused while the service is frozen) through the service address from 3 s before each "
           "migration to its end, beside the writer; transactions/s before / after: "
           + ", ".join(f"{r['sysbench']['tps_before']:g} / {r['sysbench']['tps_after']:g}"
-                      + ("" if r["sysbench"]["ran_through"] else " (sysbench had stopped)") for r in sb) + ".")
+                      + (f" ({r['sysbench']['restarts']} restart(s))" if r["sysbench"].get("restarts") else "")
+                      + ("" if r["sysbench"]["ran_through"] else " (no load after the migration)") for r in sb) + ".")
     a("")
     if img:
         a(f"![client downtime vs rate, pre-copy vs stop-and-copy]({img})\n")

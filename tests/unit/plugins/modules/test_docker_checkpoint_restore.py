@@ -155,3 +155,47 @@ def test_containerds_copy_of_the_restored_images_is_deleted_and_only_that(tmp_pa
     gone = tr.discard_containerd_copy(ours, since=0, temp_dirs={str(temp)})
     assert gone == [str(temp / "ctrd-checkpoint111")] and sorted(os.listdir(temp)) == ["ctrd-checkpoint222", "unrelated"]
     assert tr.discard_containerd_copy(ours, since=9e9, temp_dirs={str(temp)}) == []    # older than the restore: kept
+
+
+def test_pages_are_set_aside_as_links_so_docker_packs_a_few_bytes_and_discard_takes_them_too(tmp_path):
+    from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
+    ckpt = tmp_path / "mysql.restore" / "edgemig"
+    ckpt.mkdir(parents=True)
+    (ckpt / "pages-1.img").write_bytes(b"p" * 8192)
+    (ckpt / "pagemap-1.img").write_bytes(b"m" * 40)
+    (ckpt / "pages-1.img.bak").write_bytes(b"not a pages image")
+    assert tr.set_pages_aside(str(ckpt)) == 8192
+    aside = tmp_path / "mysql.restore" / "edgemig.pages"
+    assert os.readlink(ckpt / "pages-1.img") == "../" * 64 + str(aside / "pages-1.img").lstrip("/")  # from any copy
+    assert (ckpt / "pages-1.img").read_bytes() == b"p" * 8192
+    assert tr.image_sizes(str(ckpt)) == {"pagemap-1.img": 40, "pages-1.img.bak": 17}
+    assert oct(os.stat(aside).st_mode & 0o777) == "0o700"
+    # A retry, and one after an attempt that moved a file but stopped before its link.
+    os.unlink(ckpt / "pages-1.img")
+    assert tr.set_pages_aside(str(ckpt)) == 0 and (ckpt / "pages-1.img").read_bytes() == b"p" * 8192
+    tr.discard(str(ckpt))
+    assert not (tmp_path / "mysql.restore").exists()
+
+
+def test_a_failed_restore_keeps_our_images_for_a_retry_and_deletes_containerds_copy(api, tmp_path, monkeypatch):
+    from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
+    stopped(api)
+    temp = tmp_path / "containerd-tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tr, "containerd_temp_dirs", lambda: {str(temp)})
+    ckpt = tmp_path / "dumps" / "apache.restore" / "edgemig"
+    ckpt.mkdir(parents=True)
+    (ckpt / "pages-1.img").write_bytes(b"p" * 4096)
+    (ckpt / "core-1.img").write_bytes(b"c" * 300)
+
+    def start(name, checkpoint=None, checkpoint_dir=None, timeout=None):  # containerd unpacked, CRIU failed
+        copy = temp / "ctrd-checkpoint42"
+        copy.mkdir()
+        (copy / "core-1.img").write_bytes(b"c" * 300)
+        os.symlink(os.readlink(ckpt / "pages-1.img"), copy / "pages-1.img")
+        raise DockerAPIError(500, "criu failed: type NOTIFY errno 0")
+    api.start_container = start
+    failed, res = run_module(mod, {"name": "apache", "stage": "restore", "dump_dir": str(tmp_path / "dumps")})
+    assert failed and "criu failed" in res["msg"]
+    assert os.listdir(temp) == []                                            # containerd's copy went
+    assert (ckpt / "pages-1.img").read_bytes() == b"p" * 4096                 # ours stay, for a retry
