@@ -82,7 +82,8 @@ def criu_share(rows) -> str:
     a, c = med([p[0] for p in pairs]), med([p[1] for p in pairs])
     return (f" Of the restore ({f(a)} s, {len(pairs)} runs), CRIU's own run is {f(c)} s; the other {f(a - c)} s are "
             f"Docker's, containerd's and runc's work around it (the images packed into containerd's content store "
-            f"and unpacked again, the container's mounts, namespaces and network set up).")
+            f"and unpacked again - since 74e956f all but the pages, which stay on our tmpfs behind links - the "
+            f"container's mounts, namespaces and network set up).")
 
 
 def plots(data, img_dir):
