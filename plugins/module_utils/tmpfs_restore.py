@@ -97,10 +97,12 @@ def climbing_link(target: str) -> str:
 
 def set_pages_aside(path: str) -> int:
     """Move each ``pages-<id>.img`` of the checkpoint at ``path`` into :func:`pages_aside_dir`,
-    leaving an absolute symlink to it in its place; returns the bytes set aside.
+    leaving a :func:`climbing_link` to it in its place; returns the bytes set aside.
 
-    Idempotent (a retried restore finds the links already there), and the aside
-    directory is a sibling on the same file system: renames, no copy.
+    Only renames: the aside directory is a sibling, so a page file that moves stays on the same
+    mount (the dump tmpfs). One that cannot move (``path`` is a mount point of its own: EXDEV)
+    stays where it is and makes the trip through containerd as before: slower, never a failure.
+    Idempotent (a retried restore finds the links already there).
     """
     aside = pages_aside_dir(path)
     os.makedirs(aside, mode=0o700, exist_ok=True)
@@ -108,13 +110,20 @@ def set_pages_aside(path: str) -> int:
     for entry in os.scandir(path):
         if PAGES_IMAGE.match(entry.name) and entry.is_file(follow_symlinks=False):
             kept = os.path.join(aside, entry.name)
-            os.rename(entry.path, kept)
+            try:
+                os.rename(entry.path, kept)
+            except OSError:
+                continue
             os.symlink(climbing_link(kept), entry.path)
             moved += os.stat(kept).st_size
     for name in os.listdir(aside):  # moved by an attempt that stopped before its link
         link = os.path.join(path, name)
         if PAGES_IMAGE.match(name) and not os.path.lexists(link):
             os.symlink(climbing_link(os.path.join(aside, name)), link)
+    try:
+        os.rmdir(aside)  # nothing moved: no empty directory left behind
+    except OSError:
+        pass
     return moved
 
 

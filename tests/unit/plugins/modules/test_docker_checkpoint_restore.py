@@ -199,3 +199,17 @@ def test_a_failed_restore_keeps_our_images_for_a_retry_and_deletes_containerds_c
     assert failed and "criu failed" in res["msg"]
     assert os.listdir(temp) == []                                            # containerd's copy went
     assert (ckpt / "pages-1.img").read_bytes() == b"p" * 4096                 # ours stay, for a retry
+
+
+def test_pages_that_cannot_move_stay_in_place(tmp_path, monkeypatch):
+    from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
+    ckpt = tmp_path / "apache.restore" / "edgemig"
+    ckpt.mkdir(parents=True)
+    (ckpt / "pages-1.img").write_bytes(b"p" * 4096)
+
+    def exdev(src, dst):  # the checkpoint dir is a mount point of its own
+        raise OSError(18, "Invalid cross-device link")
+    monkeypatch.setattr(tr.os, "rename", exdev)
+    assert tr.set_pages_aside(str(ckpt)) == 0
+    assert not os.path.islink(ckpt / "pages-1.img") and (ckpt / "pages-1.img").read_bytes() == b"p" * 4096
+    assert not os.path.exists(tr.pages_aside_dir(str(ckpt)))                     # no empty directory left
