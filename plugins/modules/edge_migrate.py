@@ -79,7 +79,7 @@ options:
   precopy:
     description:
       - Warm pre-copy before the freeze (docs/design.md, "Pre-copy"). While the service runs, rounds copy the
-        writable layer and volumes (whole files first, then changed files, large files by changed 64 KiB block)
+        writable layer and volumes (whole files first, then changed files, large files by changed 16 KiB block)
         and the memory of its processes (read through C(/proc/<pid>/mem), no pause) to the target; at the freeze
         the final round sends only what differs from what the target holds, memory pages that did not change
         as references. No kernel dirty tracking is needed.
