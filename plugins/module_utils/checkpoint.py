@@ -8,7 +8,9 @@ import re
 import shutil
 import time
 
+from ansible_collections.edgemig.migration.plugins.module_utils import containerd_dump
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import upper_dir, volumes
+from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import ImageError, read_stats
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import fs_type
@@ -45,10 +47,15 @@ def checkpoint_sizes(ckpt_dir: str) -> dict:
     return {"pages": pages, "other": other}
 
 
+# CRIU's log and stats of a dump through containerd: beside the images, on the same tmpfs, not sent.
+CRIU_WORK = "criu.work"
+
+
 def criu_errors(message: str, ckpt_dir: str, lines: int = 8) -> str:
     """The ``Error`` lines of the CRIU log that runc names in its message (or in the dump dir)."""
     candidates = re.findall(r"path=\s*(\S+\.log)", message)
-    candidates += [os.path.join(ckpt_dir, "dump.log"), os.path.join(ckpt_dir, "criu.work", "dump.log")]
+    candidates += [os.path.join(ckpt_dir, "dump.log"), os.path.join(ckpt_dir, CRIU_WORK, "dump.log"),
+                   os.path.join(os.path.dirname(ckpt_dir), CRIU_WORK, "dump.log")]
     for log in candidates:
         if os.path.isfile(log):
             with open(log, errors="replace") as fh:
@@ -57,13 +64,65 @@ def criu_errors(message: str, ckpt_dir: str, lines: int = 8) -> str:
     return ""
 
 
+def criu_dump_stats(work: str) -> dict:
+    """CRIU's own account of a dump through containerd (stats-dump): frozen, memdump, memwrite."""
+    try:
+        stats = read_stats(os.path.join(work, CRIU_WORK, "stats-dump")).get("dump") or {}
+    except (OSError, ImageError):
+        return {}
+    return {f"criu_{k}": v for k, v in stats.items() if k in ("frozen_s", "memdump_s", "memwrite_s")}
+
+
+def hold_restarts(api: DockerAPI, inspect: dict) -> dict | None:
+    """Set the container's restart policy to ``no`` for the checkpoint; returns the policy it had
+    (None when it had none).
+
+    To Docker a checkpoint that stops the container is an exit like any
+    other: with ``always`` or ``unless-stopped`` (or ``on-failure``: the exit
+    code is 137) it starts the container again, cold, on the source, while
+    the target restores the checkpoint: two copies. The policy comes back
+    with :func:`resume_restarts` wherever the service runs again.
+    """
+    policy = (inspect.get("HostConfig") or {}).get("RestartPolicy") or {}
+    if policy.get("Name") in (None, "", "no"):
+        return None
+    api.update_container(inspect["Id"], {"RestartPolicy": {"Name": "no"}})
+    return {"Name": policy["Name"], "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
+
+
+def resume_restarts(api: DockerAPI, name: str, policy: dict | None) -> None:
+    """Give the container back the restart policy :func:`hold_restarts` took (no-op for None)."""
+    if policy:
+        api.update_container(name, {"RestartPolicy": policy})
+
+
+def dump(api: DockerAPI, inspect: dict, work: str, checkpoint: str, exit_container: bool) -> str:
+    """CRIU dump into ``work/<checkpoint>``; returns which way: ``containerd`` or ``docker``.
+
+    Through containerd when the container's shim says how to reach it (the
+    images written once, straight into our tmpfs: containerd_dump), else
+    Docker's checkpoint call. Raises DockerAPIError or ContainerdDumpError.
+    """
+    task = containerd_dump.task_of(inspect["Id"], int(inspect["State"].get("Pid") or 0))
+    if task is None:
+        api.create_checkpoint(inspect["Id"], checkpoint, work, exit_container=exit_container)
+        return "docker"
+    criu_work = os.path.join(work, CRIU_WORK)
+    os.mkdir(criu_work, 0o700)
+    containerd_dump.dump(task, inspect["Id"], os.path.join(work, checkpoint), criu_work,
+                         exit_container=exit_container)
+    return "containerd"
+
+
 def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
            exit_container: bool = True) -> dict:
     """Checkpoint ``container`` into ``dump_dir/<container>-<ts>/<checkpoint>``.
 
     If CRIU fails the container keeps running (CRIU thaws it); if Docker left
     it stopped anyway it is started again, so a failed checkpoint never takes
-    the service down.
+    the service down. A stopping checkpoint holds the container's restart
+    policy (:func:`hold_restarts`); the result's ``restart_policy`` is what to
+    give back where it runs again (None: nothing to give back).
     """
     inspect = api.inspect_container(container)
     if inspect is None:
@@ -73,18 +132,26 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
     os.makedirs(dump_dir, mode=0o700, exist_ok=True)
     work = os.path.join(dump_dir, f"{container}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
     os.mkdir(work, 0o700)
+    try:
+        held = hold_restarts(api, inspect) if exit_container else None
+    except DockerAPIError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise CheckpointError(f"checkpoint of {container!r} not started: its restart policy could not be "
+                              f"held: {exc.message}") from None
     t0 = time.monotonic()
     try:
-        api.create_checkpoint(inspect["Id"], checkpoint, work, exit_container=exit_container)
-    except DockerAPIError as exc:
-        tail = criu_errors(exc.message, os.path.join(work, checkpoint))
+        via = dump(api, inspect, work, checkpoint, exit_container)
+    except (DockerAPIError, containerd_dump.ContainerdDumpError) as exc:
+        message = getattr(exc, "message", str(exc))
+        tail = criu_errors(message, os.path.join(work, checkpoint))
         after = api.inspect_container(container)
         restarted = False
         if after is not None and not after["State"].get("Running"):
             api.start_container(container)
             restarted = True
+        resume_restarts(api, container, held)
         shutil.rmtree(work, ignore_errors=True)
-        msg = f"checkpoint of {container!r} failed: {exc.message}"
+        msg = f"checkpoint of {container!r} failed: {message}"
         if restarted:
             msg += " (the container had stopped and was started again)"
         if tail:
@@ -100,5 +167,6 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
     sizes["total"] = sizes["pages"] + sizes["other"] + sizes["layer"] + sizes["volumes"]
     return {"work_dir": work, "checkpoint_dir": ckpt, "checkpoint": checkpoint,
             "container_id": inspect["Id"], "upper_dir": upper, "volumes": vols,
-            "sizes": sizes, "durations": {"checkpoint_s": round(seconds, 4)},
+            "sizes": sizes, "durations": {"checkpoint_s": round(seconds, 4), **criu_dump_stats(work)},
+            "checkpoint_via": via, "restart_policy": held,
             "dump_fs": fs_type(work) or "unknown"}

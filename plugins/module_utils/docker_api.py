@@ -155,6 +155,10 @@ class DockerAPI:
             raise
         return True
 
+    def update_container(self, name: str, body: dict) -> None:
+        """``docker update``: e.g. ``{"RestartPolicy": {"Name": "no"}}``."""
+        self.post(f"/containers/{urllib.parse.quote(name)}/update", body=body)
+
     def create_checkpoint(self, name: str, checkpoint_id: str, checkpoint_dir: str | None,
                           exit_container: bool = True, timeout: float = 300.0) -> None:
         body = {"CheckpointID": checkpoint_id, "Exit": exit_container}

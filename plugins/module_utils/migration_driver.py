@@ -33,7 +33,11 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError, create
+from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import (
+    CheckpointError,
+    create,
+    resume_restarts,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import pair_volumes, upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
@@ -157,7 +161,8 @@ def warm_dir(dump_dir: str, name: str) -> str:
 
 # ---------------------------------------------------------------- the one way back up, and down
 def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str | None = None,
-             interface: str | None = None, health: dict | None = None) -> str:
+             interface: str | None = None, health: dict | None = None,
+             restart_policy: dict | None = None) -> str:
     """Make ``name`` serve on this host; returns how: not_needed, checkpoint or fresh_start.
 
     The single rollback of a migration (the driver's, the playbook's rescue
@@ -165,7 +170,9 @@ def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str
     else it is started from the checkpoint images at ``checkpoint_path`` (on
     the dump tmpfs; deleted once it runs), else fresh. The address comes back
     whatever happened to the container (a source that took it off must not
-    keep it off). With ``health`` the service must answer.
+    keep it off). With ``health`` the service must answer. ``restart_policy``:
+    the policy the checkpoint held (checkpoint.hold_restarts), given back once
+    the container runs.
     """
     how = "checkpoint"
     try:
@@ -182,6 +189,7 @@ def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str
             except (DockerAPIError, OSError):
                 how = "fresh_start"
                 api.start_container(name)
+        resume_restarts(api, name, restart_policy)
         if health and how != "not_needed":  # a copy that kept running is not second-guessed
             ok, _secs, reason = wait_healthy(health, api, name)
             if not ok:
@@ -237,7 +245,7 @@ class MigrationDriver:
                     target=self.p["target"].get("host"), target_name=self.p["target"].get("name"),
                     checkpoint=self.p["checkpoint"],
                     work_dir=(self.ck or {}).get("work_dir"), checkpoint_dir=(self.ck or {}).get("checkpoint_dir"),
-                    **fields)
+                    restart_policy=(self.ck or {}).get("restart_policy"), **fields)
 
     def _fail(self, msg: str, **result) -> MigrationFailed:
         result.setdefault("durations", self.durations)
@@ -430,7 +438,8 @@ class MigrationDriver:
                 pass  # the source serves again below; "frozen" also means source wins
         try:
             how = bring_up(self.api, p["name"], (self.ck or {}).get("checkpoint_dir"),
-                           address=p.get("address"), interface=p.get("interface"))
+                           address=p.get("address"), interface=p.get("interface"),
+                           restart_policy=(self.ck or {}).get("restart_policy"))
         except Exception as rb_exc:  # report both; the playbook's rescue (recovery) tries again
             return self._fail(f"migration failed: {cause}; rollback on the source failed too: {rb_exc}",
                               rolled_back="failed", work_dir=(self.ck or {}).get("work_dir"),
@@ -500,6 +509,7 @@ class MigrationDriver:
                 "pages_literal")}
             self.precopy["final"]["transfer_s"] = self.durations.get("transfer_s")
         return dict(changed=True, durations=self.durations, sizes=self.ck["sizes"], stats=result,
+                    checkpoint_via=self.ck.get("checkpoint_via"),
                     timeline=timeline, clients_reset=poked, precopy=self.precopy or {"enabled": False})
 
 

@@ -93,9 +93,26 @@ sizes:
   type: dict
   sample: {pages: 7850000, other: 160000, layer: 12000, volumes: 0, total: 8022000}
 durations:
-  description: Seconds spent; C(checkpoint_s) is the freeze+dump time.
+  description: >-
+    Seconds spent; C(checkpoint_s) is the freeze+dump time. Through containerd also CRIU's own
+    C(criu_frozen_s), C(criu_memdump_s) and C(criu_memwrite_s) (its stats-dump).
   returned: state=present, not in check mode
   type: dict
+checkpoint_via:
+  description: >-
+    C(containerd) when CRIU wrote the images straight into O(dump_dir) (the container's containerd
+    shim named its containerd, and C(ctr) is installed), C(docker) when Docker's checkpoint call made
+    them (its copies through containerd's content store make it slower).
+  returned: state=present, not in check mode
+  type: str
+restart_policy:
+  description: >-
+    The restart policy the container had, if any: a checkpoint that stops the container sets it to
+    C(no) so that Docker does not start the container again cold. Give it back with
+    C(docker update --restart) when you start the container again yourself.
+  returned: state=present, not in check mode
+  type: dict
+  sample: {Name: unless-stopped, MaximumRetryCount: 0}
 dump_fs:
   description: File system type of the dump directory (C(tmpfs) expected).
   returned: state=present, not in check mode

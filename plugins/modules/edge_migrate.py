@@ -134,9 +134,16 @@ durations:
     and C(downtime_s), from the freeze to the address answering on the target, measured on this host.
     Where the target's containerd keeps CRIU's restore stats, C(criu_restore_s) is CRIU's own run within
     C(restore_s) (its restore.log) and C(criu_restore_stage_s) its restore stage (stats-restore); the rest
-    of C(restore_s) is Docker and containerd handling the images.
+    of C(restore_s) is Docker and containerd handling the images. Likewise C(criu_frozen_s) is CRIU's own
+    freeze within C(checkpoint_s), when the dump went through containerd (RV(checkpoint_via)).
   returned: always
   type: dict
+checkpoint_via:
+  description: >-
+    How the source was dumped - C(containerd) (CRIU wrote straight into the dump tmpfs) or C(docker)
+    (Docker's checkpoint call, when the container's containerd could not be reached with C(ctr)).
+  returned: success
+  type: str
 sizes:
   description: Bytes by kind (pages, other, layer, volumes, total).
   returned: success

@@ -120,7 +120,7 @@ def converge(module, api) -> list[str]:
         # A source brings back the dump its record names; a target what the stream wrote
         # (kept on its dump tmpfs while in doubt).
         how = bring_up(api, name, facts["checkpoint"], address=p["address"], interface=p["interface"],
-                       health=p["health"])
+                       health=p["health"], restart_policy=record.get("restart_policy"))
         done.append({"not_needed": "already running", "checkpoint": "restored from its checkpoint",
                      "fresh_start": "started without a checkpoint"}[how])
         if p["address"]:

@@ -385,6 +385,44 @@ def test_restore_fails_after_freeze(say):
                   cause=r"restore of 'mysql' from its checkpoint failed")
 
 
+def restart_policy(svc: str, edge: str) -> str:
+    return docker(edge, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", svc).stdout.strip()
+
+
+def test_a_restart_policy_never_makes_a_second_copy(say):
+    """To Docker the checkpoint that stops the source is an exit like any other: with the user's
+    ``unless-stopped`` it would start the source again, cold, while the target restores. The policy
+    is held from the freeze, comes back on the source with a rollback, and goes with the service."""
+    svc = "apache"
+    src = deploy(svc)
+    dst = other(src)
+    docker(src, "update", "--restart=unless-stopped", svc)
+    try:
+        say("fault", f"{svc} {src} -> {dst} with restart=unless-stopped, the target restore fails")
+        before = uptime(CATALOG[svc])
+        proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}",
+                        "-e", json.dumps({"edgemig_faults": {"restore": True}}), check=False)
+        assert proc.returncode != 0
+        check_outcome(say, svc, src, before, output=proc.stdout,
+                      cause=r"restore of 'apache' from its checkpoint failed")
+        assert restart_policy(svc, src) == "unless-stopped"
+        say("check", "the source has its restart policy back after the rollback")
+        say("fault", f"{svc} {src} -> {dst} with restart=unless-stopped, no fault")
+        since = str(int(time.time()))
+        proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}")
+        check_outcome(say, svc, dst, output=proc.stdout)
+        # The source is removed at the end: what matters is that Docker never started it in between.
+        starts = docker(src, "events", "--since", since, "--until", str(int(time.time()) + 1),
+                        "--filter", f"container={svc}", "--filter", "event=start", "--format", "{{.Action}}")
+        assert starts.stdout.split() == [], f"Docker started the frozen source again: {starts.stdout}"
+        say("check", "Docker never started the source again during the migration (its events)")
+        assert restart_policy(svc, dst) == "unless-stopped"
+        say("check", "the target runs it with its restart policy; the source did not start it again")
+    finally:
+        for edge in running_on(svc):
+            docker(edge, "update", "--restart=no", svc, check=False)
+
+
 def refused_with_a_container_on_target(say, svc: str, name: str, create: list[str], fault: str, cause: str) -> None:
     """Another container on the target (``docker <create> ...``, named ``name``) stands in the
     service's way: the migration must be refused before anything is frozen (StartedAt unchanged)."""

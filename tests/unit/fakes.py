@@ -158,6 +158,11 @@ class FakeDockerAPI:
         key = self._find(name)
         return self.containers.pop(key, None) is not None if key else False
 
+    def update_container(self, name: str, body: dict) -> None:
+        self.calls.append(("update", name, copy.deepcopy(body)))
+        self._maybe_fail("update_container")
+        self.containers[self._find(name)].setdefault("HostConfig", {}).update(copy.deepcopy(body))
+
     def create_checkpoint(self, name: str, checkpoint_id: str, checkpoint_dir: str | None,
                           exit_container: bool = True, timeout: float = 300.0) -> None:
         self.calls.append(("checkpoint", name, checkpoint_id, checkpoint_dir, exit_container))

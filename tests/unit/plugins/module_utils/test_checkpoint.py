@@ -63,3 +63,85 @@ def test_failed_checkpoint_leaves_the_service_running(tmp_path):
     with pytest.raises(ck.CheckpointError, match="checkpoint of 'apache' failed: criu failed$"):
         ck.create(api, "apache", str(tmp_path), "edgemig")
     assert api.containers["apache"]["State"]["Running"] is True and os.listdir(tmp_path) == []
+
+
+def with_policy(name: str, policy: str) -> dict:
+    c = container(name)
+    c["HostConfig"]["RestartPolicy"] = {"Name": policy, "MaximumRetryCount": 0}
+    return c
+
+
+@pytest.mark.parametrize("policy", ["always", "unless-stopped", "on-failure"])
+def test_a_stopping_checkpoint_holds_the_restart_policy(tmp_path, policy):
+    # Docker would start the stopped source again, cold, while the target restores: two copies.
+    api = CriuDocker(containers={"apache": with_policy("apache", policy)})
+    res = ck.create(api, "apache", str(tmp_path), "edgemig")
+    kinds = [c[0] for c in api.calls]
+    assert kinds.index("update") < kinds.index("checkpoint")
+    assert api.containers["apache"]["HostConfig"]["RestartPolicy"] == {"Name": "no"}
+    assert res["restart_policy"] == {"Name": policy, "MaximumRetryCount": 0}
+    ck.resume_restarts(api, "apache", res["restart_policy"])
+    assert api.containers["apache"]["HostConfig"]["RestartPolicy"]["Name"] == policy
+
+
+@pytest.mark.parametrize("policy", ["no", ""])
+def test_no_restart_policy_is_left_untouched(tmp_path, policy):
+    api = CriuDocker(containers={"apache": with_policy("apache", policy)})
+    assert ck.create(api, "apache", str(tmp_path), "edgemig")["restart_policy"] is None
+    assert ck.create(CriuDocker(containers={"apache": with_policy("apache", "always")}), "apache",
+                     str(tmp_path / "b"), "edgemig", exit_container=False)["restart_policy"] is None
+    assert "update" not in [c[0] for c in api.calls]
+
+
+def test_a_failed_checkpoint_gives_the_restart_policy_back(tmp_path):
+    api = FakeDockerAPI(containers={"apache": with_policy("apache", "unless-stopped")},
+                        fail={"create_checkpoint": DockerAPIError(500, "criu failed")})
+    with pytest.raises(ck.CheckpointError, match="criu failed"):
+        ck.create(api, "apache", str(tmp_path), "edgemig")
+    assert api.containers["apache"]["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert api.containers["apache"]["State"]["Running"] is True
+
+
+def test_a_policy_that_cannot_be_held_stops_before_the_freeze(tmp_path):
+    api = FakeDockerAPI(containers={"apache": with_policy("apache", "always")},
+                        fail={"update_container": DockerAPIError(500, "no")})
+    with pytest.raises(ck.CheckpointError, match="not started: its restart policy"):
+        ck.create(api, "apache", str(tmp_path), "edgemig")
+    assert "checkpoint" not in [c[0] for c in api.calls] and os.listdir(tmp_path) == []
+
+
+def test_create_goes_through_containerd_when_the_shim_says_how(tmp_path, monkeypatch):
+    task = {"ctr": "/usr/bin/ctr", "address": "/run/containerd/containerd.sock", "namespace": "moby"}
+    seen = {}
+
+    def fake_dump(t, cid, image_path, work_path, exit_container=True, timeout=300.0):
+        seen.update(task=t, cid=cid, image_path=image_path, work_path=work_path, exit=exit_container)
+        os.makedirs(image_path)
+        (tmp_path / "written").write_text("x")
+        with open(os.path.join(image_path, "pages-1.img"), "wb") as fh:
+            fh.write(b"\1" * 4096)
+
+    monkeypatch.setattr(ck.containerd_dump, "task_of", lambda cid, pid: task)
+    monkeypatch.setattr(ck.containerd_dump, "dump", fake_dump)
+    api = FakeDockerAPI(containers={"apache": container("apache")})
+    res = ck.create(api, "apache", str(tmp_path / "dumps"), "edgemig")
+    assert res["checkpoint_via"] == "containerd"
+    assert "checkpoint" not in [c[0] for c in api.calls]  # Docker's slow call not made
+    assert seen["image_path"] == res["checkpoint_dir"] and seen["exit"] is True
+    assert seen["work_path"] == os.path.join(res["work_dir"], ck.CRIU_WORK)  # beside, not inside: not sent
+    assert res["sizes"]["pages"] == 4096
+
+
+def test_a_failed_dump_through_containerd_names_criu_errors(tmp_path, monkeypatch):
+    def fake_dump(t, cid, image_path, work_path, exit_container=True, timeout=300.0):
+        with open(os.path.join(work_path, "dump.log"), "w") as fh:
+            fh.write("(00.2) Error (criu/files.c:1): cannot dump fd\n")
+        raise ck.containerd_dump.ContainerdDumpError("ctr: criu failed: type NOTIFY errno 0")
+
+    monkeypatch.setattr(ck.containerd_dump, "task_of", lambda cid, pid: {"ctr": "ctr", "address": "a",
+                                                                         "namespace": "moby"})
+    monkeypatch.setattr(ck.containerd_dump, "dump", fake_dump)
+    api = FakeDockerAPI(containers={"apache": container("apache")})
+    with pytest.raises(ck.CheckpointError, match="criu failed.*CRIU says: .*cannot dump fd"):
+        ck.create(api, "apache", str(tmp_path), "edgemig")
+    assert api.containers["apache"]["State"]["Running"] is True and os.listdir(tmp_path) == []

@@ -13,7 +13,7 @@ MU = transfer.PKG
 MU_DIR = os.path.dirname(transfer.__file__)
 
 # The Docker/CRIU side: containers, checkpoints, addresses, health.
-DOCKER = {"docker_api", "checkpoint", "container_spec", "switchover", "tmpfs_restore", "health", "garp", "tcp_reset",
+DOCKER = {"docker_api", "checkpoint", "containerd_dump", "container_spec", "switchover", "tmpfs_restore", "health", "garp", "tcp_reset",
           "module_common"}
 # The stream engine, by side of the wire.
 WIRE = {"protocol"}

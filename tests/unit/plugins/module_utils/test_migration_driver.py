@@ -371,3 +371,39 @@ def test_local_facts_reads_the_record_and_the_kept_checkpoint(world, tmp_path):
 
 def test_receiver_running_finds_the_tag(monkeypatch, tmp_path):
     assert drv.receiver_running("no-such-service-here") is False
+
+
+@pytest.mark.parametrize("fault, held_after", [("stream", "unless-stopped"), (None, None)])
+def test_the_restart_policy_is_held_from_the_freeze_and_given_back_by_the_rollback(world, fault, held_after):
+    """A source with a restart policy must not be started again by Docker when the checkpoint stops it
+    (two copies); the rollback gives the policy back, a success leaves the stopped source at ``no``."""
+    api, addr, tmp_path = world
+    api.containers["mysql"]["HostConfig"]["RestartPolicy"] = {"Name": "unless-stopped", "MaximumRetryCount": 0}
+    seen = []
+    real = Link.commit
+
+    def commit(self, migration=""):
+        seen.append(read_state(str(tmp_path / "dumps"), "mysql")["restart_policy"])
+        real(self, migration)
+    Link.commit, restore = commit, Link.commit
+    try:
+        _d, _link, target, res, exc = run(api, tmp_path, fault)
+    finally:
+        Link.commit = restore
+    policy = api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"]
+    if fault:
+        assert exc.result["rolled_back"] == "checkpoint" and source_serves(api, addr)
+        assert policy == held_after
+    else:
+        assert exc is None and target.serving and policy == "no"
+        # the record a recovery reads names the policy to give back
+        assert seen == [{"Name": "unless-stopped", "MaximumRetryCount": 0}]
+
+
+def test_bring_up_gives_the_restart_policy_back(world, tmp_path):
+    api, _addr, _tmp = world
+    api.containers["mysql"]["State"]["Running"] = False
+    api.containers["mysql"]["HostConfig"]["RestartPolicy"] = {"Name": "no"}
+    assert drv.bring_up(api, "mysql", None, restart_policy={"Name": "always", "MaximumRetryCount": 0}) \
+        == "fresh_start"
+    assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "always"
