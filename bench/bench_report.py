@@ -72,18 +72,33 @@ def stage_split(r):
             "switch-over": (s.get("health_s") or 0.0) + (s.get("switch_s") or 0.0)}
 
 
-def criu_share(rows) -> str:
-    """The restore's split, medians: CRIU's own run (stage criu_restore_s, from the target's restore.log)
-    against the `docker start --checkpoint` call (restore_s); '' when no run reported it."""
-    pairs = [((r.get("stages") or {}).get("restore_s"), (r.get("stages") or {}).get("criu_restore_s")) for r in rows]
+def _medians(rows, whole: str, own: str):
+    """Medians of stage ``whole`` and of CRIU's ``own`` part of it, over the runs that report both."""
+    pairs = [((r.get("stages") or {}).get(whole), (r.get("stages") or {}).get(own)) for r in rows]
     pairs = [(a, c) for a, c in pairs if a is not None and c is not None]
     if not pairs:
-        return ""
-    a, c = med([p[0] for p in pairs]), med([p[1] for p in pairs])
-    return (f" Of the restore ({f(a)} s, {len(pairs)} runs), CRIU's own run is {f(c)} s; the other {f(a - c)} s are "
-            f"Docker's, containerd's and runc's work around it (the images packed into containerd's content store "
-            f"and unpacked again - since 74e956f all but the pages, which stay on our tmpfs behind links - the "
-            f"container's mounts, namespaces and network set up).")
+        return None
+    return med([p[0] for p in pairs]), med([p[1] for p in pairs]), len(pairs)
+
+
+def criu_share(rows) -> str:
+    """The freeze+dump's and the restore's split, medians: CRIU's own part (criu_frozen_s from stats-dump,
+    criu_restore_s from the target's restore.log) against the stage; '' when no run reported it."""
+    out = ""
+    dump = _medians(rows, "checkpoint_s", "criu_frozen_s")
+    if dump:
+        a, c, n = dump
+        out += (f" Of the freeze+dump ({f(a)} s, {n} runs), CRIU keeps the service frozen {f(c)} s (its stats-dump);"
+                f" the rest is runc and containerd around it (the dump goes through containerd with an image path"
+                f" since 3635521: no content-store round trip).")
+    restore = _medians(rows, "restore_s", "criu_restore_s")
+    if restore:
+        a, c, n = restore
+        out += (f" Of the restore ({f(a)} s, {n} runs), CRIU's own run is {f(c)} s; the other {f(a - c)} s are "
+                f"Docker's, containerd's and runc's work around it (the images packed into containerd's content store "
+                f"and unpacked again - since 74e956f all but the pages, which stay on our tmpfs behind links - the "
+                f"container's mounts, namespaces and network set up).")
+    return out
 
 
 def plots(data, img_dir):

@@ -565,7 +565,7 @@ def via_playbook(svc: str, src: str, dst: str, method: str, report_dir: str) -> 
             "pipelined": st.get("pipelined"), "controller": {k: v for k, v in (st.get("controller") or {}).items()
                                                              if k not in ("estimates", "predicted_Bps")},
             "stream_s": st.get("seconds"), "timeline": rep.get("timeline") or [],
-            "precopy": rep.get("precopy") or {}}
+            "precopy": rep.get("precopy") or {}, "checkpoint_via": rep.get("checkpoint_via")}
 
 
 class Podman:

@@ -21,6 +21,12 @@ def test_criu_share_takes_medians_over_the_runs_that_reported_it():
     assert "Of the restore (1.20 s, 3 runs), CRIU's own run is 0.30 s; the other 0.90 s" in text
 
 
+def test_criu_share_of_the_dump_too():
+    rows = [{"stages": {"checkpoint_s": 0.22, "criu_frozen_s": 0.12}},
+            {"stages": {"checkpoint_s": 1.9}}]                     # Docker's call: no stats-dump
+    assert "Of the freeze+dump (0.22 s, 1 runs), CRIU keeps the service frozen 0.12 s" in br.criu_share(rows)
+
+
 def test_criu_share_says_nothing_without_figures():
     assert br.criu_share([{"stages": {"restore_s": 1.0}}, {}]) == ""
 
