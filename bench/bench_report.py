@@ -653,7 +653,8 @@ def precopy_section(data, img_dir):
     if wr:
         a(f"- MariaDB cells: `{FILL_TABLE_NAME}` filled to {min(w.get('fill_rows', 0) for w in wr)} rows (batched INSERTs, "
           "once, read back into the buffer pool before every case), then a writer (lab/labutil.py `Writer`, one row "
-          "per INSERT + COMMIT through the service address) at a target of "
+          "per INSERT + COMMIT through the service address; its table, with a random-key index, emptied before every "
+          "case since c537940) at a target of "
           f"{wr[0].get('target_rate'):g} rows/s ({wr[0].get('threads')} connection(s)) from 3 s before each migration "
           "to 1 s after the service answers again; every acknowledged row is then looked up.")
     big = [r for r in rows if r.get("big_volume")]
