@@ -157,6 +157,12 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
         if tail:
             msg += f"; CRIU says: {tail}"
         raise CheckpointError(msg) from None
+    except BaseException:  # the caller's rollback brings the service back; its policy comes back here
+        try:
+            resume_restarts(api, container, held)
+        except DockerAPIError:
+            pass
+        raise
     seconds = time.monotonic() - t0
     ckpt = os.path.join(work, checkpoint)
     sizes = checkpoint_sizes(ckpt)

@@ -105,5 +105,7 @@ def dump(task: dict, container_id: str, image_path: str, work_path: str, exit_co
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise ContainerdDumpError(f"ctr tasks checkpoint did not finish in {timeout:.0f} s") from None
+    except OSError as exc:  # ctr removed since task_of found it
+        raise ContainerdDumpError(f"cannot run {task['ctr']}: {exc}") from None
     if proc.returncode != 0:
         raise ContainerdDumpError((proc.stderr or proc.stdout or f"ctr exited {proc.returncode}").strip())

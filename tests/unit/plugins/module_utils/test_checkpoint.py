@@ -145,3 +145,14 @@ def test_a_failed_dump_through_containerd_names_criu_errors(tmp_path, monkeypatc
     with pytest.raises(ck.CheckpointError, match="criu failed.*CRIU says: .*cannot dump fd"):
         ck.create(api, "apache", str(tmp_path), "edgemig")
     assert api.containers["apache"]["State"]["Running"] is True and os.listdir(tmp_path) == []
+
+
+def test_an_unexpected_error_in_the_dump_still_gives_the_policy_back(tmp_path, monkeypatch):
+    def broken(*a, **kw):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(ck, "dump", broken)
+    api = FakeDockerAPI(containers={"apache": with_policy("apache", "always")})
+    with pytest.raises(RuntimeError):
+        ck.create(api, "apache", str(tmp_path), "edgemig")
+    assert api.containers["apache"]["HostConfig"]["RestartPolicy"]["Name"] == "always"

@@ -69,6 +69,7 @@ def test_dump_asks_ctr_for_the_image_path(monkeypatch):
 @pytest.mark.parametrize("result, message", [
     (subprocess.CompletedProcess([], 1, "", "ctr: criu failed\n"), "^ctr: criu failed$"),
     (subprocess.TimeoutExpired("ctr", 300), "did not finish in 300 s"),
+    (FileNotFoundError(2, "No such file or directory"), "cannot run ctr"),
 ])
 def test_dump_failures_are_reported(monkeypatch, result, message):
     def run(cmd, **kw):
