@@ -141,7 +141,15 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
     t0 = time.monotonic()
     try:
         via = dump(api, inspect, work, checkpoint, exit_container)
-    except (DockerAPIError, containerd_dump.ContainerdDumpError) as exc:
+    except BaseException as exc:
+        # Whatever stopped the dump, the policy comes back here (an unexpected error's rollback,
+        # the caller's, then brings the service back).
+        try:
+            resume_restarts(api, container, held)
+        except DockerAPIError:
+            pass
+        if not isinstance(exc, (DockerAPIError, containerd_dump.ContainerdDumpError)):
+            raise
         message = getattr(exc, "message", str(exc))
         tail = criu_errors(message, os.path.join(work, checkpoint))
         after = api.inspect_container(container)
@@ -149,7 +157,6 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
         if after is not None and not after["State"].get("Running"):
             api.start_container(container)
             restarted = True
-        resume_restarts(api, container, held)
         shutil.rmtree(work, ignore_errors=True)
         msg = f"checkpoint of {container!r} failed: {message}"
         if restarted:
@@ -157,12 +164,6 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
         if tail:
             msg += f"; CRIU says: {tail}"
         raise CheckpointError(msg) from None
-    except BaseException:  # the caller's rollback brings the service back; its policy comes back here
-        try:
-            resume_restarts(api, container, held)
-        except DockerAPIError:
-            pass
-        raise
     seconds = time.monotonic() - t0
     ckpt = os.path.join(work, checkpoint)
     sizes = checkpoint_sizes(ckpt)
