@@ -408,13 +408,14 @@ def test_a_restart_policy_never_makes_a_second_copy(say):
         assert restart_policy(svc, src) == "unless-stopped"
         say("check", "the source has its restart policy back after the rollback")
         say("fault", f"{svc} {src} -> {dst} with restart=unless-stopped, no fault")
-        since = str(int(time.time()))
+        # Docker's --since counts whole seconds: start in a fresh one, after the rollback's own start.
+        since = int(time.time()) + 1
+        time.sleep(max(0.0, since - time.time()))
         proc = playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={dst}")
         check_outcome(say, svc, dst, output=proc.stdout)
         # The source is removed at the end: what matters is that Docker never started it in between.
-        starts = docker(src, "events", "--since", since, "--until", str(int(time.time()) + 1),
-                        "--filter", f"container={svc}", "--filter", "event=start", "--format", "{{.Action}}")
-        assert starts.stdout.split() == [], f"Docker started the frozen source again: {starts.stdout}"
+        starts = started_events(svc, src, since)
+        assert starts == [], f"Docker started the frozen source again at {starts}"
         say("check", "Docker never started the source again during the migration (its events)")
         assert restart_policy(svc, dst) == "unless-stopped"
         say("check", "the target runs it with its restart policy; the source did not start it again")

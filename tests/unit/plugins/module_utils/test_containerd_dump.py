@@ -19,29 +19,32 @@ def test_shim_flags_in_both_spellings():
 
 
 @pytest.fixture
-def host(monkeypatch):
-    """A process 42 whose parent 7 runs ``argv``; ctr installed; every socket present."""
-    state = {"argv": list(SHIM), "ctr": "/usr/bin/ctr", "socket": True}
+def host(monkeypatch, tmp_path):
+    """A process 42 whose parent 7 runs ``argv`` (its socket a real file under tmp_path); ctr installed."""
+    sock = tmp_path / "containerd.sock"
+    sock.touch()
+    state = {"argv": [a if a != SHIM[-1] else str(sock) for a in SHIM], "ctr": "/usr/bin/ctr", "sock": sock}
     monkeypatch.setattr(cd, "_parent", lambda pid: 7 if pid == 42 else None)
     monkeypatch.setattr(cd, "_argv", lambda pid: state["argv"] if pid == 7 else [])
     monkeypatch.setattr(cd.shutil, "which", lambda name: state["ctr"])
-    monkeypatch.setattr(cd.os.path, "exists", lambda path: state["socket"])
     return state
 
 
 def test_the_containers_own_shim_names_its_containerd(host):
-    assert cd.task_of(CID, 42) == {"ctr": "/usr/bin/ctr", "address": "/run/containerd/containerd.sock",
-                                   "namespace": "moby"}
+    assert cd.task_of(CID, 42) == {"ctr": "/usr/bin/ctr", "address": str(host["sock"]), "namespace": "moby"}
 
 
 @pytest.mark.parametrize("change", [
     {"ctr": None},                                   # no ctr: Docker's call
-    {"socket": False},                               # the socket is gone
+    {"sock_gone": True},                             # the socket is gone
     {"argv": ["/sbin/init"]},                        # not a containerd shim (another runtime)
     {"argv": SHIM[:4] + ["-id", "other"] + SHIM[5:]},  # a shim, of another container
     {"argv": SHIM[:1] + SHIM[3:]},                   # no namespace
 ])
 def test_anything_unexpected_means_dockers_call(host, change):
+    change = dict(change)
+    if change.pop("sock_gone", False):
+        host["sock"].unlink()
     host.update(change)
     assert cd.task_of(CID, 42) is None
 
