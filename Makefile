@@ -128,9 +128,11 @@ bench-precopy: provision
 soak: provision
 	$(PYTHON) bench/soak.py $(if $(CHAOS),--chaos --count 100) $(BENCH_ARGS)
 
-# The follow rulebook against the lab: mobility events on http://$(FOLLOW_HOST):$(FOLLOW_PORT)/event,
-# e.g. curl -d '{"user": "u1", "edge": "edge2", "kind": "approach"}' http://127.0.0.1:5055/event
-# Users, their services and the hysteresis: $(FOLLOW_VARS).
+# The follow rulebook against the lab: mobility events on http://127.0.0.1:$(FOLLOW_PORT)/event, with
+# the bearer token the handover source makes in .cache/eda/follow-token (0600) on its first start, e.g.
+#   curl -H "Authorization: Bearer $(cat .cache/eda/follow-token)" -d '{"user": "u1", "edge": "edge2", "kind": "approach"}' http://127.0.0.1:5055/event
+# FOLLOW_TOKEN=<token> make follow: that token instead (passed from the environment, -E FOLLOW_TOKEN,
+# never on a command line). Users, their services, the edges events may name, the hysteresis: $(FOLLOW_VARS).
 # ansible-rulebook copies the inventory it is given into each run: a directory with the lab
 # inventory and its group_vars (the catalog), not inventory/ (example.yml would come along).
 FOLLOW_VARS ?= extensions/eda/follow-vars.yml
@@ -144,7 +146,7 @@ follow-inventory:
 
 follow: collection-link deps-eda follow-inventory
 	ansible-rulebook -r extensions/eda/rulebooks/follow.yml -i $(FOLLOW_INVENTORY) \
-	  --vars $(FOLLOW_VARS) $(FOLLOW_ARGS)
+	  --vars $(FOLLOW_VARS) $(if $(FOLLOW_TOKEN),-E FOLLOW_TOKEN) $(FOLLOW_ARGS)
 
 bench-mobility: provision deps-eda follow-inventory
 	$(PYTHON) bench/mobility_bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)

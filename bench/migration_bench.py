@@ -676,7 +676,7 @@ class Podman:
                 api_d.remove_container(svc, force=True)
             except Exception:  # noqa: BLE001
                 pass
-            api_s.start_container(svc)
+            api_s.start_container(svc, allow_running=True)
             in_netns(src, self.set_address, "eth0", spec["address"], True)
             raise
         finally:

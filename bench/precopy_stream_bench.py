@@ -4,7 +4,7 @@
 
 The child of bench/precopy_probe.py (``--mb`` of varied data, rewriting random
 pages at ``--churn-mb-s``) runs; ``--rounds`` warm rounds go through a
-pre-copy session (transfer.LocalSession, both ends in-process, warm store on
+pre-copy session (local_stream.LocalSession, both ends in-process, warm store on
 /dev/shm), ``--gap`` seconds apart; then ``criu dump --leave-running`` into
 /dev/shm, and the same dump is streamed twice: stop-and-copy (send_local) and
 as the session's final round (P_WARM references). Prints the numbers.
@@ -26,11 +26,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from local_stream import LocalSession, send_local  # noqa: E402
 from precopy_probe import start_churner  # noqa: E402  (also sets up the collection path)
 
 from ansible_collections.edgemig.migration.plugins.module_utils import process_memory as pmem  # noqa: E402
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import predict_final_detail  # noqa: E402
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import LocalSession, send_local  # noqa: E402
 
 
 def main() -> int:

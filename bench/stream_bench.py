@@ -7,7 +7,7 @@
 
 Dumps come from bench/capture_dumps.py (``.cache/dumps/<svc>/{checkpoint,
 layer,volume/*}``; captured first if missing). Every run goes through the
-real path: ``transfer.send_over_ssh`` runs in a driver process started with
+real path: ``ssh_stream.SshStream`` runs in a driver process started with
 ``nsenter --net=/var/run/netns/edge1`` (so the TCP connection leaves edge1's
 eth0 and crosses the bridge), to edge2's sshd, into a scratch directory
 under ``/var/lib/edgemig-lab/edge2/dumps/bench-*`` (cleared by the receiver
@@ -91,7 +91,7 @@ def _collection_path() -> None:
 def driver() -> int:
     """Runs inside edge1's network namespace: one JSON job per stdin line."""
     _collection_path()
-    from ansible_collections.edgemig.migration.plugins.module_utils import transfer
+    from ansible_collections.edgemig.migration.plugins.module_utils import ssh_stream
 
     out = sys.stdout
     for line in sys.stdin:
@@ -100,10 +100,9 @@ def driver() -> int:
             # Open (SSH handshake, receiver start, link probe) first, as a
             # migration does before the freeze; "start" marks the first frame
             # of the stream (schedule timers count from it).
-            with transfer.SshStream(job["dest"], host=TARGET, key_file=KEY, known_hosts=KNOWN,
-                                    receiver_dir=job.get("receiver_dir", RX_DIR),
-                                    clear=list(job["dest"]), create=list(job["dest"]),
-                                    link_probe=job.get("link_probe", True)) as conn:
+            with ssh_stream.SshStream(job["ticket"], host=TARGET, key_file=KEY, known_hosts=KNOWN,
+                                      receiver_dir=job.get("receiver_dir", RX_DIR),
+                                      link_probe=job.get("link_probe", True)) as conn:
                 # A migration freezes and dumps between open() and stream()
                 # (0.3-1.2 s): let tbf's token bucket refill as it would
                 # there, so runs with and without the probe (which drains
@@ -141,7 +140,11 @@ class Driver:
 
     def run(self, job: dict, on_start=None) -> dict:
         self.n += 1
-        job = dict(job, id=self.n)
+        # The target's side of the stream is a ticket, as the prepare stage writes it on a
+        # real target (edge2's file system is this one in the lab).
+        from ansible_collections.edgemig.migration.plugins.module_utils import ticket
+        tid = ticket.issue(DEST_BASE, roots=job["dest"], clear=list(job["dest"]), create=list(job["dest"]))
+        job = dict(job, id=self.n, ticket=tid)
         self.p.stdin.write(json.dumps(job) + "\n")
         self.p.stdin.flush()
         while True:
@@ -472,8 +475,8 @@ def memory_test(gib: float) -> dict:
     with open(wrapper, "w") as fh:
         fh.write(RXMEM % (sys.executable, marker))
     os.chmod(wrapper, 0o755)
-    from ansible_collections.edgemig.migration.plugins.module_utils import transfer
-    transfer.install_receiver(RX_MEM_DIR, wrapper, [DEST_BASE])
+    from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install
+    receiver_install.install_receiver(RX_MEM_DIR, wrapper, [DEST_BASE], DEST_BASE)
     out = {"dump_bytes": tree_bytes(roots), "runs": []}
     # glibc keeps freed 1 MiB chunk buffers in per-thread arenas once its
     # dynamic mmap threshold has grown; MALLOC_MMAP_THRESHOLD_ pins it so
@@ -520,8 +523,8 @@ def main() -> int:
     if args.driver:
         return driver()
     _collection_path()
-    from ansible_collections.edgemig.migration.plugins.module_utils import transfer
-    transfer.install_receiver(RX_DIR, sys.executable, [DEST_BASE])
+    from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install
+    receiver_install.install_receiver(RX_DIR, sys.executable, [DEST_BASE], DEST_BASE)
     if args.quick:
         args.dumps, args.rates = "tomcat", "20,1000"
         args.no_schedule = args.no_memory = True

@@ -65,6 +65,9 @@ class Rulebook:
         self.vars = {"follow_services": services or {"u1": ["apache"]}, "follow_port": self.port,
                      "follow_dwell_s": dwell_s, "follow_ttl_s": ttl_s, "follow_log": self.log_path,
                      "follow_locations": locations or {}}
+        self.token_file = os.path.join(self.dir, "follow-token")
+        self.vars["follow_token_file"] = self.token_file
+        self.vars["follow_edges"] = ["edge1", "edge2"]
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Rulebook:
@@ -105,8 +108,14 @@ class Rulebook:
             return fh.read()[-n:]
 
     def _req(self, path: str, body: object | None = None, timeout: float = 5.0) -> dict:
+        """Authenticated (issue 23): the source makes its token file (0600) in the run's directory on start
+        and every request sends ``Authorization: Bearer <token>``; until the file exists a request fails
+        with an OSError, which the start-up wait retries."""
+        with open(self.token_file) as fh:
+            token = fh.read().strip()
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method="POST" if data else "GET")
+        req = urllib.request.Request(self.base + path, data=data, method="POST" if data else "GET",
+                                     headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
 

@@ -14,10 +14,20 @@ from ansible_collections.edgemig.migration.plugins.module_utils.criu_images impo
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
 from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import fs_type
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+    clear_held,
+    held_dir_for,
+    read_held,
+    write_held,
+)
 
 
 class CheckpointError(Exception):
     pass
+
+
+class RestartPolicyError(CheckpointError):
+    """Docker refused to give a container back the restart policy a checkpoint held."""
 
 
 def tree_size(path: str | None) -> int:
@@ -73,7 +83,28 @@ def criu_dump_stats(work: str) -> dict:
     return {f"criu_{k}": v for k, v in stats.items() if k in ("frozen_s", "memdump_s", "memwrite_s")}
 
 
-def hold_restarts(api: DockerAPI, inspect: dict) -> dict | None:
+def policy_of(inspect: dict) -> dict | None:
+    """The container's restart policy, None for none (``no`` or unset)."""
+    policy = (inspect.get("HostConfig") or {}).get("RestartPolicy") or {}
+    if policy.get("Name") in (None, "", "no"):
+        return None
+    return {"Name": policy["Name"], "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
+
+
+def name_of(inspect: dict) -> str:
+    """The container's name: what its held record is keyed by (a caller may have named it by id)."""
+    return (inspect.get("Name") or inspect["Id"]).lstrip("/")
+
+
+def describe(policy: dict | None) -> str:
+    """A policy as ``docker run --restart`` spells it."""
+    if not policy:
+        return "no"
+    retries = policy.get("MaximumRetryCount") or 0
+    return f"{policy['Name']}:{retries}" if policy["Name"] == "on-failure" and retries else policy["Name"]
+
+
+def hold_restarts(api: DockerAPI, inspect: dict, held_dir: str, **where) -> dict | None:
     """Set the container's restart policy to ``no`` for the checkpoint; returns the policy it had
     (None when it had none).
 
@@ -81,19 +112,72 @@ def hold_restarts(api: DockerAPI, inspect: dict) -> dict | None:
     other: with ``always`` or ``unless-stopped`` (or ``on-failure``: the exit
     code is 137) it starts the container again, cold, on the source, while
     the target restores the checkpoint: two copies. The policy comes back
-    with :func:`resume_restarts` wherever the service runs again.
+    with :func:`give_back` wherever the service runs again.
+
+    First the held record (``held_dir``, on persistent storage; ``where``: the
+    dump's paths) says durably that a checkpoint stops this container and which
+    policy it had - also ``no``, so that a recovery after a reboot (which empties
+    the dump tmpfs and its migration records) still knows to bring it back.
+    Only then is the policy changed. Raises OSError (record) or DockerAPIError
+    (policy); either way nothing is held then.
     """
-    policy = (inspect.get("HostConfig") or {}).get("RestartPolicy") or {}
-    if policy.get("Name") in (None, "", "no"):
+    policy = policy_of(inspect)
+    name = name_of(inspect)
+    write_held(held_dir, name, inspect["Id"], policy, **where)
+    if policy is None:
         return None
-    api.update_container(inspect["Id"], {"RestartPolicy": {"Name": "no"}})
-    return {"Name": policy["Name"], "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
+    try:
+        api.update_container(inspect["Id"], {"RestartPolicy": {"Name": "no"}})
+    except BaseException:
+        # Docker may have applied it and lost the answer: the record goes only if the policy is unchanged.
+        try:
+            now = api.inspect_container(inspect["Id"])
+        except Exception:
+            now = None
+        if now is not None and policy_of(now) == policy:
+            clear_held(held_dir, name, inspect["Id"])
+        raise
+    return policy
 
 
 def resume_restarts(api: DockerAPI, name: str, policy: dict | None) -> None:
-    """Give the container back the restart policy :func:`hold_restarts` took (no-op for None)."""
-    if policy:
+    """Give the container back the restart policy :func:`hold_restarts` took (no-op for None).
+
+    Raises RestartPolicyError naming the policy when Docker refuses: a source
+    left at ``no`` silently would stay down after the next reboot.
+    """
+    if not policy:
+        return
+    try:
         api.update_container(name, {"RestartPolicy": policy})
+    except DockerAPIError as exc:
+        raise RestartPolicyError(
+            f"the restart policy of {name!r} could not be given back: it was {describe(policy)!r} and stays "
+            f"'no' until it is (docker update --restart {describe(policy)} {name}); Docker says: {exc.message}"
+        ) from None
+
+
+def give_back(api: DockerAPI, name: str, policy: dict | None, held_dir: str, container: str) -> None:
+    """:func:`resume_restarts`, then drop the held record of ``container``: only once the policy is
+    back (a refusal keeps the record, so that a recovery tries again)."""
+    resume_restarts(api, name, policy)
+    clear_held(held_dir, name, container)
+
+
+def held_policy(held_dir: str, name: str, container: str) -> tuple[bool, dict | None]:
+    """(whether a held record names ``container``, the policy it holds)."""
+    held = read_held(held_dir, name)
+    if held is None or held.get("container") not in (container, None):
+        return False, None
+    return True, held.get("restart_policy")
+
+
+def held_dir_of(checkpoint_dir: str | None) -> str | None:
+    """The held dir of the dump dir a checkpoint made by :func:`create` (or received by a
+    target) lies in: ``<dump_dir>/<work>/<checkpoint>``. None without a checkpoint."""
+    if not checkpoint_dir:
+        return None
+    return held_dir_for(os.path.dirname(os.path.dirname(os.path.normpath(checkpoint_dir))))
 
 
 def dump(api: DockerAPI, inspect: dict, work: str, checkpoint: str, exit_container: bool) -> str:
@@ -115,14 +199,16 @@ def dump(api: DockerAPI, inspect: dict, work: str, checkpoint: str, exit_contain
 
 
 def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
-           exit_container: bool = True) -> dict:
+           exit_container: bool = True, held_dir: str | None = None) -> dict:
     """Checkpoint ``container`` into ``dump_dir/<container>-<ts>/<checkpoint>``.
 
     If CRIU fails the container keeps running (CRIU thaws it); if Docker left
     it stopped anyway it is started again, so a failed checkpoint never takes
     the service down. A stopping checkpoint holds the container's restart
     policy (:func:`hold_restarts`); the result's ``restart_policy`` is what to
-    give back where it runs again (None: nothing to give back).
+    give back where it runs again (None: nothing to give back), also kept on
+    persistent storage in ``held_dir`` (default: ``held`` beside ``dump_dir``)
+    until it is given back or the container is gone.
     """
     inspect = api.inspect_container(container)
     if inspect is None:
@@ -132,22 +218,27 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
     os.makedirs(dump_dir, mode=0o700, exist_ok=True)
     work = os.path.join(dump_dir, f"{container}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
     os.mkdir(work, 0o700)
+    held_dir = held_dir or held_dir_for(dump_dir)
     try:
-        held = hold_restarts(api, inspect) if exit_container else None
-    except DockerAPIError as exc:
+        held = hold_restarts(api, inspect, held_dir, work_dir=work,
+                             checkpoint_dir=os.path.join(work, checkpoint)) if exit_container else None
+    except (DockerAPIError, OSError) as exc:
         shutil.rmtree(work, ignore_errors=True)
-        raise CheckpointError(f"checkpoint of {container!r} not started: its restart policy could not be "
-                              f"held: {exc.message}") from None
+        what = (f"could not be held: {exc.message}" if isinstance(exc, DockerAPIError)
+                else f"could not be recorded in {held_dir}: {exc}")
+        raise CheckpointError(f"checkpoint of {container!r} not started: its restart policy {what}") from None
     t0 = time.monotonic()
     try:
         via = dump(api, inspect, work, checkpoint, exit_container)
     except BaseException as exc:
         # Whatever stopped the dump, the policy comes back here (an unexpected error's rollback,
-        # the caller's, then brings the service back).
-        try:
-            resume_restarts(api, container, held)
-        except DockerAPIError:
-            pass
+        # the caller's, then brings the service back, and gives back what is still held).
+        refused = None
+        if exit_container:
+            try:
+                give_back(api, name_of(inspect), held, held_dir, inspect["Id"])
+            except RestartPolicyError as pe:
+                refused = str(pe)
         if not isinstance(exc, (DockerAPIError, containerd_dump.ContainerdDumpError)):
             raise
         message = getattr(exc, "message", str(exc))
@@ -155,7 +246,7 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
         after = api.inspect_container(container)
         restarted = False
         if after is not None and not after["State"].get("Running"):
-            api.start_container(container)
+            api.start_container(container, allow_running=True)
             restarted = True
         shutil.rmtree(work, ignore_errors=True)
         msg = f"checkpoint of {container!r} failed: {message}"
@@ -163,6 +254,8 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
             msg += " (the container had stopped and was started again)"
         if tail:
             msg += f"; CRIU says: {tail}"
+        if refused:
+            raise RestartPolicyError(f"{msg}; and {refused}") from None
         raise CheckpointError(msg) from None
     seconds = time.monotonic() - t0
     ckpt = os.path.join(work, checkpoint)
@@ -176,4 +269,6 @@ def create(api: DockerAPI, container: str, dump_dir: str, checkpoint: str,
             "container_id": inspect["Id"], "upper_dir": upper, "volumes": vols,
             "sizes": sizes, "durations": {"checkpoint_s": round(seconds, 4), **criu_dump_stats(work)},
             "checkpoint_via": via, "restart_policy": held,
+            "held_dir": held_dir if exit_container else None,
+            "held_fs": (fs_type(held_dir) or "unknown") if exit_container else None,
             "dump_fs": fs_type(work) or "unknown"}

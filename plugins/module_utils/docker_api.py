@@ -63,6 +63,15 @@ class DockerAPI:
 
     def request(self, method: str, path: str, body: Any = None, params: dict | None = None,
                 timeout: float | None = None, raw: bool = False) -> Any:
+        return self._call(method, path, body, params, timeout, raw)[1]
+
+    def _call(self, method: str, path: str, body: Any = None, params: dict | None = None,
+              timeout: float | None = None, raw: bool = False) -> tuple[int, Any]:
+        """(HTTP status, decoded payload) of one call; a status >= 400 raises DockerAPIError.
+
+        The status is there for the calls where a 3xx means something: Docker answers
+        304 Not Modified to starting a running container or stopping a stopped one.
+        """
         url = f"/v{API_VERSION}{path}"
         if params:
             url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
@@ -87,13 +96,13 @@ class DockerAPI:
                 message = payload.decode(errors="replace")
             raise DockerAPIError(resp.status, message.strip())
         if raw:
-            return payload
+            return resp.status, payload
         if not payload:
-            return None
+            return resp.status, None
         try:
-            return json.loads(payload)
+            return resp.status, json.loads(payload)
         except ValueError:
-            return payload.decode(errors="replace")
+            return resp.status, payload.decode(errors="replace")
 
     def get(self, path: str, params: dict | None = None, timeout: float | None = None) -> Any:
         return self.request("GET", path, params=params, timeout=timeout)
@@ -133,17 +142,28 @@ class DockerAPI:
         return self.post("/containers/create", body=body, params={"name": name})["Id"]
 
     def start_container(self, name: str, checkpoint: str | None = None,
-                        checkpoint_dir: str | None = None, timeout: float | None = None) -> None:
+                        checkpoint_dir: str | None = None, timeout: float | None = None,
+                        allow_running: bool = False) -> None:
+        """``docker start`` (from ``checkpoint`` when given).
+
+        Docker answers 304 Not Modified to starting a container that already runs, and
+        does nothing: no restore happened. That is an error (status 304) unless the
+        caller asks for "running either way" with ``allow_running``; a start from a
+        checkpoint never may, since a running container was not restored from it (a
+        cold-started copy, or another container altogether).
+        """
+        if allow_running and (checkpoint or checkpoint_dir):
+            raise ValueError("allow_running applies to a plain start, never to a start from a checkpoint")
         params = {"checkpoint": checkpoint, "checkpoint-dir": checkpoint_dir}
-        self.post(f"/containers/{urllib.parse.quote(name)}/start", params=params, timeout=timeout)
+        status, _payload = self._call("POST", f"/containers/{urllib.parse.quote(name)}/start", params=params,
+                                      timeout=timeout)
+        if status == 304 and not allow_running:
+            raise DockerAPIError(304, already_running_message(name, checkpoint or checkpoint_dir))
 
     def stop_container(self, name: str, timeout_s: int = 10) -> None:
-        try:
-            self.post(f"/containers/{urllib.parse.quote(name)}/stop", params={"t": timeout_s},
-                      timeout=timeout_s + 30)
-        except DockerAPIError as exc:
-            if exc.status != 304:  # already stopped
-                raise
+        # 304 (already stopped) is a success here: the caller wants it stopped either way.
+        self.post(f"/containers/{urllib.parse.quote(name)}/stop", params={"t": timeout_s},
+                  timeout=timeout_s + 30)
 
     def remove_container(self, name: str, force: bool = True, volumes: bool = False) -> bool:
         try:
@@ -188,6 +208,13 @@ class DockerAPI:
             if exc.status == 404:
                 return None
             raise
+
+
+def already_running_message(name: str, checkpoint: str | None = None) -> str:
+    """What a start that found ``name`` already running reports."""
+    if checkpoint:
+        return f"container {name} is already running: not restored from its checkpoint"
+    return f"container {name} is already running: not started by this call"
 
 
 def _demux(raw: bytes) -> bytes:

@@ -26,7 +26,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -35,15 +34,22 @@ from collections.abc import Callable
 
 from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import (
     CheckpointError,
+    RestartPolicyError,
     create,
+    held_dir_of,
+    held_policy,
     resume_restarts,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import pair_volumes, upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.faults import read_faults
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+    clear_held,
     clear_state,
+    held_dir_for,
+    read_held,
     read_state,
     write_state,
 )
@@ -51,10 +57,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.module_common im
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
 from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import container_processes
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import address_present, set_address
-from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import holds_images, start_from_checkpoint
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
+from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import (
     DEFAULT_KEY_FILE,
     DEFAULT_KNOWN_HOSTS,
     RECEIVER_DIR,
@@ -62,11 +65,11 @@ from ansible_collections.edgemig.migration.plugins.module_utils.transfer import 
     SshStream,
     TransferError,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.switchover import address_present, set_address
+from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import holds_images, start_from_checkpoint
 
 PHASES = ("prepare", "freeze", "stream", "verified", "committed", "switched", "cleaned")
-FAULTS_ENV = "EDGEMIG_FAULTS"
-FAULT_KEYS = {"corrupt_every": int, "restore": bool, "health": bool, "pause_verified": float,
-              "pause_restore": float}
 # Where the dump tmpfs is unless the inventory says (edgemig_dump_dir).
 DEFAULT_DUMP_DIR = "/var/lib/edgemig/dumps"
 RESTORE_TIMEOUT_S = 300.0  # docker start --checkpoint, as switchover.restore_and_switch asks
@@ -78,28 +81,6 @@ class MigrationFailed(Exception):
     def __init__(self, msg: str, **result):
         super().__init__(msg)
         self.result = result
-
-
-def read_faults(environ: dict | None = None) -> dict:
-    """Fault injection for the fault suite only (docs/reliability.md), never a module option.
-
-    ``EDGEMIG_FAULTS`` is a JSON object set in the module's environment by
-    migrate.yml from ``edgemig_faults``: ``corrupt_every`` (the receiver flips
-    a byte in every n-th chunk), ``restore`` (the target restores a checkpoint
-    that does not exist), ``health`` (the target's health check fails),
-    ``pause_verified`` (s the sender waits after ``verified`` before it
-    commits), ``pause_restore`` (s the receiver waits after COMMIT before it
-    restores). Unknown keys or bad JSON raise ValueError.
-    """
-    raw = (os.environ if environ is None else environ).get(FAULTS_ENV, "").strip()
-    out = {key: kind() for key, kind in FAULT_KEYS.items()}
-    if not raw:
-        return out
-    faults = json.loads(raw)
-    if not isinstance(faults, dict) or set(faults) - set(FAULT_KEYS):
-        raise ValueError(f"{FAULTS_ENV} must be a JSON object with keys among {sorted(FAULT_KEYS)}, got {raw!r}")
-    out.update({key: FAULT_KEYS[key](value or 0) for key, value in faults.items()})
-    return out
 
 
 def preflight(p: dict) -> str | None:
@@ -121,7 +102,7 @@ def preflight(p: dict) -> str | None:
 
 def check_options(p: dict) -> str | None:
     """Everything that can be refused before Docker, SSH or the freeze: target keys, then preflight."""
-    missing = [k for k in ("host", "checkpoint_dir", "upper_dir") if not p["target"].get(k)]
+    missing = [k for k in ("host", "ticket") if not p["target"].get(k)]
     if missing:
         return f"target is missing {', '.join(missing)} (prepare the target container first)"
     return preflight(p)
@@ -154,15 +135,10 @@ def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]
     return list(by_port.items())
 
 
-def warm_dir(dump_dir: str, name: str) -> str:
-    """Where a target keeps the warm memory pages of ``name`` during a pre-copy session."""
-    return os.path.join(dump_dir, f"{name}.warm")
-
-
 # ---------------------------------------------------------------- the one way back up, and down
 def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str | None = None,
              interface: str | None = None, health: dict | None = None,
-             restart_policy: dict | None = None) -> str:
+             restart_policy: dict | None = None, held_dir: str | None = None) -> str:
     """Make ``name`` serve on this host; returns how: not_needed, checkpoint or fresh_start.
 
     The single rollback of a migration (the driver's, the playbook's rescue
@@ -172,9 +148,12 @@ def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str
     whatever happened to the container (a source that took it off must not
     keep it off). With ``health`` the service must answer. ``restart_policy``:
     the policy the checkpoint held (checkpoint.hold_restarts), given back once
-    the container runs.
+    the container runs; the held record in ``held_dir`` (default: beside the
+    dump dir ``checkpoint_path`` lies in) names it too, and is dropped once it
+    is back. Docker refusing it raises RestartPolicyError, after the health check.
     """
     how = "checkpoint"
+    refused = None
     try:
         inspect = api.inspect_container(name)
         if inspect is None:
@@ -188,22 +167,38 @@ def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str
                 start_from_checkpoint(api, name, checkpoint_path, timeout=RESTORE_TIMEOUT_S)
             except (DockerAPIError, OSError):
                 how = "fresh_start"
-                api.start_container(name)
-        resume_restarts(api, name, restart_policy)
+                api.start_container(name, allow_running=True)
+        try:
+            give_back_held(api, name, inspect["Id"], restart_policy, held_dir or held_dir_of(checkpoint_path))
+        except RestartPolicyError as exc:
+            refused = exc  # the service runs: still check it and put the address back, then say so
         if health and how != "not_needed":  # a copy that kept running is not second-guessed
             ok, _secs, reason = wait_healthy(health, api, name)
             if not ok:
-                raise DockerAPIError(0, f"{name!r} is up ({how}) but its health check failed: {reason}")
+                also = f"; {refused}" if refused else ""
+                raise DockerAPIError(0, f"{name!r} is up ({how}) but its health check failed: {reason}{also}")
+        if refused:
+            raise refused
     finally:
         if address and interface:
             set_address(interface, address, True)
     return how
 
 
+def give_back_held(api, name: str, container: str, restart_policy: dict | None, held_dir: str | None) -> None:
+    """Give ``container`` back its held restart policy: the held record's (durable, names this very
+    container), else ``restart_policy``; the record goes once the policy is back."""
+    named, held = held_policy(held_dir, name, container) if held_dir else (False, None)
+    resume_restarts(api, name, held if held is not None else restart_policy)
+    if named:
+        clear_held(held_dir, name, container)
+
+
 def stand_down(api, name: str, *, address: str | None = None, interface: str | None = None,
-               remove: bool = True) -> list[str]:
+               remove: bool = True, held_dir: str | None = None) -> list[str]:
     """Make sure ``name`` does not serve here: address dropped, container removed (or only stopped
-    with ``remove=False``, kept for a later recovery). Returns what was done."""
+    with ``remove=False``, kept for a later recovery, held record and all). Returns what was done.
+    A removed container needs its restart policy no more: its held record (``held_dir``) goes."""
     done = []
     if address and interface and set_address(interface, address, False, garp_count=0):
         done.append("address dropped")
@@ -212,6 +207,8 @@ def stand_down(api, name: str, *, address: str | None = None, interface: str | N
         if remove:
             api.remove_container(name, force=True)
             done.append("container removed")
+            if clear_held(held_dir or held_dir_for(DEFAULT_DUMP_DIR), name, inspect["Id"]):
+                done.append("held restart policy dropped")
         elif inspect["State"].get("Running"):
             api.stop_container(name)
             done.append("container stopped")
@@ -268,14 +265,6 @@ class MigrationDriver:
         if inspect is None or not inspect["State"].get("Running"):
             raise self._fail(f"checkpoint: container {p['name']!r} is not running here",
                              rolled_back="not_needed", durations={})
-        dest = {"checkpoint": tgt["checkpoint_dir"], "layer": tgt["upper_dir"]}
-        clear = ["layer"]
-        create_roots = []
-        if p.get("precopy"):
-            # The target keeps warm memory pages in its dump tmpfs (never on disk).
-            dest["warm"] = warm_dir(tgt.get("dump_dir") or DEFAULT_DUMP_DIR, p["name"])
-            clear.append("warm")
-            create_roots.append("warm")
         # A volume another running container writes cannot be carried consistently,
         # and that container could swap files under the sender: refuse before the freeze.
         try:
@@ -290,32 +279,24 @@ class MigrationDriver:
                              + "; ".join(f"{n} (also mounted by {', '.join(u)})" for n, u in sorted(shared.items()))
                              + ". Stop those containers or give the service a volume of its own; nothing was frozen",
                              rolled_back="not_needed", durations={})
-        try:
-            pairs = pair_volumes(volumes(inspect), tgt.get("volumes"))
-        except ValueError as exc:
-            raise self._fail(f"{exc}: prepare the target container from the source's config",
-                             rolled_back="not_needed", durations={}) from None
-        for name, _src, target_path in pairs:
-            dest[f"volume/{name}"] = target_path
-            clear.append(f"volume/{name}")
+        if tgt.get("volumes") is not None:
+            # The target's ticket holds its volumes; a name missing there would only be refused
+            # by the receiver at HELLO, after the freeze: say it now.
+            try:
+                pair_volumes(volumes(inspect), tgt["volumes"])
+            except ValueError as exc:
+                raise self._fail(f"{exc}: prepare the target container from the source's config",
+                                 rolled_back="not_needed", durations={}) from None
         health = p.get("health")
-        if self.faults["health"]:
-            health = {"type": "cmd", "command": ["/bin/false"], "timeout": 3}  # fault suite only
-        then_restore = {"docker_host": tgt.get("docker_host"), "name": p["name"],
-                        "checkpoint_dir": (os.path.join(os.path.dirname(tgt["checkpoint_dir"]), "edgemig-fault-missing")
-                                           if self.faults["restore"] else tgt["checkpoint_dir"]),
-                        "health": health, "address": p.get("address"), "interface": tgt.get("interface"),
-                        "state_dir": tgt.get("dump_dir"), "migration": self.migration}
-        if self.faults["pause_restore"]:
-            then_restore["faults"] = {"pause_restore": self.faults["pause_restore"]}
         self.health_timeout = float((health or {}).get("timeout", 30) or 30)
         try:
+            # The request names the ticket the target's prepare wrote: where the stream
+            # lands, which container is restored and how, are the target's to say.
             self.conn = self.stream_factory(
-                dest, host=tgt["host"], port=int(tgt.get("port", 22)), user=tgt.get("user", "root"),
-                key_file=tgt.get("key_file", DEFAULT_KEY_FILE),
-                known_hosts=tgt.get("known_hosts", DEFAULT_KNOWN_HOSTS),
-                receiver_dir=tgt.get("receiver_dir") or RECEIVER_DIR, clear=clear, create=create_roots,
-                fault_corrupt_every=self.faults["corrupt_every"], then_restore=then_restore,
+                tgt["ticket"], host=tgt["host"], port=int(tgt.get("port") or 22), user=tgt.get("user") or "root",
+                key_file=tgt.get("key_file") or DEFAULT_KEY_FILE,
+                known_hosts=tgt.get("known_hosts") or DEFAULT_KNOWN_HOSTS,
+                receiver_dir=tgt.get("receiver_dir") or RECEIVER_DIR, commit=True,
                 stall_timeout=p["stall_timeout"]).open()
         except TransferError as exc:
             raise self._fail(f"connecting to the target: {exc}", rolled_back="not_needed", durations={}) from None
@@ -528,23 +509,44 @@ def receiver_running(name: str) -> bool:
     return False
 
 
+def held_here(api, name: str, inspect: dict | None, held_dir: str) -> dict | None:
+    """The held record of this edge's container ``name`` (a checkpoint stopped it; its restart policy).
+
+    One whose container is gone is dropped here: the migration succeeded and
+    the source copy was removed (the target has the policy), or someone
+    removed it: no container is left to give a policy back to.
+    """
+    held = read_held(held_dir, name)
+    if held is None:
+        return None
+    if inspect is not None and held.get("container") in (inspect["Id"], None):
+        return held
+    if held.get("container") is None or api.inspect_container(held["container"]) is None:
+        clear_held(held_dir, name, held.get("container"))
+    return None
+
+
 def local_facts(api, name: str, dump_dir: str, address: str | None = None,
-                interface: str | None = None) -> dict:
+                interface: str | None = None, held_dir: str | None = None) -> dict:
     """What this edge knows about ``name``: its record, its container, the checkpoint it holds, the address.
 
     ``checkpoint``: the images this edge's record points to, if they are still
     on its dump tmpfs (a source's dump, or what the stream wrote on a target);
-    ``has_checkpoint``: a target holds one (in doubt: it can restore).
+    without a record, those its held record names (a dump cut short before the
+    ``frozen`` record); ``has_checkpoint``: a target holds one (in doubt: it can
+    restore). ``held``: the held record (``held_dir``, persistent; default beside
+    ``dump_dir``) of this very container, which outlives a reboot of the edge.
     """
     record = read_state(dump_dir, name)
     inspect = api.inspect_container(name)
-    held = (record or {}).get("checkpoint_dir")
+    held_rec = held_here(api, name, inspect, held_dir or held_dir_for(dump_dir))
+    held = (record or held_rec or {}).get("checkpoint_dir")
     held = held if holds_images(held) else None
     facts = {"record": record, "exists": inspect is not None,
              "running": bool(inspect and inspect["State"].get("Running")),
-             "checkpoint": held, "has_checkpoint": bool(held and inspect is not None
+             "checkpoint": held, "has_checkpoint": bool(held and inspect is not None and record
                                                         and record.get("role") == "target"),
-             "address_here": False}
+             "held": held_rec, "address_here": False}
     if address and interface:
         try:
             facts["address_here"] = address_present(interface, address)[0]
@@ -612,6 +614,9 @@ def decide(edges: dict[str, dict | None]) -> dict:
         # The receiver got COMMIT, which the source sends only after recording it.
         return plan(committed[0], f"{committed[0]} received COMMIT: the target wins")
     running = [e for e in seen if seen[e]["running"]]
+    held = [e for e in seen if seen[e].get("held") and not seen[e]["running"]]
+    if held and not running:
+        return held_source(held, gone, plan, actions)
     in_doubt = [e for e in seen if role[e] == "target"]
     if gone and in_doubt and not running:
         return {"winner": None, "reason": f"{in_doubt[0]} is in doubt and {gone} unreachable: "
@@ -626,3 +631,19 @@ def decide(edges: dict[str, dict | None]) -> dict:
                 "actions": actions, "complete": False}
     return {"winner": None, "reason": "no record and no running copy: nothing to recover",
             "actions": actions, "complete": not gone}
+
+
+def held_source(held: list[str], gone: list[str], plan: Callable, actions: dict) -> dict:
+    """``decide`` for a copy a checkpoint stopped (held record) with no source record left (a reboot
+    emptied the dump tmpfs, or the process died before its ``frozen`` record), no copy running
+    and no target that got COMMIT: it serves again, unless an edge that cannot be seen may serve."""
+    if gone:
+        return {"winner": None, "reason": f"{held[0]} was stopped by a migration whose record is lost (its "
+                                          f"restart policy is held) and {gone} unreachable, where the "
+                                          "service may run: run again when every edge is reachable",
+                "actions": actions, "complete": False}
+    if len(held) > 1:
+        return {"winner": None, "reason": f"copies stopped by migrations on {held}, none running and no "
+                                          "record: refusing to choose", "actions": actions, "complete": False}
+    return plan(held[0], f"{held[0]} was stopped by a migration that left no record (its restart policy held) "
+                         "and no copy runs anywhere: it serves again, its policy given back")

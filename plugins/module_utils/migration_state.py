@@ -12,6 +12,14 @@ did not restore; ``fenced``: it restored, failed, and took itself down).
 Written atomically (temporary file, fsync, rename, fsync of the directory):
 a record is either the old one or the new one after a crash, never half.
 Standard library only: the receiver (shipped to the target) writes records.
+
+The *held* record (``<held_dir>/<svc>.json``, by default ``held`` beside the
+dump dir: ``/var/lib/edgemig/held``) is the one record that must survive a
+reboot: the dump tmpfs, and the migration records in it, do not. It says that a
+checkpoint stopped this container and which restart policy it took away (set to
+``no`` so that Docker does not start the stopped source again beside the
+target). Written before the policy is changed, removed only once the policy was
+given back or the container is gone. It holds no memory, only names and the policy.
 """
 from __future__ import annotations
 
@@ -34,13 +42,19 @@ def state_path(dump_dir: str, service: str) -> str:
     return os.path.join(dump_dir, STATE_DIR, f"{service}.json")
 
 
-def write_state(dump_dir: str, service: str, role: str, phase: str, **fields) -> dict:
-    """Replace the record of ``service``; returns it. Durable when this returns."""
-    path = state_path(dump_dir, service)
+def _fsync_dir(path: str) -> None:
+    dfd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _write_json(path: str, record: dict) -> dict:
+    """Replace ``path`` with ``record`` (0600, in a 0700 dir); durable when this returns."""
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    record = {"service": service, "role": role, "phase": phase, "time": time.time(), **fields}
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, json.dumps(record, sort_keys=True).encode())
         os.fsync(fd)
@@ -48,25 +62,32 @@ def write_state(dump_dir: str, service: str, role: str, phase: str, **fields) ->
         os.close(fd)
     os.rename(tmp, path)
     # The rename is durable only once the directory is: without this a
-    # power loss could bring back the previous phase.
-    dfd = os.open(os.path.dirname(path), os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    # power loss could bring back the previous record.
+    _fsync_dir(os.path.dirname(path))
     return record
 
 
-def read_state(dump_dir: str, service: str) -> dict | None:
-    """The record of ``service``, or None (none, or unreadable: reported as such by the caller)."""
+def write_state(dump_dir: str, service: str, role: str, phase: str, **fields) -> dict:
+    """Replace the record of ``service``; returns it. Durable when this returns."""
+    record = {"service": service, "role": role, "phase": phase, "time": time.time(), **fields}
+    return _write_json(state_path(dump_dir, service), record)
+
+
+def _read_json(path: str, corrupt: dict) -> dict | None:
+    """The JSON object at ``path``; None when there is no file; ``corrupt`` when it is not an object."""
     try:
-        with open(state_path(dump_dir, service), encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             record = json.load(fh)
     except FileNotFoundError:
         return None
     except ValueError:
-        return {"service": service, "role": "unknown", "phase": "corrupt"}
-    return record if isinstance(record, dict) else {"service": service, "role": "unknown", "phase": "corrupt"}
+        record = None
+    return record if isinstance(record, dict) else corrupt
+
+
+def read_state(dump_dir: str, service: str) -> dict | None:
+    """The record of ``service``, or None (none, or unreadable: reported as such by the caller)."""
+    return _read_json(state_path(dump_dir, service), {"service": service, "role": "unknown", "phase": "corrupt"})
 
 
 def clear_state(dump_dir: str, service: str) -> bool:
@@ -75,4 +96,56 @@ def clear_state(dump_dir: str, service: str) -> bool:
         os.unlink(state_path(dump_dir, service))
     except FileNotFoundError:
         return False
+    return True
+
+
+# ---------------------------------------------------------------- held restart policies
+HELD_DIR = "held"
+
+
+def held_dir_for(dump_dir: str) -> str:
+    """The held records' dir of an edge whose dump tmpfs is ``dump_dir``: ``held`` beside it.
+
+    The one place the default is declared. Beside, never inside: the tmpfs is
+    empty after a reboot, and this record must outlive one. Per dump dir, so
+    that edges sharing a file system (the lab) never read each other's.
+    """
+    return os.path.join(os.path.dirname(os.path.normpath(dump_dir)), HELD_DIR)
+
+
+def held_path(held_dir: str, service: str) -> str:
+    return os.path.join(held_dir, os.path.basename(state_path(held_dir, service)))
+
+
+def write_held(held_dir: str, service: str, container: str, restart_policy: dict | None, **fields) -> dict:
+    """Record that a checkpoint is about to stop ``container`` (its id) and the policy it had.
+
+    Durable (file and dir fsynced) when this returns: call it before the policy changes.
+    """
+    record = {"service": service, "container": container, "restart_policy": restart_policy,
+              "time": time.time(), **fields}
+    return _write_json(held_path(held_dir, service), record)
+
+
+def read_held(held_dir: str, service: str) -> dict | None:
+    """The held record of ``service``, or None. An unreadable one comes back as
+    ``{"corrupt": True}``: a checkpoint did stop the service, its policy is unknown."""
+    return _read_json(held_path(held_dir, service),
+                      {"service": service, "container": None, "restart_policy": None, "corrupt": True})
+
+
+def clear_held(held_dir: str, service: str, container: str | None = None) -> bool:
+    """Remove the held record of ``service``; with ``container``, only one naming that container
+    (a record of another container by the same name is not this one's to drop). Returns whether
+    one was removed."""
+    path = held_path(held_dir, service)
+    if container is not None:
+        held = read_held(held_dir, service)
+        if held is None or held.get("container") not in (container, None):
+            return False
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    _fsync_dir(held_dir)
     return True

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import page_index
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
-from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import ProcessMemory
+from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import ProcessMemory, ProcIdentity
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import MAX_MEM_ENTRY_PAGES, PAGE, WARM_ROOT
 from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, open_walked, walk_roots
 
@@ -68,6 +68,10 @@ class WarmState:
     holds each finished round's stats. ``started``: HELLO went out (the
     session's first round sends it, no later one). ``memory_pids`` and
     ``roots`` are those of the last warm round (for ``predict_final``).
+    ``identities``: host pid -> the process identity its memory may be read
+    under (process_memory.ProcIdentity, from the collection, else from the
+    first read); ``pids_skipped``: reads refused because a pid no longer
+    named that process, over the session.
     """
 
     files: dict[tuple[str, str], FileRec] = field(default_factory=dict)
@@ -77,6 +81,8 @@ class WarmState:
     broken: str | None = None
     memory_pids: dict[int, int] | None = None
     roots: list[tuple[str, str]] = field(default_factory=list)
+    identities: dict[int, ProcIdentity] = field(default_factory=dict)
+    pids_skipped: int = 0
 
     def check_usable(self) -> None:
         if self.broken:
@@ -117,6 +123,27 @@ def _read_exact(fd: int, offset: int, length: int) -> tuple[bytes, bool]:
     return data + bytes(length - len(data)), False
 
 
+def same_process(pm: ProcessMemory, state: WarmState, memory_pids: dict[int, int] | None) -> bool:
+    """Whether ``pm`` (opened on a host pid of the container) is still the process recorded for that pid.
+
+    A warm round reads memory as root minutes after the pids were collected; a pid
+    recycled meanwhile names another process, whose memory must not be read and
+    shipped. Its identity (start time, cgroup; ``memory_pids.identity`` of
+    process_memory.container_processes, kept in ``state.identities`` across rounds)
+    must match. A caller that passed bare pids gets the identity of the first read
+    recorded instead, which guards the later rounds only.
+    """
+    collected = getattr(memory_pids, "identity", None) or {}
+    expected = collected.get(pm.pid) or state.identities.get(pm.pid)
+    if expected is not None:
+        return pm.is_process(expected)
+    try:
+        state.identities[pm.pid] = pm.identity()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _block_digests(data: bytes) -> list[bytes]:
     mv = memoryview(data)
     return [hashlib.sha256(mv[i:i + BLOCK]).digest() for i in range(0, len(mv), BLOCK)]
@@ -134,12 +161,14 @@ class RoundItems:
                  memory_pids: dict[int, int] | None = None, final: bool = False, stop=None):
         self.state, self.roots, self.chunk_size = state, roots, chunk_size
         self.memory_pids = memory_pids or {}
+        # A fresh collection's identities replace what earlier rounds knew of those pids.
+        state.identities.update(getattr(self.memory_pids, "identity", None) or {})
         self.final = final
         self.stop = stop
         self.next_id = 0
         self.stats = {"files": 0, "files_sent": 0, "files_patched": 0, "files_deleted": 0, "entries": 0,
                       "pages_sent": 0, "pages_referenced": 0, "pages_literal": 0, "bytes_pages": 0,
-                      "bytes_layer": 0, "bytes_other": 0, "bytes_memory": 0, "unchanged": 0}
+                      "bytes_layer": 0, "bytes_other": 0, "bytes_memory": 0, "unchanged": 0, "pids_skipped": 0}
         self._page_index = None
 
     def _fid(self) -> int:
@@ -314,6 +343,12 @@ class RoundItems:
             except (FileNotFoundError, ProcessLookupError):
                 continue  # exited: its pages will not be in the dump
             try:
+                if not same_process(pm, self.state, self.memory_pids):
+                    # Another process has the pid now (or the container's moved): nothing of it is
+                    # read; the container's own pages, if any, cross at the freeze through CRIU.
+                    self.stats["pids_skipped"] += 1
+                    self.state.pids_skipped += 1
+                    continue
                 for vaddr, data in pm.read_runs():
                     if self.stop is not None and self.stop.is_set():
                         return
@@ -406,6 +441,8 @@ def predict_final_detail(state: WarmState, memory_pids: dict[int, int] | None = 
             sent = state.pages.get(ns_pid, {})
             try:
                 with ProcessMemory(host_pid) as pm:
+                    if not same_process(pm, state, memory_pids):
+                        continue  # not read in the rounds either: crosses at the freeze, not predicted
                     for vaddr, data in pm.read_runs():
                         for i in range(0, len(data), PAGE):
                             if sent.get(vaddr + i) != hashlib.sha256(data[i:i + PAGE]).digest():
@@ -437,6 +474,7 @@ def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | No
     reason = f"max_rounds ({max_rounds}) reached"
     predicted = None
     for k in range(1, max_rounds + 1):
+        skipped_before = getattr(getattr(conn, "warm", None), "pids_skipped", 0) or 0
         stats = conn.warm_round(roots, memory_pids, policy=policy)
         secs = max(float(stats.get("seconds") or 0.0), 1e-3)
         rate = float(stats.get("bytes_raw") or 0) / secs
@@ -450,6 +488,7 @@ def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | No
                  "seconds": round(secs, 3), "raw_Bps": round(rate), "pause_s": 0.0,
                  "files_sent": stats.get("files_sent", 0), "files_patched": stats.get("files_patched", 0),
                  "files_deleted": stats.get("files_deleted", 0), "pages_sent": stats.get("pages_sent", 0),
+                 "pids_skipped": stats.get("pids_skipped", (getattr(state, "pids_skipped", 0) or 0) - skipped_before),
                  "predicted_final_bytes": detail["bytes"], "predict_s": round(detail["seconds"], 3),
                  "predicted_final_s": round(detail["bytes"] / rate, 3) if rate > 0 else None}
         rounds.append(entry)

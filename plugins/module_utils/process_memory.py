@@ -38,6 +38,15 @@ runs of consecutive wanted pages of up to :data:`CHUNK` bytes.  The process
 keeps running: a page may change while being read; that is fine, the digest
 at the freeze decides.  Needs ``PTRACE_MODE_ATTACH`` on the target (root).
 
+Which process: pids are collected once (:func:`container_processes`) and warm
+rounds run for minutes, so a pid may meanwhile belong to another process,
+whose memory we would read as root and ship. The collection records each
+process's :class:`ProcIdentity` (start time, cgroup); :class:`ProcessMemory`
+opens ``/proc/<pid>`` once and reads mem, pagemap, maps and the identity
+through that one directory, so an identity that matches is the identity of
+the very process whose memory is read (a pid reused after the open is
+another ``/proc`` directory, and this one's reads fail).
+
 Standard library and NumPy only.
 """
 from __future__ import annotations
@@ -127,8 +136,20 @@ def parse_maps(text: str) -> list[Mapping]:
     return out
 
 
-def read_maps(pid: int) -> list[Mapping]:
-    with open(f"/proc/{pid}/maps") as f:
+def _opener(dir_fd: int | None):
+    """An ``open(opener=)`` that resolves names in the ``/proc/<pid>`` directory ``dir_fd``."""
+    if dir_fd is None:
+        return None
+    return lambda name, flags: os.open(name, flags | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _proc_file(pid: int, name: str, dir_fd: int | None) -> str:
+    return name if dir_fd is not None else f"/proc/{pid}/{name}"
+
+
+def read_maps(pid: int, dir_fd: int | None = None) -> list[Mapping]:
+    """:func:`parse_maps` of ``pid`` (through its open ``/proc/<pid>`` directory ``dir_fd`` if given)."""
+    with open(_proc_file(pid, "maps", dir_fd), opener=_opener(dir_fd)) as f:
         return parse_maps(f.read())
 
 
@@ -148,10 +169,10 @@ def parse_smaps_held(text: str) -> dict[int, int]:
     return out
 
 
-def read_smaps_held(pid: int) -> dict[int, int] | None:
+def read_smaps_held(pid: int, dir_fd: int | None = None) -> dict[int, int] | None:
     """:func:`parse_smaps_held` of ``pid``; None when smaps cannot be read (then nothing is skipped)."""
     try:
-        with open(f"/proc/{pid}/smaps") as f:
+        with open(_proc_file(pid, "smaps", dir_fd), opener=_opener(dir_fd)) as f:
             return parse_smaps_held(f.read())
     except (OSError, ValueError):
         return None
@@ -225,27 +246,121 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), ends.tolist()))
 
 
+# ---------------------------------------------------------------------------
+# Telling a process from a later one with the same pid
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProcIdentity:
+    """What tells a process from another one given the same pid later.
+
+    ``start_time``: field 22 of /proc/<pid>/stat (clock ticks after boot; a new
+    process with a recycled pid starts later); ``cgroup``: /proc/<pid>/cgroup as
+    text (a pid taken by a process outside the container shows another cgroup; a
+    container process that moved to another cgroup is treated as changed too,
+    which only sends its memory at the freeze).
+    """
+
+    start_time: int
+    cgroup: str
+
+
+def parse_start_time(stat_text: str) -> int:
+    """Field 22 (starttime) of a /proc/<pid>/stat text.
+
+    Field 2 (comm, in parentheses) may hold spaces and parentheses itself: count
+    from the last ``)``, after which field 3 comes."""
+    try:
+        rest = stat_text[stat_text.rindex(")") + 1:].split()
+        return int(rest[22 - 3])
+    except (ValueError, IndexError):
+        raise ValueError(f"unparsable /proc/<pid>/stat: {stat_text[:120]!r}") from None
+
+
+def _read_small(pid: int, name: str, dir_fd: int | None) -> str:
+    fd = os.open(_proc_file(pid, name, dir_fd), os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        parts = []
+        while True:
+            part = os.read(fd, 4096)
+            if not part:
+                return b"".join(parts).decode("utf-8", "replace")
+            parts.append(part)
+    finally:
+        os.close(fd)
+
+
+def read_identity(pid: int, dir_fd: int | None = None) -> ProcIdentity:
+    """``pid``'s :class:`ProcIdentity` (through its open ``/proc/<pid>`` directory ``dir_fd`` if given).
+
+    Raises FileNotFoundError or ProcessLookupError when the process is gone."""
+    return ProcIdentity(parse_start_time(_read_small(pid, "stat", dir_fd)), _read_small(pid, "cgroup", dir_fd))
+
+
+def _cgroup_paths(text: str) -> dict[tuple[str, str], str]:
+    out = {}
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            out[(parts[0], parts[1])] = parts[2]
+    return out
+
+
+def cgroup_within(cgroup: str, top: str) -> bool:
+    """Whether the /proc/<pid>/cgroup text ``cgroup`` lies at or below ``top``'s in every hierarchy of ``top``."""
+    mine = _cgroup_paths(cgroup)
+    for key, path in _cgroup_paths(top).items():
+        here = mine.get(key)
+        if here is None:
+            return False
+        if path not in ("", "/") and here != path and not here.startswith(path.rstrip("/") + "/"):
+            return False
+    return True
+
+
 class ProcessMemory:
-    """Open handles on one process's maps, pagemap and mem."""
+    """Open handles on one process's maps, pagemap and mem.
+
+    Everything is opened through one ``/proc/<pid>`` directory descriptor, so
+    :meth:`identity` describes the process whose memory :meth:`read_runs` reads,
+    whatever happened to the pid since."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        self._dir = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._mem = self._pagemap = -1
         try:
-            self._pagemap = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            self._mem = os.open("mem", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dir)
+            self._pagemap = os.open("pagemap", os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dir)
         except OSError:
-            os.close(self._mem)
+            self.close()
             raise
         self._buf = bytearray(CHUNK)
         self._pmbuf = bytearray(PAGEMAP_CHUNK * 8)
         self.unreadable_pages = 0
 
     def close(self) -> None:
-        for fd in (self._mem, self._pagemap):
+        for fd in (self._mem, self._pagemap, self._dir):
+            if fd < 0:
+                continue
             try:
                 os.close(fd)
             except OSError:
                 pass
+        self._mem = self._pagemap = self._dir = -1
+
+    def identity(self) -> ProcIdentity:
+        """The :class:`ProcIdentity` of the process open here (FileNotFoundError or
+        ProcessLookupError once it exited)."""
+        return read_identity(self.pid, self._dir)
+
+    def is_process(self, expected: ProcIdentity) -> bool:
+        """Whether the process open here is still the one recorded as ``expected``:
+        two small reads (stat, cgroup); False once it exited or cannot be read."""
+        try:
+            return self.identity() == expected
+        except (OSError, ValueError):
+            return False
 
     def __enter__(self) -> ProcessMemory:
         return self
@@ -273,9 +388,9 @@ class ProcessMemory:
 
     def page_runs(self, mappings: list[Mapping] | None = None) -> Iterator[tuple[int, int]]:
         """(vaddr, npages) runs of the pages CRIU would dump, now."""
-        held = read_smaps_held(self.pid)
+        held = read_smaps_held(self.pid, self._dir)
         if mappings is None:
-            mappings = read_maps(self.pid)
+            mappings = read_maps(self.pid, self._dir)
         zpfn = zero_page_pfn()
         step = CHUNK // PAGE_SIZE  # split long runs so one read fits the buffer
         for m in mappings:
@@ -426,31 +541,60 @@ def cgroup_pids(cgdir: str) -> list[int]:
     return sorted(pids)
 
 
-def ns_pids(pid: int) -> list[int]:
+def ns_pids(pid: int, dir_fd: int | None = None) -> list[int]:
     """The NSpid line of /proc/<pid>/status: pid in each pid namespace,
     outermost (host) first."""
-    with open(f"/proc/{pid}/status") as f:
+    with open(_proc_file(pid, "status", dir_fd), opener=_opener(dir_fd)) as f:
         for line in f:
             if line.startswith("NSpid:"):
                 return [int(x) for x in line.split()[1:]]
     return [pid]  # kernel < 4.1 has no NSpid: no pid namespaces to speak of
 
 
-def container_processes(main_pid: int) -> dict[int, int]:
+class ContainerProcesses(dict):
+    """host pid -> namespace pid (a dict, as before), and ``identity``: host pid ->
+    :class:`ProcIdentity` recorded at the collection, which a warm round checks a
+    pid against before it reads that process's memory."""
+
+    def __init__(self, pids=(), identity: dict[int, ProcIdentity] | None = None):
+        super().__init__(pids)
+        self.identity: dict[int, ProcIdentity] = dict(identity or {})
+
+
+def _member(pid: int, level: int, top_cgroup: str) -> tuple[int, ProcIdentity] | None:
+    """(namespace pid at ``level``, identity) of ``pid``, read through one ``/proc/<pid>``
+    directory (so both describe one process); None when it exited or is no member."""
+    try:
+        dir_fd = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    try:
+        ident = read_identity(pid, dir_fd)
+        nsp = ns_pids(pid, dir_fd)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    finally:
+        os.close(dir_fd)
+    # A pid listed in the container's cgroup and recycled before we read it is elsewhere now.
+    if len(nsp) <= level or not cgroup_within(ident.cgroup, top_cgroup):
+        return None
+    return nsp[level], ident
+
+
+def container_processes(main_pid: int) -> ContainerProcesses:
     """host pid -> namespace pid for every process of the container whose
-    init is ``main_pid`` on the host.
+    init is ``main_pid`` on the host, with each one's :class:`ProcIdentity`
+    (``.identity``).
 
     The namespace pid is the one at the *container's* level (the depth of
     ``main_pid``'s innermost namespace), which is the pid CRIU writes in
     pstree.img and in ``pagemap-<pid>.img`` names.  Processes that exit
     while we look are left out."""
     level = len(ns_pids(main_pid)) - 1
-    out: dict[int, int] = {}
+    top = read_identity(main_pid).cgroup
+    out = ContainerProcesses()
     for p in cgroup_pids(cgroup_dir(main_pid)):
-        try:
-            nsp = ns_pids(p)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if len(nsp) > level:
-            out[p] = nsp[level]
+        found = _member(p, level, top)
+        if found is not None:
+            out[p], out.identity[p] = found
     return out

@@ -40,7 +40,7 @@ receiver expands them (tree_writer.expand_pagemap).
 The receiver trusts nothing: the bounds below cap what a peer can make it
 allocate, and ``check_relpath`` is the rule every path of a frame must pass.
 
-Shipped to the target with the receiver (see transfer.receiver_bundle): it
+Shipped to the target with the receiver (see receiver_install.receiver_bundle): it
 imports only the standard library and codecs.py (for the codec ids).
 """
 from __future__ import annotations

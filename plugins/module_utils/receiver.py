@@ -2,14 +2,18 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Entry point of the receiving side, run on the target host.
 
-The sender starts it over SSH (see transfer.py: the sources travel with the
-stream, so the target needs Python and the codec libraries, nothing else).
-It reads the stream from stdin and answers on stdout, one JSON message per
-line: ``{"ack": n}`` while data arrives, then ``{"ok": true, ...}`` or
-``{"error": "..."}``. Exit status 0 only when every byte was verified and
-written.
+A sender edge starts it over SSH through the installed launcher (receiver_install.py:
+the receiver's sources were installed by provisioning; nothing but a request travels).
+The request is ``--expect-version V --ticket ID [--commit]`` (parse_request, the one
+parser, used by the launcher too); everything else (where to write, what to empty,
+which container to restore with what health check and address) comes from the ticket
+the controller had this host write when it prepared the target (ticket.py), checked
+against this host's receiver.json. The receiver reads the stream from stdin and answers
+on stdout, one JSON message per line: ``{"ack": n}`` while data arrives, then
+``{"ok": true, ...}`` or ``{"error": "..."}``. Exit status 0 only when every byte was
+verified and written.
 
-With ``--then-restore`` the end of the stream is a two-phase commit
+With ``--commit`` the end of the stream is a two-phase commit
 (docs/design.md, "Commit point"): after END the receiver answers
 ``verified`` and waits for the sender's COMMIT frame. Without it (link lost,
 sender gone, ABORT) it does NOT restore: it records ``in_doubt`` in the
@@ -18,23 +22,25 @@ With it the target has won: the receiver restores, checks health and takes
 the address whatever happens to the sender; if that fails it fences itself
 (container removed, address dropped) before answering ``fenced``.
 
-This file is the root of the receiver bundle: transfer.receiver_bundle ships
+This file is the root of the receiver bundle: receiver_install.receiver_bundle ships
 it and everything it imports (transitively) from module_utils, and nothing
 else. Its one import from the Docker side is switchover.py, the glue that
 restores the container the moment the stream is verified.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, write_state
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
@@ -50,17 +56,17 @@ from ansible_collections.edgemig.migration.plugins.module_utils.switchover impor
     fence,
     restore_and_switch,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.ticket import (
+    TICKET_ID,
+    TicketError,
+    check_restore,
+    check_roots,
+    claim,
+    peek,
+    ticket_dir,
+)
 
-
-def parse_roots(specs: Iterable[str]) -> dict[str, str]:
-    """``name=/abs/dir`` pairs from the receiver's command line."""
-    roots = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not os.path.isabs(path):
-            raise ProtocolError(f"bad root spec {spec!r}: expected name=/absolute/dir")
-        roots[name] = path
-    return roots
+CONFIG_NAME = "receiver.json"  # beside the launcher: version, allowed_roots, dump_dir (receiver_install)
 
 
 def clear_dir(path: str) -> None:
@@ -248,23 +254,176 @@ def commit_then_switch(spec: dict, read: Callable[[int], bytes], reply: Callable
     return result
 
 
-def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
-    parser = argparse.ArgumentParser(prog="edgemig-receive")
-    parser.add_argument("--root", action="append", default=[], help="name=/absolute/dir")
-    parser.add_argument("--clear", action="append", default=[], help="root to empty first")
-    parser.add_argument("--create", action="append", default=[], help="root dir to create (0700)")
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--fault-corrupt-every", type=int, default=0)
-    parser.add_argument("--then-restore", default="", help="JSON spec: restore and switch over after the stream")
-    parser.add_argument("--tag", default="", help="marker for process listings (edgemig-receiver:<service>)")
-    parser.add_argument("--stall-timeout", type=float, default=0.0,
-                        help="after HELLO, give up when no data arrived for this many seconds (0: never)")
-    parser.add_argument("--commit-timeout", type=float, default=COMMIT_TIMEOUT,
-                        help="with --then-restore: how long to wait for COMMIT after verified (0: forever)")
-    parser.add_argument("--hello-timeout", type=float, default=HELLO_TIMEOUT,
-                        help="with --stall-timeout: give up when HELLO did not come this many seconds "
-                             "after the start (the sender checkpoints in between; 0: never)")
-    args = parser.parse_args(argv)
+@dataclass
+class Session:
+    """What one receiver run does, all of it derived from a ticket (session_from_ticket).
+
+    ``roots``: root name -> directory; ``clear``: roots emptied first; ``create``: roots made
+    (0700); ``then_restore``: the restore spec (switchover) for a two-phase end, or None;
+    ``corrupt_every``: fault suite only, from a ticket the controller wrote with EDGEMIG_FAULTS.
+    """
+    roots: dict[str, str]
+    clear: list[str] = field(default_factory=list)
+    create: list[str] = field(default_factory=list)
+    then_restore: dict | None = None
+    stall_timeout: float = 0.0
+    commit_timeout: float = COMMIT_TIMEOUT
+    hello_timeout: float = HELLO_TIMEOUT
+    workers: int = 0
+    corrupt_every: int = 0
+
+
+# ---------------------------------------------------------------- the request, as the launcher gets it
+LAUNCHER_NAME = "edgemig-receiver"
+VERSION = re.compile(r"^[0-9a-f]{16}$")
+TAG = re.compile(r"^edgemig-receiver:[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# option -> (takes a value, its pattern); exactly these spellings, each at most once.
+REQUEST_OPTIONS = {"--expect-version": VERSION, "--ticket": TICKET_ID, "--commit": None, "--tag": TAG}
+
+
+class RequestError(Exception):
+    """The sender's request is not one this receiver takes."""
+
+
+def parse_request(argv: list[str], forced: bool = True) -> dict:
+    """The receiver's one parser: ``--expect-version V --ticket ID [--commit]``, nothing else.
+
+    No abbreviations, no ``--opt=value`` forms, no ``--``, no option twice, no value that
+    does not match its pattern. ``--tag`` is the launcher's own (added when it re-executes
+    itself, derived from the ticket), never taken from a sender (``forced``).
+    """
+    out: dict = {}
+    args = list(argv)
+    while args:
+        opt = args.pop(0)
+        if opt not in REQUEST_OPTIONS or (forced and opt == "--tag"):
+            raise RequestError(f"unknown receiver option {opt[:80]!r}: a sender may give only "
+                               "--expect-version, --ticket and --commit")
+        key = opt[2:].replace("-", "_")
+        if key in out:
+            raise RequestError(f"option {opt} given twice")
+        pattern = REQUEST_OPTIONS[opt]
+        if pattern is None:
+            out[key] = True
+            continue
+        if not args or not isinstance(args[0], str) or not pattern.match(args[0]):
+            raise RequestError(f"option {opt} needs a value matching {pattern.pattern}")
+        out[key] = args.pop(0)
+    for need in ("expect_version", "ticket"):
+        if need not in out:
+            raise RequestError(f"--{need.replace('_', '-')} is required")
+    out.setdefault("commit", False)
+    return out
+
+
+def session_from_ticket(tk: dict, config: dict, commit: bool, forbidden: list[str] = ()) -> Session:
+    """Everything this run may do, from the ticket and this host's configuration only."""
+    dump_dir = os.path.realpath(config["dump_dir"])
+    roots = check_roots(tk.get("roots"), config["allowed_roots"], [ticket_dir(dump_dir), *forbidden])
+    clear, create = tk.get("clear") or [], tk.get("create") or []
+    for what, names in (("clear", clear), ("create", create)):
+        if not isinstance(names, list) or any(n not in roots for n in names):
+            raise TicketError(f"the ticket's {what} names roots it does not hold: {names!r}")
+    then_restore = None
+    if commit:
+        then_restore = check_restore(tk.get("restore"), roots, dump_dir)
+        if then_restore is None:
+            raise TicketError("this ticket is for a stream without a restore: --commit refused")
+        then_restore["migration"] = tk.get("id", "")
+    stall = float(tk.get("stall_timeout") or 0)
+    faults = tk.get("faults") or {}
+    if then_restore is not None and faults:
+        then_restore = apply_target_faults(then_restore, faults)
+    return Session(roots=roots, clear=list(clear), create=list(create), then_restore=then_restore,
+                   # the sender gives up first, with the better message
+                   stall_timeout=2 * stall, commit_timeout=2 * stall if stall else COMMIT_TIMEOUT,
+                   corrupt_every=int(faults.get("corrupt_every") or 0))
+
+
+def apply_target_faults(spec: dict, faults: dict) -> dict:
+    """Fault suite only (docs/reliability.md): the controller wrote them into the ticket."""
+    spec = dict(spec)
+    if faults.get("restore"):
+        spec["checkpoint_dir"] = os.path.join(os.path.dirname(spec["checkpoint_dir"]), "edgemig-fault-missing")
+    if faults.get("health"):
+        spec["health"] = {"type": "cmd", "command": ["/bin/false"], "timeout": 3}
+    if faults.get("pause_restore"):
+        spec["faults"] = {"pause_restore": float(faults["pause_restore"])}
+    return spec
+
+
+def _refuse(msg: str, code: int = 3) -> int:
+    sys.stdout.write(json.dumps({"error": msg}) + "\n")
+    sys.stdout.flush()
+    return code
+
+
+def launch(here: str, launcher: str, environ: dict, argv: list[str]) -> int:
+    """The installed launcher's logic: the forced command of the other edges' migration keys.
+
+    ``SSH_ORIGINAL_COMMAND`` (what the sender asked for) must be this launcher and a request
+    parse_request takes; the version must be this receiver's; the ticket must exist here,
+    unused and unexpired. The launcher then runs itself again with the checked request and a
+    tag derived from the ticket (``pgrep -f edgemig-receiver:<service>`` finds it), and
+    that run claims the ticket and receives.
+    """
+    try:
+        with open(os.path.join(here, CONFIG_NAME)) as fh:
+            config = json.load(fh)
+    except (OSError, ValueError) as exc:
+        return _refuse(f"receiver configuration unreadable: {exc}")
+    if not config.get("dump_dir"):
+        return _refuse("this receiver was installed without a dump dir: run playbooks/provision.yml "
+                       "(migration_trust) to install the receiver of this collection")
+    forced = "SSH_ORIGINAL_COMMAND" in environ
+    try:
+        if forced:
+            try:
+                words = shlex.split(environ["SSH_ORIGINAL_COMMAND"])
+            except ValueError as exc:
+                raise RequestError(f"unparsable request: {exc}") from None
+            if not words or os.path.basename(words[0]) != LAUNCHER_NAME:
+                raise RequestError(f"this key only starts the edgemig receiver ({LAUNCHER_NAME}), not: "
+                                   + " ".join(words)[:200])
+            argv = words[1:]
+        req = parse_request(argv, forced=forced)
+        if req["expect_version"] != config["version"]:
+            raise RequestError(f"receiver on this edge is version {config['version']}, the sender's is "
+                               f"{req['expect_version']}: run playbooks/provision.yml (migration_trust) so "
+                               "every edge has the receiver of the same collection")
+        tk = peek(config["dump_dir"], req["ticket"])
+        tag = f"edgemig-receiver:{tk.get('service') or 'stream'}"
+        if not TAG.match(tag):
+            raise TicketError(f"the ticket's service {tk.get('service')!r} is not a container name")
+        if forced:
+            env = {k: v for k, v in environ.items() if k != "SSH_ORIGINAL_COMMAND"}
+            argv = ["--expect-version", req["expect_version"], "--ticket", req["ticket"], "--tag", tag]
+            argv += ["--commit"] if req["commit"] else []
+            os.execve(sys.executable, [sys.executable, "-I", launcher, *argv], env)
+        if req.get("tag") not in (None, tag):
+            raise RequestError(f"--tag must be {tag}")
+    except (RequestError, TicketError) as exc:
+        return _refuse(str(exc))
+    return main(req, config, forbidden=[here])
+
+
+def main(req: dict, config: dict, stdin=None, stdout=None, forbidden: list[str] = ()) -> int:
+    """Claim the request's ticket and serve the stream it allows."""
+    try:
+        tk = claim(config["dump_dir"], req["ticket"])
+        session = session_from_ticket(tk, config, bool(req.get("commit")), forbidden)
+        if session.then_restore is not None:
+            check_interface(session.then_restore)
+    except (TicketError, ProtocolError) as exc:
+        out = stdout or sys.stdout.buffer
+        out.write((json.dumps({"error": str(exc)}) + "\n").encode())
+        out.flush()
+        return 3
+    return serve(session, stdin=stdin, stdout=stdout)
+
+
+def serve(session: Session, stdin=None, stdout=None) -> int:
+    """Receive one stream as ``session`` says; in process when ``stdin``/``stdout`` are given (tests)."""
     if stdin is None:
         set_process_name("edgemig-recv")
     inp = stdin or sys.stdin.buffer
@@ -282,32 +441,18 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
                 # not depend on it being told, past the commit point least of all.
                 pass
 
+    roots = session.roots
     try:
-        roots = parse_roots(args.root)
-        for name in args.create:
-            if name not in roots:
-                raise ProtocolError(f"--create {name}: no such root")
-            os.makedirs(roots[name], mode=0o700, exist_ok=True)
-        for name, path in roots.items():
-            if not os.path.isdir(path):
-                raise ProtocolError(f"destination root {name}={path} does not exist on the receiver")
-        for name in args.clear:
-            if name not in roots:
-                raise ProtocolError(f"--clear {name}: no such root")
-            clear_dir(roots[name])
-        then_restore = json.loads(args.then_restore) if args.then_restore else None
-        if then_restore:
-            check_interface(then_restore)
+        prepare_roots(session)
 
         def drop_warm() -> None:
             # Warm pages (memory) serve this session only: the next one starts from an empty
-            # store (--clear warm), so nothing of them is kept after a failure either.
+            # store (clear warm), so nothing of them is kept after a failure either.
             if "warm" in roots:
                 shutil.rmtree(roots["warm"], ignore_errors=True)
 
-        hook = corrupt_every(args.fault_corrupt_every) if args.fault_corrupt_every else None
+        hook = corrupt_every(session.corrupt_every) if session.corrupt_every else None
         received = [0]
-
         read_some = getattr(inp, "read1", inp.read)  # partial reads: progress is seen mid-frame
 
         def read(n: int) -> bytes:
@@ -316,20 +461,20 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
             return data
 
         watchdog = None
-        if args.stall_timeout > 0:
+        if session.stall_timeout > 0:
             def stalled(phase: str) -> None:
                 try:
                     if phase == "hello":
-                        reply({"error": f"receiver got no HELLO within {args.hello_timeout:g} s of its start "
+                        reply({"error": f"receiver got no HELLO within {session.hello_timeout:g} s of its start "
                                         "(sender gone before the stream began); gave up"})
                     else:
-                        reply({"error": f"receiver got no data for {args.stall_timeout:g} s "
+                        reply({"error": f"receiver got no data for {session.stall_timeout:g} s "
                                         "(link down or sender gone); gave up"})
                 finally:
                     drop_warm()
                     os._exit(3)
-            watchdog = IdleWatchdog(args.stall_timeout, lambda: received[0], stalled,
-                                    start_timeout=args.hello_timeout)
+            watchdog = IdleWatchdog(session.stall_timeout, lambda: received[0], stalled,
+                                    start_timeout=session.hello_timeout)
 
         def failed() -> None:
             # The writer failed and receive_stream already answered why. Our
@@ -340,7 +485,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
                 drop_warm()
                 os._exit(1)
         try:
-            summary = receive_stream(read, reply, roots, workers=args.workers or None,
+            summary = receive_stream(read, reply, roots, workers=session.workers or None,
                                      corrupt_hook=hook,
                                      on_hello=watchdog.start if watchdog is not None else None,
                                      on_failure=failed)
@@ -348,10 +493,10 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
             if watchdog is not None:
                 watchdog.stop.set()
             drop_warm()
-        if then_restore:
+        if session.then_restore:
             # The stream is verified: one round trip to the sender (COMMIT,
             # no Ansible in between), then restore at once.
-            summary["switchover"] = commit_then_switch(then_restore, read, reply, args.commit_timeout,
+            summary["switchover"] = commit_then_switch(session.then_restore, read, reply, session.commit_timeout,
                                                        own_process=stdin is None)
     except NotCommitted as exc:
         reply({"error": str(exc), "in_doubt": True})
@@ -378,5 +523,21 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     return 0
 
 
+def prepare_roots(session: Session) -> None:
+    """Make the roots to create, check every root is a directory, empty the roots to clear."""
+    roots = session.roots
+    for name in session.create:
+        if name not in roots:
+            raise ProtocolError(f"create {name}: no such root")
+        os.makedirs(roots[name], mode=0o700, exist_ok=True)
+    for name, path in roots.items():
+        if os.path.islink(path) or not os.path.isdir(path):
+            raise ProtocolError(f"destination root {name}={path} is not a directory on the receiver")
+    for name in session.clear:
+        if name not in roots:
+            raise ProtocolError(f"clear {name}: no such root")
+        clear_dir(roots[name])
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_refuse("run the installed launcher (edgemig-receiver), not this module"))

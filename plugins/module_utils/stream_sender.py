@@ -24,7 +24,7 @@ lz4 and zstd release the GIL while they work, so a thread pool really uses
 all cores; the Python left on the hot path is per chunk, not per byte.
 
 Runs on the source only: it is never shipped to the target (the receiver
-bundle is computed from receiver.py's imports, see transfer.py).
+bundle is computed from receiver.py's imports, see receiver_install.py).
 """
 from __future__ import annotations
 

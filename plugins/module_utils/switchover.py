@@ -49,18 +49,34 @@ def set_address(interface: str, address: str, present: bool, prefix: int = 32, g
     return changed
 
 
+def prepared_container(api: DockerAPI, spec: dict) -> str:
+    """The ID of the container the ticket names, checked: it exists under the service's name and is
+    not running (a running one would only answer "already started": never a restore)."""
+    ref = spec.get("container_id") or spec["name"]
+    inspect = api.inspect_container(ref)
+    if inspect is None:
+        raise SwitchoverError(f"container {ref} of {spec['name']!r} does not exist here: prepare the target again")
+    if (inspect.get("Name") or "").lstrip("/") != spec["name"]:
+        raise SwitchoverError(f"container {ref} is not {spec['name']!r}: refusing to restore into it")
+    if (inspect.get("State") or {}).get("Running"):
+        raise SwitchoverError(f"container {spec['name']!r} already runs here: not restored from its checkpoint")
+    return inspect["Id"]
+
+
 def restore_and_switch(spec: dict) -> dict:
-    """``spec``: docker_host, name, checkpoint_dir (the images on the dump tmpfs), health, address, interface."""
+    """``spec`` (from the ticket): docker_host, name, container_id, checkpoint_dir (the images on the dump
+    tmpfs), health, address, interface."""
     api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
     t0 = time.monotonic()
     try:
-        criu = start_from_checkpoint(api, spec["name"], spec["checkpoint_dir"], timeout=300)
+        cid = prepared_container(api, spec)
+        criu = start_from_checkpoint(api, cid, spec["checkpoint_dir"], timeout=300)
     except DockerAPIError as exc:
         raise SwitchoverError(f"restore of {spec['name']!r} from its checkpoint failed: {exc.message}") from None
     except OSError as exc:
         raise SwitchoverError(f"restore of {spec['name']!r} from its checkpoint failed: {exc}") from None
     restore_s = time.monotonic() - t0
-    ok, health_s, reason = wait_healthy(spec.get("health"), api, spec["name"])
+    ok, health_s, reason = wait_healthy(spec.get("health"), api, cid)
     if not ok:
         raise SwitchoverError(f"{spec['name']!r} was restored but its health check failed: {reason}")
     t1 = time.monotonic()
@@ -85,8 +101,11 @@ def fence(spec: dict) -> bool:
     discard(spec.get("checkpoint_dir"))
     try:
         api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
-        api.remove_container(spec["name"], force=True)
-        ok = api.inspect_container(spec["name"]) is None
+        # By ID when the ticket names one: the fence removes the container prepared for this
+        # migration, never another one that happens to carry the name.
+        ref = spec.get("container_id") or spec["name"]
+        api.remove_container(ref, force=True)
+        ok = api.inspect_container(ref) is None
     except (DockerAPIError, OSError, ValueError):
         ok = False
     if spec.get("address") and spec.get("interface"):

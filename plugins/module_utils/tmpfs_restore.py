@@ -27,6 +27,12 @@ resolved from the images directory CRIU opened before that, in the host's
 mount tree; enough ``..`` reach that tree's root wherever containerd unpacked
 the images, because ``..`` at a root stays there.
 
+Before Docker is pointed at the checkpoint, every entry of its directory must be a
+regular file (one link) or a directory, but for the page links set aside made in that
+same call (:func:`check_images`): CRIU, run as root, follows a link, so a
+``pages-1.img -> /etc/shadow`` sent by a hostile edge would hand that file to the
+restored service; a FIFO would hang the restore, a device open the host's.
+
 Standard library only (plus criu_images, for CRIU's stats): the receiver ships it.
 """
 from __future__ import annotations
@@ -34,9 +40,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import time
 
 from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import ImageError, read_stats
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import (
+    DockerAPIError,
+    already_running_message,
+)
 
 CHECKPOINTS = "checkpoints"
 
@@ -95,7 +106,63 @@ def climbing_link(target: str) -> str:
     return CLIMB + os.path.abspath(target).lstrip("/")
 
 
-def set_pages_aside(path: str) -> int:
+class UnsafeCheckpoint(OSError):
+    """The checkpoint directory holds something a restore must not be pointed at.
+
+    An OSError, so every caller that handles a restore failing on the file system
+    (keep the images, fall back, fence) handles this one too."""
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return kind
+    return f"of unknown type {stat.S_IFMT(mode):o}"
+
+
+def _plain_file(path: str, st: os.stat_result) -> None:
+    """Refuse anything at ``path`` but a regular file with one link."""
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeCheckpoint(f"checkpoint refused: {path} is {_kind(st.st_mode)}, not a regular file")
+    if st.st_nlink > 1:
+        # A hard link shares its inode with a file elsewhere: its contents are not ours to hand to CRIU.
+        raise UnsafeCheckpoint(f"checkpoint refused: {path} is hard-linked ({st.st_nlink} links)")
+
+
+def _check_dir(path: str) -> None:
+    """Refuse a checkpoint directory that is not a directory itself (a symlink to one leads anywhere)."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeCheckpoint(f"checkpoint refused: {path} is {_kind(st.st_mode)}, not a directory")
+
+
+def _check_aside(aside: str) -> None:
+    """Refuse a :func:`pages_aside_dir` that exists as anything but a real directory.
+
+    A symlink there (``<checkpoint>.pages -> /etc``) would make each page link lead
+    wherever it points, past every check of the link itself."""
+    try:
+        st = os.lstat(aside)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeCheckpoint(f"checkpoint refused: {aside} is {_kind(st.st_mode)}, not the pages' directory")
+
+
+def _own_link(link: str, aside: str, name: str) -> bool:
+    """Whether ``link`` is exactly the link to our set-aside ``name`` (a retried restore's)."""
+    try:
+        if os.readlink(link) != climbing_link(os.path.join(aside, name)):
+            return False
+        _plain_file(os.path.join(aside, name), os.lstat(os.path.join(aside, name)))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def set_pages_aside(path: str, links: set[str] | None = None) -> int:
     """Move each ``pages-<id>.img`` of the checkpoint at ``path`` into :func:`pages_aside_dir`,
     leaving a :func:`climbing_link` to it in its place; returns the bytes set aside.
 
@@ -103,28 +170,75 @@ def set_pages_aside(path: str) -> int:
     mount (the dump tmpfs). One that cannot move (``path`` is a mount point of its own: EXDEV)
     stays where it is and makes the trip through containerd as before: slower, never a failure.
     Idempotent (a retried restore finds the links already there).
+
+    ``links`` receives the names of the page links made by this call, the only links
+    :func:`check_images` lets through. A page file that is not a regular file with one link
+    is refused (UnsafeCheckpoint) before anything moves; a link found in its place is
+    replaced only when it is exactly the link an earlier call made to a file it set aside,
+    never taken as it is (a sender could have sent ``pages-1.img -> /etc/shadow``).
     """
+    made = set() if links is None else links
+    _check_dir(path)
     aside = pages_aside_dir(path)
-    os.makedirs(aside, mode=0o700, exist_ok=True)
-    moved = 0
+    _check_aside(aside)
+    pages = {}
     for entry in os.scandir(path):
-        if PAGES_IMAGE.match(entry.name) and entry.is_file(follow_symlinks=False):
-            kept = os.path.join(aside, entry.name)
-            try:
-                os.rename(entry.path, kept)
-            except OSError:
+        if PAGES_IMAGE.match(entry.name):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode) and _own_link(entry.path, aside, entry.name):
+                os.unlink(entry.path)  # made again below, by this call
                 continue
-            os.symlink(climbing_link(kept), entry.path)
-            moved += os.stat(kept).st_size
-    for name in os.listdir(aside):  # moved by an attempt that stopped before its link
+            _plain_file(entry.path, st)
+            pages[entry.name] = entry.path
+    os.makedirs(aside, mode=0o700, exist_ok=True)
+    _check_aside(aside)  # made by someone else between the check and here
+    moved = 0
+    for name, full in sorted(pages.items()):
+        kept = os.path.join(aside, name)
+        try:
+            os.rename(full, kept)
+        except OSError:
+            continue
+        os.symlink(climbing_link(kept), full)
+        made.add(name)
+        moved += os.lstat(kept).st_size
+    for name in os.listdir(aside):  # moved by an attempt that stopped before its link, or linked by one
         link = os.path.join(path, name)
         if PAGES_IMAGE.match(name) and not os.path.lexists(link):
+            _plain_file(os.path.join(aside, name), os.lstat(os.path.join(aside, name)))
             os.symlink(climbing_link(os.path.join(aside, name)), link)
+            made.add(name)
     try:
         os.rmdir(aside)  # nothing moved: no empty directory left behind
     except OSError:
         pass
     return moved
+
+
+def check_images(path: str, links: set[str]) -> None:
+    """Refuse (UnsafeCheckpoint, naming it) anything under ``path`` that is not a directory or a
+    regular file with one link, but for the page links in ``links`` (made by
+    :func:`set_pages_aside` in this call, and still pointing where it pointed them).
+
+    Walked with lstat, never following a link: CRIU would follow one as root.
+    """
+    _check_dir(path)
+    aside = pages_aside_dir(path)
+    pending = [path]
+    while pending:
+        top = pending.pop()
+        for entry in os.scandir(top):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                pending.append(entry.path)
+            elif stat.S_ISLNK(st.st_mode):
+                ours = top == path and entry.name in links \
+                    and os.readlink(entry.path) == climbing_link(os.path.join(aside, entry.name))
+                if not ours:
+                    raise UnsafeCheckpoint(f"checkpoint refused: {entry.path} is a symlink "
+                                           f"(to {os.readlink(entry.path)!r}) this restore did not make")
+            else:
+                _plain_file(entry.path, st)
 
 
 def discard(path: str | None) -> None:
@@ -143,7 +257,11 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float | None = Non
     """``docker start --checkpoint`` of ``name`` from the images in ``path`` (``<dir>/<checkpoint>``).
 
     Raises DockerAPIError (or OSError) when Docker refuses or CRIU fails; the
-    images are then kept, the caller decides (retry, fresh start, discard).
+    images are then kept, the caller decides (retry, fresh start, discard). A container
+    that already runs is a failed restore (DockerAPIError 304), found from its inspect
+    before anything is touched, or from Docker's answer to the start. A checkpoint
+    directory holding anything but directories, regular files and our own page links
+    is refused (UnsafeCheckpoint, an OSError) before Docker hears of it.
     Returns CRIU's own account of the restore (:func:`criu_restore_stats`), None when not found.
     """
     path = os.path.abspath(path.rstrip("/"))
@@ -151,15 +269,25 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float | None = Non
     inspect = api.inspect_container(name)
     if inspect is None:
         raise OSError(f"container {name!r} does not exist here")
-    if not os.path.isdir(path):
+    if (inspect.get("State") or {}).get("Running"):
+        # Docker would answer 304 and restore nothing; refused before anything moves.
+        raise DockerAPIError(304, already_running_message(name, checkpoint))
+    if not os.path.lexists(path):
         raise OSError(f"no checkpoint at {path}")
-    set_pages_aside(path)
+    links: set[str] = set()
+    set_pages_aside(path, links)
+    check_images(path, links)
     images = image_sizes(path)
     since = time.time()
     docker_root = api.info()["DockerRootDir"]
     link = point_checkpoints_at(docker_root, inspect["Id"], parent)
     try:
         api.start_container(inspect["Id"], checkpoint=checkpoint, timeout=timeout)
+    except DockerAPIError as exc:
+        if exc.status != 304:
+            raise
+        # Started behind our back since the inspect (a restart policy, anyone): a cold copy, not ours.
+        raise DockerAPIError(304, already_running_message(name, checkpoint)) from None
     finally:
         if os.path.islink(link):
             os.unlink(link)

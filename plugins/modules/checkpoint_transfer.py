@@ -9,7 +9,7 @@ short_description: Stream a checkpoint, writable layer and volumes to the target
 version_added: 0.1.0
 description:
   - Runs on the source edge host and streams directly to the target (never through the controller) over one
-    paramiko SSH channel. The target host key must be in O(known_hosts); unknown hosts are refused.
+    paramiko SSH channel. The target host key must be in O(target.known_hosts); unknown hosts are refused.
   - The stream is framed - every chunk carries its codec, level, sizes and a CRC32; the receiver validates every
     path (no absolute paths, no C(..), never writes through a symlink) and aborts on the first bad frame.
   - Stages overlap - read, page dedup, compress on all cores, send, decompress, write - with bounded queues.
@@ -19,52 +19,22 @@ description:
 extends_documentation_fragment:
   - edgemig.migration.attributes
   - edgemig.migration.attributes.action
+  - edgemig.migration.target
 options:
   roots:
-    description: What to send. Each item has C(name) (C(checkpoint), C(layer) or C(volume/<name>)), C(src) (directory
-      on this host), C(dest) (directory on the target) and optionally C(clear) (empty C(dest) first) and
-      C(create) (make C(dest), mode 0700).
+    description:
+      - What to send. Each item has C(name) (C(checkpoint), C(layer) or C(volume/<name>)) and C(src) (directory on
+        this host). Where each lands on the target, and what is emptied first, is the target's ticket's to say.
     type: list
     elements: dict
     required: true
   source_volumes:
     description: Named volumes of the source container (C(name), C(path)) as returned by
       M(edgemig.migration.docker_checkpoint); each is sent as root C(volume/<name>) into the target volume of the same
-      name in O(target_volumes), which is emptied first.
+      name (the ticket's), which is emptied first.
     type: list
     elements: dict
     default: []
-  target_volumes:
-    description: Named volumes of the prepared target container (C(name), C(path)).
-    type: list
-    elements: dict
-    default: []
-  host:
-    description: Address of the target edge host.
-    type: str
-    required: true
-  port:
-    description: SSH port of the target.
-    type: int
-    default: 22
-  user:
-    description: SSH user on the target.
-    type: str
-    default: root
-  key_file:
-    description: Private key for the target (the migration key of the migration_trust role).
-    type: path
-    default: /etc/edgemig/migration_key
-  known_hosts:
-    description: known_hosts file holding the target's host key.
-    type: path
-    default: /etc/edgemig/known_hosts
-  receiver_dir:
-    description:
-      - Where the pinned receiver is installed on the target (the migration_trust role installs it; the inventory
-        variable C(edgemig_receiver_dir)). The sender runs its launcher there and sends no code.
-    type: path
-    default: /usr/local/lib/edgemig/receiver
   policy:
     description: C(model), C(paper) or C(fixed:<codec>:<level>) with codec C(none), C(lz4) (1-9), C(zstd) (-5..19) or C(wkdm).
     type: str
@@ -96,8 +66,10 @@ EXAMPLES = r'''
   edgemig.migration.checkpoint_transfer:
     host: 10.213.0.12
     roots:
-      - {name: checkpoint, src: "{{ ckpt.checkpoint_dir }}", dest: "{{ prepared.checkpoint_dir }}"}
-      - {name: layer, src: "{{ ckpt.upper_dir }}", dest: "{{ prepared.upper_dir }}", clear: true}
+    ticket: "{{ prepared.ticket }}"
+    roots:
+      - {name: checkpoint, src: "{{ ckpt.checkpoint_dir }}"}
+      - {name: layer, src: "{{ ckpt.upper_dir }}"}
 '''
 
 RETURN = r'''
@@ -114,24 +86,20 @@ timeline:
   elements: dict
 '''
 
-import re
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import pair_volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
-    DEFAULT_KEY_FILE,
-    DEFAULT_KNOWN_HOSTS,
+from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import (
     HAS_PARAMIKO,
     PARAMIKO_IMPORT_ERROR,
-    RECEIVER_DIR,
+    TARGET_OPTIONS,
     TransferError,
     send_over_ssh,
 )
-
-ROOT_NAME = re.compile(r"^(checkpoint|layer|volume/[A-Za-z0-9][A-Za-z0-9_.-]*)$")
+from ansible_collections.edgemig.migration.plugins.module_utils.ticket import ROOT_NAME
 
 
 def main() -> None:
@@ -139,13 +107,7 @@ def main() -> None:
         argument_spec=dict(
             roots=dict(type="list", elements="dict", required=True),
             source_volumes=dict(type="list", elements="dict", default=[]),
-            target_volumes=dict(type="list", elements="dict", default=[]),
-            host=dict(type="str", required=True),
-            port=dict(type="int", default=22),
-            user=dict(type="str", default="root"),
-            key_file=dict(type="path", default=DEFAULT_KEY_FILE, no_log=False),
-            known_hosts=dict(type="path", default=DEFAULT_KNOWN_HOSTS),
-            receiver_dir=dict(type="path", default=RECEIVER_DIR),
+            target=dict(type="dict", required=True, options=TARGET_OPTIONS),  # doc fragment edgemig.migration.target
             policy=dict(type="str", default="model"),
             workers=dict(type="int", default=0),
             chunk_size=dict(type="int", default=1 << 20),
@@ -163,40 +125,35 @@ def main() -> None:
         parse_policy(p["policy"])  # before connecting
     except ValueError as exc:
         module.fail_json(msg=f"policy={p['policy']!r}: {exc}")
-    src, dest, clear, create = [], {}, [], []
-    roots = list(p["roots"])
-    try:
-        pairs = pair_volumes(p["source_volumes"], p["target_volumes"])
-    except ValueError as exc:
-        module.fail_json(msg=f"source {exc}")
-    for name, src_path, target_path in pairs:
-        roots.append({"name": f"volume/{name}", "src": src_path, "dest": target_path, "clear": True})
+    if p["target"]["volumes"] is not None:
+        try:
+            pair_volumes(p["source_volumes"], p["target"]["volumes"])
+        except ValueError as exc:
+            module.fail_json(msg=f"source {exc}")
+    src, seen = [], set()
+    roots = list(p["roots"]) + [{"name": f"volume/{v.get('name')}", "src": v.get("path")} for v in p["source_volumes"]]
     for i, root in enumerate(roots):
         name = root.get("name")
         if not isinstance(name, str) or not ROOT_NAME.match(name):
             module.fail_json(msg=f"roots[{i}].name={name!r}: must be checkpoint, layer or volume/<name>")
-        if not root.get("src") or not root.get("dest"):
-            module.fail_json(msg=f"roots[{i}] ({name}): src and dest are required")
-        if name in dest:
+        if not root.get("src"):
+            module.fail_json(msg=f"roots[{i}] ({name}): src is required")
+        if name in seen:
             module.fail_json(msg=f"roots[{i}]: root {name!r} given twice")
+        seen.add(name)
         src.append((name, root["src"]))
-        dest[name] = root["dest"]
-        if root.get("clear"):
-            clear.append(name)
-        if root.get("create"):
-            create.append(name)
     try:
-        result = send_over_ssh(src, dest, host=p["host"], port=p["port"], user=p["user"],
-                               key_file=p["key_file"], known_hosts=p["known_hosts"],
-                               receiver_dir=p["receiver_dir"], policy=p["policy"], workers=p["workers"],
-                               chunk_size=p["chunk_size"], dedup=p["dedup"], pipelined=p["pipelined"],
-                               clear=clear, create=create)
+        tgt = p["target"]
+        result = send_over_ssh(src, tgt["ticket"], host=tgt["host"], port=tgt["port"], user=tgt["user"],
+                               key_file=tgt["key_file"], known_hosts=tgt["known_hosts"],
+                               receiver_dir=tgt["receiver_dir"], policy=p["policy"], workers=p["workers"],
+                               chunk_size=p["chunk_size"], dedup=p["dedup"], pipelined=p["pipelined"])
     except TransferError as exc:
-        module.fail_json(msg=f"transfer to {p['host']} failed: {exc}")
+        module.fail_json(msg=f"transfer to {p['target']['host']} failed: {exc}")
     except ValueError as exc:  # bad policy string and the like
         module.fail_json(msg=f"policy={p['policy']!r}: {exc}")
     except Exception as exc:
-        module.fail_json(msg=f"transfer to {p['host']} failed: {type(exc).__name__}: {exc}",
+        module.fail_json(msg=f"transfer to {p['target']['host']} failed: {type(exc).__name__}: {exc}",
                          exception=traceback.format_exc())
     timeline = result.pop("timeline", [])
     module.exit_json(changed=True, stats=result, timeline=timeline)

@@ -14,6 +14,11 @@ description:
     the other CRIU images, the container's writable layer (overlay2 UpperDir, whiteouts included) and its named volumes -
     with the time the container was frozen and dumped.
   - If CRIU fails the container keeps running; if Docker stopped it anyway it is started again.
+  - A checkpoint that stops the container first records, on persistent storage (O(held_dir)), that it stops this
+    container and which restart policy it had, then sets the policy to C(no) so that Docker does not start it again
+    cold. C(playbooks/recover.yml) (M(edgemig.migration.migration_recover)) reads that record, also after a reboot
+    emptied O(dump_dir), gives the policy back and removes the record; so does a failed checkpoint. A give-back
+    Docker refuses fails the task, naming the policy.
   - With O(state=absent) removes a dump directory made earlier (O(work_dir)).
   - Every run with O(state=present) takes a new checkpoint; in check mode nothing is frozen.
 extends_documentation_fragment:
@@ -28,6 +33,13 @@ options:
     description: Directory (tmpfs) under which the dump directory is created, mode 0700.
     type: path
     default: /var/lib/edgemig/dumps
+  held_dir:
+    description:
+      - Where the held restart policy is recorded (C(<held_dir>/<name>.json), 0600, written and synced before the
+        policy changes). Must be on persistent storage, not on the dump tmpfs.
+      - Default C(held) beside O(dump_dir) (C(/var/lib/edgemig/held)), where M(edgemig.migration.migration_recover)
+        looks by default.
+    type: path
   checkpoint:
     description: Checkpoint name.
     type: str
@@ -109,10 +121,19 @@ restart_policy:
   description: >-
     The restart policy the container had, if any: a checkpoint that stops the container sets it to
     C(no) so that Docker does not start the container again cold. Give it back with
-    C(docker update --restart) when you start the container again yourself.
+    C(docker update --restart) when you start the container again yourself, and remove the held record
+    (RV(held_dir)), or let M(edgemig.migration.migration_recover) do both.
   returned: state=present, not in check mode
   type: dict
   sample: {Name: unless-stopped, MaximumRetryCount: 0}
+held_dir:
+  description: Where the held restart policy is recorded (null with O(leave_running=true)).
+  returned: state=present, not in check mode
+  type: str
+held_fs:
+  description: File system type of RV(held_dir) (a tmpfs there would not outlive a reboot).
+  returned: state=present, not in check mode
+  type: str
 dump_fs:
   description: File system type of the dump directory (C(tmpfs) expected).
   returned: state=present, not in check mode
@@ -134,6 +155,7 @@ def main() -> None:
         argument_spec=dict(
             name=dict(type="str"),
             dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
+            held_dir=dict(type="path"),
             checkpoint=dict(type="str", default="edgemig"),
             leave_running=dict(type="bool", default=False),
             state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -153,7 +175,8 @@ def main() -> None:
     if module.check_mode:
         module.exit_json(changed=True, msg=f"would checkpoint {p['name']}")
     try:
-        result = create(api, p["name"], p["dump_dir"], p["checkpoint"], exit_container=not p["leave_running"])
+        result = create(api, p["name"], p["dump_dir"], p["checkpoint"], exit_container=not p["leave_running"],
+                        held_dir=p["held_dir"])
     except (CheckpointError, DockerAPIError) as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
@@ -161,6 +184,9 @@ def main() -> None:
     warnings = []
     if result["dump_fs"] != "tmpfs":
         warnings.append(f"dump_dir {p['dump_dir']} is on {result['dump_fs']}, not tmpfs: dumps will be slower")
+    if result["held_fs"] in ("tmpfs", "ramfs"):
+        warnings.append(f"held_dir {result['held_dir']} is on {result['held_fs']}: the held restart policy "
+                        "would not outlive a reboot; put it on persistent storage")
     for w in warnings:
         module.warn(w)
     module.exit_json(changed=True, **result)

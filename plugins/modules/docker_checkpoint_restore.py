@@ -14,6 +14,12 @@ description:
     leftover of the same name is replaced; a running one is an error (the service already runs here).
     The checkpoint directory is C(<dump_dir>/<name>.restore/<checkpoint>), on the dump tmpfs, so that memory images
     never touch persistent storage.
+  - O(stage=prepare) also writes a one-time migration ticket on this host (root only, C(<dump_dir>/tickets/), valid
+    O(ticket_ttl) seconds) and returns its ID in RV(ticket). The ticket holds every path and parameter of the
+    migration into this host, taken from this host's own Docker and from the options here - the checkpoint, layer,
+    volume and warm-page directories, the container by ID, O(health), O(address), O(interface), O(docker_host).
+    A sender edge names only the ticket (O(edgemig.migration.edge_migrate#module:target.ticket)), and the
+    receiver uses it once. Earlier unused tickets of the same container are revoked.
   - O(stage=restore) starts the container from the checkpoint (C(docker start --checkpoint)) and waits for the
     O(health) check. The images are read where they are, on the dump tmpfs (O(checkpoint_source), by default the
     directory O(stage=prepare) made). Docker 20.10 refuses custom directories on restore, so the container's
@@ -55,6 +61,29 @@ options:
   health:
     description: Health check of the service (catalog C(health) entry) - C(type) C(http), C(tcp) or C(cmd), C(port), C(path), C(command), C(timeout).
     type: dict
+  address:
+    description: With O(stage=prepare), the service address the receiver adds to O(interface) once the restored
+      service is healthy (written into the ticket).
+    type: str
+  interface:
+    description: With O(stage=prepare), this host's interface for O(address).
+    type: str
+  stall_timeout:
+    description: With O(stage=prepare), the migration's stall timeout in seconds (the receiver gives up after twice it).
+    type: int
+    default: 30
+  ticket_ttl:
+    description: With O(stage=prepare), how long the ticket stays valid, in seconds (a parked follow migration
+      connects only when released).
+    type: int
+    default: 3600
+  allow_host_access:
+    description:
+      - With O(stage=prepare), create the container even when O(config) asks for access to this host (privileged,
+        added capabilities, devices, bind mounts, the host's namespaces, a loose security profile). Off by default -
+        O(config) comes from the source edge, and catalog services never ask for it.
+    type: bool
+    default: false
   fallback_start:
     description: If the restore from the checkpoint fails, start the container without it.
     type: bool
@@ -97,6 +126,10 @@ volumes:
   returned: stage=prepare
   type: list
   elements: dict
+ticket:
+  description: ID of the one-time migration ticket written on this host (give it to the sender).
+  returned: stage=prepare
+  type: str
 restored_from_checkpoint:
   description: False when O(fallback_start) had to start the container fresh.
   returned: stage=restore
@@ -115,8 +148,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.faults import read_faults
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.ticket import issue, revoke, warm_dir
 from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import (
     restore_parent,
     start_from_checkpoint,
@@ -157,9 +192,47 @@ def volume_conflicts(api, name: str, config: dict) -> str | None:
     return None
 
 
+# What in a create body reaches past the container into the host. The body comes from the
+# source edge (its Docker's inspect of the service); a compromised source must not get a
+# privileged container or the host's file system on the target through it.
+HOST_NAMESPACES = ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode")
+LOOSE_SECURITY = ("unconfined", "label=disable", "label:disable", "no-new-privileges=false")
+
+
+def host_access(config: dict) -> list[str]:
+    """What ``config`` asks for that reaches into the host (empty when nothing)."""
+    hc = config.get("HostConfig") or {}
+    found = []
+    if hc.get("Privileged"):
+        found.append("Privileged")
+    if hc.get("CapAdd"):
+        found.append(f"CapAdd {hc['CapAdd']}")
+    for key in ("Devices", "DeviceRequests", "DeviceCgroupRules", "VolumesFrom", "Links"):
+        if hc.get(key):
+            found.append(key)
+    if hc.get("Binds"):
+        found.append(f"Binds {hc['Binds']}")
+    binds = [m.get("Source") for m in hc.get("Mounts") or [] if m.get("Type") not in (None, "volume", "tmpfs")]
+    if binds:
+        found.append(f"bind Mounts {binds}")
+    for key in HOST_NAMESPACES:
+        if str(hc.get(key) or "").startswith(("host", "container:")):
+            found.append(f"{key}={hc[key]}")
+    loose = [o for o in hc.get("SecurityOpt") or [] if any(w in str(o) for w in LOOSE_SECURITY)]
+    if loose:
+        found.append(f"SecurityOpt {loose}")
+    return found
+
+
 def prepare(module, api) -> None:
     p = module.params
     t0 = time.monotonic()
+    reach = host_access(p["config"])
+    if reach and not p["allow_host_access"]:
+        module.fail_json(msg=f"the container config of {p['name']!r} asks for access to this host: {'; '.join(reach)}. "
+                             "A catalog service is created without it, so this config did not come from the "
+                             "catalog (a compromised source edge?); set allow_host_access=true only for a "
+                             "service you run that way on purpose; nothing was created")
     try:
         current = api.inspect_container(p["name"])
         if current is not None:
@@ -181,8 +254,27 @@ def prepare(module, api) -> None:
     ckpt = restore_dir(p)
     shutil.rmtree(os.path.dirname(ckpt), ignore_errors=True)  # images of an earlier, abandoned attempt
     os.makedirs(ckpt, mode=0o700, exist_ok=True)
+    try:
+        tid = write_ticket(p, api.base_url, cid, ckpt, inspect)
+    except (OSError, ValueError) as exc:
+        module.fail_json(msg=f"cannot write the migration ticket under {p['dump_dir']}: {exc}")
     module.exit_json(changed=True, container_id=cid, upper_dir=upper_dir(inspect), checkpoint_dir=ckpt,
-                     volumes=volumes(inspect), durations={"prepare_s": round(time.monotonic() - t0, 4)})
+                     volumes=volumes(inspect), ticket=tid,
+                     durations={"prepare_s": round(time.monotonic() - t0, 4)})
+
+
+def write_ticket(p: dict, docker_host: str, cid: str, ckpt: str, inspect: dict) -> str:
+    """The one-time ticket of a migration into the container just created: every path from this
+    host's own Docker, every parameter from this module's options (ticket.py)."""
+    faults = read_faults()  # fault suite only: EDGEMIG_FAULTS in this module's environment
+    roots = {"checkpoint": ckpt, "layer": upper_dir(inspect), "warm": warm_dir(p["dump_dir"], p["name"])}
+    roots.update({f"volume/{v['name']}": v["path"] for v in volumes(inspect)})
+    clear = [name for name in roots if name != "checkpoint"]
+    restore = {"name": p["name"], "container_id": cid, "docker_host": docker_host, "health": p["health"],
+               "address": p["address"], "interface": p["interface"] if p["address"] else None}
+    revoke(p["dump_dir"], p["name"])
+    return issue(p["dump_dir"], roots=roots, clear=clear, create=["warm"], service=p["name"], restore=restore,
+                 stall_timeout=p["stall_timeout"], ttl=p["ticket_ttl"], faults=faults)
 
 
 def restore(module, api) -> None:
@@ -205,7 +297,7 @@ def restore(module, api) -> None:
     if error and p["fallback_start"]:
         from_checkpoint = False
         try:
-            api.start_container(cid)
+            api.start_container(cid, allow_running=True)
         except DockerAPIError as exc:
             module.fail_json(msg=f"{error}; starting it without the checkpoint failed too: {exc}")
     elif error:
@@ -234,6 +326,11 @@ def main() -> None:
             checkpoint_source=dict(type="path"),
             dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
             health=dict(type="dict"),
+            address=dict(type="str"),
+            interface=dict(type="str"),
+            stall_timeout=dict(type="int", default=30),
+            ticket_ttl=dict(type="int", default=3600),
+            allow_host_access=dict(type="bool", default=False),
             fallback_start=dict(type="bool", default=False),
             **DOCKER_ARGS,
         ),

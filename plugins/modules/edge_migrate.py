@@ -19,14 +19,17 @@ description:
     that it failed and fenced itself. If the target's answer is lost, the module fails with RV(outcome=unknown),
     keeps the service down here with its checkpoint, and C(playbooks/recover.yml) (migrate.yml's rescue) converges.
   - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore)
-    O(edgemig.migration.docker_checkpoint_restore#module:stage=prepare).
+    O(edgemig.migration.docker_checkpoint_restore#module:stage=prepare), which writes the one-time ticket
+    O(target.ticket) names.
   - Before anything is frozen or the target is contacted, O(policy), O(address) (IPv4 only) and O(interface) (must
-    exist on this host) are checked, and the receiver on the target checks C(target.interface) when it starts; a
-    refusal fails with RV(rolled_back=not_needed) and names the option to change.
+    exist on this host) are checked, and the receiver on the target checks its ticket (unused, unexpired, paths
+    it may write) and the ticket's service interface when it starts; a refusal fails with
+    RV(rolled_back=not_needed) and names the cause.
 extends_documentation_fragment:
   - edgemig.migration.attributes
   - edgemig.migration.attributes.action
   - edgemig.migration.docker
+  - edgemig.migration.target
 options:
   name:
     description: Container (service) to migrate.
@@ -40,14 +43,6 @@ options:
     description: Checkpoint name.
     type: str
     default: edgemig
-  target:
-    description: >-
-      The target - C(host), C(port) (22), C(user) (root), C(key_file), C(known_hosts), C(receiver_dir) (the pinned receiver, /usr/local/lib/edgemig/receiver),
-      C(docker_host), C(checkpoint_dir), C(upper_dir), C(volumes) (from the prepare stage), C(interface)
-      (where the service address goes), C(dump_dir) (the target's dump tmpfs, where the receiver keeps its
-      state file) and C(name) (its inventory name, recorded for the recovery).
-    type: dict
-    required: true
   address:
     description: The service's stable address, moved from this host to the target.
     type: str
@@ -201,7 +196,11 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import HAS_PARAMIKO, PARAMIKO_IMPORT_ERROR
+from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import (
+    HAS_PARAMIKO,
+    PARAMIKO_IMPORT_ERROR,
+    TARGET_OPTIONS,
+)
 
 
 def main() -> None:
@@ -210,7 +209,7 @@ def main() -> None:
             name=dict(type="str", required=True),
             dump_dir=dict(type="path", default=DEFAULT_DUMP_DIR),
             checkpoint=dict(type="str", default="edgemig"),
-            target=dict(type="dict", required=True),
+            target=dict(type="dict", required=True, options=TARGET_OPTIONS),  # doc fragment edgemig.migration.target
             address=dict(type="str"),
             interface=dict(type="str"),
             health=dict(type="dict"),

@@ -126,7 +126,7 @@ def main() -> None:
         if current is None or not current["State"].get("Running"):
             actions.append("started")
             if not module.check_mode:
-                api.start_container(p["name"])
+                api.start_container(p["name"], allow_running=True)
                 ok, _secs, reason = wait_healthy(p["spec"].get("health"), api, p["name"])
                 if not ok:
                     module.fail_json(msg=f"service {p['name']!r} started but its health check failed: {reason}",

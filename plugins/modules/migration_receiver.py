@@ -9,11 +9,12 @@ short_description: Install the pinned migration receiver on an edge host
 version_added: 0.2.0
 description:
   - Writes the receiver of this collection (its sources, a launcher and a small config) into O(dir). Migrations
-    into this host run that launcher; the sender sends no code, only receiver options and the version it
-    expects, and a host whose receiver is of another version refuses before anything is frozen.
+    into this host run that launcher; the sender sends no code and no paths, only the version it expects and
+    the ID of a ticket this host wrote when the controller prepared the target; a host whose receiver is of
+    another version refuses before anything is frozen.
   - The launcher is meant as the forced command (C(command="<dir>/edgemig-receiver")) of the other edges'
     migration keys (the migration_trust role writes those C(authorized_keys) entries). It accepts nothing but
-    receiver options, and writes only under O(allowed_roots).
+    C(--expect-version), C(--ticket) and C(--commit), and writes only where the ticket says, under O(allowed_roots).
   - Run by the migration_trust role; docs/security.md says what the receiver may still do.
 extends_documentation_fragment:
   - edgemig.migration.attributes
@@ -34,6 +35,12 @@ options:
     type: list
     elements: path
     required: true
+  dump_dir:
+    description:
+      - This host's dump tmpfs (the inventory variable C(edgemig_dump_dir)). The receiver takes its migration tickets
+        from C(<dump_dir>/tickets), where M(edgemig.migration.docker_checkpoint_restore) writes them.
+    type: path
+    default: /var/lib/edgemig/dumps
 author:
   - edgemig developers (@edgemig)
 '''
@@ -59,7 +66,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import (
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver_install import (
     LAUNCHER_NAME,
     RECEIVER_DIR,
     install_receiver,
@@ -73,6 +80,7 @@ def main() -> None:
             dir=dict(type="path", default=RECEIVER_DIR),
             python=dict(type="str", default="/usr/bin/python3"),
             allowed_roots=dict(type="list", elements="path", required=True),
+            dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
         ),
         supports_check_mode=True,
     )
@@ -82,7 +90,8 @@ def main() -> None:
         module.fail_json(msg=f"allowed_roots={p['allowed_roots']!r}: give absolute directories other than / "
                              "(Docker's data root and the dump tmpfs)")
     try:
-        changed = install_receiver(p["dir"], p["python"], p["allowed_roots"], check_mode=module.check_mode)
+        changed = install_receiver(p["dir"], p["python"], p["allowed_roots"], p["dump_dir"],
+                                   check_mode=module.check_mode)
     except OSError as exc:
         module.fail_json(msg=f"cannot install the receiver into {p['dir']}: {exc}")
     module.exit_json(changed=changed, version=receiver_version(), launcher=os.path.join(p["dir"], LAUNCHER_NAME))

@@ -11,11 +11,17 @@ description:
   - Three steps, run by C(playbooks/recover.yml) and by the rescue of C(playbooks/migrate.yml).
   - O(mode=inspect), on every edge host - what this host knows of the service - its migration record
     (C(<dump_dir>/.edgemig-state/<name>.json)), whether its container exists and runs, whether it holds a received
-    checkpoint, whether the service address is here.
+    checkpoint, whether the service address is here, and its held record (O(held_dir)), which says that a checkpoint
+    stopped this container and which restart policy it took away; unlike the migration record it survives a reboot.
+    A held record whose container is gone is removed.
   - O(mode=decide), anywhere (no Docker needed) - the decision from the facts of all edge hosts (O(edges)). A source
     record that passed the commit point makes the target win, restored from the checkpoint it kept if it does not
     run; without one the source wins. A copy that passed the commit point is never removed unless it confirmed it
-    cannot serve.
+    cannot serve. A copy stopped by a checkpoint (held record) whose migration record is lost (a reboot emptied the
+    dump tmpfs) serves again when no copy runs anywhere and no target received COMMIT, and waits while an edge is
+    unreachable.
+  - Wherever the service is brought up again, the restart policy the checkpoint held is given back and the held record
+    removed; a removed container's held record goes too. Docker refusing the policy fails the task, naming the policy.
   - O(mode=converge), on each edge host, losers first - apply O(action) (from the decision) here.
 extends_documentation_fragment:
   - edgemig.migration.attributes
@@ -35,6 +41,12 @@ options:
     description: This host's dump tmpfs (where the migration records live).
     type: path
     default: /var/lib/edgemig/dumps
+  held_dir:
+    description:
+      - Where this host keeps the held restart policies, on persistent storage (C(<held_dir>/<name>.json)).
+      - Default C(held) beside O(dump_dir) (C(/var/lib/edgemig/held)), where C(edge_migrate) and
+        C(docker_checkpoint) write them.
+    type: path
   address:
     description: The service address.
     type: str
@@ -71,7 +83,8 @@ RETURN = r'''
 facts:
   description:
     - With O(mode=inspect) - record, exists, running, checkpoint (the images its record names, still on the
-      dump tmpfs), has_checkpoint (a target holding them), address_here.
+      dump tmpfs), has_checkpoint (a target holding them), held (the held record of this container, or null),
+      address_here.
   returned: mode=inspect
   type: dict
 decision:
@@ -85,6 +98,7 @@ done:
   elements: str
 '''
 
+import os
 import shutil
 import time
 
@@ -96,10 +110,15 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver
     local_facts,
     receiver_running,
     stand_down,
-    warm_dir,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, read_state
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+    clear_state,
+    held_dir_for,
+    read_held,
+    read_state,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.ticket import warm_dir
 from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import restore_parent
 
 # A receiver still at work here (waiting for COMMIT, restoring) decides by itself within its own
@@ -107,32 +126,48 @@ from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore im
 RECEIVER_WAIT_S = 400.0
 
 
+def inside(parent: str, path: str | None) -> bool:
+    """Whether ``path`` lies strictly below ``parent`` (real paths): only such a dir is ever removed here."""
+    if not path:
+        return False
+    parent = os.path.realpath(parent)
+    return os.path.realpath(path).startswith(parent + os.sep)
+
+
 def converge(module, api) -> list[str]:
     p = module.params
     name, action = p["name"], p["action"]
+    held_dir = p["held_dir"] or held_dir_for(p["dump_dir"])
     record = read_state(p["dump_dir"], name) or {}
     done: list[str] = []
     deadline = time.monotonic() + RECEIVER_WAIT_S
     while receiver_running(name) and time.monotonic() < deadline:
         time.sleep(0.5)
+    # Read before bring_up / stand_down drop it: its dump is to go too.
+    held = read_held(held_dir, name) or {}
     if action == "serve":
-        facts = local_facts(api, name, p["dump_dir"])
-        # A source brings back the dump its record names; a target what the stream wrote
-        # (kept on its dump tmpfs while in doubt).
+        facts = local_facts(api, name, p["dump_dir"], held_dir=held_dir)
+        # A source brings back the dump its record names (after a reboot none: started cold);
+        # a target what the stream wrote (kept on its dump tmpfs while in doubt). The held
+        # restart policy comes back here.
         how = bring_up(api, name, facts["checkpoint"], address=p["address"], interface=p["interface"],
-                       health=p["health"], restart_policy=record.get("restart_policy"))
+                       health=p["health"], restart_policy=record.get("restart_policy"), held_dir=held_dir)
         done.append({"not_needed": "already running", "checkpoint": "restored from its checkpoint",
                      "fresh_start": "started without a checkpoint"}[how])
+        if facts["held"]:
+            done.append("restart policy given back")
         if p["address"]:
             done.append("address here")
     elif action in ("stand_down", "stop"):
         done += stand_down(api, name, address=p["address"], interface=p["interface"],
-                           remove=action == "stand_down")
+                           remove=action == "stand_down", held_dir=held_dir)
     if action in ("serve", "stand_down"):
         # Decided: no memory image is needed here any more - the record's checkpoint, and whatever
         # a stream that never reached verified (no record) left in this edge's restore and warm dirs.
-        for path in (record.get("work_dir"), restore_parent(p["dump_dir"], name), warm_dir(p["dump_dir"], name)):
-            if path:
+        # Only dirs inside this edge's dump dir, whatever a record says.
+        for path in (record.get("work_dir"), held.get("work_dir"), restore_parent(p["dump_dir"], name),
+                     warm_dir(p["dump_dir"], name)):
+            if inside(p["dump_dir"], path):
                 shutil.rmtree(path, ignore_errors=True)
         if clear_state(p["dump_dir"], name):
             done.append("record cleared")
@@ -145,6 +180,7 @@ def main() -> None:
             name=dict(type="str", required=True),
             mode=dict(type="str", choices=["inspect", "decide", "converge"], required=True),
             dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
+            held_dir=dict(type="path"),
             address=dict(type="str"),
             interface=dict(type="str"),
             health=dict(type="dict"),
@@ -164,7 +200,7 @@ def main() -> None:
     facts = done = None
     try:
         if p["mode"] == "inspect":
-            facts = local_facts(api, p["name"], p["dump_dir"], p["address"], p["interface"])
+            facts = local_facts(api, p["name"], p["dump_dir"], p["address"], p["interface"], held_dir=p["held_dir"])
         else:
             done = converge(module, api)
     except Exception as exc:  # one message naming the step, whatever failed underneath

@@ -13,7 +13,10 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import (
+    DockerAPIError,
+    already_running_message,
+)
 
 
 class ModuleExit(Exception):
@@ -131,12 +134,16 @@ class FakeDockerAPI:
         return path
 
     def start_container(self, name: str, checkpoint: str | None = None, checkpoint_dir: str | None = None,
-                        timeout: float | None = None) -> None:
+                        timeout: float | None = None, allow_running: bool = False) -> None:
         self.calls.append(("start", name, checkpoint))
         self._maybe_fail("start_container")
         key = self._find(name)
         if key is None:
             raise DockerAPIError(404, f"No such container: {name}")
+        if self.containers[key]["State"].get("Running"):  # Docker answers 304
+            if allow_running and not checkpoint:
+                return
+            raise DockerAPIError(304, already_running_message(name, checkpoint))
         if checkpoint_dir:  # as Docker 20.10 answers
             raise DockerAPIError(403, "custom checkpointdir is not supported")
         if checkpoint and os.path.isdir(self._info["DockerRootDir"]):  # a test that gave a real data root

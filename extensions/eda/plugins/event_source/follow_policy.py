@@ -19,7 +19,8 @@ decisions, each a dict with ``action``:
 
 Rules (docs/mobility.md):
 
-- An event below ``min_confidence`` is ignored.
+- An event below ``min_confidence`` is ignored; with ``edges`` set, one for an
+  edge or a user that is not configured is refused (EventError).
 - The user's *intent* is the edge of their last signal (approach or handover);
   ``intent_since`` is when the intent last changed. Any signal toward a
   service's other edge starts a ``prepare`` (unless a plan for that edge is
@@ -35,30 +36,62 @@ Rules (docs/mobility.md):
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 KINDS = ("approach", "handover")
 
 
 class EventError(ValueError):
-    """A mobility event that is not one (bad JSON shape, unknown kind)."""
+    """A mobility event that is not one (bad JSON shape, unknown user, edge or kind, extra fields)."""
 
 
-def parse_event(raw: object) -> dict:
-    """Validate one mobility event; returns a normalised copy or raises EventError."""
+FIELDS = ("user", "edge", "kind", "confidence")
+
+
+def _configured(value: object, names: Iterable[str] | None, what: str) -> str:
+    """The configured name equal to ``value`` (the configured object, not the sender's string).
+
+    Values never name themselves into a decision: whatever the sender typed, only a
+    name from the configuration goes on, so a decision can hold no text of the
+    sender's (ansible-core takes run_playbook's extra vars as trusted templates).
+    """
+    if not isinstance(value, str) or not value:
+        raise EventError(f"{what}: a non-empty string is required")
+    if names is None:
+        return value
+    for name in names:
+        if name == value:
+            return name
+    raise EventError(f"{what}: not a configured {what}")
+
+
+def _confidence(value: object) -> float:
+    # bool is an int to Python, NaN compares false to everything: both refused by name.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise EventError("confidence: a number in [0, 1]")
+    return float(value)
+
+
+def parse_event(raw: object, users: Iterable[str] | None = None, edges: Iterable[str] | None = None) -> dict:
+    """Validate one mobility event; returns a normalised copy or raises EventError.
+
+    With ``users`` and ``edges`` (what the source is configured with) every string of
+    the copy is one of those names or one of ``KINDS``; fields other than ``FIELDS``
+    are refused rather than dropped, so a sender learns its event was not understood.
+    """
     if not isinstance(raw, dict):
         raise EventError("an event is a JSON object")
-    user, edge, kind = raw.get("user"), raw.get("edge"), raw.get("kind", "handover")
-    if not isinstance(user, str) or not user:
-        raise EventError("user: a non-empty string is required")
-    if not isinstance(edge, str) or not edge:
-        raise EventError("edge: a non-empty string is required")
-    if kind not in KINDS:
-        raise EventError(f"kind: one of {', '.join(KINDS)}, not {kind!r}")
-    conf = raw.get("confidence", 1.0)
-    if isinstance(conf, bool) or not isinstance(conf, (int, float)) or not 0.0 <= conf <= 1.0:
-        raise EventError("confidence: a number in [0, 1]")
-    return {"user": user, "edge": edge, "kind": kind, "confidence": float(conf)}
+    extra = [k for k in raw if k not in FIELDS]
+    if extra:
+        raise EventError(f"unknown field(s): {len(extra)}; an event has only {', '.join(FIELDS)}")
+    kind = raw.get("kind", "handover")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise EventError(f"kind: one of {', '.join(KINDS)}")
+    return {"user": _configured(raw.get("user"), users, "user"),
+            "edge": _configured(raw.get("edge"), edges, "edge"),
+            "kind": KINDS[KINDS.index(kind)],
+            "confidence": _confidence(raw.get("confidence", 1.0))}
 
 
 @dataclass
@@ -91,7 +124,7 @@ class FollowPolicy:
     min_confidence: float = 0.5
     move_timeout_s: float = 300.0  # a go'd or cancelled run that never reports done is forgotten after this
     prepare_timeout_s: float = 90.0  # a run that never reached its gate (failed preflight) is forgotten after this
-    edges: list[str] | None = None  # known edges; None: any
+    edges: list[str] | None = None  # known edges; None: any edge and any user (the source always sets it)
     location: dict[str, str] = field(default_factory=dict)  # svc -> edge (learned from done)
     users: dict[str, UserState] = field(default_factory=dict)
     plans: dict[str, Plan] = field(default_factory=dict)  # svc -> its one plan
@@ -102,9 +135,9 @@ class FollowPolicy:
 
     # -- inputs ---------------------------------------------------------
     def on_event(self, raw: object, now: float) -> list[dict]:
-        ev = parse_event(raw)
+        ev = parse_event(raw, users=self.services if self.edges is not None else None, edges=self.edges)
         self.counts["events"] += 1
-        if ev["confidence"] < self.min_confidence or (self.edges is not None and ev["edge"] not in self.edges):
+        if ev["confidence"] < self.min_confidence:
             self.counts["ignored"] += 1
             return []
         st = self.users.setdefault(ev["user"], UserState())

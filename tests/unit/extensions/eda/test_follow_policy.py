@@ -39,10 +39,36 @@ def run_to_gate(p, decisions, now):
     ({"user": "u", "edge": "e", "kind": "teleport"}, "kind"),
     ({"user": "u", "edge": "e", "confidence": 2}, "confidence"),
     ({"user": "u", "edge": "e", "confidence": True}, "confidence"),
+    ({"user": "u", "edge": "e", "confidence": float("nan")}, "confidence"),
+    ({"user": "u", "edge": "e", "kind": ["handover"]}, "kind"),
+    ({"user": "u", "edge": "e", "note": "x"}, "unknown field"),
 ])
 def test_bad_events_are_refused(raw, msg):
     with pytest.raises(fp.EventError, match=msg):
         fp.parse_event(raw)
+
+
+@pytest.mark.parametrize("raw,msg", [
+    ({"user": "u2", "edge": "edge2"}, "user: not a configured user"),
+    ({"user": "u1", "edge": "edge9"}, "edge: not a configured edge"),
+    ({"user": "u1", "edge": "edge2 "}, "edge"),
+    ({"user": "u1", "edge": "{{ 1 }}edge2"}, "edge"),
+])
+def test_with_a_configuration_only_configured_names_pass(raw, msg):
+    with pytest.raises(fp.EventError, match=msg):
+        fp.parse_event(raw, users={"u1": ["apache"]}, edges=["edge1", "edge2"])
+    # The refusal names the field, never the sender's text.
+    with pytest.raises(fp.EventError) as err:
+        fp.parse_event(raw, users={"u1": ["apache"]}, edges=["edge1", "edge2"])
+    assert "{{" not in str(err.value) and "edge9" not in str(err.value)
+
+
+def test_a_parsed_event_holds_the_configured_strings():
+    edges, users = ["edge1", "edge2"], {"u1": ["apache"]}
+    raw = {"user": "".join(["u", "1"]), "edge": "".join(["edge", "2"]), "kind": "".join(["hand", "over"])}
+    ev = fp.parse_event(raw, users=users, edges=edges)
+    assert ev == {"user": "u1", "edge": "edge2", "kind": "handover", "confidence": 1.0}
+    assert ev["edge"] is edges[1] and ev["user"] is next(iter(users)) and ev["kind"] is fp.KINDS[1]
 
 
 def test_handover_to_where_the_service_is_does_nothing():
@@ -121,11 +147,14 @@ def test_signals_toward_the_target_keep_it_warm():
     assert p.tick(12.0) == [] and p.next_deadline() == 18.0
 
 
-def test_low_confidence_and_unknown_edges_are_ignored():
+def test_low_confidence_is_ignored_unknown_edges_and_users_refused():
     p = policy(edges=["edge1", "edge2"])
     assert p.on_event(ev("edge2", conf=0.2), 0.0) == []
-    assert p.on_event(ev("edge9"), 0.0) == []
-    assert p.counts["ignored"] == 2 and p.plans == {}
+    with pytest.raises(fp.EventError, match="edge"):
+        p.on_event(ev("edge9"), 0.0)
+    with pytest.raises(fp.EventError, match="user"):
+        p.on_event(ev("edge2", user="u9"), 0.0)
+    assert p.counts["ignored"] == 1 and p.counts["events"] == 1 and p.plans == {} and p.users == {}
 
 
 def test_cooldown_spaces_moves():

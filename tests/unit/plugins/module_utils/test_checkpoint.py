@@ -9,6 +9,17 @@ from fakes import CriuDocker, FakeDockerAPI, container
 
 from ansible_collections.edgemig.migration.plugins.module_utils import checkpoint as ck
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+    held_dir_for,
+    read_held,
+    write_held,
+)
+
+
+@pytest.fixture
+def dumps(tmp_path):
+    """A dump dir of the test's own: the held records go beside it (``tmp_path/held``)."""
+    return str(tmp_path / "dumps")
 
 
 def test_sizes_split_pages_from_other_images(tmp_path):
@@ -57,12 +68,13 @@ def test_create_refuses_what_cannot_be_checkpointed(tmp_path, containers, messag
     assert os.listdir(tmp_path) == []
 
 
-def test_failed_checkpoint_leaves_the_service_running(tmp_path):
+def test_failed_checkpoint_leaves_the_service_running(tmp_path, dumps):
     api = FakeDockerAPI(containers={"apache": container("apache")},
                         fail={"create_checkpoint": DockerAPIError(500, "criu failed")})
     with pytest.raises(ck.CheckpointError, match="checkpoint of 'apache' failed: criu failed$"):
-        ck.create(api, "apache", str(tmp_path), "edgemig")
-    assert api.containers["apache"]["State"]["Running"] is True and os.listdir(tmp_path) == []
+        ck.create(api, "apache", dumps, "edgemig")
+    assert api.containers["apache"]["State"]["Running"] is True and os.listdir(dumps) == []
+    assert os.listdir(tmp_path / "held") == []
 
 
 def with_policy(name: str, policy: str) -> dict:
@@ -72,10 +84,10 @@ def with_policy(name: str, policy: str) -> dict:
 
 
 @pytest.mark.parametrize("policy", ["always", "unless-stopped", "on-failure"])
-def test_a_stopping_checkpoint_holds_the_restart_policy(tmp_path, policy):
+def test_a_stopping_checkpoint_holds_the_restart_policy(dumps, policy):
     # Docker would start the stopped source again, cold, while the target restores: two copies.
     api = CriuDocker(containers={"apache": with_policy("apache", policy)})
-    res = ck.create(api, "apache", str(tmp_path), "edgemig")
+    res = ck.create(api, "apache", dumps, "edgemig")
     kinds = [c[0] for c in api.calls]
     assert kinds.index("update") < kinds.index("checkpoint")
     assert api.containers["apache"]["HostConfig"]["RestartPolicy"] == {"Name": "no"}
@@ -87,27 +99,30 @@ def test_a_stopping_checkpoint_holds_the_restart_policy(tmp_path, policy):
 @pytest.mark.parametrize("policy", ["no", ""])
 def test_no_restart_policy_is_left_untouched(tmp_path, policy):
     api = CriuDocker(containers={"apache": with_policy("apache", policy)})
-    assert ck.create(api, "apache", str(tmp_path), "edgemig")["restart_policy"] is None
+    assert ck.create(api, "apache", str(tmp_path / "dumps"), "edgemig")["restart_policy"] is None
     assert ck.create(CriuDocker(containers={"apache": with_policy("apache", "always")}), "apache",
                      str(tmp_path / "b"), "edgemig", exit_container=False)["restart_policy"] is None
     assert "update" not in [c[0] for c in api.calls]
 
 
-def test_a_failed_checkpoint_gives_the_restart_policy_back(tmp_path):
+def test_a_failed_checkpoint_gives_the_restart_policy_back(tmp_path, dumps):
     api = FakeDockerAPI(containers={"apache": with_policy("apache", "unless-stopped")},
                         fail={"create_checkpoint": DockerAPIError(500, "criu failed")})
-    with pytest.raises(ck.CheckpointError, match="criu failed"):
-        ck.create(api, "apache", str(tmp_path), "edgemig")
+    with pytest.raises(ck.CheckpointError, match="criu failed") as info:
+        ck.create(api, "apache", dumps, "edgemig")
+    assert not isinstance(info.value, ck.RestartPolicyError)
     assert api.containers["apache"]["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert api.containers["apache"]["State"]["Running"] is True
+    assert read_held(str(tmp_path / "held"), "apache") is None      # given back: the record went
 
 
-def test_a_policy_that_cannot_be_held_stops_before_the_freeze(tmp_path):
+def test_a_policy_that_cannot_be_held_stops_before_the_freeze(tmp_path, dumps):
     api = FakeDockerAPI(containers={"apache": with_policy("apache", "always")},
                         fail={"update_container": DockerAPIError(500, "no")})
-    with pytest.raises(ck.CheckpointError, match="not started: its restart policy"):
-        ck.create(api, "apache", str(tmp_path), "edgemig")
-    assert "checkpoint" not in [c[0] for c in api.calls] and os.listdir(tmp_path) == []
+    with pytest.raises(ck.CheckpointError, match="not started: its restart policy could not be held"):
+        ck.create(api, "apache", dumps, "edgemig")
+    assert "checkpoint" not in [c[0] for c in api.calls] and os.listdir(dumps) == []
+    assert read_held(str(tmp_path / "held"), "apache") is None      # nothing held: nothing recorded
 
 
 def test_create_goes_through_containerd_when_the_shim_says_how(tmp_path, monkeypatch):
@@ -147,12 +162,123 @@ def test_a_failed_dump_through_containerd_names_criu_errors(tmp_path, monkeypatc
     assert api.containers["apache"]["State"]["Running"] is True and os.listdir(tmp_path) == []
 
 
-def test_an_unexpected_error_in_the_dump_still_gives_the_policy_back(tmp_path, monkeypatch):
+def test_an_unexpected_error_in_the_dump_still_gives_the_policy_back(tmp_path, dumps, monkeypatch):
     def broken(*a, **kw):
         raise RuntimeError("unexpected")
 
     monkeypatch.setattr(ck, "dump", broken)
     api = FakeDockerAPI(containers={"apache": with_policy("apache", "always")})
     with pytest.raises(RuntimeError):
-        ck.create(api, "apache", str(tmp_path), "edgemig")
+        ck.create(api, "apache", dumps, "edgemig")
     assert api.containers["apache"]["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    assert read_held(str(tmp_path / "held"), "apache") is None
+
+
+# ---------------------------------------------------------------- the held record (issue 23, item 5)
+class RefusesGiveBack(CriuDocker):
+    """Docker that takes the policy away but refuses to give it back (as it does for a container
+    with AutoRemove, or with its daemon gone)."""
+
+    def update_container(self, name, body):
+        if body["RestartPolicy"]["Name"] != "no":
+            self.calls.append(("update", name, body))
+            raise DockerAPIError(400, "Restart policy cannot be updated because AutoRemove is enabled")
+        super().update_container(name, body)
+
+
+def test_held_records_live_beside_the_dump_tmpfs_not_in_it():
+    assert held_dir_for("/var/lib/edgemig/dumps") == "/var/lib/edgemig/held"
+    assert held_dir_for("/var/lib/edgemig-lab/edge1/dumps/") == "/var/lib/edgemig-lab/edge1/held"
+    assert ck.held_dir_of("/var/lib/edgemig/dumps/apache-20260101T000000-1/edgemig") == "/var/lib/edgemig/held"
+    assert ck.held_dir_of(None) is None
+
+
+def test_the_policy_is_recorded_durably_before_it_changes(tmp_path, dumps, monkeypatch):
+    api = CriuDocker(containers={"apache": with_policy("apache", "unless-stopped")})
+    held_dir = str(tmp_path / "held")
+    synced, seen = [], []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    real_update = api.update_container
+
+    def update(name, body):
+        seen.append((read_held(held_dir, "apache"), list(synced)))
+        real_update(name, body)
+    api.update_container = update
+    res = ck.create(api, "apache", dumps, "edgemig")
+    record, synced_then = seen[0]      # at the moment the policy is set to "no"
+    assert record["restart_policy"] == {"Name": "unless-stopped", "MaximumRetryCount": 0}
+    assert record["container"] == api.containers["apache"]["Id"] and record["checkpoint_dir"] == res["checkpoint_dir"]
+    # the file's data (before its rename into place), then the dir holding the rename
+    assert synced_then == [f"{os.path.join(held_dir, 'apache.json')}.{os.getpid()}.tmp", held_dir]
+    assert os.stat(os.path.join(held_dir, "apache.json")).st_mode & 0o777 == 0o600
+    assert os.stat(held_dir).st_mode & 0o777 == 0o700
+    assert set(record) <= {"service", "container", "restart_policy", "time", "work_dir", "checkpoint_dir"}
+    assert res["held_dir"] == held_dir and res["held_fs"]
+
+
+def test_even_no_policy_is_recorded_a_checkpoint_that_leaves_it_running_records_nothing(tmp_path, dumps):
+    api = CriuDocker(containers={"apache": with_policy("apache", "no")})
+    ck.create(api, "apache", dumps, "edgemig")
+    # A reboot empties the dump tmpfs: this record alone still says a checkpoint stopped it.
+    assert read_held(str(tmp_path / "held"), "apache")["restart_policy"] is None
+    api = CriuDocker(containers={"tomcat": with_policy("tomcat", "always")})
+    ck.create(api, "tomcat", dumps, "edgemig", exit_container=False)
+    assert read_held(str(tmp_path / "held"), "tomcat") is None
+
+
+def test_a_record_that_cannot_be_written_stops_before_the_policy_changes(tmp_path, dumps):
+    (tmp_path / "held").write_text("a file where the dir should be")
+    api = CriuDocker(containers={"apache": with_policy("apache", "always")})
+    with pytest.raises(ck.CheckpointError, match="not started: its restart policy could not be recorded in"):
+        ck.create(api, "apache", dumps, "edgemig")
+    assert api.calls == [] and os.listdir(dumps) == []
+
+
+def test_an_own_held_dir_is_taken(tmp_path, dumps):
+    api = CriuDocker(containers={"apache": with_policy("apache", "always")})
+    ck.create(api, "apache", dumps, "edgemig", held_dir=str(tmp_path / "elsewhere"))
+    assert read_held(str(tmp_path / "elsewhere"), "apache")["restart_policy"]["Name"] == "always"
+
+
+def test_a_hold_whose_answer_was_lost_keeps_its_record(tmp_path, dumps):
+    """Docker applied ``no`` but the answer was lost: the record stays, so the policy is not lost."""
+    class LostAnswer(CriuDocker):
+        def update_container(self, name, body):
+            super().update_container(name, body)
+            raise DockerAPIError(0, "timed out")
+    api = LostAnswer(containers={"apache": with_policy("apache", "always")})
+    with pytest.raises(ck.CheckpointError, match="could not be held: timed out"):
+        ck.create(api, "apache", dumps, "edgemig")
+    assert read_held(str(tmp_path / "held"), "apache")["restart_policy"]["Name"] == "always"
+
+
+def test_a_refused_give_back_is_an_error_that_says_so(tmp_path, dumps):
+    api = RefusesGiveBack(containers={"apache": with_policy("apache", "unless-stopped")},
+                          fail={"create_checkpoint": DockerAPIError(500, "criu failed")})
+    with pytest.raises(ck.RestartPolicyError) as info:
+        ck.create(api, "apache", dumps, "edgemig")
+    msg = str(info.value)
+    assert "checkpoint of 'apache' failed: criu failed" in msg
+    assert "restart policy of 'apache' could not be given back: it was 'unless-stopped'" in msg
+    assert "docker update --restart unless-stopped apache" in msg and "AutoRemove" in msg
+    assert api.containers["apache"]["State"]["Running"] is True        # the service still runs
+    # ... and the record stays, so that a recovery gives the policy back later.
+    assert read_held(str(tmp_path / "held"), "apache")["restart_policy"]["Name"] == "unless-stopped"
+
+
+def test_resume_restarts_names_the_policy_docker_refused():
+    api = RefusesGiveBack(containers={"apache": with_policy("apache", "no")})
+    with pytest.raises(ck.RestartPolicyError, match=r"it was 'on-failure:3' .*--restart on-failure:3 apache"):
+        ck.resume_restarts(api, "apache", {"Name": "on-failure", "MaximumRetryCount": 3})
+    ck.resume_restarts(api, "apache", None)        # nothing held: nothing asked
+
+
+def test_give_back_drops_only_the_record_of_that_container(tmp_path):
+    held_dir = str(tmp_path / "held")
+    api = FakeDockerAPI(containers={"apache": with_policy("apache", "no")})
+    write_held(held_dir, "apache", "another-container", {"Name": "always", "MaximumRetryCount": 0})
+    ck.give_back(api, "apache", {"Name": "always", "MaximumRetryCount": 0}, held_dir, api.containers["apache"]["Id"])
+    assert read_held(held_dir, "apache")["container"] == "another-container"
+    ck.give_back(api, "apache", None, held_dir, "another-container")
+    assert read_held(held_dir, "apache") is None

@@ -116,3 +116,19 @@ def test_exec_run_demultiplexes_output(api):
 def test_demux_passes_unframed_output_through():
     assert d._demux(b"plain tty output") == b"plain tty output"
     assert d._demux(b"\1\0\0\0\0\0\0\2hi" + b"tail") == b"hitail"
+
+
+def test_a_start_answered_304_is_an_error_unless_running_either_way_is_asked(api):
+    # Docker answers 304 Not Modified to starting a container that already runs, and does nothing.
+    Handler.routes[("POST", f"{V}/containers/web/start")] = (304, b"")
+    with pytest.raises(d.DockerAPIError) as exc:
+        api.start_container("web", checkpoint="edgemig")
+    assert exc.value.status == 304
+    assert exc.value.message == "container web is already running: not restored from its checkpoint"
+    with pytest.raises(d.DockerAPIError, match="already running: not started by this call"):
+        api.start_container("web")
+    api.start_container("web", allow_running=True)                      # the caller wants it running, either way
+    with pytest.raises(ValueError, match="never to a start from a checkpoint"):
+        api.start_container("web", checkpoint="edgemig", allow_running=True)
+    Handler.routes[("POST", f"{V}/containers/web/start")] = (204, b"")
+    api.start_container("web", checkpoint="edgemig")                    # 204: started

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import transfer
+from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install
 
-MU = transfer.PKG
-MU_DIR = os.path.dirname(transfer.__file__)
+MU = receiver_install.PKG
+MU_DIR = os.path.dirname(receiver_install.__file__)
 
 # The Docker/CRIU side: containers, checkpoints, addresses, health.
 DOCKER = {"docker_api", "checkpoint", "containerd_dump", "container_spec", "switchover", "tmpfs_restore", "health", "garp", "tcp_reset",
@@ -19,13 +19,14 @@ DOCKER = {"docker_api", "checkpoint", "containerd_dump", "container_spec", "swit
 WIRE = {"protocol"}
 SENDER = {"tree_reader", "stream_sender", "controller", "netmon", "process_memory", "precopy"}
 RECEIVER = {"stream_receiver", "tree_writer", "warm_store"}
-ENDS = {"transfer", "receiver"}  # the source's SSH end and the target's entry point
+# The source's SSH end, the target's entry point, and the receiver's installer (bundle, launcher).
+ENDS = {"ssh_stream", "receiver", "receiver_install"}
 ENGINE = WIRE | SENDER | RECEIVER | ENDS
 # Leaves either side may import; they import only each other.
 SHARED = {"codecs", "wkdm", "dump_layout", "host_readiness", "timeline_plot", "criu_images", "progress",
-          "migration_state"}
+          "migration_state", "ticket", "faults"}
 # The migration driver sits on top of both: it runs the Docker side (checkpoint,
-# rollback, address) and the source's end (transfer), and only modules import it.
+# rollback, address) and the source's end (ssh_stream), and only modules import it.
 DRIVER = {"migration_driver"}
 # The one arrow from the engine into the Docker side: the receiver restores
 # the container the moment the stream is verified.
@@ -38,7 +39,7 @@ def graph() -> dict[str, set[str]]:
         if fname.endswith(".py") and fname != "__init__.py":
             short = fname[:-3]
             with open(os.path.join(MU_DIR, fname), encoding="utf-8") as fh:
-                found = transfer.module_utils_imports(fh.read(), f"{MU}.{short}")
+                found = receiver_install.module_utils_imports(fh.read(), f"{MU}.{short}")
             out[short] = {name.rsplit(".", 1)[1] for name in found} - {short}
     return out
 
@@ -84,6 +85,6 @@ def test_only_modules_import_the_driver():
 def test_the_driver_uses_the_ends_and_the_docker_side_not_the_stream_internals():
     # controller.parse_policy: the preflight refuses a bad policy before anything is frozen;
     # precopy.warm_up and process_memory.container_processes: the warm phase's policy and
-    # which processes' memory it reads (the stream itself stays behind transfer).
+    # which processes' memory it reads (the stream itself stays behind ssh_stream).
     assert GRAPH["migration_driver"] <= DOCKER | ENDS | SHARED | {"controller", "precopy", "process_memory"}
-    assert "transfer" in GRAPH["migration_driver"] and "receiver" not in GRAPH["migration_driver"]
+    assert "ssh_stream" in GRAPH["migration_driver"] and "receiver" not in GRAPH["migration_driver"]

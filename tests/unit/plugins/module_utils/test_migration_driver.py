@@ -15,9 +15,15 @@ import pytest
 from fakes import CriuDocker, container
 
 from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as drv
-from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_state, write_state
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import OutcomeUnknown, TransferError
+from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError, RestartPolicyError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+    read_held,
+    read_state,
+    write_held,
+    write_state,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import OutcomeUnknown, TransferError
 
 
 class Target:
@@ -108,7 +114,7 @@ def world(monkeypatch, tmp_path):
 
 def params(tmp_path, **kw):
     return dict({"name": "mysql", "dump_dir": str(tmp_path / "dumps"), "checkpoint": "edgemig",
-                 "target": {"host": "10.213.0.12", "name": "edge2", "checkpoint_dir": "/t/ck",
+                 "target": {"host": "10.213.0.12", "name": "edge2", "ticket": "t-0123", "checkpoint_dir": "/t/ck",
                             "upper_dir": "/t/up", "dump_dir": "/t/dumps", "interface": "eth0"},
                  "address": "10.213.0.102", "interface": "eth0", "health": None, "policy": "model",
                  "dedup": True, "pipelined": True, "stall_timeout": 8}, **kw)
@@ -269,23 +275,26 @@ def test_bounded_waits(world):
     assert waits["stream"] == 60.0 and waits["outcome"] == (drv.RESTORE_TIMEOUT_S + 30 + 30, 16.0)
 
 
-def test_faults_reach_the_receiver_spec(world):
+def test_the_sender_names_the_ticket_and_nothing_of_the_targets_side(world):
+    """Target faults travel in the ticket the controller had the target write, never from the sender."""
     api, _addr, tmp_path = world
     faults = drv.read_faults({"EDGEMIG_FAULTS": '{"health": true, "pause_restore": 4}'})
     target = Target()
     link = Link(target, None)
     drv.MigrationDriver(api, params(tmp_path), faults, stream_factory=link, poke=lambda *a: 0).run()
-    spec = link.kw["then_restore"]
-    assert spec["health"]["command"] == ["/bin/false"] and spec["faults"] == {"pause_restore": 4.0}
-    assert spec["state_dir"] == "/t/dumps" and spec["migration"]
+    assert link.dest == "t-0123" and link.kw["commit"] is True
+    assert set(link.kw) == {"host", "port", "user", "key_file", "known_hosts", "receiver_dir", "commit", "stall_timeout"}
     with pytest.raises(ValueError):
         drv.read_faults({"EDGEMIG_FAULTS": '{"bogus": 1}'})
 
 
 # ---------------------------------------------------------------- recovery decision table
-def facts(record=None, exists=True, running=False, ckpt=False, src_ckpt=None, addr=False):
+def facts(record=None, exists=True, running=False, ckpt=False, src_ckpt=None, addr=False, held=None):
     return {"record": record, "exists": exists, "running": running, "has_checkpoint": ckpt,
-            "checkpoint": src_ckpt, "address_here": addr}
+            "checkpoint": src_ckpt, "address_here": addr, "held": held}
+
+
+HELD = {"service": "mysql", "container": "mysql-id", "restart_policy": {"Name": "always", "MaximumRetryCount": 0}}
 
 
 SRC_COMMITTED = {"role": "source", "phase": "committed", "target_name": "edge2"}
@@ -319,6 +328,24 @@ TGT_FENCED = {"role": "target", "phase": "fenced"}
     (facts(running=True), facts(exists=False), "edge1", {"edge1": "serve", "edge2": "none"}, True),
     (facts(running=True), facts(running=True), None, {"edge1": "none", "edge2": "none"}, False),
     (facts(exists=False), facts(exists=False), None, {"edge1": "none", "edge2": "none"}, True),
+    # a copy a checkpoint stopped (held record) and no record left (the reboot emptied the tmpfs):
+    # it serves again when nothing runs anywhere and no target got COMMIT ...
+    (facts(held=HELD), facts(), "edge1", {"edge1": "serve", "edge2": "stand_down"}, True),
+    (facts(held=HELD), facts(exists=False), "edge1", {"edge1": "serve", "edge2": "none"}, True),
+    (facts(held=HELD), facts(TGT_IN_DOUBT, ckpt=True), "edge1", {"edge1": "serve", "edge2": "stand_down"}, True),
+    # ... never while an edge that may serve is unseen ...
+    (facts(held=HELD), None, None, {"edge1": "none", "edge2": "none"}, False),
+    # ... and a copy that runs, or a target that got COMMIT, wins: the held copy goes
+    (facts(held=HELD), facts(running=True, addr=True), "edge2", {"edge1": "stand_down", "edge2": "serve"}, True),
+    (facts(held=HELD), facts(TGT_COMMITTED), "edge2", {"edge1": "stand_down", "edge2": "serve"}, True),
+    # a held copy that runs (its give-back was refused) serves: the policy comes back
+    (facts(running=True, held=HELD), facts(exists=False), "edge1", {"edge1": "serve", "edge2": "none"}, True),
+    # held with a record that survived (no reboot): the record decides, as before
+    (facts(SRC_FROZEN, held=HELD), facts(TGT_IN_DOUBT, ckpt=True), "edge1",
+     {"edge1": "serve", "edge2": "stand_down"}, True),
+    (facts(SRC_COMMITTED, held=HELD), facts(running=True), "edge2", {"edge1": "stop", "edge2": "serve"}, True),
+    # two stopped held copies: not guessed
+    (facts(held=HELD), facts(held=HELD), None, {"edge1": "none", "edge2": "none"}, False),
 ])
 def test_recovery_decision_table(e1, e2, winner, actions, complete):
     decision = drv.decide({"edge1": e1, "edge2": e2})
@@ -407,3 +434,117 @@ def test_bring_up_gives_the_restart_policy_back(world, tmp_path):
     assert drv.bring_up(api, "mysql", None, restart_policy={"Name": "always", "MaximumRetryCount": 0}) \
         == "fresh_start"
     assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "always"
+
+
+# ---------------------------------------------------------------- the held record (issue 23, item 5)
+def stopped_held(api, tmp_path, policy="always"):
+    """The source as a checkpoint leaves it: stopped, policy ``no``, its held record beside the dumps."""
+    api.containers["mysql"]["State"]["Running"] = False
+    api.containers["mysql"]["HostConfig"]["RestartPolicy"] = {"Name": "no"}
+    held_dir = str(tmp_path / "held")
+    write_held(held_dir, "mysql", api.containers["mysql"]["Id"], {"Name": policy, "MaximumRetryCount": 0})
+    return held_dir
+
+
+def test_bring_up_gives_back_the_held_policy_and_drops_the_record(world, tmp_path):
+    api, addr, _tmp = world
+    held_dir = stopped_held(api, tmp_path)
+    assert drv.bring_up(api, "mysql", None, address="10.213.0.102", interface="eth0", held_dir=held_dir) \
+        == "fresh_start"
+    assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "always" and addr["source"]
+    assert read_held(held_dir, "mysql") is None
+
+
+def test_bring_up_finds_the_held_record_beside_the_dump_it_restores(world, tmp_path):
+    api, _addr, _tmp = world
+    held_dir = stopped_held(api, tmp_path, "unless-stopped")
+    ck = tmp_path / "dumps" / "mysql-1" / "edgemig"
+    ck.mkdir(parents=True)
+    (ck / "pages-1.img").write_bytes(b"x")
+    assert drv.bring_up(api, "mysql", str(ck)) == "checkpoint"      # the driver's rollback passes no held_dir
+    assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert read_held(held_dir, "mysql") is None
+
+
+def test_a_held_record_of_another_container_is_neither_used_nor_dropped(world, tmp_path):
+    api, _addr, _tmp = world
+    held_dir = stopped_held(api, tmp_path)
+    write_held(held_dir, "mysql", "an-older-mysql", {"Name": "always", "MaximumRetryCount": 0})
+    drv.bring_up(api, "mysql", None, held_dir=held_dir)
+    assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "no"
+    assert read_held(held_dir, "mysql")["container"] == "an-older-mysql"
+
+
+def test_a_refused_give_back_in_bring_up_is_an_error_that_says_so(world, tmp_path):
+    api, addr, _tmp = world
+    held_dir = stopped_held(api, tmp_path, "unless-stopped")
+    real = api.update_container
+
+    def refuse(name, body):
+        raise DockerAPIError(500, "daemon is shutting down")
+    api.update_container = refuse
+    with pytest.raises(RestartPolicyError, match="could not be given back: it was 'unless-stopped'.*shutting down"):
+        drv.bring_up(api, "mysql", None, address="10.213.0.102", interface="eth0", held_dir=held_dir)
+    assert api.containers["mysql"]["State"]["Running"] and addr["source"]   # it serves, only the policy is missing
+    assert read_held(held_dir, "mysql") is not None                         # kept: the recovery tries again
+    api.update_container = real
+    assert drv.bring_up(api, "mysql", None, held_dir=held_dir) == "not_needed"
+    assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert read_held(held_dir, "mysql") is None
+
+
+def test_a_refused_give_back_and_a_failed_health_check_are_both_named(world, tmp_path, monkeypatch):
+    api, _addr, _tmp = world
+    held_dir = stopped_held(api, tmp_path)
+    api.fail["update_container"] = DockerAPIError(500, "no")
+    monkeypatch.setattr(drv, "wait_healthy", lambda *a: (False, 1.0, "connection refused"))
+    with pytest.raises(DockerAPIError, match="health check failed: connection refused; the restart policy"):
+        drv.bring_up(api, "mysql", None, health={"type": "tcp", "port": 1}, held_dir=held_dir)
+
+
+def test_stand_down_drops_the_held_record_only_with_the_container(world, tmp_path):
+    api, _addr, _tmp = world
+    held_dir = stopped_held(api, tmp_path)
+    assert drv.stand_down(api, "mysql", remove=False, held_dir=held_dir) == []
+    assert read_held(held_dir, "mysql") is not None
+    assert drv.stand_down(api, "mysql", held_dir=held_dir) == ["container removed", "held restart policy dropped"]
+    assert read_held(held_dir, "mysql") is None
+
+
+def test_local_facts_reports_the_held_record_and_sweeps_a_stale_one(world, tmp_path):
+    api, _addr, _tmp = world
+    dumps = str(tmp_path / "dumps")
+    held_dir = stopped_held(api, tmp_path)
+    f = drv.local_facts(api, "mysql", dumps)          # held_dir: beside the dumps by default
+    assert f["held"]["restart_policy"]["Name"] == "always" and f["record"] is None and not f["running"]
+    assert f["checkpoint"] is None                    # its dump went with the reboot
+    # the dump is still there (the process died before its "frozen" record): restore from it
+    ck = tmp_path / "dumps" / "mysql-1" / "edgemig"
+    ck.mkdir(parents=True)
+    (ck / "pages-1.img").write_bytes(b"x")
+    write_held(held_dir, "mysql", api.containers["mysql"]["Id"], None, checkpoint_dir=str(ck))
+    assert drv.local_facts(api, "mysql", dumps)["checkpoint"] == str(ck)
+    # a record of a container that still exists under another name is not this one's and stays
+    api.containers["old"] = dict(api.containers["mysql"], Id="old-id")
+    write_held(held_dir, "mysql", "old-id", None)
+    assert drv.local_facts(api, "mysql", dumps)["held"] is None and read_held(held_dir, "mysql")
+    # once that container is gone (the migration succeeded and the copy was removed) it is swept
+    del api.containers["old"]
+    assert drv.local_facts(api, "mysql", dumps)["held"] is None and read_held(held_dir, "mysql") is None
+
+
+def test_rollback_gives_the_policy_back_and_a_success_keeps_the_record_until_the_copy_goes(world):
+    api, addr, tmp_path = world
+    api.containers["mysql"]["HostConfig"]["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
+    held_dir = str(tmp_path / "held")
+    _d, _link, _target, _res, exc = run(api, tmp_path, "stream")
+    assert exc.result["rolled_back"] == "checkpoint" and source_serves(api, addr)
+    assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    assert read_held(held_dir, "mysql") is None
+    _d, _link, target, _res, exc = run(api, tmp_path, None)
+    assert exc is None and target.serving
+    # the stopped source stays at "no" with its record until it is removed (migrate.yml's last step)
+    assert read_held(held_dir, "mysql")["restart_policy"]["Name"] == "always"
+    api.remove_container("mysql")
+    assert drv.local_facts(api, "mysql", str(tmp_path / "dumps"))["held"] is None
+    assert read_held(held_dir, "mysql") is None

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Pre-copy (issue 11): warm rounds and the final round, both ends in-process (transfer.LocalSession)."""
+"""Pre-copy (issue 11): warm rounds and the final round, both ends in-process (bench/local_stream.LocalSession)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +13,7 @@ import time
 import zlib
 
 import pytest
+from local_stream import LocalSession
 from stream_fixtures import snapshot
 from test_criu_images import f_varint, image, pagemap_entry
 
@@ -24,7 +25,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils import (
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import BLOCK, WarmState, predict_final
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import LocalSession
 from ansible_collections.edgemig.migration.plugins.module_utils.warm_store import WarmStore, fs_type
 
 MIB = 1 << 20

@@ -295,3 +295,41 @@ def test_selection_matches_criu_dump():
         p.kill()
         p.wait()
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --- telling a process from a later one with its pid ------------------------------------------
+
+def test_parse_start_time_counts_fields_after_the_last_parenthesis():
+    # comm may hold spaces and ") (": field 22 is counted from the last ")".
+    rest = " ".join(str(n) for n in range(3, 53)).replace("3", "S", 1)
+    assert pm.parse_start_time(f"1234 (a) (b c) {rest}") == 22
+    with pytest.raises(ValueError, match="unparsable"):
+        pm.parse_start_time("1234 (x) S 1 2")
+
+
+def test_cgroup_within():
+    top = "4:memory:/docker/abc\n0::/docker/abc\n"
+    assert pm.cgroup_within(top, top)
+    assert pm.cgroup_within("4:memory:/docker/abc/sub\n0::/docker/abc/sub\n", top)
+    assert not pm.cgroup_within("4:memory:/docker/abcd\n0::/docker/abc\n", top)      # a sibling's prefix
+    assert not pm.cgroup_within("4:memory:/user.slice\n0::/user.slice\n", top)
+    assert not pm.cgroup_within("0::/docker/abc\n", top)                               # hierarchy missing
+    assert pm.cgroup_within("4:memory:/anything\n0::/x\n", "4:memory:/\n0::/\n")     # top at the root
+
+
+def test_container_processes_records_each_identity():
+    try:
+        procs = pm.container_processes(os.getpid())
+    except LookupError:
+        pytest.skip("this process is in no non-root cgroup")
+    assert isinstance(procs, dict) and procs.identity[os.getpid()] == pm.read_identity(os.getpid())
+    assert set(procs.identity) == set(procs)
+
+
+def test_process_memory_identity_is_the_open_process(child):
+    pid, _addr = child
+    with pm.ProcessMemory(pid) as mem:
+        ident = mem.identity()
+        assert ident == pm.read_identity(pid) and mem.is_process(ident)
+        assert not mem.is_process(pm.ProcIdentity(ident.start_time + 1, ident.cgroup))
+        assert not mem.is_process(pm.ProcIdentity(ident.start_time, "0::/elsewhere\n"))

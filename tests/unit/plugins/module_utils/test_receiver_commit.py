@@ -15,8 +15,8 @@ import pytest
 
 from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P, receiver
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_state
+from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import CommitAcks
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import CommitAcks
 
 HELLO = P.json_frame(P.T_HELLO, {"version": P.VERSION, "roots": ["layer"]})
 END = P.json_frame(P.T_END, {})
@@ -37,8 +37,8 @@ def target(tmp_path, monkeypatch):
 
 def receive(dest, spec, stdin, timeout=1.0) -> tuple[int, list[dict]]:
     out = io.BytesIO()
-    rc = receiver.main(["--root", f"layer={dest}", "--then-restore", json.dumps(spec),
-                        "--commit-timeout", str(timeout)], stdin=stdin, stdout=out)
+    rc = receiver.serve(receiver.Session(roots={"layer": str(dest)}, then_restore=spec, commit_timeout=timeout),
+                        stdin=stdin, stdout=out)
     return rc, [json.loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -97,7 +97,7 @@ def test_a_gone_sender_does_not_stop_a_committed_restore(target):
             if b"committed" in data or b"ok" in data:
                 raise BrokenPipeError(32, "Broken pipe")
             return super().write(data)
-    rc = receiver.main(["--root", f"layer={dest}", "--then-restore", json.dumps(spec)],
+    rc = receiver.serve(receiver.Session(roots={"layer": str(dest)}, then_restore=spec),
                        stdin=io.BytesIO(HELLO + END + COMMIT), stdout=Gone())
     assert rc == 0 and calls == [("restore", "mysql")]
 
@@ -106,7 +106,7 @@ def test_commit_frame_mid_stream_is_refused(tmp_path):
     dest = tmp_path / "d"
     dest.mkdir()
     out = io.BytesIO()
-    rc = receiver.main(["--root", f"layer={dest}"], stdin=io.BytesIO(HELLO + COMMIT + END), stdout=out)
+    rc = receiver.serve(receiver.Session(roots={"layer": str(dest)}), stdin=io.BytesIO(HELLO + COMMIT + END), stdout=out)
     assert rc == 1 and "unexpected frame type 16" in out.getvalue().decode()
 
 
@@ -130,11 +130,11 @@ def test_commit_acks_end_the_stream_at_verified_and_wait_for_the_final_answer():
 
 
 def test_outcome_is_bounded_by_silence():
-    from ansible_collections.edgemig.migration.plugins.module_utils import transfer
-    s = transfer.SshStream.__new__(transfer.SshStream)
+    from ansible_collections.edgemig.migration.plugins.module_utils import ssh_stream
+    s = ssh_stream.SshStream.__new__(ssh_stream.SshStream)
     s.host, s.acks = "10.213.0.12", CommitAcks(True)
     t0 = time.monotonic()
-    with pytest.raises(transfer.OutcomeUnknown, match="silent"):
+    with pytest.raises(ssh_stream.OutcomeUnknown, match="silent"):
         s.outcome(limit=30, silence=0.3)
     assert time.monotonic() - t0 < 2
     s.acks = CommitAcks(True)
@@ -142,5 +142,5 @@ def test_outcome_is_bounded_by_silence():
     assert s.outcome(limit=5, silence=1)["ok"]
     s.acks = CommitAcks(True)
     s.acks.eof()
-    with pytest.raises(transfer.OutcomeUnknown, match="closed the channel"):
+    with pytest.raises(ssh_stream.OutcomeUnknown, match="closed the channel"):
         s.outcome(limit=5, silence=1)

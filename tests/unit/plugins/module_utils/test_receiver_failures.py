@@ -11,16 +11,21 @@ import io
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import zlib
 
 import pytest
+from local_stream import send_local
+from receiver_harness import install, popen
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P, stream_sender, transfer
-from ansible_collections.edgemig.migration.plugins.module_utils.receiver import IdleWatchdog, check_interface, main
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import send_local
+from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P, receiver, stream_sender
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import (
+    IdleWatchdog,
+    Session,
+    check_interface,
+    serve,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import TreeWriter
 
 STALL = 30.0  # the sender's stall timeout in these tests: the error must come long before it
@@ -47,13 +52,10 @@ def throttled_send(src, dest, **kw):
 @contextlib.contextmanager
 def installed_receiver(tmp_path, dest, stall_timeout: float):
     """The real receiver, as a target runs it: installed launcher, its own process, pipes."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
-    installed = str(tmp_path / "receiver")
-    transfer.install_receiver(installed, sys.executable, [str(dest)])
-    launcher = os.path.join(installed, transfer.LAUNCHER_NAME)
-    proc = subprocess.Popen([launcher, "--expect-version", transfer.receiver_version(), "--root", f"layer={dest}",
-                             "--stall-timeout", f"{stall_timeout:g}"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+    inst = install(str(tmp_path / "host"), allowed=[str(os.path.dirname(dest))])
+    # The ticket's stall timeout is the sender's: the receiver waits twice as long.
+    tid = inst.issue({"layer": str(dest)}, stall_timeout=stall_timeout / 2)
+    proc = popen(inst, inst.request(tid), cwd=str(tmp_path))
     try:
         yield proc
     finally:
@@ -126,7 +128,7 @@ def test_in_process_receiver_answers_the_error_once(tmp_path):
             + P.chunk_frame(0, 0, "none", 0, 100, zlib.crc32(raw) ^ 1, raw, 100)
             + P.json_frame(P.T_END, {}))
     out = io.BytesIO()
-    assert main(["--root", f"layer={dest}"], stdin=io.BytesIO(data), stdout=out) == 1
+    assert serve(Session(roots={"layer": str(dest)}), stdin=io.BytesIO(data), stdout=out) == 1
     errors = [json.loads(line)["error"] for line in out.getvalue().splitlines() if b"error" in line]
     assert len(errors) == 1 and "checksum mismatch" in errors[0]
 
@@ -207,7 +209,7 @@ def test_keepalive_is_refused_outside_a_precopy_session_and_must_be_empty(tmp_pa
         data = (P.json_frame(P.T_HELLO, {"version": version, "roots": ["layer"]}) + beat
                 + P.json_frame(P.T_END, {}))
         out = io.BytesIO()
-        assert main(["--root", f"layer={dest}"], stdin=io.BytesIO(data), stdout=out) == 1
+        assert serve(Session(roots={"layer": str(dest)}), stdin=io.BytesIO(data), stdout=out) == 1
         assert want in json.loads(out.getvalue().splitlines()[-1])["error"]
 
 
@@ -217,8 +219,14 @@ def test_receiver_refuses_a_missing_target_interface_before_the_stream(tmp_path)
     dest.mkdir()
     spec = {"name": "apache", "checkpoint": "edgemig", "address": "10.213.0.101", "interface": "nosuch0"}
     out = io.BytesIO()
-    rc = main(["--root", f"layer={dest}", "--then-restore", json.dumps(spec)], stdin=io.BytesIO(b""), stdout=out)
-    assert rc == 1
+    inst = install(str(tmp_path / "host"))
+    ckpt = os.path.join(inst.dump_dir, "apache.restore", "edgemig")
+    os.makedirs(ckpt)
+    tid = inst.issue({"checkpoint": ckpt}, service="apache",
+                     restore={**spec, "container_id": "c" * 64})
+    rc = receiver.main({"expect_version": "x", "ticket": tid, "commit": True},
+                       {"dump_dir": inst.dump_dir, "allowed_roots": inst.allowed}, stdin=io.BytesIO(b""), stdout=out)
+    assert rc == 3
     msg = json.loads(out.getvalue().splitlines()[-1])["error"]
     assert "'nosuch0'" in msg and "target.interface" in msg
 

@@ -74,3 +74,21 @@ def test_required_if():
     assert failed and "name" in res["msg"]
     failed, res = run_module(mod, {"state": "absent"})
     assert failed and "work_dir" in res["msg"]
+
+
+def test_the_held_policy_goes_to_held_dir_and_a_tmpfs_there_is_warned_of(monkeypatch, tmp_path):
+    from ansible_collections.edgemig.migration.plugins.module_utils import checkpoint
+    from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_held
+
+    c = container("apache")
+    c["HostConfig"]["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
+    use_api(monkeypatch, mod, FakeDockerAPI(containers={"apache": c}))
+    monkeypatch.setattr(checkpoint, "fs_type", lambda path: "tmpfs")
+    warned = []
+    monkeypatch.setattr(mod.AnsibleModule, "warn", lambda self, w: warned.append(w))
+    held = str(tmp_path / "held")
+    failed, res = run_module(mod, {"name": "apache", "dump_dir": str(tmp_path / "dumps"), "held_dir": held})
+    assert not failed and res["held_dir"] == held and res["restart_policy"]["Name"] == "always"
+    assert read_held(held, "apache")["restart_policy"]["Name"] == "always"
+    assert warned == [f"held_dir {held} is on tmpfs: the held restart policy would not outlive a reboot; "
+                      "put it on persistent storage"]

@@ -108,7 +108,7 @@ def test_restore_failure_with_and_without_fallback(api, tmp_path):
 
     starts = []
 
-    def start(name, checkpoint=None, checkpoint_dir=None, timeout=None):
+    def start(name, checkpoint=None, checkpoint_dir=None, timeout=None, allow_running=False):
         starts.append(checkpoint)
         if checkpoint:
             raise DockerAPIError(500, "restore failed")
@@ -188,7 +188,7 @@ def test_a_failed_restore_keeps_our_images_for_a_retry_and_deletes_containerds_c
     (ckpt / "pages-1.img").write_bytes(b"p" * 4096)
     (ckpt / "core-1.img").write_bytes(b"c" * 300)
 
-    def start(name, checkpoint=None, checkpoint_dir=None, timeout=None):  # containerd unpacked, CRIU failed
+    def start(name, checkpoint=None, checkpoint_dir=None, timeout=None, allow_running=False):  # containerd unpacked, CRIU failed
         copy = temp / "ctrd-checkpoint42"
         copy.mkdir()
         (copy / "core-1.img").write_bytes(b"c" * 300)
@@ -213,3 +213,48 @@ def test_pages_that_cannot_move_stay_in_place(tmp_path, monkeypatch):
     assert tr.set_pages_aside(str(ckpt)) == 0
     assert not os.path.islink(ckpt / "pages-1.img") and (ckpt / "pages-1.img").read_bytes() == b"p" * 4096
     assert not os.path.exists(tr.pages_aside_dir(str(ckpt)))                     # no empty directory left
+
+
+def test_prepare_writes_the_migrations_ticket_from_this_hosts_own_docker(api, tmp_path, monkeypatch):
+    from ansible_collections.edgemig.migration.plugins.module_utils import ticket
+    monkeypatch.setenv("EDGEMIG_FAULTS", '{"health": true, "pause_verified": 2}')
+    dumps = tmp_path / "dumps"
+    failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": CONFIG, "dump_dir": str(dumps),
+                                   "health": {"type": "tcp", "port": 80}, "address": "10.213.0.101",
+                                   "interface": "eth0", "stall_timeout": 12})
+    assert not failed
+    tk = ticket.peek(str(dumps), res["ticket"])
+    assert tk["service"] == "apache" and tk["stall_timeout"] == 12.0
+    assert tk["roots"]["checkpoint"] == res["checkpoint_dir"] and tk["roots"]["layer"] == res["upper_dir"]
+    assert tk["roots"]["warm"] == str(dumps / "apache.warm") and set(tk["clear"]) == {"layer", "warm"}
+    assert tk["restore"]["container_id"] == res["container_id"] and tk["restore"]["address"] == "10.213.0.101"
+    assert tk["restore"]["health"] == {"type": "tcp", "port": 80} and tk["restore"]["interface"] == "eth0"
+    assert tk["faults"] == {"health": True}                      # the target's faults only
+    assert oct(os.stat(ticket.ticket_dir(str(dumps))).st_mode & 0o777) == "0o700"
+    # A second prepare of the same service revokes the first ticket.
+    api.containers["apache"]["State"]["Running"] = False
+    failed, again = run_module(mod, {"name": "apache", "stage": "prepare", "config": CONFIG, "dump_dir": str(dumps)})
+    assert not failed and again["ticket"] != res["ticket"]
+    with pytest.raises(ticket.TicketError):
+        ticket.peek(str(dumps), res["ticket"])
+
+
+@pytest.mark.parametrize("host_config, word", [
+    ({"Privileged": True}, "Privileged"),
+    ({"CapAdd": ["SYS_ADMIN"]}, "CapAdd"),
+    ({"Binds": ["/:/host"]}, "Binds"),
+    ({"Mounts": [{"Type": "bind", "Source": "/root", "Target": "/r"}]}, "bind Mounts"),
+    ({"PidMode": "host"}, "PidMode=host"),
+    ({"NetworkMode": "host"}, "NetworkMode=host"),
+    ({"IpcMode": "container:other"}, "IpcMode"),
+    ({"SecurityOpt": ["seccomp=unconfined"]}, "SecurityOpt"),
+    ({"Devices": [{"PathOnHost": "/dev/sda"}]}, "Devices"),
+])
+def test_prepare_refuses_a_config_that_reaches_into_the_host(api, tmp_path, host_config, word):
+    """The create body comes from the source edge: a compromised one must not get host access here."""
+    config = {"Image": "sha256:apache", "HostConfig": host_config}
+    args = {"name": "apache", "stage": "prepare", "config": config, "dump_dir": str(tmp_path / "dumps")}
+    failed, res = run_module(mod, args)
+    assert failed and word in res["msg"] and "nothing was created" in res["msg"] and api.calls == []
+    failed, res = run_module(mod, dict(args, allow_host_access=True))
+    assert not failed and api.calls == [("create", "apache")]

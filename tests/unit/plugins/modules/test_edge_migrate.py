@@ -10,7 +10,7 @@ from fakes import CriuDocker, container, run_module, use_api
 
 from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as driver
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_state
-from ansible_collections.edgemig.migration.plugins.module_utils.transfer import OutcomeUnknown, TransferError
+from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import OutcomeUnknown, TransferError
 from ansible_collections.edgemig.migration.plugins.modules import edge_migrate as mod
 
 
@@ -57,7 +57,7 @@ class FakeStream:
         self.closed = True
 
 
-TARGET = {"host": "10.213.0.12", "checkpoint_dir": "/t/ck", "upper_dir": "/t/upper"}
+TARGET = {"host": "10.213.0.12", "ticket": "0123456789abcdef0123456789abcdef"}
 
 
 @pytest.fixture
@@ -87,7 +87,9 @@ def test_migrates_and_cleans_up(env):
     failed, res = run_module(mod, args(tmp_path, address="10.213.0.101", interface="eth0"))
     assert not failed and res["changed"] is True, res
     s = FakeStream.instances[0]
-    assert s.dest == {"checkpoint": "/t/ck", "layer": "/t/upper"} and s.kw["clear"] == ["layer"]
+    # The sender names the target's ticket and nothing else about the target's side.
+    assert s.dest == TARGET["ticket"] and s.kw["commit"] is True
+    assert set(s.kw) == {"host", "port", "user", "key_file", "known_hosts", "receiver_dir", "commit", "stall_timeout"}
     assert [r[0] for r in s.streamed] == ["checkpoint", "layer"] and s.closed
     assert addr_calls == [("10.213.0.101", False)]                  # the address left the source
     assert res["durations"]["restore_s"] == 0.2 and "downtime_s" in res["durations"]
@@ -143,13 +145,16 @@ def test_nothing_is_frozen_when_the_target_cannot_be_reached(env, monkeypatch):
 def test_precondition_failures(env):
     api, _addr, tmp_path = env
     failed, res = run_module(mod, args(tmp_path, target={"host": "h"}))
-    assert failed and res["msg"] == "target is missing checkpoint_dir, upper_dir (prepare the target container first)"
+    assert failed and res["msg"] == "missing required arguments: ticket found in target"
+    # A misspelt or an old key is an error, never a silent default.
+    failed, res = run_module(mod, args(tmp_path, target=dict(TARGET, checkpoint_dir="/etc")))
+    assert failed and "Unsupported parameters" in res["msg"] and "target.checkpoint_dir" in res["msg"]
     failed, res = run_module(mod, args(tmp_path, name="ghost"))
     assert failed and "'ghost' is not running here" in res["msg"] and res["rolled_back"] == "not_needed"
     failed, res = run_module(mod, args(tmp_path, address="10.213.0.101"))
     assert failed and "interface" in res["msg"]                    # required_together
     api.containers["apache"]["Mounts"] = [{"Type": "volume", "Name": "db", "Source": "/v/db", "Destination": "/d"}]
-    failed, res = run_module(mod, args(tmp_path))
+    failed, res = run_module(mod, args(tmp_path, target=dict(TARGET, volumes=[])))
     assert failed and "volume 'db' has no counterpart on the target" in res["msg"]
     assert api.calls == []
 
@@ -212,11 +217,9 @@ def test_precopy_warms_the_target_then_streams_the_final_round_against_it(env, m
 
     monkeypatch.setattr(driver, "warm_up", fake_warm_up)
     monkeypatch.setattr(driver, "container_processes", lambda pid: {pid: 1})
-    target = dict(TARGET, dump_dir="/t/dumps")
-    failed, res = run_module(mod, args(tmp_path, precopy=True, downtime_target=0.5, target=target))
+    failed, res = run_module(mod, args(tmp_path, precopy=True, downtime_target=0.5, target=TARGET))
     assert not failed, res
     s = FakeStream.instances[0]
-    assert s.dest["warm"] == "/t/dumps/apache.warm" and "warm" in s.kw["clear"] and s.kw["create"] == ["warm"]
     assert calls["running"] is True                       # the warm rounds ran before the freeze
     assert [r[0] for r in calls["roots"]] == ["layer"] and calls["kw"]["downtime_target"] == 0.5
     assert s.stream_kw["warm"] == "state"                 # the final round streams against the warm state

@@ -44,7 +44,7 @@ def run_module(mod, args, capsys) -> dict:
 
 
 BASE = {"name": "apache", "address": "10.213.0.101", "interface": "eth0",
-        "target": {"host": "10.213.0.12", "checkpoint_dir": "/c", "upper_dir": "/u", "interface": "eth0"}}
+        "target": {"host": "10.213.0.12", "ticket": "0123456789abcdef0123456789abcdef"}}
 
 
 @pytest.mark.parametrize("change, words", [
@@ -97,8 +97,8 @@ def test_bad_fault_spec_is_refused_before_the_freeze(fakes, capsys, monkeypatch)
 def test_checkpoint_transfer_refuses_a_bad_policy_before_connecting(monkeypatch, capsys):
     monkeypatch.setattr(checkpoint_transfer, "send_over_ssh",
                         lambda *a, **kw: (_x for _x in ()).throw(Touched("connect")))
-    out = run_module(checkpoint_transfer, {"host": "10.213.0.12", "policy": "bogus",
-                                           "roots": [{"name": "layer", "src": "/a", "dest": "/b"}]}, capsys)
+    out = run_module(checkpoint_transfer, {"target": {"host": "10.213.0.12", "ticket": "0" * 32}, "policy": "bogus",
+                                           "roots": [{"name": "layer", "src": "/a"}]}, capsys)
     assert out["failed"] and "policy='bogus'" in out["msg"]
 
 
