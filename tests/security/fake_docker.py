@@ -28,9 +28,7 @@ Containers live in a dict (name -> inspect document). What it plays of dockerd:
 Any version prefix (``/v1.41``) is accepted and stripped. Each request is appended
 to ``calls`` as ``(method, path without prefix and query, query dict, json body)``.
 
-Use it through the ``fake_docker`` fixture of this module; import it into a test
-module (``from fake_docker import fake_docker_fixture  # noqa: F401``), since
-tests/security/conftest.py stays empty.
+Tests use it through the ``fake_docker`` fixture (tests/security/conftest.py).
 """
 from __future__ import annotations
 
@@ -48,8 +46,6 @@ import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-
-import pytest
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI
 
@@ -294,7 +290,7 @@ class FakeDocker:
             filters = {k: list(v) for k, v in filters.items()}
         tests = {
             "name": lambda v: v.lstrip("/") in name,
-            "id": lambda v: c["Id"].startswith(v),
+            "id": c["Id"].startswith,
             "status": lambda v: c["State"]["Status"] == v,
             "volume": lambda v: any(m.get("Name") == v or m.get("Destination") == v for m in c["Mounts"]),
             "label": lambda v: (c["Config"]["Labels"].get(v.split("=", 1)[0]) == v.split("=", 1)[1]
@@ -382,10 +378,3 @@ class FakeDocker:
         run = self.execs[eid]
         return 200, {"ID": eid, "Running": False, "ExitCode": run["code"],
                      "ContainerID": self.containers.get(run["container"], {}).get("Id")}
-
-
-@pytest.fixture(name="fake_docker")
-def fake_docker_fixture(tmp_path):
-    """A started :class:`FakeDocker` whose socket and data root are in ``tmp_path``; closed after the test."""
-    with FakeDocker(str(tmp_path)) as fake:
-        yield fake
