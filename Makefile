@@ -77,7 +77,7 @@ check: collection-link
 	@t0=$$(date +%s); set -e; \
 	$(MAKE) --no-print-directory ruff; \
 	$(MAKE) --no-print-directory sanity; \
-	$(PYTHON) -m pytest -q tests/unit; \
+	$(PYTHON) -m pytest -q tests/unit tests/security; \
 	echo "make check: passed in $$(( $$(date +%s) - t0 )) s"
 
 test-integration: provision
