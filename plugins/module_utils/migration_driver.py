@@ -54,6 +54,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_state 
     write_state,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import interface_exists, ipv4_problem
+from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR, MigrationOptions
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
 from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import container_processes
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
@@ -70,8 +71,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import
 from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import holds_images, start_from_checkpoint
 
 PHASES = ("prepare", "freeze", "stream", "verified", "committed", "switched", "cleaned")
-# Where the dump tmpfs is unless the inventory says (edgemig_dump_dir).
-DEFAULT_DUMP_DIR = "/var/lib/edgemig/dumps"
 RESTORE_TIMEOUT_S = 300.0  # docker start --checkpoint, as switchover.restore_and_switch asks
 
 
@@ -322,8 +321,8 @@ class MigrationDriver:
 
         self.progress.write({"phase": "warm round 1 (service running)"})
         try:
-            self.precopy = warm_up(self.conn, live, pids, downtime_target=p.get("downtime_target", 1.0),
-                                   max_rounds=max(1, p.get("precopy_max_rounds", 5)), policy=p["policy"],
+            self.precopy = warm_up(self.conn, live, pids, downtime_target=p.get("downtime_target", MigrationOptions.downtime_target),
+                                   max_rounds=max(1, p.get("precopy_max_rounds", MigrationOptions.precopy_max_rounds)), policy=p["policy"],
                                    on_round=on_round)
         except Exception as exc:  # pylint: disable=broad-exception-caught  # nothing is frozen: any failure ends here
             self.conn.close()

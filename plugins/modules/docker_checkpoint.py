@@ -148,13 +148,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError, create
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str"),
-            dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
+            dump_dir=dict(type="path", default=DEFAULT_DUMP_DIR),
             held_dir=dict(type="path"),
             checkpoint=dict(type="str", default="edgemig"),
             leave_running=dict(type="bool", default=False),

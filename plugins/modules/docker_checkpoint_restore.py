@@ -151,6 +151,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker_api impor
 from ansible_collections.edgemig.migration.plugins.module_utils.faults import read_faults
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR, MigrationOptions
 from ansible_collections.edgemig.migration.plugins.module_utils.ticket import issue, revoke, warm_dir
 from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import (
     restore_parent,
@@ -324,11 +325,11 @@ def main() -> None:
             config=dict(type="dict"),
             checkpoint=dict(type="str", default="edgemig"),
             checkpoint_source=dict(type="path"),
-            dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
+            dump_dir=dict(type="path", default=DEFAULT_DUMP_DIR),
             health=dict(type="dict"),
             address=dict(type="str"),
             interface=dict(type="str"),
-            stall_timeout=dict(type="int", default=30),
+            stall_timeout=dict(type="int", default=MigrationOptions.stall_timeout),
             ticket_ttl=dict(type="int", default=3600),
             allow_host_access=dict(type="bool", default=False),
             fallback_start=dict(type="bool", default=False),

@@ -123,6 +123,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+options:
+  description: The options this migration ran with, defaults included (C(policy), C(pipelined), C(dedup),
+    C(stall_timeout), C(precopy), C(downtime_target), C(precopy_max_rounds)).
+  returned: always
+  type: dict
 durations:
   description: >-
     Seconds - C(checkpoint_s) (freeze+dump), C(transfer_s), C(restore_s), C(health_s), C(switch_s) (address),
@@ -184,17 +189,18 @@ outcome:
 '''
 
 import signal
+from dataclasses import asdict
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver import (
-    DEFAULT_DUMP_DIR,
     MigrationDriver,
     MigrationFailed,
     check_options,
     read_faults,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR, argument_spec, from_params
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile
 from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import (
     HAS_PARAMIKO,
@@ -213,14 +219,8 @@ def main() -> None:
             address=dict(type="str"),
             interface=dict(type="str"),
             health=dict(type="dict"),
-            policy=dict(type="str", default="model"),
-            dedup=dict(type="bool", default=True),
-            pipelined=dict(type="bool", default=True),
-            stall_timeout=dict(type="int", default=30),
-            precopy=dict(type="bool", default=True),
-            downtime_target=dict(type="float", default=1.0),
-            precopy_max_rounds=dict(type="int", default=5),
             progress_file=dict(type="path"),
+            **argument_spec(),  # policy, dedup, pipelined, stall_timeout, precopy, ...: options.MigrationOptions
             **DOCKER_ARGS,
         ),
         required_together=[("address", "interface")],
@@ -243,11 +243,12 @@ def main() -> None:
     except ValueError as exc:
         module.fail_json(msg=f"{exc}; nothing was frozen", rolled_back="not_needed", durations={})
     driver = MigrationDriver(docker_api(module), p, faults, progress=ProgressFile(p["progress_file"]))
+    ran = asdict(from_params(p))  # the options that ran, defaults included: the report shows these
     try:
         result = driver.run()
     except MigrationFailed as exc:
-        module.fail_json(msg=str(exc), **exc.result)
-    module.exit_json(**result)
+        module.fail_json(msg=str(exc), options=ran, **exc.result)
+    module.exit_json(options=ran, **result)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver_install import (
     LAUNCHER_NAME,
     RECEIVER_DIR,
@@ -80,7 +81,7 @@ def main() -> None:
             dir=dict(type="path", default=RECEIVER_DIR),
             python=dict(type="str", default="/usr/bin/python3"),
             allowed_roots=dict(type="list", elements="path", required=True),
-            dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
+            dump_dir=dict(type="path", default=DEFAULT_DUMP_DIR),
         ),
         supports_check_mode=True,
     )

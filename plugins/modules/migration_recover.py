@@ -118,6 +118,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_state 
     read_state,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR
 from ansible_collections.edgemig.migration.plugins.module_utils.ticket import warm_dir
 from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import restore_parent
 
@@ -179,7 +180,7 @@ def main() -> None:
         argument_spec=dict(
             name=dict(type="str", required=True),
             mode=dict(type="str", choices=["inspect", "decide", "converge"], required=True),
-            dump_dir=dict(type="path", default="/var/lib/edgemig/dumps"),
+            dump_dir=dict(type="path", default=DEFAULT_DUMP_DIR),
             held_dir=dict(type="path"),
             address=dict(type="str"),
             interface=dict(type="str"),

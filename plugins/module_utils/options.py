@@ -1,0 +1,40 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The migration's options and their defaults: declared once, here.
+
+``edge_migrate``'s argument spec is built from ``MigrationOptions`` (``argument_spec``), the
+playbooks pass ``omit`` for what the user did not set, and the prepare stage on the target
+takes its stall timeout from the same field; so a default changes in one place. The module's
+DOCUMENTATION repeats the defaults for ansible-doc; ansible-test's validate-modules and
+tests/unit/plugins/module_utils/test_options.py hold them equal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+# The target's and the source's dump tmpfs unless the inventory says (edgemig_dump_dir).
+DEFAULT_DUMP_DIR = "/var/lib/edgemig/dumps"
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    """How a migration runs (migrate.yml's ``edgemig_*`` variables, edge_migrate's options)."""
+    policy: str = "model"            # compression: model | paper | fixed:<codec>:<level>
+    pipelined: bool = True           # overlap read, compress, send (false: the paper's serial baseline)
+    dedup: bool = True               # zero and repeated pages as references
+    stall_timeout: int = 30          # s without progress before the stream is given up
+    precopy: bool = True             # warm rounds while the service runs (false: stop-and-copy)
+    downtime_target: float = 1.0     # s: warm rounds until the final round is predicted to fit
+    precopy_max_rounds: int = 5      # warm rounds at most
+
+
+def argument_spec(cls=MigrationOptions) -> dict:
+    """The Ansible argument spec of ``cls``'s fields, each with its one default. (The annotations are
+    strings under ``from __future__ import annotations``; str, bool, int and float are also Ansible's
+    names for those types.)"""
+    return {f.name: {"type": f.type, "default": f.default} for f in fields(cls)}
+
+
+def from_params(params: dict, cls=MigrationOptions) -> MigrationOptions:
+    """The options a module run got (every field is in its params: the spec gives defaults)."""
+    return cls(**{f.name: params[f.name] for f in fields(cls)})
