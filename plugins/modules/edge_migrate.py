@@ -200,7 +200,11 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver
     read_faults,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
-from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR, argument_spec, from_params
+from ansible_collections.edgemig.migration.plugins.module_utils.options import (
+    DEFAULT_DUMP_DIR,
+    argument_spec,
+    from_params,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile
 from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import (
     HAS_PARAMIKO,
