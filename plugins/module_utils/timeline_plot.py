@@ -17,6 +17,10 @@ CODEC_COLOURS = {"none": "tab:gray", "lz4": "tab:blue", "zstd": "tab:orange", "w
 NOT_STAGES = ("downtime_s", "total_s")
 # The order stages happen in; connect comes before the freeze (not downtime).
 STAGE_ORDER = ("connect", "checkpoint", "transfer", "restore", "health", "switch")
+# Times that are part of a stage, not stages of their own: CRIU's share of the checkpoint and of
+# the restore. They are drawn inside their stage's bar, never after the switch-over.
+NESTED = {"criu_frozen": "checkpoint", "criu_memdump": "checkpoint", "criu_memwrite": "checkpoint",
+          "criu_restore": "restore", "criu_restore_stage": "restore"}
 
 
 def find_timeline(report) -> list:
@@ -36,21 +40,58 @@ def find_timeline(report) -> list:
     return []
 
 
-def stages(report: dict) -> list[tuple[str, float]]:
-    """(stage, seconds) of the report's stage durations, in the order recorded."""
-    raw = report.get("stages_s") or {}
+def _durations(report: dict) -> list[tuple[str, float]]:
     out = []
-    for key, value in raw.items():
+    for key, value in (report.get("stages_s") or {}).items():
         if key in NOT_STAGES or not isinstance(value, (int, float)) or value <= 0:
             continue
         out.append((key[:-2] if key.endswith("_s") else key, float(value)))
+    return out
+
+
+def stages(report: dict) -> list[tuple[str, float]]:
+    """(stage, seconds) of the report's stages in the order they happen; times nested in a stage left out."""
     rank = {name: i for i, name in enumerate(STAGE_ORDER)}
-    return sorted(out, key=lambda item: rank.get(item[0], len(rank)))
+    return sorted([(n, s) for n, s in _durations(report) if n not in NESTED],
+                  key=lambda item: rank.get(item[0], len(rank)))
+
+
+def nested(report: dict) -> list[tuple[str, str, float]]:
+    """(stage it belongs to, name, seconds) of the times within a stage (CRIU's shares)."""
+    return [(NESTED[n], n, s) for n, s in _durations(report) if n in NESTED]
 
 
 def _codec_order(label: str) -> tuple:
     codec, _sep, level = label.partition(":")
     return codec, int(level) if level.lstrip("-").isdigit() else 0
+
+
+def _stage_bars(ax, bars: list[tuple[str, float]], inner: list[tuple[str, str, float]]) -> None:
+    """One bar per stage, in order; a time nested in a stage (CRIU's share) as a hatched strip inside it."""
+    left, total, starts = 0.0, sum(secs for _name, secs in bars), {}
+    for i, (name, secs) in enumerate(bars):
+        ax.barh(0, secs, left=left, color=f"C{i % 10}", edgecolor="black", linewidth=0.4, label=name)
+        if secs > 0.06 * total:   # label the bars wide enough to hold it; the legend names all
+            ax.text(left + secs / 2, 0.12, f"{name}\n{secs:.2f} s", ha="center", va="center", fontsize=7)
+        if name == "connect":
+            ax.axvline(left + secs, color="black", linestyle=":", linewidth=1)
+            ax.text(left + secs, 0.45, " freeze", fontsize=7, va="top")
+        starts[name] = (left, secs)
+        left += secs
+    # Within its stage: CRIU's own run of the restore, its freeze of the checkpoint (the longest one
+    # per stage, so strips never overlap; the rest of the stage is Docker's and containerd's).
+    longest: dict[str, tuple[str, float]] = {}
+    for stage, name, secs in inner:
+        if stage in starts and secs > longest.get(stage, ("", 0.0))[1]:
+            longest[stage] = (name, min(secs, starts[stage][1]))
+    for stage, (name, secs) in longest.items():
+        ax.barh(-0.28, secs, left=starts[stage][0], height=0.22, color="white", edgecolor="black",
+                hatch="///", linewidth=0.4, label=f"{name} (in {stage})")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=min(len(bars) + len(longest), 4),
+              fontsize=7, frameon=False)
+    ax.set_yticks([])
+    ax.set_xlim(0, left * 1.02 if left else 1)
+    ax.set_xlabel("seconds (stages of the migration, in order; hatched: CRIU's own share inside a stage)")
 
 
 def plot(report: dict, out: str) -> str:
@@ -75,18 +116,7 @@ def plot(report: dict, out: str) -> str:
     axes[0].set_title(title.strip())
     for (kind, _height), ax in zip(panels, axes):
         if kind == "stages":
-            left, total = 0.0, sum(secs for _name, secs in bars)
-            for i, (name, secs) in enumerate(bars):
-                ax.barh(0, secs, left=left, color=f"C{i % 10}", edgecolor="black", linewidth=0.4, label=name)
-                if secs > 0.06 * total:   # label the bars wide enough to hold it; the legend names all
-                    ax.text(left + secs / 2, 0, f"{name}\n{secs:.2f} s", ha="center", va="center", fontsize=7)
-                if name == "connect":
-                    ax.axvline(left + secs, color="black", linestyle=":", linewidth=1)
-                    ax.text(left + secs, 0.45, " freeze", fontsize=7, va="top")
-                left += secs
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=len(bars), fontsize=7, frameon=False)
-            ax.set_yticks([])
-            ax.set_xlabel("seconds (stages of the migration, in order)")
+            _stage_bars(ax, bars, nested(report))
         elif kind == "rate":
             t = [float(p["t"]) for p in pts]
             for key, label, colour, style in (("raw_Bps", "raw (before compression)", "tab:green", "-"),
