@@ -586,28 +586,7 @@ def decide(edges: dict[str, dict | None]) -> dict:
         return {"winner": winner, "reason": reason, "actions": dict(actions), "complete": not gone}
 
     if sources:
-        src = sources[0]
-        rec = seen[src]["record"]
-        others = [e for e in edges if e != src]
-        tgt = next((e for e in others if role.get(e) == "target"), None) \
-            or next((e for e in others if e in seen and seen[e]["exists"]), None) \
-            or (others[0] if len(others) == 1 else None)
-        if rec.get("phase") == "committed":
-            if tgt is None:
-                return {"winner": None, "reason": "committed, but the target edge is not known",
-                        "actions": actions, "complete": False}
-            if tgt in gone:
-                return plan(tgt, f"{src} committed to {tgt}, which is unreachable: the source stays down "
-                                 "with its checkpoint until it is seen", keep=True)
-            t = seen[tgt]
-            if t["running"] or t["has_checkpoint"]:
-                how = "runs" if t["running"] else "holds the checkpoint (in doubt): restore it"
-                # The source only stops here (copy and checkpoint kept): it is removed once the
-                # target serves (the playbook's last step, or the next run), never before.
-                return plan(tgt, f"{src} passed the commit point: the target wins; {tgt} {how}", keep=True)
-            return plan(src, f"{src} committed, but {tgt} neither runs nor holds the checkpoint "
-                             f"(target phase {(t.get('record') or {}).get('phase', 'none')}): the source wins back")
-        return plan(src, f"{src} never committed (phase {rec.get('phase')}): the source wins")
+        return with_source(sources[0], edges, seen, gone, role, plan, actions)
     # No source record seen.
     committed = [e for e in seen if role[e] == "target" and (seen[e]["record"] or {}).get("phase") == "committed"]
     if committed:
@@ -631,6 +610,33 @@ def decide(edges: dict[str, dict | None]) -> dict:
                 "actions": actions, "complete": False}
     return {"winner": None, "reason": "no record and no running copy: nothing to recover",
             "actions": actions, "complete": not gone}
+
+
+def with_source(src: str, edges: dict, seen: dict, gone: list[str], role: dict, plan: Callable,
+                actions: dict) -> dict:
+    """``decide`` when ``src`` holds a source record: before the commit point the source wins; after
+    it the target wins if it runs or holds the checkpoint, the source only if the target cannot."""
+    rec = seen[src]["record"]
+    others = [e for e in edges if e != src]
+    tgt = next((e for e in others if role.get(e) == "target"), None) \
+        or next((e for e in others if e in seen and seen[e]["exists"]), None) \
+        or (others[0] if len(others) == 1 else None)
+    if rec.get("phase") != "committed":
+        return plan(src, f"{src} never committed (phase {rec.get('phase')}): the source wins")
+    if tgt is None:
+        return {"winner": None, "reason": "committed, but the target edge is not known",
+                "actions": actions, "complete": False}
+    if tgt in gone:
+        return plan(tgt, f"{src} committed to {tgt}, which is unreachable: the source stays down "
+                         "with its checkpoint until it is seen", keep=True)
+    t = seen[tgt]
+    if t["running"] or t["has_checkpoint"]:
+        how = "runs" if t["running"] else "holds the checkpoint (in doubt): restore it"
+        # The source only stops here (copy and checkpoint kept): it is removed once the
+        # target serves (the playbook's last step, or the next run), never before.
+        return plan(tgt, f"{src} passed the commit point: the target wins; {tgt} {how}", keep=True)
+    return plan(src, f"{src} committed, but {tgt} neither runs nor holds the checkpoint "
+                     f"(target phase {(t.get('record') or {}).get('phase', 'none')}): the source wins back")
 
 
 def held_source(held: list[str], gone: list[str], plan: Callable, actions: dict) -> dict:

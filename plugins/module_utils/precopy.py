@@ -411,6 +411,14 @@ def predict_final_detail(state: WarmState, memory_pids: dict[int, int] | None = 
     t0 = time.monotonic()
     roots = state.roots if roots is None else roots
     memory_pids = state.memory_pids if memory_pids is None else memory_pids
+    file_bytes, files = _changed_file_bytes(state, roots)
+    pages = _changed_pages(state, memory_pids) if hash_memory and memory_pids else 0
+    return {"bytes": file_bytes + pages * PAGE, "file_bytes": file_bytes, "memory_bytes": pages * PAGE,
+            "files": files, "pages": pages, "seconds": round(time.monotonic() - t0, 4)}
+
+
+def _changed_file_bytes(state: WarmState, roots: list[tuple[str, str]]) -> tuple[int, int]:
+    """(bytes, files) the final round would send for the regular files of ``roots``."""
     file_bytes = files = 0
     for root, rel, full, st in walk_roots(roots, live=True):
         if kind_of(st) != "file":
@@ -422,35 +430,45 @@ def predict_final_detail(state: WarmState, memory_pids: dict[int, int] | None = 
         if prev is None or prev.kind != "file" or prev.blocks is None or st.st_size < PATCH_MIN:
             file_bytes += st.st_size
             continue
-        try:
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            for off in range(0, st.st_size, 1 << 20):
-                data, ok = _read_exact(fd, off, min(1 << 20, st.st_size - off))
-                for j, dg in enumerate(_block_digests(data)):
-                    i = off // BLOCK + j
-                    if not ok or i >= len(prev.blocks) or prev.blocks[i] != dg:
-                        file_bytes += min(BLOCK, st.st_size - i * BLOCK)
-        finally:
-            os.close(fd)
+        file_bytes += _changed_block_bytes(full, st.st_size, prev.blocks)
+    return file_bytes, files
+
+
+def _changed_block_bytes(full: str, size: int, blocks: list) -> int:
+    """Bytes of the blocks of the file ``full`` whose digest differs from ``blocks`` (0 if it cannot be opened)."""
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    changed = 0
+    try:
+        for off in range(0, size, 1 << 20):
+            data, ok = _read_exact(fd, off, min(1 << 20, size - off))
+            for j, dg in enumerate(_block_digests(data)):
+                i = off // BLOCK + j
+                if not ok or i >= len(blocks) or blocks[i] != dg:
+                    changed += min(BLOCK, size - i * BLOCK)
+    finally:
+        os.close(fd)
+    return changed
+
+
+def _changed_pages(state: WarmState, memory_pids: dict[int, int]) -> int:
+    """Pages of ``memory_pids`` whose SHA-256 differs from the warm copy (a process gone counts none)."""
     pages = 0
-    if hash_memory and memory_pids:
-        for host_pid, ns_pid in memory_pids.items():
-            sent = state.pages.get(ns_pid, {})
-            try:
-                with ProcessMemory(host_pid) as pm:
-                    if not same_process(pm, state, memory_pids):
-                        continue  # not read in the rounds either: crosses at the freeze, not predicted
-                    for vaddr, data in pm.read_runs():
-                        for i in range(0, len(data), PAGE):
-                            if sent.get(vaddr + i) != hashlib.sha256(data[i:i + PAGE]).digest():
-                                pages += 1
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return {"bytes": file_bytes + pages * PAGE, "file_bytes": file_bytes, "memory_bytes": pages * PAGE,
-            "files": files, "pages": pages, "seconds": round(time.monotonic() - t0, 4)}
+    for host_pid, ns_pid in memory_pids.items():
+        sent = state.pages.get(ns_pid, {})
+        try:
+            with ProcessMemory(host_pid) as pm:
+                if not same_process(pm, state, memory_pids):
+                    continue  # not read in the rounds either: crosses at the freeze, not predicted
+                for vaddr, data in pm.read_runs():
+                    for i in range(0, len(data), PAGE):
+                        if sent.get(vaddr + i) != hashlib.sha256(data[i:i + PAGE]).digest():
+                            pages += 1
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return pages
 
 
 def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None, *,
