@@ -300,6 +300,7 @@ def _intro(data, res):
       "CRIU's own CPU is not included. **peak RSS** of the sender / receiver processes.\n")
     return L
 
+
 def _fig8_tables(res, made):
     """Fig. 8: migration time per method and rate, one table per service."""
     L = []
@@ -328,6 +329,7 @@ def _fig8_tables(res, made):
               f"{f((1 - ratio) * 100 if ratio else None, 1, ' %')} |")
         a("")
     return L
+
 
 def _savings(res):
     """Our default's saving against the uncompressed serial baseline, and its distance to the best fixed lz4 level."""
@@ -367,6 +369,7 @@ def _savings(res):
         a(f"\nAverage saving over all measured service/rate cells: **{100 * statistics.mean(all_sav):.1f} %** "
           f"(paper: 45.4 %).\n")
     return L
+
 
 def _targets(res):
     """The targets table: client downtimes and the default / uncompressed time ratio."""
@@ -418,6 +421,7 @@ def _targets(res):
     a("")
     return L
 
+
 def _breakdown(res):
     """The default policy's downtime split into its stages, per service and rate."""
     L = []
@@ -440,6 +444,7 @@ def _breakdown(res):
               f" | {f(med([mt(r) for r in rs]))} | {f(med([r.get('client_downtime_s') for r in rs]))} | {len(rs)} |")
     a("")
     return L
+
 
 def _fig9(res, made):
     """Fig. 9: migration time and ratio per fixed lz4 level, the model controller beside them."""
@@ -468,6 +473,7 @@ def _fig9(res, made):
         a("")
     return L
 
+
 def _fig5(res, made):
     """Fig. 5: serial against pipelined at the same settings."""
     L = []
@@ -488,6 +494,7 @@ def _fig5(res, made):
               f"{f(pt)} s / {f(med([mt(r) for r in pi]))} s | {f(pt / st if st and pt else None)} |")
         a("")
     return L
+
 
 def _ab(res, made):
     """Fig. 6/7: ab's requests and throughput while a migration runs."""
@@ -519,6 +526,7 @@ def _ab(res, made):
         a("")
     return L
 
+
 def _schedule(res, made):
     """The controller's choices under a changing rate."""
     L = []
@@ -540,6 +548,7 @@ def _schedule(res, made):
         a("")
     return L
 
+
 def _loss(res):
     """Migrations under random loss."""
     L = []
@@ -557,6 +566,7 @@ def _loss(res):
               f"{'yes' if r.get('ok') else 'no: ' + str(r.get('error'))[:120]} |")
         a("")
     return L
+
 
 def _resources(res):
     """Bytes, ratio, link use, CPU and memory per Fig. 8 cell, and how the Podman-style rows count."""
@@ -591,6 +601,7 @@ def _resources(res):
       "one after the other (serial), and the container is created at import time as `podman container restore "
       "--import` does.\n")
     return L
+
 
 # ----------------------------------------------------------------------------- pre-copy (issue 11)
 

@@ -64,9 +64,9 @@ author:
 EXAMPLES = r'''
 - name: Stream apache's checkpoint and layer to edge2
   edgemig.migration.checkpoint_transfer:
-    host: 10.213.0.12
-    roots:
-    ticket: "{{ prepared.ticket }}"
+    target:
+      host: 10.213.0.12
+      ticket: "{{ prepared.ticket }}"
     roots:
       - {name: checkpoint, src: "{{ ckpt.checkpoint_dir }}"}
       - {name: layer, src: "{{ ckpt.upper_dir }}"}

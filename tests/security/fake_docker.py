@@ -294,7 +294,7 @@ class FakeDocker:
             filters = {k: list(v) for k, v in filters.items()}
         tests = {
             "name": lambda v: v.lstrip("/") in name,
-            "id": lambda v: c["Id"].startswith(v),
+            "id": c["Id"].startswith,
             "status": lambda v: c["State"]["Status"] == v,
             "volume": lambda v: any(m.get("Name") == v or m.get("Destination") == v for m in c["Mounts"]),
             "label": lambda v: (c["Config"]["Labels"].get(v.split("=", 1)[0]) == v.split("=", 1)[1]

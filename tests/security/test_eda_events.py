@@ -152,7 +152,7 @@ def _untouched(src, tmp_path, events: int = 0) -> None:
 
 @pytest.mark.parametrize("event", _field_cases())
 def test_a_bad_event_with_the_token_is_refused_and_nothing_emitted(tmp_path, event):
-    status, got, src, _ = run(_attack(tmp_path, "POST", "/event", event, auth()))
+    status, got, src, _reply = run(_attack(tmp_path, "POST", "/event", event, auth()))
     assert status == 400 and got == []
     assert src.policy.plans == {} and src.policy.users == {}
     _untouched(src, tmp_path)
@@ -160,7 +160,7 @@ def test_a_bad_event_with_the_token_is_refused_and_nothing_emitted(tmp_path, eve
 
 @pytest.mark.parametrize("body", BODIES)
 def test_a_body_that_is_not_an_event_is_refused(tmp_path, body):
-    status, got, src, _ = run(_attack(tmp_path, "POST", "/event", body, auth()))
+    status, got, src, _reply = run(_attack(tmp_path, "POST", "/event", body, auth()))
     assert status in (400, 413) and got == []
     assert src.policy.plans == {} and src.policy.users == {}
     _untouched(src, tmp_path)
@@ -169,7 +169,7 @@ def test_a_body_that_is_not_an_event_is_refused(tmp_path, body):
 @pytest.mark.parametrize("headers", WRONG_AUTH)
 @pytest.mark.parametrize("path,method", [("/event", "POST"), ("/status", "GET")])
 def test_without_the_right_token_nothing_happens(tmp_path, headers, path, method):
-    status, got, src, _ = run(_attack(tmp_path, method, path, VALID, headers))
+    status, got, src, _reply = run(_attack(tmp_path, method, path, VALID, headers))
     assert status == 401 and got == []
     assert src.policy.plans == {} and src.policy.users == {}
     _untouched(src, tmp_path)
@@ -177,7 +177,7 @@ def test_without_the_right_token_nothing_happens(tmp_path, headers, path, method
 
 
 def test_the_token_in_the_query_string_is_not_a_token(tmp_path):
-    status, got, src, _ = run(_attack(tmp_path, "POST", f"/event?token={TOKEN}", VALID, {}))
+    status, got, src, _reply = run(_attack(tmp_path, "POST", f"/event?token={TOKEN}", VALID, {}))
     assert status == 401 and got == [] and src.policy.users == {}
 
 
@@ -216,13 +216,13 @@ def test_the_reported_exploit_is_refused(tmp_path):
     """The issue's event, as sent: refused before the policy, nothing for run_playbook."""
     marker = tmp_path / "x"
     event = {"user": "u1", "edge": POC.replace("/tmp/x", str(marker)), "kind": "handover"}
-    status, got, src, _ = run(_attack(tmp_path, "POST", "/event", event, auth()))
+    status, got, src, _reply = run(_attack(tmp_path, "POST", "/event", event, auth()))
     assert status == 400 and got == [] and not marker.exists()
     _untouched(src, tmp_path)
 
 
 def test_a_valid_event_with_the_token_still_works(tmp_path):
-    status, got, src, _ = run(_attack(tmp_path, "POST", "/event", {**VALID, "kind": "approach"}, auth()))
+    status, got, src, _reply = run(_attack(tmp_path, "POST", "/event", {**VALID, "kind": "approach"}, auth()))
     assert status == 200 and len(got) == 1
     d = got[0]["edgemig"]
     assert d["action"] == "prepare" and d["svc"] in SERVICES["u1"] and d["target"] in EDGES

@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from fake_docker import fake_docker_fixture  # noqa: F401  (the fake_docker fixture)
+from fake_docker import fake_docker_fixture  # noqa: F401  # pylint: disable=unused-import
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 

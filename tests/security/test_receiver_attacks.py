@@ -18,7 +18,7 @@ import shlex
 import time
 
 import pytest
-from fake_docker import fake_docker_fixture  # noqa: F401
+from fake_docker import fake_docker_fixture  # noqa: F401  # pylint: disable=unused-import
 from receiver_harness import install, launch
 
 from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install
@@ -95,7 +95,7 @@ def variants(opt: str, value: str) -> list[str]:
 ADDED = [(f"{form}", opt) for opt, value in OLD_OPTIONS.items() for form in variants(opt, value)]
 
 
-@pytest.mark.parametrize("extra, _opt", ADDED, ids=[a for a, _ in ADDED])
+@pytest.mark.parametrize("extra, _opt", ADDED, ids=[a for a, _opt in ADDED])
 def test_no_other_option_in_any_spelling(host, extra, _opt):
     inst, tid, _d, _t = host
     err = refused(host, f"{inst.request(tid)} {extra}")

@@ -16,7 +16,7 @@ import socket
 import stat
 
 import pytest
-from fake_docker import fake_docker_fixture  # noqa: F401  (the fake_docker fixture)
+from fake_docker import fake_docker_fixture  # noqa: F401  # pylint: disable=unused-import
 
 from ansible_collections.edgemig.migration.plugins.module_utils import switchover, tmpfs_restore as tr
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
@@ -28,7 +28,7 @@ CORE = b"c" * 300
 @pytest.fixture(autouse=True)
 def _no_containerd(monkeypatch):
     # This machine's containerd (if any) and its temporary directory are not the test's business.
-    monkeypatch.setattr(tr, "containerd_temp_dirs", lambda: set())
+    monkeypatch.setattr(tr, "containerd_temp_dirs", set)
 
 
 def checkpoint(tmp_path, pages: bytes | None = PAGES) -> str:

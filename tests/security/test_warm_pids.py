@@ -46,7 +46,7 @@ def stop(p: subprocess.Popen) -> None:
 
 def spawn_with_pid(pid: int, mark: str) -> subprocess.Popen | None:
     """A child that gets ``pid`` (recycled: its owner is gone), or None where that cannot be arranged."""
-    for _ in range(5):
+    for _attempt in range(5):
         try:
             with open("/proc/sys/kernel/ns_last_pid", "w") as fh:
                 fh.write(str(pid - 1))
@@ -145,7 +145,7 @@ def test_bare_pids_are_guarded_from_the_first_read_on(readable):
     a = spawn("SECRET-A")
     pid = a.pid
     state = WarmState()
-    sent, _ = warm_round(state, {pid: 1})
+    sent, _stats = warm_round(state, {pid: 1})
     assert b"SECRET-A" in sent and state.identities[pid] == pm.read_identity(pid)
     stop(a)
     b = spawn_with_pid(pid, "SECRET-B")

@@ -105,7 +105,7 @@ def test_a_valid_event_emits_only_configured_names():
             # Fresh string objects from the wire: what comes out must be the configured ones.
             st, _body = await post(s, src.base_url + "/event", {"user": "alice", "edge": "edge-b", "kind": "approach"})
             assert st == 200
-            out = [(await queue.get())["edgemig"] for _ in range(2)]
+            out = [(await queue.get())["edgemig"] for _event in range(2)]
         assert queue.empty()
         for d in out:
             assert d["target"] is edges[1] and d["svc"] in services["alice"] and d["user_edge"] is None

@@ -98,7 +98,7 @@ def test_a_gone_sender_does_not_stop_a_committed_restore(target):
                 raise BrokenPipeError(32, "Broken pipe")
             return super().write(data)
     rc = receiver.serve(receiver.Session(roots={"layer": str(dest)}, then_restore=spec),
-                       stdin=io.BytesIO(HELLO + END + COMMIT), stdout=Gone())
+                        stdin=io.BytesIO(HELLO + END + COMMIT), stdout=Gone())
     assert rc == 0 and calls == [("restore", "mysql")]
 
 
