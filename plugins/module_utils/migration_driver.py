@@ -53,7 +53,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_state 
     read_state,
     write_state,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import interface_exists, ipv4_problem
+from ansible_collections.edgemig.migration.plugins.module_utils.module_common import ipv4_problem
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
 from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import container_processes
 from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
@@ -65,8 +65,13 @@ from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream impor
     SshStream,
     TransferError,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import address_present, set_address
+from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
+    address_present,
+    interface_exists,
+    set_address,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
+from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import confirm_timeout_s, outcome_silence_s
 from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import holds_images, start_from_checkpoint
 
 PHASES = ("prepare", "freeze", "stream", "verified", "committed", "switched", "cleaned")
@@ -372,7 +377,7 @@ class MigrationDriver:
         # Bounded: after END only the receiver's final check is left (the
         # stall watchdog covers unacknowledged bytes), never an hour.
         result = conn.stream(roots, policy=p["policy"], dedup=p["dedup"], pipelined=p["pipelined"],
-                             timeout=max(60.0, 4.0 * p["stall_timeout"]),
+                             timeout=confirm_timeout_s(p["stall_timeout"]),
                              warm=conn.warm if self.precopy is not None else None)
         self.phase = "verified"
         return result
@@ -389,7 +394,7 @@ class MigrationDriver:
         # Bounded by what the target may legitimately take (restore, health,
         # address), and by silence: it sends a heartbeat every 2 s.
         limit = RESTORE_TIMEOUT_S + self.health_timeout + 30.0
-        silence = max(10.0, 2.0 * self.p["stall_timeout"]) if self.p["stall_timeout"] else 0.0
+        silence = outcome_silence_s(self.p["stall_timeout"])
         final = self.conn.outcome(limit, silence)
         self.phase = "switched"
         result["receiver"] = final

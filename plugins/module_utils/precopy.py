@@ -34,7 +34,9 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import page_index
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
@@ -46,9 +48,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader impo
 # than with three unchanged neighbours; 32 bytes of state per block (2 MiB for a 1 GiB volume).
 BLOCK = 16 << 10
 PATCH_MIN = 1 << 20    # smaller files are sent whole when they changed
-# SHA-256 of 4 KiB pages measured 1.06-1.39 GB/s here (docs/precopy-probe.md):
-# predict_final re-hashes memory at about this rate.
-HASH_BPS = 1.0e9
 
 
 @dataclass
@@ -87,6 +86,27 @@ class WarmState:
     def check_usable(self) -> None:
         if self.broken:
             raise RuntimeError(f"warm state unusable: a round failed ({self.broken}); start a new session")
+
+
+@runtime_checkable
+class WarmSession(Protocol):
+    """The session ``warm_up`` drives: ssh_stream.SshStream over SSH, bench/local_stream.LocalSession
+    in process, the unit tests' stand-ins. Declared here, below all of them, so that the warm loop
+    calls down into a contract rather than up into the SSH end.
+
+    ``warm``: the session's WarmState, there from the start (empty until the first round sends
+    HELLO); the final round is streamed against it. ``warm_round``: one round while the service
+    runs, against ``warm``; returns the round's stats (StreamSender.run's). ``keepalive()``: a
+    context that feeds the receiver's idle watchdog while this side works between rounds, a no-op
+    before the session's HELLO.
+    """
+
+    warm: WarmState
+
+    def warm_round(self, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None = None, *,
+                   policy: str = "model", **kwargs) -> dict: ...
+
+    def keepalive(self) -> AbstractContextManager: ...
 
 
 def kind_of(st: os.stat_result) -> str:
@@ -471,13 +491,12 @@ def _changed_pages(state: WarmState, memory_pids: dict[int, int]) -> int:
     return pages
 
 
-def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None, *,
+def warm_up(conn: WarmSession, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None, *,
             downtime_target: float = 1.0, max_rounds: int = 5, policy: str = "model",
             on_round: Callable[[int, dict], None] | None = None) -> dict:
     """Warm rounds while the service runs, until the final round is predicted to fit the budget.
 
-    ``conn`` has ``warm_round(roots, memory_pids, policy=...)`` and
-    ``keepalive()`` (SshStream, LocalSession). After each round the final round's bytes are predicted
+    ``conn`` is the session (``WarmSession``). After each round the final round's bytes are predicted
     (``predict_final_detail``: what changed since) and divided by the rate
     the round itself achieved (raw bytes per second over the link, the
     controller's own compression included). Stop when that transfer time
@@ -492,7 +511,7 @@ def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | No
     reason = f"max_rounds ({max_rounds}) reached"
     predicted = None
     for k in range(1, max_rounds + 1):
-        skipped_before = getattr(getattr(conn, "warm", None), "pids_skipped", 0) or 0
+        skipped_before = conn.warm.pids_skipped
         stats = conn.warm_round(roots, memory_pids, policy=policy)
         secs = max(float(stats.get("seconds") or 0.0), 1e-3)
         rate = float(stats.get("bytes_raw") or 0) / secs
@@ -506,7 +525,7 @@ def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | No
                  "seconds": round(secs, 3), "raw_Bps": round(rate), "pause_s": 0.0,
                  "files_sent": stats.get("files_sent", 0), "files_patched": stats.get("files_patched", 0),
                  "files_deleted": stats.get("files_deleted", 0), "pages_sent": stats.get("pages_sent", 0),
-                 "pids_skipped": stats.get("pids_skipped", (getattr(state, "pids_skipped", 0) or 0) - skipped_before),
+                 "pids_skipped": stats.get("pids_skipped", state.pids_skipped - skipped_before),
                  "predicted_final_bytes": detail["bytes"], "predict_s": round(detail["seconds"], 3),
                  "predicted_final_s": round(detail["bytes"] / rate, 3) if rate > 0 else None}
         rounds.append(entry)

@@ -35,7 +35,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -54,6 +53,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver 
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
     SwitchoverError,
     fence,
+    interface_exists,
     restore_and_switch,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.ticket import (
@@ -64,6 +64,11 @@ from ansible_collections.edgemig.migration.plugins.module_utils.ticket import (
     claim,
     peek,
     ticket_dir,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import (
+    COMMIT_TIMEOUT,
+    commit_wait_s,
+    receiver_idle_s,
 )
 
 CONFIG_NAME = "receiver.json"  # beside the launcher: version, allowed_roots, dump_dir (receiver_install)
@@ -156,15 +161,12 @@ def check_interface(spec: dict) -> None:
     iface = spec.get("interface")
     if not spec.get("address") or not iface:
         return
-    try:
-        socket.if_nametoindex(iface)
-    except OSError:
+    if not interface_exists(iface):
         raise ProtocolError(f"target interface {iface!r} does not exist on the target host "
                             f"(target.interface, from the target's edgemig_address_interface): set it to "
-                            f"the target's interface for service address {spec['address']}") from None
+                            f"the target's interface for service address {spec['address']}")
 
 
-COMMIT_TIMEOUT = 60.0  # default bound on the wait for COMMIT after ``verified``
 HEARTBEAT_S = 2.0  # ``{"restoring": s}`` lines while restoring: the sender tells a slow restore from a dead link
 
 
@@ -336,7 +338,7 @@ def session_from_ticket(tk: dict, config: dict, commit: bool, forbidden: list[st
         then_restore = apply_target_faults(then_restore, faults)
     return Session(roots=roots, clear=list(clear), create=list(create), then_restore=then_restore,
                    # the sender gives up first, with the better message
-                   stall_timeout=2 * stall, commit_timeout=2 * stall if stall else COMMIT_TIMEOUT,
+                   stall_timeout=receiver_idle_s(stall), commit_timeout=commit_wait_s(stall),
                    corrupt_every=int(faults.get("corrupt_every") or 0))
 
 

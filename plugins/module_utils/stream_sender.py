@@ -67,6 +67,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     frame,
     json_frame,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import keepalive_interval
 from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, open_walked, walk_roots
 
 CHUNK_SIZE = 1 << 20
@@ -619,11 +620,6 @@ class AckState:
         with self._moved:
             self._moved.wait_for(lambda: len(self.probes) >= count or self.done.is_set(), timeout)
         return self.probes[count - 1][0] if len(self.probes) >= count else None
-
-
-def keepalive_interval(stall_timeout: float) -> float:
-    """The receiver gives up after 2 x the sender's stall_timeout without a byte: four beats fit in it."""
-    return max(0.5, stall_timeout / 2)
 
 
 @contextlib.contextmanager

@@ -41,7 +41,8 @@ def test_bundle_holds_exactly_what_the_receiver_imports():
     assert shipped == {"receiver", "stream_receiver", "tree_writer", "warm_store", "protocol", "codecs", "wkdm",
                        "switchover", "tmpfs_restore", "docker_api", "health", "garp", "migration_state",
                        "criu_images",  # CRIU's restore stats (tmpfs_restore.criu_restore_stats)
-                       "ticket"}  # the target's own word on what a stream may do
+                       "ticket",  # the target's own word on what a stream may do
+                       "timeouts"}  # its watchdog and COMMIT wait, sized from the sender's stall timeout
     for name, src in bundle.items():
         with open(os.path.join(MU_DIR, name.rsplit(".", 1)[1] + ".py"), encoding="utf-8") as fh:
             assert src == fh.read()
