@@ -34,4 +34,3 @@ def ipv4_problem(value: str) -> str | None:
         return ("is an IPv6 address: the address move and gratuitous ARP are IPv4 only for now "
                 "(give the service an IPv4 address)")
     return None
-

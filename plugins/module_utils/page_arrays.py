@@ -9,6 +9,9 @@ plain Python). Imports nothing of the collection: it is shipped with the receive
 """
 from __future__ import annotations
 
+# What the page modules import from here (np is only re-exported).
+__all__ = ["NUMPY_IMPORT_ERROR", "PAGE_SIZE", "np"]
+
 try:
     import numpy as np
 except ImportError as exc:  # pragma: no cover - depends on the host

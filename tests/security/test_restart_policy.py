@@ -166,8 +166,8 @@ POINTS = [
 
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("phase, target_state, winner", [p[1:] for p in POINTS], ids=[p[0] for p in POINTS])
-def test_a_reboot_of_the_source_at_any_point_ends_with_one_copy_and_its_policy(edges, policy, phase,
-                                                                              target_state, winner):
+def test_a_reboot_of_the_source_at_any_point_ends_with_one_copy_and_its_policy(
+        edges, policy, phase, target_state, winner):
     src, tgt = edges(policy)
     if phase == "hold":
         hold_only(src)

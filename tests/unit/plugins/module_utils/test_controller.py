@@ -285,8 +285,9 @@ def test_describe_is_json_serialisable():
     ctl, clock = primed()
     feed(ctl, clock, 1, goodput=100 * MB)
     # The report stores it as JSON: it must come back as it went in, naming the policy that ran.
-    for described, policy in ((ctl.describe(), "model"), (C.PaperController().describe(), "paper"),
-                               (C.FixedController("lz4", 1).describe(), "fixed:lz4:1")):
+    described_by = [(ctl.describe(), "model"), (C.PaperController().describe(), "paper"),
+                    (C.FixedController("lz4", 1).describe(), "fixed:lz4:1")]
+    for described, policy in described_by:
         assert json.loads(json.dumps(described)) == described
         assert described["policy"] == policy and isinstance(described["codec"], str)
 
