@@ -130,7 +130,7 @@ def plots(data, img_dir):
         plt.close(fig)
         made["fig8"] = "img/fig8_time_vs_bandwidth.png"
     # Fig. 9: time vs fixed lz4 level per bandwidth
-    f9 = ok([r for r in res if r.get("group") == "fig9"])
+    f9 = fig9_runs(res)
     if f9:
         fig, ax = plt.subplots(figsize=(6, 4))
         for svc in sorted({r["service"] for r in f9}):
@@ -231,6 +231,11 @@ def plots(data, img_dir):
     return made
 
 
+def fig9_runs(res):
+    """The successful runs of the fixed-lz4 sweep (Fig. 9)."""
+    return ok([r for r in res if r.get("group") == "fig9"])
+
+
 def write_any(data, path):
     """A run of pre-copy cells only (make bench-precopy) fills its section; anything else the whole report."""
     if data["results"] and all(r.get("group") == "precopy" for r in data["results"]):
@@ -240,9 +245,29 @@ def write_any(data, path):
 
 
 def write(data, path):
+    """The whole report (docs/benchmarks.md) from a run's JSON, its plots beside it, the pre-copy section kept."""
     res = data["results"]
     doc_dir = os.path.dirname(os.path.abspath(path))
     made = plots(data, os.path.join(doc_dir, "img"))
+    L = [*_intro(data, res), *_fig8_tables(res, made), *_savings(res), *_targets(res), *_breakdown(res),
+         *_fig9(res, made), *_fig5(res, made), *_ab(res, made), *_schedule(res, made), *_loss(res),
+         *_resources(res)]
+    notes = os.path.join(doc_dir, "benchmarks-notes.md")
+    if os.path.exists(notes):
+        with open(notes) as fh:
+            L.append(fh.read())
+    with open(path, "w") as fh:
+        fh.write("\n".join(L) + "\n")
+    # the pre-copy section comes from its own run (make bench-precopy): kept when this report is rewritten
+    pc_json = os.path.join(doc_dir, PRECOPY_JSON)
+    if os.path.exists(pc_json):
+        import json
+        with open(pc_json) as fh:
+            write_precopy(json.load(fh), path)
+
+
+def _intro(data, res):
+    """The header: the command, the host, failed runs, and what each measure means."""
     L = []
     a = L.append
     a("# Migration benchmarks (issue 5, the paper's section VI on our lab)\n")
@@ -273,8 +298,13 @@ def write(data, path):
       "processes (sampled every 50 ms from /proc, incl. threads), `compress_cpu_s` from the module's stats, and per "
       "edge everything its sshd ran (all Ansible modules of the play included) and dockerd+containerd. "
       "CRIU's own CPU is not included. **peak RSS** of the sender / receiver processes.\n")
+    return L
 
-    # ---- Fig. 8 tables
+
+def _fig8_tables(res, made):
+    """Fig. 8: migration time per method and rate, one table per service."""
+    L = []
+    a = L.append
     a("## Migration time vs bandwidth per method (Fig. 8)\n")
     if "fig8" in made:
         a(f"![Fig. 8]({made['fig8']})\n")
@@ -298,12 +328,18 @@ def write(data, path):
             a(f"| {rate_name(rate)} | " + " | ".join(cells) + f" | {f(ratio)} | "
               f"{f((1 - ratio) * 100 if ratio else None, 1, ' %')} |")
         a("")
-    # savings summary
+    return L
+
+
+def _savings(res):
+    """Our default's saving against the uncompressed serial baseline, and its distance to the best fixed lz4 level."""
+    L = []
+    a = L.append
     a("### Saving of our default vs uncompressed serial, per bandwidth\n")
     a("Saving = 1 - (model migration time / uncompressed serial migration time); the paper reports 45.4 % "
       "on average. Distance to the best fixed level: model time / best fixed-lz4 time - 1, where the lz4 sweep "
       "ran.\n")
-    f9 = ok([r for r in res if r.get("group") == "fig9"])
+    f9 = fig9_runs(res)
     # the service the lz4 sweep (Fig. 9) ran on (--lz4-services; mysql by default)
     sweep = sorted({r["service"] for r in f9})[0] if f9 else "mysql"
     a("| rate | " + " | ".join(s for s in ("apache", "mysql", "tomcat"))
@@ -332,8 +368,13 @@ def write(data, path):
     if all_sav:
         a(f"\nAverage saving over all measured service/rate cells: **{100 * statistics.mean(all_sav):.1f} %** "
           f"(paper: 45.4 %).\n")
+    return L
 
-    # ---- targets
+
+def _targets(res):
+    """The targets table: client downtimes and the default / uncompressed time ratio."""
+    L = []
+    a = L.append
     a("## Targets\n")
     a("| target | measured (median) | runs | verdict | largest downtime stage (median s) |")
     a("|---|---|---|---|---|")
@@ -378,8 +419,13 @@ def write(data, path):
                   f"{rr:.3f} ({m:.2f} s / {u:.2f} s); playbook wall {mw / uw:.3f} ({mw:.1f} s / {uw:.1f} s) | "
                   f"{len(rows)} | {verdict} | {worst[0]} {worst[1]:.2f} |")
     a("")
+    return L
 
-    # ---- downtime breakdown
+
+def _breakdown(res):
+    """The default policy's downtime split into its stages, per service and rate."""
+    L = []
+    a = L.append
     a("## Downtime breakdown (default policy)\n")
     a("Stages as measured by the module: freeze+dump = `docker checkpoint` (CRIU freeze and dump into the tmpfs); "
       "transfer = stream incl. SSH connect and the receiver writing the last byte; restore = `docker start "
@@ -397,8 +443,14 @@ def write(data, path):
             a(f"| {svc} | {rate_name(rate)} | " + " | ".join(f(med([s[k] for s in sp])) for k in sp[0]) +
               f" | {f(med([mt(r) for r in rs]))} | {f(med([r.get('client_downtime_s') for r in rs]))} | {len(rs)} |")
     a("")
+    return L
 
-    # ---- Fig. 9
+
+def _fig9(res, made):
+    """Fig. 9: migration time and ratio per fixed lz4 level, the model controller beside them."""
+    L = []
+    a = L.append
+    f9 = fig9_runs(res)
     if f9:
         a("## Migration time vs fixed lz4 level (Fig. 9)\n")
         if "fig9" in made:
@@ -419,8 +471,13 @@ def write(data, path):
                   f"ratio {f(med([r['ratio'] for r in m]), 3)}, chose "
                   f"{', '.join(sorted({k for r in m for k in (r.get('codecs') or {})}))}.")
         a("")
+    return L
 
-    # ---- Fig. 5
+
+def _fig5(res, made):
+    """Fig. 5: serial against pipelined at the same settings."""
+    L = []
+    a = L.append
     f5 = ok([r for r in res if r.get("group") == "fig5"])
     if f5:
         a("## Serial vs pipelined at the same settings (Fig. 5)\n")
@@ -436,8 +493,13 @@ def write(data, path):
             a(f"| {s} | {rate_name(rt)} | {(se or pi)[0]['method'].split(':', 1)[1]} | {f(st)} s / {f(med([mt(r) for r in se]))} s | "
               f"{f(pt)} s / {f(med([mt(r) for r in pi]))} s | {f(pt / st if st and pt else None)} |")
         a("")
+    return L
 
-    # ---- ab
+
+def _ab(res, made):
+    """Fig. 6/7: ab's requests and throughput while a migration runs."""
+    L = []
+    a = L.append
     abr = [r for r in res if r.get("ab")]
     if abr:
         a("## Throughput and requests/s during a migration (Fig. 6/7)\n")
@@ -462,8 +524,13 @@ def write(data, path):
               f"{f(ab.get('rps'), 1)} | {f((ab.get('transfer_kBps') or 0) * 8 / 1000, 1)} | "
               f"{f(statistics.mean(inwin) if inwin else None, 1)} |")
         a("")
+    return L
 
-    # ---- schedule
+
+def _schedule(res, made):
+    """The controller's choices under a changing rate."""
+    L = []
+    a = L.append
     sch = [r for r in res if r.get("schedule")]
     if sch:
         a("## Compression level and throughput under a changing rate\n")
@@ -479,8 +546,13 @@ def write(data, path):
               (f"; controller switches: {r.get('controller', {}).get('switches')}" if r.get("controller") else "")
               + ("" if r.get("ok") else f" - FAILED: {r.get('error')}"))
         a("")
+    return L
 
-    # ---- loss
+
+def _loss(res):
+    """Migrations under random loss."""
+    L = []
+    a = L.append
     lo = [r for r in res if r.get("loss")]
     if lo:
         a("## Random loss\n")
@@ -493,8 +565,13 @@ def write(data, path):
               f"{100 * r['loss']:.1f} % | {f(mt(r))} s | {f(r.get('client_downtime_s'))} s | {f(r.get('goodput_mbit'), 1)} | "
               f"{'yes' if r.get('ok') else 'no: ' + str(r.get('error'))[:120]} |")
         a("")
+    return L
 
-    # ---- resources
+
+def _resources(res):
+    """Bytes, ratio, link use, CPU and memory per Fig. 8 cell, and how the Podman-style rows count."""
+    L = []
+    a = L.append
     a("## Bytes, ratio, utilisation, CPU, memory (Fig. 8 runs, medians)\n")
     a("| service | method | rate | raw MB | stream MB | ratio | link MB (edge to edge) | link util. | goodput Mbit/s | "
       "compress CPU s | sender CPU s | receiver CPU s | sender / receiver peak RSS MB | source / target edge CPU s "
@@ -523,18 +600,7 @@ def write(data, path):
       "sshd-tree CPU is ~0 because nothing of it runs over the edges' sshd except the scp server; the archive is built, copied and unpacked "
       "one after the other (serial), and the container is created at import time as `podman container restore "
       "--import` does.\n")
-    notes = os.path.join(doc_dir, "benchmarks-notes.md")
-    if os.path.exists(notes):
-        with open(notes) as fh:
-            a(fh.read())
-    with open(path, "w") as fh:
-        fh.write("\n".join(L) + "\n")
-    # the pre-copy section comes from its own run (make bench-precopy): kept when this report is rewritten
-    pc_json = os.path.join(doc_dir, PRECOPY_JSON)
-    if os.path.exists(pc_json):
-        import json
-        with open(pc_json) as fh:
-            write_precopy(json.load(fh), path)
+    return L
 
 
 # ----------------------------------------------------------------------------- pre-copy (issue 11)

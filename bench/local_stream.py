@@ -61,16 +61,20 @@ class LocalSession:
     What ``send_local`` is to ``SshStream.stream``, for ``warm_round`` +
     ``stream(warm=...)`` (tests and benchmarks). The receiver runs in a
     thread; ``stream`` returns once END was verified and the receiver ended.
-    ``warm_on_disk`` lets the unit tests keep the warm root outside tmpfs.
+    ``warm_on_disk`` lets the unit tests keep the warm root outside tmpfs. A precopy.WarmSession
+    with SshStream's defaults; ``keepalive_s``: the beat between rounds (the in-process receiver
+    has no watchdog to size it from).
     """
 
-    def __init__(self, dest_roots: dict[str, str], workers: int = 0, warm_on_disk: bool = False):
+    def __init__(self, dest_roots: dict[str, str], workers: int = 0, warm_on_disk: bool = False,
+                 keepalive_s: float = 0.05):
         rfd, wfd = os.pipe()
         self._reader = os.fdopen(rfd, "rb")
         self._writer = os.fdopen(wfd, "wb", buffering=0)
         self.acks = AckState()
         self.workers = workers
         self.warm = WarmState()
+        self.keepalive_s = keepalive_s
         self.outcome: dict = {}
 
         def run_receiver() -> None:
@@ -100,15 +104,15 @@ class LocalSession:
         result["timeline"] = sender.timeline
         return result
 
-    def warm_round(self, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None = None,
-                   policy: str = "fixed:lz4:1", **kwargs) -> dict:
+    def warm_round(self, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None = None, *,
+                   policy: str = "model", **kwargs) -> dict:
         return self._run(roots, policy, True, memory_pids, **kwargs)
 
-    def keepalive(self, interval: float = 0.05):
+    def keepalive(self):
         """As SshStream.keepalive (the in-process receiver has no watchdog; the frames still cross)."""
-        return keepalive(self._writer.write, interval) if self.warm.started else contextlib.nullcontext()
+        return keepalive(self._writer.write, self.keepalive_s) if self.warm.started else contextlib.nullcontext()
 
-    def stream(self, roots: list[tuple[str, str]], policy: str = "fixed:lz4:1", **kwargs) -> dict:
+    def stream(self, roots: list[tuple[str, str]], *, policy: str = "model", **kwargs) -> dict:
         try:
             return self._run(roots, policy, False, None, **kwargs)
         finally:

@@ -21,7 +21,9 @@ readonly SSHDIR=$STATE/ssh
 readonly KEY=$SSHDIR/id_ed25519
 readonly AUTHKEYS=$SSHDIR/authorized_keys
 readonly KNOWN_HOSTS=$SSHDIR/known_hosts
-readonly SHIM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lab-prlimit-shim.c
+# Assigned first, then made readonly: `readonly X=$(...)` would hide a failing cd (SC2155).
+SHIM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lab-prlimit-shim.c
+readonly SHIM_SRC
 readonly SHIM=$STATE/lib/lab-prlimit-shim.so
 readonly BRIDGE=emigbr0
 readonly BRIDGE_ADDR=10.213.0.1/24
@@ -34,8 +36,9 @@ readonly REGISTRY_NS=emigreg
 readonly REGISTRY_IP=10.213.0.5
 readonly REGISTRY=$REGISTRY_IP:5000
 readonly REGISTRY_VETH=emig-regh
+# The shellcheck package: for ansible-test sanity's shellcheck test (make sanity refuses to run without it).
 readonly DEPS=(docker.io openssh-server iproute2 nftables iptables gcc libc6-dev
-  iputils-arping apache2-utils curl mmdebstrap rsync ethtool util-linux docker-registry)
+  iputils-arping apache2-utils curl mmdebstrap rsync ethtool util-linux docker-registry shellcheck)
 
 # Per-edge facts: index 1 or 2.
 edge_idx() { echo "${1#edge}"; }
@@ -86,7 +89,7 @@ pid_alive() {
   stat=${stat##*) }
   [ "${stat:0:1}" != Z ]
 }
-pidfile_pid() { [ -s "$1" ] && tr -dc 0-9 <"$1" || true; }
+pidfile_pid() { if [ -s "$1" ]; then tr -dc 0-9 <"$1" || true; fi; }
 ns_exists() { [ -e "/var/run/netns/$1" ]; }
 
 # True if pid runs in the network namespace of edge.
@@ -236,7 +239,9 @@ exec_without_fds() {
 }
 
 start_sshd() {
-  local e=$1 cfg=$STATE/$e/sshd_config pid changed=0
+  # Two locals: in one, cfg would be built from the caller's $e, not this one (SC2318).
+  local e=$1
+  local cfg=$STATE/$e/sshd_config pid changed=0
   write_if_changed "$cfg" "$(sshd_config "$e")" 0644 && changed=1
   /usr/sbin/sshd -t -f "$cfg"
   pid=$(pidfile_pid "$RUN/$e/sshd.pid")
@@ -473,7 +478,9 @@ cmd_down() {
   t0=$(now)
   # ssh ControlMaster processes of Ansible runs against the lab.
   for s in "$RUN"/cm-*; do
-    [ -S "$s" ] && timeout 3 ssh -o ControlPath="$s" -O exit lab >/dev/null 2>&1 || true
+    if [ -S "$s" ]; then
+      timeout 3 ssh -o ControlPath="$s" -O exit lab >/dev/null 2>&1 || true
+    fi
   done
   stop_dockerds
   for e in "${EDGES[@]}"; do

@@ -45,15 +45,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-try:
-    import numpy as np
-except ImportError as exc:  # pragma: no cover - depends on the host
-    np = None  # type: ignore[assignment]
-    NUMPY_IMPORT_ERROR: ImportError | None = exc
-else:
-    NUMPY_IMPORT_ERROR = None
-
-PAGE_SIZE = 4096
+from ansible_collections.edgemig.migration.plugins.module_utils.page_arrays import PAGE_SIZE, np
 
 # criu/include/magic.h
 IMG_COMMON_MAGIC = 0x54564319
@@ -62,7 +54,6 @@ INVENTORY_MAGIC = 0x58313116
 PSTREE_MAGIC = 0x50273030
 PAGEMAP_MAGIC = 0x56084025
 CORE_MAGIC = 0x55053847
-MM_MAGIC = 0x57492820
 STATS_MAGIC = 0x57093306  # stats-dump / stats-restore, after IMG_SERVICE_MAGIC
 
 # criu/include/pagemap.h

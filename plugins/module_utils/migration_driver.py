@@ -53,7 +53,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_state 
     read_state,
     write_state,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import interface_exists, ipv4_problem
+from ansible_collections.edgemig.migration.plugins.module_utils.module_common import ipv4_problem
 from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR, MigrationOptions
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
 from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import container_processes
@@ -66,8 +66,13 @@ from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream impor
     SshStream,
     TransferError,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import address_present, set_address
+from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
+    address_present,
+    interface_exists,
+    set_address,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
+from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import confirm_timeout_s, outcome_silence_s
 from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import holds_images, start_from_checkpoint
 
 PHASES = ("prepare", "freeze", "stream", "verified", "committed", "switched", "cleaned")
@@ -371,7 +376,7 @@ class MigrationDriver:
         # Bounded: after END only the receiver's final check is left (the
         # stall watchdog covers unacknowledged bytes), never an hour.
         result = conn.stream(roots, policy=p["policy"], dedup=p["dedup"], pipelined=p["pipelined"],
-                             timeout=max(60.0, 4.0 * p["stall_timeout"]),
+                             timeout=confirm_timeout_s(p["stall_timeout"]),
                              warm=conn.warm if self.precopy is not None else None)
         self.phase = "verified"
         return result
@@ -388,7 +393,7 @@ class MigrationDriver:
         # Bounded by what the target may legitimately take (restore, health,
         # address), and by silence: it sends a heartbeat every 2 s.
         limit = RESTORE_TIMEOUT_S + self.health_timeout + 30.0
-        silence = max(10.0, 2.0 * self.p["stall_timeout"]) if self.p["stall_timeout"] else 0.0
+        silence = outcome_silence_s(self.p["stall_timeout"])
         final = self.conn.outcome(limit, silence)
         self.phase = "switched"
         result["receiver"] = final
@@ -585,28 +590,7 @@ def decide(edges: dict[str, dict | None]) -> dict:
         return {"winner": winner, "reason": reason, "actions": dict(actions), "complete": not gone}
 
     if sources:
-        src = sources[0]
-        rec = seen[src]["record"]
-        others = [e for e in edges if e != src]
-        tgt = next((e for e in others if role.get(e) == "target"), None) \
-            or next((e for e in others if e in seen and seen[e]["exists"]), None) \
-            or (others[0] if len(others) == 1 else None)
-        if rec.get("phase") == "committed":
-            if tgt is None:
-                return {"winner": None, "reason": "committed, but the target edge is not known",
-                        "actions": actions, "complete": False}
-            if tgt in gone:
-                return plan(tgt, f"{src} committed to {tgt}, which is unreachable: the source stays down "
-                                 "with its checkpoint until it is seen", keep=True)
-            t = seen[tgt]
-            if t["running"] or t["has_checkpoint"]:
-                how = "runs" if t["running"] else "holds the checkpoint (in doubt): restore it"
-                # The source only stops here (copy and checkpoint kept): it is removed once the
-                # target serves (the playbook's last step, or the next run), never before.
-                return plan(tgt, f"{src} passed the commit point: the target wins; {tgt} {how}", keep=True)
-            return plan(src, f"{src} committed, but {tgt} neither runs nor holds the checkpoint "
-                             f"(target phase {(t.get('record') or {}).get('phase', 'none')}): the source wins back")
-        return plan(src, f"{src} never committed (phase {rec.get('phase')}): the source wins")
+        return with_source(sources[0], edges, seen, gone, role, plan, actions)
     # No source record seen.
     committed = [e for e in seen if role[e] == "target" and (seen[e]["record"] or {}).get("phase") == "committed"]
     if committed:
@@ -630,6 +614,33 @@ def decide(edges: dict[str, dict | None]) -> dict:
                 "actions": actions, "complete": False}
     return {"winner": None, "reason": "no record and no running copy: nothing to recover",
             "actions": actions, "complete": not gone}
+
+
+def with_source(src: str, edges: dict, seen: dict, gone: list[str], role: dict, plan: Callable,
+                actions: dict) -> dict:
+    """``decide`` when ``src`` holds a source record: before the commit point the source wins; after
+    it the target wins if it runs or holds the checkpoint, the source only if the target cannot."""
+    rec = seen[src]["record"]
+    others = [e for e in edges if e != src]
+    tgt = next((e for e in others if role.get(e) == "target"), None) \
+        or next((e for e in others if e in seen and seen[e]["exists"]), None) \
+        or (others[0] if len(others) == 1 else None)
+    if rec.get("phase") != "committed":
+        return plan(src, f"{src} never committed (phase {rec.get('phase')}): the source wins")
+    if tgt is None:
+        return {"winner": None, "reason": "committed, but the target edge is not known",
+                "actions": actions, "complete": False}
+    if tgt in gone:
+        return plan(tgt, f"{src} committed to {tgt}, which is unreachable: the source stays down "
+                         "with its checkpoint until it is seen", keep=True)
+    t = seen[tgt]
+    if t["running"] or t["has_checkpoint"]:
+        how = "runs" if t["running"] else "holds the checkpoint (in doubt): restore it"
+        # The source only stops here (copy and checkpoint kept): it is removed once the
+        # target serves (the playbook's last step, or the next run), never before.
+        return plan(tgt, f"{src} passed the commit point: the target wins; {tgt} {how}", keep=True)
+    return plan(src, f"{src} committed, but {tgt} neither runs nor holds the checkpoint "
+                     f"(target phase {(t.get('record') or {}).get('phase', 'none')}): the source wins back")
 
 
 def held_source(held: list[str], gone: list[str], plan: Callable, actions: dict) -> dict:

@@ -29,11 +29,10 @@ import time
 
 STATE_DIR = ".edgemig-state"
 
-# Source phases (edge_migrate's driver): frozen -> committed -> (removed when cleaned);
-# aborted = the source won (rollback under way or done), the target must not serve.
-SOURCE_PHASES = ("frozen", "committed", "aborted")
-# Target phases (the receiver): verified -> committed -> serving (removed then) | fenced; in_doubt.
-TARGET_PHASES = ("verified", "in_doubt", "committed", "fenced")
+# The phases a record holds (docs/design.md, "State files"). Source (edge_migrate's driver):
+# frozen -> committed -> (removed when cleaned); aborted = the source won (rollback under way
+# or done), the target must not serve. Target (the receiver): verified -> committed -> serving
+# (removed then) | fenced; in_doubt.
 
 
 def state_path(dump_dir: str, service: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DEFAULT_DOCKER_HOST, DockerAPI
 
@@ -35,16 +34,3 @@ def ipv4_problem(value: str) -> str | None:
         return ("is an IPv6 address: the address move and gratuitous ARP are IPv4 only for now "
                 "(give the service an IPv4 address)")
     return None
-
-
-def interface_exists(name: str) -> bool:
-    """Whether ``name`` is an interface of this host's network namespace.
-
-    ``if_nametoindex`` asks the kernel for the caller's namespace (``/sys/class/net``
-    may show another one, see design.md's lab notes).
-    """
-    try:
-        socket.if_nametoindex(name)
-    except (OSError, ValueError):
-        return False
-    return True

@@ -34,7 +34,9 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import page_index
 from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
@@ -46,9 +48,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader impo
 # than with three unchanged neighbours; 32 bytes of state per block (2 MiB for a 1 GiB volume).
 BLOCK = 16 << 10
 PATCH_MIN = 1 << 20    # smaller files are sent whole when they changed
-# SHA-256 of 4 KiB pages measured 1.06-1.39 GB/s here (docs/precopy-probe.md):
-# predict_final re-hashes memory at about this rate.
-HASH_BPS = 1.0e9
 
 
 @dataclass
@@ -87,6 +86,27 @@ class WarmState:
     def check_usable(self) -> None:
         if self.broken:
             raise RuntimeError(f"warm state unusable: a round failed ({self.broken}); start a new session")
+
+
+@runtime_checkable
+class WarmSession(Protocol):
+    """The session ``warm_up`` drives: ssh_stream.SshStream over SSH, bench/local_stream.LocalSession
+    in process, the unit tests' stand-ins. Declared here, below all of them, so that the warm loop
+    calls down into a contract rather than up into the SSH end.
+
+    ``warm``: the session's WarmState, there from the start (empty until the first round sends
+    HELLO); the final round is streamed against it. ``warm_round``: one round while the service
+    runs, against ``warm``; returns the round's stats (StreamSender.run's). ``keepalive()``: a
+    context that feeds the receiver's idle watchdog while this side works between rounds, a no-op
+    before the session's HELLO.
+    """
+
+    warm: WarmState
+
+    def warm_round(self, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None = None, *,
+                   policy: str = "model", **kwargs) -> dict: ...
+
+    def keepalive(self) -> AbstractContextManager: ...
 
 
 def kind_of(st: os.stat_result) -> str:
@@ -411,6 +431,14 @@ def predict_final_detail(state: WarmState, memory_pids: dict[int, int] | None = 
     t0 = time.monotonic()
     roots = state.roots if roots is None else roots
     memory_pids = state.memory_pids if memory_pids is None else memory_pids
+    file_bytes, files = _changed_file_bytes(state, roots)
+    pages = _changed_pages(state, memory_pids) if hash_memory and memory_pids else 0
+    return {"bytes": file_bytes + pages * PAGE, "file_bytes": file_bytes, "memory_bytes": pages * PAGE,
+            "files": files, "pages": pages, "seconds": round(time.monotonic() - t0, 4)}
+
+
+def _changed_file_bytes(state: WarmState, roots: list[tuple[str, str]]) -> tuple[int, int]:
+    """(bytes, files) the final round would send for the regular files of ``roots``."""
     file_bytes = files = 0
     for root, rel, full, st in walk_roots(roots, live=True):
         if kind_of(st) != "file":
@@ -422,44 +450,53 @@ def predict_final_detail(state: WarmState, memory_pids: dict[int, int] | None = 
         if prev is None or prev.kind != "file" or prev.blocks is None or st.st_size < PATCH_MIN:
             file_bytes += st.st_size
             continue
-        try:
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            for off in range(0, st.st_size, 1 << 20):
-                data, ok = _read_exact(fd, off, min(1 << 20, st.st_size - off))
-                for j, dg in enumerate(_block_digests(data)):
-                    i = off // BLOCK + j
-                    if not ok or i >= len(prev.blocks) or prev.blocks[i] != dg:
-                        file_bytes += min(BLOCK, st.st_size - i * BLOCK)
-        finally:
-            os.close(fd)
+        file_bytes += _changed_block_bytes(full, st.st_size, prev.blocks)
+    return file_bytes, files
+
+
+def _changed_block_bytes(full: str, size: int, blocks: list) -> int:
+    """Bytes of the blocks of the file ``full`` whose digest differs from ``blocks`` (0 if it cannot be opened)."""
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    changed = 0
+    try:
+        for off in range(0, size, 1 << 20):
+            data, ok = _read_exact(fd, off, min(1 << 20, size - off))
+            for j, dg in enumerate(_block_digests(data)):
+                i = off // BLOCK + j
+                if not ok or i >= len(blocks) or blocks[i] != dg:
+                    changed += min(BLOCK, size - i * BLOCK)
+    finally:
+        os.close(fd)
+    return changed
+
+
+def _changed_pages(state: WarmState, memory_pids: dict[int, int]) -> int:
+    """Pages of ``memory_pids`` whose SHA-256 differs from the warm copy (a process gone counts none)."""
     pages = 0
-    if hash_memory and memory_pids:
-        for host_pid, ns_pid in memory_pids.items():
-            sent = state.pages.get(ns_pid, {})
-            try:
-                with ProcessMemory(host_pid) as pm:
-                    if not same_process(pm, state, memory_pids):
-                        continue  # not read in the rounds either: crosses at the freeze, not predicted
-                    for vaddr, data in pm.read_runs():
-                        for i in range(0, len(data), PAGE):
-                            if sent.get(vaddr + i) != hashlib.sha256(data[i:i + PAGE]).digest():
-                                pages += 1
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return {"bytes": file_bytes + pages * PAGE, "file_bytes": file_bytes, "memory_bytes": pages * PAGE,
-            "files": files, "pages": pages, "seconds": round(time.monotonic() - t0, 4)}
+    for host_pid, ns_pid in memory_pids.items():
+        sent = state.pages.get(ns_pid, {})
+        try:
+            with ProcessMemory(host_pid) as pm:
+                if not same_process(pm, state, memory_pids):
+                    continue  # not read in the rounds either: crosses at the freeze, not predicted
+                for vaddr, data in pm.read_runs():
+                    for i in range(0, len(data), PAGE):
+                        if sent.get(vaddr + i) != hashlib.sha256(data[i:i + PAGE]).digest():
+                            pages += 1
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return pages
 
 
-def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None, *,
+def warm_up(conn: WarmSession, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None, *,
             downtime_target: float = 1.0, max_rounds: int = 5, policy: str = "model",
             on_round: Callable[[int, dict], None] | None = None) -> dict:
     """Warm rounds while the service runs, until the final round is predicted to fit the budget.
 
-    ``conn`` has ``warm_round(roots, memory_pids, policy=...)`` and
-    ``keepalive()`` (SshStream, LocalSession). After each round the final round's bytes are predicted
+    ``conn`` is the session (``WarmSession``). After each round the final round's bytes are predicted
     (``predict_final_detail``: what changed since) and divided by the rate
     the round itself achieved (raw bytes per second over the link, the
     controller's own compression included). Stop when that transfer time
@@ -474,7 +511,7 @@ def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | No
     reason = f"max_rounds ({max_rounds}) reached"
     predicted = None
     for k in range(1, max_rounds + 1):
-        skipped_before = getattr(getattr(conn, "warm", None), "pids_skipped", 0) or 0
+        skipped_before = conn.warm.pids_skipped
         stats = conn.warm_round(roots, memory_pids, policy=policy)
         secs = max(float(stats.get("seconds") or 0.0), 1e-3)
         rate = float(stats.get("bytes_raw") or 0) / secs
@@ -488,7 +525,7 @@ def warm_up(conn, roots: list[tuple[str, str]], memory_pids: dict[int, int] | No
                  "seconds": round(secs, 3), "raw_Bps": round(rate), "pause_s": 0.0,
                  "files_sent": stats.get("files_sent", 0), "files_patched": stats.get("files_patched", 0),
                  "files_deleted": stats.get("files_deleted", 0), "pages_sent": stats.get("pages_sent", 0),
-                 "pids_skipped": stats.get("pids_skipped", (getattr(state, "pids_skipped", 0) or 0) - skipped_before),
+                 "pids_skipped": stats.get("pids_skipped", state.pids_skipped - skipped_before),
                  "predicted_final_bytes": detail["bytes"], "predict_s": round(detail["seconds"], 3),
                  "predicted_final_s": round(detail["bytes"] / rate, 3) if rate > 0 else None}
         rounds.append(entry)

@@ -60,15 +60,8 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-try:
-    import numpy as np
-except ImportError as exc:  # pragma: no cover - depends on the host
-    np = None  # type: ignore[assignment]
-    NUMPY_IMPORT_ERROR: ImportError | None = exc
-else:
-    NUMPY_IMPORT_ERROR = None
+from ansible_collections.edgemig.migration.plugins.module_utils.page_arrays import PAGE_SIZE, np
 
-PAGE_SIZE = 4096
 CHUNK = 4 << 20  # bytes per pread: large enough to amortise the syscall and GUP set-up
 # pagemap words per read (2 MiB, 1 GiB of address space). A mapping's pagemap is
 # never read whole: MariaDB reserves 8 TiB of PROT_NONE address space, 16 GiB of
@@ -77,8 +70,7 @@ PAGEMAP_CHUNK = 1 << 18
 
 # /proc/<pid>/pagemap bits (Documentation/admin-guide/mm/pagemap.rst)
 PM_PFN_MASK = (1 << 55) - 1
-PM_SOFT_DIRTY = 1 << 55
-PM_EXCLUSIVE = 1 << 56
+# (bit 55 soft-dirty and 56 exclusive are not read: this kernel has no soft-dirty, see precopy.py)
 PM_GUARD = 1 << 58  # guard region (MADV_GUARD_INSTALL, 6.13+); CRIU skips these
 PM_FILE = 1 << 61  # file page or shared anonymous
 PM_SWAP = 1 << 62

@@ -35,7 +35,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -54,6 +53,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver 
 from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
     SwitchoverError,
     fence,
+    interface_exists,
     restore_and_switch,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.ticket import (
@@ -64,6 +64,11 @@ from ansible_collections.edgemig.migration.plugins.module_utils.ticket import (
     claim,
     peek,
     ticket_dir,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import (
+    COMMIT_TIMEOUT,
+    commit_wait_s,
+    receiver_idle_s,
 )
 
 CONFIG_NAME = "receiver.json"  # beside the launcher: version, allowed_roots, dump_dir (receiver_install)
@@ -156,15 +161,12 @@ def check_interface(spec: dict) -> None:
     iface = spec.get("interface")
     if not spec.get("address") or not iface:
         return
-    try:
-        socket.if_nametoindex(iface)
-    except OSError:
+    if not interface_exists(iface):
         raise ProtocolError(f"target interface {iface!r} does not exist on the target host "
                             f"(target.interface, from the target's edgemig_address_interface): set it to "
-                            f"the target's interface for service address {spec['address']}") from None
+                            f"the target's interface for service address {spec['address']}")
 
 
-COMMIT_TIMEOUT = 60.0  # default bound on the wait for COMMIT after ``verified``
 HEARTBEAT_S = 2.0  # ``{"restoring": s}`` lines while restoring: the sender tells a slow restore from a dead link
 
 
@@ -336,7 +338,7 @@ def session_from_ticket(tk: dict, config: dict, commit: bool, forbidden: list[st
         then_restore = apply_target_faults(then_restore, faults)
     return Session(roots=roots, clear=list(clear), create=list(create), then_restore=then_restore,
                    # the sender gives up first, with the better message
-                   stall_timeout=2 * stall, commit_timeout=2 * stall if stall else COMMIT_TIMEOUT,
+                   stall_timeout=receiver_idle_s(stall), commit_timeout=commit_wait_s(stall),
                    corrupt_every=int(faults.get("corrupt_every") or 0))
 
 
@@ -424,10 +426,22 @@ def main(req: dict, config: dict, stdin=None, stdout=None, forbidden: list[str] 
 
 def serve(session: Session, stdin=None, stdout=None) -> int:
     """Receive one stream as ``session`` says; in process when ``stdin``/``stdout`` are given (tests)."""
-    if stdin is None:
+    own_process = stdin is None
+    if own_process:
         set_process_name("edgemig-recv")
-    inp = stdin or sys.stdin.buffer
-    out = stdout or sys.stdout.buffer
+    reply = _replier(stdout or sys.stdout.buffer)
+    try:
+        prepare_roots(session)
+        summary = _receive(session, stdin or sys.stdin.buffer, reply, own_process)
+    except Exception as exc:  # never a traceback without a message on the wire
+        return _answer_failure(exc, reply, own_process)
+    summary["ok"] = True
+    reply(summary)
+    return 0
+
+
+def _replier(out) -> Callable[[dict], None]:
+    """``reply``: one JSON line to the sender, from any thread; a sender gone is not an error."""
     lock = threading.Lock()
 
     def reply(msg: dict) -> None:
@@ -440,87 +454,100 @@ def serve(session: Session, stdin=None, stdout=None) -> int:
                 # The sender is gone (session killed): what we do next does
                 # not depend on it being told, past the commit point least of all.
                 pass
+    return reply
 
+
+class _CountingReader:
+    """The stream's reads, partial (progress is seen mid-frame), with a count for the idle watchdog."""
+
+    def __init__(self, inp):
+        self._read_some = getattr(inp, "read1", inp.read)
+        self.received = 0
+
+    def read(self, n: int) -> bytes:
+        data = self._read_some(n)
+        self.received += len(data)
+        return data
+
+
+def _drop_warm(roots: dict[str, str]) -> None:
+    # Warm pages (memory) serve this session only: the next one starts from an empty
+    # store (clear warm), so nothing of them is kept after a failure either.
+    if "warm" in roots:
+        shutil.rmtree(roots["warm"], ignore_errors=True)
+
+
+def _receive(session: Session, inp, reply: Callable[[dict], None], own_process: bool) -> dict:
+    """The stream into the session's roots, then (two-phase sessions) COMMIT and the switch-over."""
     roots = session.roots
+    hook = corrupt_every(session.corrupt_every) if session.corrupt_every else None
+    reader = _CountingReader(inp)
+    watchdog = _idle_watchdog(session, reader, reply)
+
+    def failed() -> None:
+        # The writer failed and receive_stream already answered why. Our
+        # main thread may sit in a blocking read (the sender, throttled,
+        # waits for an ack): exit now, the sender has the cause. In
+        # process (tests pass stdin) receive_stream raises instead.
+        if own_process:
+            _drop_warm(roots)
+            os._exit(1)
     try:
-        prepare_roots(session)
+        summary = receive_stream(reader.read, reply, roots, workers=session.workers or None,
+                                 corrupt_hook=hook,
+                                 on_hello=watchdog.start if watchdog is not None else None,
+                                 on_failure=failed)
+    finally:
+        if watchdog is not None:
+            watchdog.stop.set()
+        _drop_warm(roots)
+    if session.then_restore:
+        # The stream is verified: one round trip to the sender (COMMIT,
+        # no Ansible in between), then restore at once.
+        summary["switchover"] = commit_then_switch(session.then_restore, reader.read, reply,
+                                                   session.commit_timeout, own_process=own_process)
+    return summary
 
-        def drop_warm() -> None:
-            # Warm pages (memory) serve this session only: the next one starts from an empty
-            # store (clear warm), so nothing of them is kept after a failure either.
-            if "warm" in roots:
-                shutil.rmtree(roots["warm"], ignore_errors=True)
 
-        hook = corrupt_every(session.corrupt_every) if session.corrupt_every else None
-        received = [0]
-        read_some = getattr(inp, "read1", inp.read)  # partial reads: progress is seen mid-frame
+def _idle_watchdog(session: Session, reader: _CountingReader, reply: Callable[[dict], None]) -> IdleWatchdog | None:
+    """The watchdog that ends this process when the sender goes quiet; None without a stall timeout."""
+    if session.stall_timeout <= 0:
+        return None
 
-        def read(n: int) -> bytes:
-            data = read_some(n)
-            received[0] += len(data)
-            return data
-
-        watchdog = None
-        if session.stall_timeout > 0:
-            def stalled(phase: str) -> None:
-                try:
-                    if phase == "hello":
-                        reply({"error": f"receiver got no HELLO within {session.hello_timeout:g} s of its start "
-                                        "(sender gone before the stream began); gave up"})
-                    else:
-                        reply({"error": f"receiver got no data for {session.stall_timeout:g} s "
-                                        "(link down or sender gone); gave up"})
-                finally:
-                    drop_warm()
-                    os._exit(3)
-            watchdog = IdleWatchdog(session.stall_timeout, lambda: received[0], stalled,
-                                    start_timeout=session.hello_timeout)
-
-        def failed() -> None:
-            # The writer failed and receive_stream already answered why. Our
-            # main thread may sit in a blocking read (the sender, throttled,
-            # waits for an ack): exit now, the sender has the cause. In
-            # process (tests pass stdin) receive_stream raises instead.
-            if stdin is None:
-                drop_warm()
-                os._exit(1)
+    def stalled(phase: str) -> None:
         try:
-            summary = receive_stream(read, reply, roots, workers=session.workers or None,
-                                     corrupt_hook=hook,
-                                     on_hello=watchdog.start if watchdog is not None else None,
-                                     on_failure=failed)
+            if phase == "hello":
+                reply({"error": f"receiver got no HELLO within {session.hello_timeout:g} s of its start "
+                                "(sender gone before the stream began); gave up"})
+            else:
+                reply({"error": f"receiver got no data for {session.stall_timeout:g} s "
+                                "(link down or sender gone); gave up"})
         finally:
-            if watchdog is not None:
-                watchdog.stop.set()
-            drop_warm()
-        if session.then_restore:
-            # The stream is verified: one round trip to the sender (COMMIT,
-            # no Ansible in between), then restore at once.
-            summary["switchover"] = commit_then_switch(session.then_restore, read, reply, session.commit_timeout,
-                                                       own_process=stdin is None)
-    except NotCommitted as exc:
+            _drop_warm(session.roots)
+            os._exit(3)
+    return IdleWatchdog(session.stall_timeout, lambda: reader.received, stalled,
+                        start_timeout=session.hello_timeout)
+
+
+def _answer_failure(exc: Exception, reply: Callable[[dict], None], own_process: bool) -> int:
+    """Tell the sender why this run failed; returns the exit status (4: in doubt, else 1)."""
+    if isinstance(exc, NotCommitted):
         reply({"error": str(exc), "in_doubt": True})
-        if stdin is None:
+        if own_process:
             # The COMMIT reader may still block in a read of stdin (link dropped, session open):
             # interpreter shutdown would wait on that stream's lock. The record is written.
             os._exit(4)
         return 4
-    except SwitchoverError as exc:
+    if isinstance(exc, SwitchoverError):
         reply({"error": str(exc), "fenced": bool(getattr(exc, "fenced", False))})
-        return 1
-    except ProtocolError as exc:
+    elif isinstance(exc, ProtocolError):
         if not getattr(exc, "reported", False):
             reply({"error": str(exc)})
-        return 1
-    except OSError as exc:
+    elif isinstance(exc, OSError):
         reply({"error": f"receiver I/O error: {exc}"})
-        return 1
-    except Exception as exc:  # never a traceback without a message on the wire
+    else:
         reply({"error": f"receiver crashed: {type(exc).__name__}: {exc}"})
-        return 1
-    summary["ok"] = True
-    reply(summary)
-    return 0
+    return 1
 
 
 def prepare_roots(session: Session) -> None:

@@ -37,9 +37,9 @@ from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender im
     AckState,
     StreamSender,
     keepalive,
-    keepalive_interval,
     probe_link,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import keepalive_interval, ssh_keepalive_s
 
 try:
     import paramiko
@@ -218,6 +218,9 @@ class SshStream:
         self.link_probe = link_probe
         self.probe: dict | None = None
         self.sender: StreamSender | None = None  # the running stream, for progress readers
+        # The pre-copy session's state (precopy.WarmSession): empty, and nothing armed on the
+        # receiver, until the first warm round sends HELLO.
+        self.warm = WarmState()
 
     def open(self) -> SshStream:
         t0 = time.monotonic()
@@ -226,7 +229,7 @@ class SshStream:
         # Keepalives keep a long silent phase (checkpoint before the stream,
         # restore after COMMIT) from being dropped by middleboxes, and make
         # TCP notice a dead peer; the waits below are bounded on top of that.
-        self.transport.set_keepalive(max(1, int(self.stall_timeout / 4) or 5))
+        self.transport.set_keepalive(ssh_keepalive_s(self.stall_timeout))
         self.chan = self.transport.open_session(window_size=8 << 20, max_packet_size=1 << 15)
         self.chan.exec_command(self.command)
         self.pump = threading.Thread(target=_pump_replies, args=(self.chan, self.acks, self.stderr_buf),
@@ -262,24 +265,21 @@ class SshStream:
         return b"".join(self.stderr_buf).decode(errors="replace").strip()[-800:]
 
     def warm_round(self, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None = None, *,
-                   state: WarmState | None = None, **kwargs) -> dict:
+                   policy: str = "model", state: WarmState | None = None, **kwargs) -> dict:
         """One pre-copy warm round while the service runs (see precopy.py); returns its stats.
 
         ``memory_pids``: host pid -> namespace pid (process_memory.container_processes).
         The state is ``state`` or this stream's own (``self.warm``); pass the
         same to ``stream(..., warm=...)`` for the final round.
         """
-        if state is None:
-            if getattr(self, "warm", None) is None:
-                self.warm = WarmState()
-            state = self.warm
-        return self.stream(roots, warm=state, _warm_round=True, _memory_pids=memory_pids, **kwargs)
+        return self.stream(roots, policy=policy, warm=self.warm if state is None else state, _warm_round=True,
+                           _memory_pids=memory_pids, **kwargs)
 
     def keepalive(self):
         """Context: keep the receiver's idle watchdog fed while this side works between rounds
         (stream_sender.keepalive); nothing to do before a pre-copy session's HELLO, when the
         receiver's watchdog is not armed yet."""
-        if getattr(self, "warm", None) is None or not self.warm.started or not self.stall_timeout:
+        if not self.warm.started or not self.stall_timeout:
             return contextlib.nullcontext()
         return keepalive(self.chan.sendall, keepalive_interval(self.stall_timeout))
 

@@ -70,6 +70,43 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
     """
     workers = workers or os.cpu_count() or 1
     reader = FrameReader(read)
+    hello_roots, precopy = _accept_hello(reader, reply, roots)
+    if on_hello is not None:
+        on_hello()
+    # A pre-copy session's later rounds may use any root the receiver was
+    # given (the checkpoint root is only filled by the last round).
+    writer = TreeWriter(dict(roots) if precopy else {name: roots[name] for name in hello_roots},
+                        precopy=precopy, warm_on_disk=warm_on_disk)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgemig-decompress")
+    writing = _WriteThread(writer, reply, ack_interval, on_failure, maxsize=workers * 2 + 2)
+    t0 = time.monotonic()
+    writing.start()
+    ended = False
+    read_exc: BaseException | None = None
+    try:
+        ended = _read_frames(reader, writing, pool, precopy, corrupt_hook)
+    except BaseException as exc:
+        read_exc = exc
+    finally:
+        writing.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
+        writer.close()
+    if writing.failure:
+        # The writer's error is the cause (and was answered already): a
+        # truncated stream seen afterwards is only the sender hanging up on it.
+        raise writing.failure[0]
+    if read_exc is not None:
+        raise read_exc
+    if not ended:
+        raise ProtocolError("stream ended before END")
+    result = writing.result
+    result.update({"bytes_in": reader.bytes_in, "seconds": round(time.monotonic() - t0, 4)})
+    return result
+
+
+def _accept_hello(reader: FrameReader, reply: Callable[[dict], None],
+                  roots: dict[str, str]) -> tuple[list, bool]:
+    """Answer the link probes, then check HELLO; returns (the roots it names, pre-copy or not)."""
     ftype, payload = reader.next()
     probes = 0
     while ftype == T_PROBE:
@@ -91,115 +128,133 @@ def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],
     unknown = [r for r in hello_roots if r not in roots]
     if unknown:
         raise ProtocolError(f"sender wants roots the receiver was not given: {unknown}")
-    if on_hello is not None:
-        on_hello()
-    precopy = version >= 2
-    # A pre-copy session's later rounds may use any root the receiver was
-    # given (the checkpoint root is only filled by the last round).
-    writer = TreeWriter(dict(roots) if precopy else {name: roots[name] for name in hello_roots},
-                        precopy=precopy, warm_on_disk=warm_on_disk)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="edgemig-decompress")
-    q: queue.Queue = queue.Queue(maxsize=workers * 2 + 2)
-    failure: list[BaseException] = []
-    result: dict = {}
-    t0 = time.monotonic()
+    return hello_roots, version >= 2
 
-    def write_loop() -> None:
-        last = 0.0
+
+def _read_frames(reader: FrameReader, writing: _WriteThread, pool: ThreadPoolExecutor, precopy: bool,
+                 corrupt_hook: Callable[[dict], None] | None) -> bool:
+    """Hand every frame after HELLO to the writer; True once END was queued, False if the writer failed."""
+    while not writing.failure:
+        item = _frame_item(*reader.next(), pool, precopy, corrupt_hook)
+        if item is None:
+            continue
+        writing.put(item)
+        if item[0] == "end":
+            return True
+    return False
+
+
+def _frame_item(ftype: int, payload: bytes, pool: ThreadPoolExecutor, precopy: bool,
+                corrupt_hook: Callable[[dict], None] | None) -> tuple | None:
+    """The writer's work item for one frame (None: nothing to write); raises on ABORT or a stray frame."""
+    if ftype == T_ENTRY:
+        return ("entry", parse_json(payload, "ENTRY"))
+    if ftype == T_CHUNK:
+        ch = parse_chunk(payload)
+        if corrupt_hook is not None:
+            corrupt_hook(ch)
+        fut: Future = pool.submit(decompress_chunk, ch)
+        return ("chunk", ch, fut)
+    if ftype == T_ROUND_END and precopy:
+        return ("round", parse_json(payload, "ROUND_END"))
+    if ftype == T_KEEPALIVE and precopy:
+        return None  # its bytes were read: the idle watchdog saw them
+    if ftype == T_END:
+        return ("end", parse_json(payload, "END"))
+    if ftype == T_ABORT:
+        reason = parse_json(payload, "ABORT").get("reason", "")
+        raise ProtocolError(f"sender aborted the transfer: {reason}")
+    raise ProtocolError(f"unexpected frame type {ftype} after HELLO")
+
+
+class _WriteThread:
+    """The one writer thread: work items in stream order into the TreeWriter, acks back to the sender."""
+
+    def __init__(self, writer: TreeWriter, reply: Callable[[dict], None], ack_interval: float,
+                 on_failure: Callable[[], None] | None, maxsize: int):
+        self.writer = writer
+        self.reply = reply
+        self.ack_interval = ack_interval
+        self.on_failure = on_failure
+        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.failure: list[BaseException] = []
+        self.result: dict = {}
+        self._last_ack = 0.0
+        self._thread = threading.Thread(target=self._loop, name="edgemig-writer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, item: tuple) -> None:
+        self.queue.put(item)
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
         try:
             while True:
-                item = q.get()
+                item = self.queue.get()
                 if item is None:
                     return
-                if failure:
-                    continue  # drain so the reader never blocks
-                kind = item[0]
-                if kind == "entry":
-                    writer.entry(item[1])
-                elif kind == "chunk":
-                    writer.chunk(item[1], item[2].result())
-                elif kind == "round":
-                    summary = writer.end_round(item[1])
-                    # The round is verified: the sender waits for exactly this
-                    # before it starts the next one.
-                    reply({"ack": writer.bytes_written, "round": summary["round"], "files": summary["files"],
-                           "bytes": summary["bytes"]})
-                    last = time.monotonic()
-                    continue
-                elif kind == "end":
-                    result.update(writer.finish(item[1]))
-                    # Everything is written and verified: say so now (the
-                    # final answer may wait for a restore on the target).
-                    reply({"ack": writer.bytes_written, "verified": True})
-                    last = time.monotonic()
-                    continue
-                now = time.monotonic()
-                # Ack at least every ack_interval, and always when the queue
-                # ran dry: the sender may be throttled waiting for exactly
-                # this ack, and no further item would come to trigger it.
-                if now - last >= ack_interval or q.empty():
-                    reply({"ack": writer.bytes_written})
-                    last = now
+                self._write(item)
         except BaseException as exc:
-            failure.append(_as_protocol_error(exc))
-            # Say so now: the reading thread may be blocked on a sender that
-            # is itself waiting for an ack (throttled) -- both would sit
-            # there until a stall timeout, and the cause would be lost.
-            try:
-                reply({"error": str(failure[0])})
-                failure[0].reported = True
-            except Exception:
-                pass
-            if on_failure is not None:
-                on_failure()
-            while q.get() is not None:
-                pass
+            self._fail(exc)
 
-    wt = threading.Thread(target=write_loop, name="edgemig-writer", daemon=True)
-    wt.start()
-    ended = False
-    read_exc: BaseException | None = None
-    try:
-        while not failure:
-            ftype, payload = reader.next()
-            if ftype == T_ENTRY:
-                q.put(("entry", parse_json(payload, "ENTRY")))
-            elif ftype == T_CHUNK:
-                ch = parse_chunk(payload)
-                if corrupt_hook is not None:
-                    corrupt_hook(ch)
-                fut: Future = pool.submit(decompress_chunk, ch)
-                q.put(("chunk", ch, fut))
-            elif ftype == T_ROUND_END and precopy:
-                q.put(("round", parse_json(payload, "ROUND_END")))
-            elif ftype == T_KEEPALIVE and precopy:
-                continue  # its bytes were read: the idle watchdog saw them
-            elif ftype == T_END:
-                q.put(("end", parse_json(payload, "END")))
-                ended = True
-                break
-            elif ftype == T_ABORT:
-                reason = parse_json(payload, "ABORT").get("reason", "")
-                raise ProtocolError(f"sender aborted the transfer: {reason}")
-            else:
-                raise ProtocolError(f"unexpected frame type {ftype} after HELLO")
-    except BaseException as exc:
-        read_exc = exc
-    finally:
-        q.put(None)
-        wt.join()
-        pool.shutdown(wait=True, cancel_futures=True)
-        writer.close()
-    if failure:
-        # The writer's error is the cause (and was answered already): a
-        # truncated stream seen afterwards is only the sender hanging up on it.
-        raise failure[0]
-    if read_exc is not None:
-        raise read_exc
-    if not ended:
-        raise ProtocolError("stream ended before END")
-    result.update({"bytes_in": reader.bytes_in, "seconds": round(time.monotonic() - t0, 4)})
-    return result
+    def _write(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "entry":
+            self.writer.entry(item[1])
+        elif kind == "chunk":
+            self.writer.chunk(item[1], item[2].result())
+        elif kind == "round":
+            self._end_round(item[1])
+            return
+        elif kind == "end":
+            self._finish(item[1])
+            return
+        self._ack_if_due()
+
+    def _end_round(self, totals: dict) -> None:
+        summary = self.writer.end_round(totals)
+        # The round is verified: the sender waits for exactly this before it
+        # starts the next one.
+        self.reply({"ack": self.writer.bytes_written, "round": summary["round"], "files": summary["files"],
+                    "bytes": summary["bytes"]})
+        self._last_ack = time.monotonic()
+
+    def _finish(self, totals: dict) -> None:
+        self.result.update(self.writer.finish(totals))
+        # Everything is written and verified: say so now (the final answer
+        # may wait for a restore on the target).
+        self.reply({"ack": self.writer.bytes_written, "verified": True})
+        self._last_ack = time.monotonic()
+
+    def _ack_if_due(self) -> None:
+        now = time.monotonic()
+        # Ack at least every ack_interval, and always when the queue ran dry:
+        # the sender may be throttled waiting for exactly this ack, and no
+        # further item would come to trigger it.
+        if now - self._last_ack >= self.ack_interval or self.queue.empty():
+            self.reply({"ack": self.writer.bytes_written})
+            self._last_ack = now
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure.append(_as_protocol_error(exc))
+        # Say so now: the reading thread may be blocked on a sender that is
+        # itself waiting for an ack (throttled) -- both would sit there until
+        # a stall timeout, and the cause would be lost.
+        try:
+            self.reply({"error": str(self.failure[0])})
+            self.failure[0].reported = True
+        except Exception:
+            pass
+        if self.on_failure is not None:
+            self.on_failure()
+        # Drain so the reader never blocks on a full queue.
+        while self.queue.get() is not None:
+            pass
 
 
 def _as_protocol_error(exc: BaseException) -> ProtocolError:

@@ -67,6 +67,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     frame,
     json_frame,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import keepalive_interval
 from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, open_walked, walk_roots
 
 CHUNK_SIZE = 1 << 20
@@ -430,93 +431,116 @@ class StreamSender:
             hello = self._hello()
             if hello is not None:
                 self._write(hello)
-            t_first = None
-            if self.pipelined:
-                # Bounded in-order queue of futures: workers run ahead of the
-                # sender by at most 2 chunks per worker.
-                pending: queue.Queue = queue.Queue(maxsize=self.workers * 2 + 2)
-                errors: list[BaseException] = []
-
-                def produce() -> None:
-                    try:
-                        for item in self._items():
-                            pending.put(self._submit(item, pool))
-                    except BaseException as exc:  # handed to the sending thread
-                        errors.append(exc)
-                    finally:
-                        pending.put(None)
-
-                prod = threading.Thread(target=produce, name="edgemig-reader", daemon=True)
-                prod.start()
-                beat = self._beat_interval()
-                try:
-                    while True:
-                        try:
-                            item = pending.get(timeout=beat)
-                        except queue.Empty:
-                            # The reader is walking what did not change (a later warm
-                            # round re-hashing memory and volumes): nothing to send for
-                            # a while, but the receiver's watchdog counts from HELLO.
-                            self._write(KEEPALIVE_FRAME)
-                            continue
-                        if item is None:
-                            break
-                        if t_first is None:
-                            t_first = time.monotonic() - self._t0
-                        self._emit(item)
-                finally:
-                    self._stop.set()
-                    while prod.is_alive():  # unblock the producer if we failed
-                        try:
-                            pending.get(timeout=0.05)
-                        except queue.Empty:
-                            pass
-                    prod.join()
-                if errors:
-                    raise errors[0]
-            else:
-                # The paper's serial baseline: compress everything, then send.
-                done = []
-                beat = self._beat_interval()
-                with keepalive(self._send, beat) if beat else contextlib.nullcontext():
-                    for item in self._items():
-                        sub = self._submit(item, pool)
-                        if sub[0] == "chunk":
-                            sub[-1].result()
-                        done.append(sub)
-                t_first = time.monotonic() - self._t0
-                for sub in done:
-                    self._emit(sub)
-            if round_no is not None:
-                deleted = self.round_items.stats["files_deleted"] if self.round_items else 0
-                self._write(json_frame(T_ROUND_END, {"round": round_no, "files": self.stats["files"],
-                                                     "bytes": self.stats["bytes_raw"], "deleted": deleted}))
-            elif self.warm is not None:
-                deleted = self.round_items.stats["files_deleted"] if self.round_items else 0
-                self._write(json_frame(T_END, {"files": self.stats["files"], "bytes": self.stats["bytes_raw"],
-                                               "deleted": deleted}))
-            else:
-                self._write(json_frame(T_END, {"files": self.stats["files"],
-                                               "bytes": self.stats["bytes_raw"]}))
+            t_first = self._send_pipelined(pool) if self.pipelined else self._send_serial(pool)
+            self._write(self._closing_frame(round_no))
             t_sent = time.monotonic() - self._t0
-            if not self._wait_done(timeout, round_no):
-                raise ProtocolError("receiver did not confirm the stream in time")
-            if self.stalled:
-                raise ProtocolError(self.stalled)
-            if self.acks.error:
-                raise ProtocolError(f"receiver failed: {self.acks.error}")
+            self._confirm(timeout, round_no)
         except BaseException as exc:
-            if not self.acks.done.is_set() and not (self.warm is not None and self.warm_round
-                                                    and round_no in self.acks.rounds):
-                try:
-                    self._send(json_frame(T_ABORT, {"reason": str(exc)[:500]}))
-                except Exception:
-                    pass
+            self._abort(exc, round_no)
             raise
         finally:
             self._stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             mon.join()
+        return self._summary(t_first, t_sent, round_no)
+
+    def _send_pipelined(self, pool: ThreadPoolExecutor) -> float | None:
+        """Read and compress on other threads while this one sends in order; returns the first send's time."""
+        # Bounded in-order queue of futures: workers run ahead of the sender
+        # by at most 2 chunks per worker.
+        pending: queue.Queue = queue.Queue(maxsize=self.workers * 2 + 2)
+        errors: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                for item in self._items():
+                    pending.put(self._submit(item, pool))
+            except BaseException as exc:  # handed to the sending thread
+                errors.append(exc)
+            finally:
+                pending.put(None)
+
+        prod = threading.Thread(target=produce, name="edgemig-reader", daemon=True)
+        prod.start()
+        try:
+            t_first = self._send_pending(pending)
+        finally:
+            self._stop.set()
+            while prod.is_alive():  # unblock the producer if we failed
+                try:
+                    pending.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            prod.join()
+        if errors:
+            raise errors[0]
+        return t_first
+
+    def _send_pending(self, pending: queue.Queue) -> float | None:
+        """Send the producer's items until its None; returns when the first one went out."""
+        t_first = None
+        beat = self._beat_interval()
+        while True:
+            try:
+                item = pending.get(timeout=beat)
+            except queue.Empty:
+                # The reader is walking what did not change (a later warm
+                # round re-hashing memory and volumes): nothing to send for a
+                # while, but the receiver's watchdog counts from HELLO.
+                self._write(KEEPALIVE_FRAME)
+                continue
+            if item is None:
+                return t_first
+            if t_first is None:
+                t_first = time.monotonic() - self._t0
+            self._emit(item)
+
+    def _send_serial(self, pool: ThreadPoolExecutor) -> float:
+        """The paper's serial baseline: compress everything, then send; returns the first send's time."""
+        done = []
+        beat = self._beat_interval()
+        with keepalive(self._send, beat) if beat else contextlib.nullcontext():
+            for item in self._items():
+                sub = self._submit(item, pool)
+                if sub[0] == "chunk":
+                    sub[-1].result()
+                done.append(sub)
+        t_first = time.monotonic() - self._t0
+        for sub in done:
+            self._emit(sub)
+        return t_first
+
+    def _closing_frame(self, round_no: int | None) -> bytes:
+        """ROUND_END after a warm round, END after the last one (with deletes in a pre-copy session)."""
+        if self.warm is None:
+            return json_frame(T_END, {"files": self.stats["files"], "bytes": self.stats["bytes_raw"]})
+        deleted = self.round_items.stats["files_deleted"] if self.round_items else 0
+        if round_no is not None:
+            return json_frame(T_ROUND_END, {"round": round_no, "files": self.stats["files"],
+                                            "bytes": self.stats["bytes_raw"], "deleted": deleted})
+        return json_frame(T_END, {"files": self.stats["files"], "bytes": self.stats["bytes_raw"],
+                                  "deleted": deleted})
+
+    def _confirm(self, timeout: float, round_no: int | None) -> None:
+        """Wait for the receiver to verify what was sent; raises on a timeout, a stall or its error."""
+        if not self._wait_done(timeout, round_no):
+            raise ProtocolError("receiver did not confirm the stream in time")
+        if self.stalled:
+            raise ProtocolError(self.stalled)
+        if self.acks.error:
+            raise ProtocolError(f"receiver failed: {self.acks.error}")
+
+    def _abort(self, exc: BaseException, round_no: int | None) -> None:
+        """Tell the receiver why the stream stops, unless it already finished (or verified this warm round)."""
+        if self.acks.done.is_set() or (self.warm is not None and self.warm_round and round_no in self.acks.rounds):
+            return
+        try:
+            self._send(json_frame(T_ABORT, {"reason": str(exc)[:500]}))
+        except Exception:
+            pass
+
+    def _summary(self, t_first: float | None, t_sent: float, round_no: int | None) -> dict:
+        """The run's result: stats, timings, dedup, controller and receiver; a pre-copy round's own fields."""
         total = time.monotonic() - self._t0
         out = dict(self.stats)
         out.update({"seconds": round(total, 4), "first_byte_s": round(t_first or 0.0, 4),
@@ -527,21 +551,25 @@ class StreamSender:
                     "workers": self.workers, "pipelined": self.pipelined,
                     "controller": self.ctl.describe(), "receiver": self.acks.result})
         if self.warm is not None:
-            ri = self.round_items.stats if self.round_items else {}
-            out.update({k: ri.get(k, 0) for k in ("files_sent", "files_patched", "files_deleted", "unchanged",
-                                                  "pages_sent", "pages_referenced", "pages_literal",
-                                                  "bytes_memory")})
-            for k in ("bytes_pages", "bytes_layer", "bytes_other"):
-                out[k] = ri.get(k, 0)
-            out["round"] = round_no or "final"
-            if round_no is not None:
-                out["receiver"] = self.acks.rounds.get(round_no)
-                self.warm.rounds.append({k: out[k] for k in (
-                    "round", "bytes_raw", "bytes_wire", "files_sent", "files_patched", "files_deleted",
-                    "pages_sent", "pages_referenced", "seconds")})
-                self.warm.roots = list(self.roots)
-                self.warm.memory_pids = dict(self.memory_pids) if self.memory_pids else None
+            self._precopy_summary(out, round_no)
         return out
+
+    def _precopy_summary(self, out: dict, round_no: int | None) -> None:
+        """Add the round's item counts to ``out``; a warm round is also recorded in the session's state."""
+        ri = self.round_items.stats if self.round_items else {}
+        out.update({k: ri.get(k, 0) for k in ("files_sent", "files_patched", "files_deleted", "unchanged",
+                                              "pages_sent", "pages_referenced", "pages_literal",
+                                              "bytes_memory")})
+        for k in ("bytes_pages", "bytes_layer", "bytes_other"):
+            out[k] = ri.get(k, 0)
+        out["round"] = round_no or "final"
+        if round_no is not None:
+            out["receiver"] = self.acks.rounds.get(round_no)
+            self.warm.rounds.append({k: out[k] for k in (
+                "round", "bytes_raw", "bytes_wire", "files_sent", "files_patched", "files_deleted",
+                "pages_sent", "pages_referenced", "seconds")})
+            self.warm.roots = list(self.roots)
+            self.warm.memory_pids = dict(self.memory_pids) if self.memory_pids else None
 
 
 class AckState:
@@ -592,11 +620,6 @@ class AckState:
         with self._moved:
             self._moved.wait_for(lambda: len(self.probes) >= count or self.done.is_set(), timeout)
         return self.probes[count - 1][0] if len(self.probes) >= count else None
-
-
-def keepalive_interval(stall_timeout: float) -> float:
-    """The receiver gives up after 2 x the sender's stall_timeout without a byte: four beats fit in it."""
-    return max(0.5, stall_timeout / 2)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ with the receiver.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 
@@ -30,6 +31,20 @@ def _ip(*args: str) -> str:
     if proc.returncode != 0:
         raise SwitchoverError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
     return proc.stdout
+
+
+def interface_exists(name: str) -> bool:
+    """Whether ``name`` is an interface of this host's network namespace (the one check of it:
+    the source's preflight and the receiver's start both ask here).
+
+    ``if_nametoindex`` asks the kernel for the caller's namespace (``/sys/class/net``
+    may show another one, see design.md's lab notes).
+    """
+    try:
+        socket.if_nametoindex(name)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def address_present(interface: str, address: str) -> tuple[bool, str]:

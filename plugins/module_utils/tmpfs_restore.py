@@ -48,6 +48,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker_api impor
     DockerAPIError,
     already_running_message,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_pages_name
 
 CHECKPOINTS = "checkpoints"
 
@@ -86,9 +87,6 @@ def point_checkpoints_at(data_root: str, container_id: str, parent: str) -> str:
             os.rename(link, f"{link}.before-edgemig-{int(time.time())}")
     os.symlink(parent, link)
     return link
-
-
-PAGES_IMAGE = re.compile(r"^pages-\d+\.img$")
 
 
 def pages_aside_dir(path: str) -> str:
@@ -183,7 +181,7 @@ def set_pages_aside(path: str, links: set[str] | None = None) -> int:
     _check_aside(aside)
     pages = {}
     for entry in os.scandir(path):
-        if PAGES_IMAGE.match(entry.name):
+        if is_pages_name(entry.name):
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode) and _own_link(entry.path, aside, entry.name):
                 os.unlink(entry.path)  # made again below, by this call
@@ -204,7 +202,7 @@ def set_pages_aside(path: str, links: set[str] | None = None) -> int:
         moved += os.lstat(kept).st_size
     for name in os.listdir(aside):  # moved by an attempt that stopped before its link, or linked by one
         link = os.path.join(path, name)
-        if PAGES_IMAGE.match(name) and not os.path.lexists(link):
+        if is_pages_name(name) and not os.path.lexists(link):
             _plain_file(os.path.join(aside, name), os.lstat(os.path.join(aside, name)))
             os.symlink(climbing_link(os.path.join(aside, name)), link)
             made.add(name)

@@ -31,6 +31,7 @@ import shutil
 import stat
 import zlib
 from collections.abc import Callable
+from typing import NamedTuple
 
 from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
     KINDS,
@@ -48,6 +49,24 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     check_relpath,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.warm_store import WarmStore
+
+
+class _Entry(NamedTuple):
+    """One checked ENTRY: where it goes, what it is, and the metadata to give it."""
+
+    root: str
+    path: str
+    parts: list[str]
+    kind: str
+    meta: dict
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.root}:{self.path}"
 
 
 class TreeWriter:
@@ -96,17 +115,40 @@ class TreeWriter:
         self.entries += 1
         if self.entries > MAX_ENTRIES:
             raise ProtocolError("too many entries")
+        if self._precopy_entry(meta):
+            return
+        e = self._checked_entry(meta)
+        if not e.parts:
+            self._root_entry(e)
+            return
+        pfd = open_parent(self.roots[e.root], e.parts)
+        try:
+            if self.precopy and e.kind != "dir":
+                self._keep_parent_time(e.root, e.parts, pfd)
+            self._make(e, pfd, e.parts[-1])
+        except OSError as exc:
+            raise ProtocolError(f"{e.where}: {exc.strerror or exc}") from None
+        finally:
+            os.close(pfd)
+
+    def _precopy_entry(self, meta: dict) -> bool:
+        """Apply a pre-copy session's mem or delete entry (True); refuse pre-copy entries outside one."""
         kind = meta.get("kind")
-        if kind in PRECOPY_KINDS or meta.get("patch"):
-            if not self.precopy:
-                raise ProtocolError(f"entry kind {kind!r} (patch: {bool(meta.get('patch'))}) "
-                                    "needs a pre-copy session (HELLO version 2)")
-            if kind == "mem":
-                self._mem_entry(meta)
-                return
-            if kind == "delete":
-                self._delete_entry(meta)
-                return
+        if kind not in PRECOPY_KINDS and not meta.get("patch"):
+            return False
+        if not self.precopy:
+            raise ProtocolError(f"entry kind {kind!r} (patch: {bool(meta.get('patch'))}) "
+                                "needs a pre-copy session (HELLO version 2)")
+        if kind == "mem":
+            self._mem_entry(meta)
+            return True
+        if kind == "delete":
+            self._delete_entry(meta)
+            return True
+        return False  # a patch: a file entry like the others
+
+    def _checked_entry(self, meta: dict) -> _Entry:
+        """An entry's root, path, kind and metadata, checked, with its root's rules applied."""
         root = meta.get("root")
         if root not in self.roots:
             raise ProtocolError(f"entry for unknown root {root!r}")
@@ -126,84 +168,95 @@ class TreeWriter:
         except (TypeError, ValueError):
             raise ProtocolError(f"{root}:{path}: bad mode/uid/gid/mtime") from None
         mode, meta = root_rules(root, path, parts, kind, mode, meta)
-        if not parts:
-            if kind != "dir":
-                raise ProtocolError(f"{root}: the root itself can only be a directory")
-            if root != "checkpoint":  # Docker's own checkpoint dir keeps its owner and mode
-                dfd = os.dup(self.roots[root])
-                try:
-                    self._apply_meta(dfd, meta, mode, uid, gid)
-                finally:
-                    os.close(dfd)
-            self._dir_time(root, [], mtime_ns)
-            return
-        pfd = open_parent(self.roots[root], parts)
-        name = parts[-1]
+        return _Entry(root, path, parts, kind, meta, mode, uid, gid, mtime_ns)
+
+    def _root_entry(self, e: _Entry) -> None:
+        """The entry of a root directory itself: its metadata, and its time set at the end."""
+        if e.kind != "dir":
+            raise ProtocolError(f"{e.root}: the root itself can only be a directory")
+        if e.root != "checkpoint":  # Docker's own checkpoint dir keeps its owner and mode
+            dfd = os.dup(self.roots[e.root])
+            try:
+                self._apply_meta(dfd, e.meta, e.mode, e.uid, e.gid)
+            finally:
+                os.close(dfd)
+        self._dir_time(e.root, [], e.mtime_ns)
+
+    def _make(self, e: _Entry, pfd: int, name: str) -> None:
+        """Create (or, for a patch, open) the object ``name`` in the directory ``pfd``."""
+        if e.kind == "file" and e.meta.get("patch"):
+            self._patch_entry(e, pfd, name)
+        elif e.kind == "dir":
+            self._make_dir(e, pfd, name)
+        elif e.kind == "file":
+            self._make_file(e, pfd, name)
+        elif e.kind == "symlink":
+            self._make_symlink(e, pfd, name)
+        elif e.kind == "hardlink":
+            self._make_hardlink(e, pfd, name)
+        else:  # whiteout, fifo, chr, blk
+            self._make_node(e, pfd, name)
+
+    def _make_dir(self, e: _Entry, pfd: int, name: str) -> None:
+        _remove_existing(pfd, name, keep_dir=True)
         try:
-            if self.precopy and kind != "dir":
-                self._keep_parent_time(root, parts, pfd)
-            if kind == "file" and meta.get("patch"):
-                self._patch_entry(meta, pfd, name, mode, uid, gid, mtime_ns)
-            elif kind == "dir":
-                _remove_existing(pfd, name, keep_dir=True)
-                try:
-                    os.mkdir(name, 0o700, dir_fd=pfd)
-                except FileExistsError:
-                    pass
-                dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
-                try:
-                    self._apply_meta(dfd, meta, mode, uid, gid)
-                finally:
-                    os.close(dfd)
-                self._dir_time(root, parts, mtime_ns)
-            elif kind == "file":
-                fid, size = meta.get("id"), meta.get("size")
-                if not isinstance(fid, int) or not isinstance(size, int) or size < 0 or fid in self.files:
-                    raise ProtocolError(f"{root}:{path}: bad or duplicate file id/size")
-                _remove_existing(pfd, name, keep_dir=False)
-                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=pfd)
-                os.ftruncate(fd, size)  # holes read back as zeros: zero pages cost nothing
-                self.files[fid] = {"fd": fd, "size": size, "left": size, "next": 0, "meta": meta, "mode": mode,
-                                   "uid": uid, "gid": gid, "mtime_ns": mtime_ns, "path": f"{root}:{path}"}
-                if size == 0:
-                    self._finish_file(fid)
-            elif kind == "symlink":
-                target = meta.get("target")
-                if not isinstance(target, str) or not target or "\0" in target:
-                    raise ProtocolError(f"{root}:{path}: bad symlink target")
-                # The link itself is created, never followed: absolute targets are
-                # normal inside a container file system.
-                _remove_existing(pfd, name, keep_dir=False)
-                os.symlink(target, name, dir_fd=pfd)
-                os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
-                self._set_xattrs(f"/proc/self/fd/{pfd}/{name}", meta, follow=False)
-                os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
-            elif kind == "hardlink":
-                target = meta.get("target")
-                tparts = check_relpath(target)
-                if not tparts:
-                    raise ProtocolError(f"{root}:{path}: bad hard link target")
-                tfd = open_parent(self.roots[root], tparts, create=False)
-                try:
-                    _remove_existing(pfd, name, keep_dir=False)
-                    os.link(tparts[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
-                finally:
-                    os.close(tfd)
-            else:  # whiteout, fifo, chr, blk
-                _remove_existing(pfd, name, keep_dir=False)
-                if kind == "fifo":
-                    os.mkfifo(name, mode, dir_fd=pfd)
-                else:
-                    rdev = 0 if kind == "whiteout" else int(meta.get("rdev", 0))
-                    ftype = stat.S_IFBLK if kind == "blk" else stat.S_IFCHR
-                    os.mknod(name, ftype | mode, rdev, dir_fd=pfd)
-                os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
-                os.chmod(name, mode, dir_fd=pfd)  # the source's mode, not ours less the umask
-                os.utime(name, ns=(mtime_ns, mtime_ns), dir_fd=pfd, follow_symlinks=False)
-        except OSError as exc:
-            raise ProtocolError(f"{root}:{path}: {exc.strerror or exc}") from None
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            pass
+        dfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=pfd)
+        try:
+            self._apply_meta(dfd, e.meta, e.mode, e.uid, e.gid)
         finally:
-            os.close(pfd)
+            os.close(dfd)
+        self._dir_time(e.root, e.parts, e.mtime_ns)
+
+    def _make_file(self, e: _Entry, pfd: int, name: str) -> None:
+        fid, size = e.meta.get("id"), e.meta.get("size")
+        if not isinstance(fid, int) or not isinstance(size, int) or size < 0 or fid in self.files:
+            raise ProtocolError(f"{e.where}: bad or duplicate file id/size")
+        _remove_existing(pfd, name, keep_dir=False)
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=pfd)
+        os.ftruncate(fd, size)  # holes read back as zeros: zero pages cost nothing
+        self.files[fid] = {"fd": fd, "size": size, "left": size, "next": 0, "meta": e.meta, "mode": e.mode,
+                           "uid": e.uid, "gid": e.gid, "mtime_ns": e.mtime_ns, "path": e.where}
+        if size == 0:
+            self._finish_file(fid)
+
+    def _make_symlink(self, e: _Entry, pfd: int, name: str) -> None:
+        target = e.meta.get("target")
+        if not isinstance(target, str) or not target or "\0" in target:
+            raise ProtocolError(f"{e.where}: bad symlink target")
+        # The link itself is created, never followed: absolute targets are
+        # normal inside a container file system.
+        _remove_existing(pfd, name, keep_dir=False)
+        os.symlink(target, name, dir_fd=pfd)
+        os.chown(name, e.uid, e.gid, dir_fd=pfd, follow_symlinks=False)
+        self._set_xattrs(f"/proc/self/fd/{pfd}/{name}", e.meta, follow=False)
+        os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _make_hardlink(self, e: _Entry, pfd: int, name: str) -> None:
+        tparts = check_relpath(e.meta.get("target"))
+        if not tparts:
+            raise ProtocolError(f"{e.where}: bad hard link target")
+        tfd = open_parent(self.roots[e.root], tparts, create=False)
+        try:
+            _remove_existing(pfd, name, keep_dir=False)
+            os.link(tparts[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(tfd)
+
+    def _make_node(self, e: _Entry, pfd: int, name: str) -> None:
+        """A whiteout, fifo or device node (root_rules let devices through only as whiteouts)."""
+        _remove_existing(pfd, name, keep_dir=False)
+        if e.kind == "fifo":
+            os.mkfifo(name, e.mode, dir_fd=pfd)
+        else:
+            rdev = 0 if e.kind == "whiteout" else int(e.meta.get("rdev", 0))
+            ftype = stat.S_IFBLK if e.kind == "blk" else stat.S_IFCHR
+            os.mknod(name, ftype | e.mode, rdev, dir_fd=pfd)
+        os.chown(name, e.uid, e.gid, dir_fd=pfd, follow_symlinks=False)
+        os.chmod(name, e.mode, dir_fd=pfd)  # the source's mode, not ours less the umask
+        os.utime(name, ns=(e.mtime_ns, e.mtime_ns), dir_fd=pfd, follow_symlinks=False)
 
     def _dir_time(self, root: str, parts: list[str], mtime_ns: int) -> None:
         key = (root, tuple(parts))
@@ -258,11 +311,10 @@ class TreeWriter:
             raise ProtocolError(f"{what}: bad or duplicate file id")
         return fid
 
-    def _patch_entry(self, meta: dict, pfd: int, name: str, mode: int, uid: int, gid: int,
-                     mtime_ns: int) -> None:
-        path = f"{meta['root']}:{meta['path']}"
-        fid = self._new_id(meta, path)
-        size, patch_bytes = meta.get("size"), meta.get("patch_bytes")
+    def _patch_entry(self, e: _Entry, pfd: int, name: str) -> None:
+        path = e.where
+        fid = self._new_id(e.meta, path)
+        size, patch_bytes = e.meta.get("size"), e.meta.get("patch_bytes")
         if (not isinstance(size, int) or not isinstance(patch_bytes, int) or size < 0
                 or not 0 <= patch_bytes <= size):
             raise ProtocolError(f"{path}: bad size/patch_bytes of a patch entry")
@@ -274,8 +326,8 @@ class TreeWriter:
             os.close(fd)
             raise ProtocolError(f"{path}: patch of something that is not a regular file")
         os.ftruncate(fd, size)
-        self.files[fid] = {"fd": fd, "size": size, "left": patch_bytes, "next": 0, "meta": meta, "mode": mode,
-                           "uid": uid, "gid": gid, "mtime_ns": mtime_ns, "path": path, "patch": True}
+        self.files[fid] = {"fd": fd, "size": size, "left": patch_bytes, "next": 0, "meta": e.meta, "mode": e.mode,
+                           "uid": e.uid, "gid": e.gid, "mtime_ns": e.mtime_ns, "path": path, "patch": True}
         if patch_bytes == 0:
             self._finish_file(fid)
 

@@ -72,16 +72,9 @@ same on any machine.
 """
 from __future__ import annotations
 
-try:
-    import numpy as np
-except ImportError as exc:  # pragma: no cover - depends on the host
-    np = None  # type: ignore[assignment]
-    NUMPY_IMPORT_ERROR: ImportError | None = exc
-else:
-    NUMPY_IMPORT_ERROR = None
+from ansible_collections.edgemig.migration.plugins.module_utils.page_arrays import NUMPY_IMPORT_ERROR, PAGE_SIZE, np
 
 VERSION = 1
-PAGE_SIZE = 4096
 WORDS_PER_PAGE = PAGE_SIZE // 4
 # Keys are (page << 4 | slot) in uint16 so that the stable sort is a radix
 # sort; 4096 pages (16 MiB) per block keeps them below 2**16.

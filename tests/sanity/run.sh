@@ -13,6 +13,18 @@
 #
 # Usage: tests/sanity/run.sh [extra ansible-test sanity args, e.g. --test pylint]
 set -euo pipefail
+# ansible-test skips its shellcheck test without a word when shellcheck is not installed, so
+# the shell scripts would go unchecked while sanity reports green: refuse instead (`make deps`,
+# or apt-get install shellcheck). SANITY_WITHOUT_SHELLCHECK=1 runs the rest on a machine that
+# cannot have it, never in CI.
+if ! command -v shellcheck >/dev/null; then
+  if [[ "${SANITY_WITHOUT_SHELLCHECK:-}" != 1 || -n "${CI:-}" ]]; then
+    echo "tests/sanity/run.sh: shellcheck is not installed: ansible-test would skip its shellcheck test" \
+         "silently. Install it (make deps, or apt-get install shellcheck)." >&2
+    exit 1
+  fi
+  echo "tests/sanity/run.sh: WARNING: shellcheck not installed, SANITY_WITHOUT_SHELLCHECK=1: shell scripts NOT checked" >&2
+fi
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 PYTHON_VERSION="${PYTHON_VERSION:-3.11}"
 DEST="$ROOT/.cache/sanity/ansible_collections/edgemig/migration"

@@ -35,6 +35,9 @@ purge="usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl 
 slim="$(cd "$(dirname "$0")" && pwd)/slim.sh"
 
 rm -f "$out.partial"
+# The hooks' "$1" is the chroot mmdebstrap hands each hook, expanded by the hook's own
+# shell, not this one: single quotes on purpose.
+# shellcheck disable=SC2016
 mmdebstrap --variant=minbase --mode=root --format=tar \
   --include="$packages" \
   --aptopt='APT::Install-Recommends "false"' \

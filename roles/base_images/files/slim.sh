@@ -6,6 +6,8 @@ set -eu
 root=$1; shift
 present=""
 for p in "$@"; do
+  # ${db:Status-Status} is dpkg-query's format field, not a shell expansion.
+  # shellcheck disable=SC2016
   if chroot "$root" dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
     present="$present $p"
   fi

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import struct
 
 import pytest
 from hypothesis import given, settings, strategies as st
+from page_strategies import page_like as memory_like
 
 from ansible_collections.edgemig.migration.plugins.module_utils import codecs
 
@@ -22,18 +22,7 @@ zero_heavy = st.lists(
 
 # Words typical of memory: 0, small integers, pointers sharing high bits,
 # repeated values; sometimes a 1-3 byte tail.
-_word = st.one_of(
-    st.just(0),
-    st.integers(0, 1023),
-    st.integers(0, 0xFFFFFFFF),
-    st.sampled_from([0x55D0_1000, 0x55D0_13F8, 0x7FFF_0010, 0x7FFF_03A0, 0xDEADBEEF]),
-    st.integers(0, 0x3FF).map(lambda lo: 0x7F3A_0000 | lo),
-)
-page_like = st.tuples(
-    st.lists(_word, max_size=3000),
-    st.binary(max_size=3),
-    st.integers(0, 3),
-).map(lambda t: bytes(4096 * t[2]) + struct.pack("<%dI" % len(t[0]), *t[0]) + t[1])
+page_like = memory_like(max_words=3000, max_zero_pages=3)
 
 any_data = st.one_of(random_bytes, zero_heavy, page_like)
 

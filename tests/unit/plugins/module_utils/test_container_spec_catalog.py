@@ -25,5 +25,15 @@ def test_a_misspelt_field_is_an_error_naming_it():
 
 
 def test_build_and_archive_are_catalog_fields():
-    from_catalog("s", {"image": "i", "build": {"context": "d"}})
-    from_catalog("s", {"image": "i", "archive": "a.tar", "url": "http://x/"})
+    # Accepted (not "unknown catalog field"), and only the base_images role reads them: the
+    # create body is the one the image alone gives, but for the spec hash, which covers the
+    # whole entry (a changed recipe is a changed service).
+    def body_and_hash(entry):
+        body = from_catalog("s", entry)
+        labels = dict(body["Labels"])
+        return dict(body, Labels=labels), labels.pop("edgemig.spec-hash")
+
+    plain, plain_hash = body_and_hash({"image": "i"})
+    for extra in ({"build": {"context": "d"}}, {"archive": "a.tar", "url": "http://x/"}):
+        body, spec_hash = body_and_hash({"image": "i", **extra})
+        assert body == plain and spec_hash != plain_hash

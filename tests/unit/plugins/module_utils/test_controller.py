@@ -284,9 +284,12 @@ def test_describe_is_json_serialisable():
     import json
     ctl, clock = primed()
     feed(ctl, clock, 1, goodput=100 * MB)
-    json.dumps(ctl.describe())
-    json.dumps(C.PaperController().describe())
-    json.dumps(C.FixedController("lz4", 1).describe())
+    # The report stores it as JSON: it must come back as it went in, naming the policy that ran.
+    described_by = [(ctl.describe(), "model"), (C.PaperController().describe(), "paper"),
+                    (C.FixedController("lz4", 1).describe(), "fixed:lz4:1")]
+    for described, policy in described_by:
+        assert json.loads(json.dumps(described)) == described
+        assert described["policy"] == policy and isinstance(described["codec"], str)
 
 
 def test_model_seed_decides_before_the_first_network_sample():

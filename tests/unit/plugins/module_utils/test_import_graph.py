@@ -24,7 +24,7 @@ ENDS = {"ssh_stream", "receiver", "receiver_install"}
 ENGINE = WIRE | SENDER | RECEIVER | ENDS
 # Leaves either side may import; they import only each other.
 SHARED = {"codecs", "wkdm", "dump_layout", "host_readiness", "timeline_plot", "criu_images", "progress",
-          "migration_state", "ticket", "faults", "options"}
+          "migration_state", "ticket", "faults", "timeouts", "page_arrays", "options"}
 # The migration driver sits on top of both: it runs the Docker side (checkpoint,
 # rollback, address) and the source's end (ssh_stream), and only modules import it.
 DRIVER = {"migration_driver"}

@@ -22,7 +22,12 @@ from ansible_collections.edgemig.migration.plugins.module_utils import (
     process_memory as pm,
     protocol as P,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.precopy import BLOCK, WarmState, predict_final
+from ansible_collections.edgemig.migration.plugins.module_utils.precopy import (
+    BLOCK,
+    WarmSession,
+    WarmState,
+    predict_final,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
 from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender
 from ansible_collections.edgemig.migration.plugins.module_utils.warm_store import WarmStore, fs_type
@@ -371,7 +376,7 @@ def test_a_round_with_nothing_to_send_for_a_while_keeps_the_receiver_fed(tmp_pat
     monkeypatch.setattr(stream_sender.StreamSender, "_items", slow_items)
     r2 = sess.warm_round([("layer", str(layer))], stall_timeout=1.0, pipelined=pipelined)
     assert r2["receiver"]["round"] == 2 and sess._writer.beats >= 2
-    with sess.keepalive(0.05):                         # between rounds (prediction, checkpoint)
+    with sess.keepalive():                             # between rounds (prediction, checkpoint: 0.05 s beats)
         time.sleep(0.5)
     final = sess.stream([("layer", str(layer))], stall_timeout=1.0)
     assert final["receiver"]["ok"] and sess._writer.beats >= 4
@@ -381,6 +386,27 @@ def test_a_round_with_nothing_to_send_for_a_while_keeps_the_receiver_fed(tmp_pat
 def test_warm_state_defaults():
     st = WarmState()
     assert st.files == {} and st.pages == {} and not st.started and st.broken is None
+
+
+def test_every_session_follows_the_warm_session_contract(tmp_path):
+    """SshStream, LocalSession and the tests' stand-ins are all precopy.WarmSession, with the same
+    defaults: a WarmState from the start (nothing sent yet), the model policy, keepalive() a no-op
+    before HELLO."""
+    import inspect
+
+    from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import HAS_PARAMIKO, SshStream
+    sessions = [LocalSession(dests(tmp_path, ("layer",)), workers=1, warm_on_disk=True), ScriptedConn(tmp_path, 0)]
+    if HAS_PARAMIKO:   # no connection before open()
+        sessions.append(SshStream("0" * 32, host="192.0.2.1", key_file="k", known_hosts="kh"))
+    try:
+        for sess in sessions:
+            assert isinstance(sess, WarmSession), type(sess).__name__
+            assert isinstance(sess.warm, WarmState) and not sess.warm.started and sess.warm.rounds == []
+            assert inspect.signature(sess.warm_round).parameters["policy"].default == "model"
+            with sess.keepalive():
+                pass
+    finally:
+        sessions[0].close()
 
 
 class ScriptedConn:
@@ -398,7 +424,7 @@ class ScriptedConn:
         self.kept_alive += 1
         return contextlib.nullcontext()
 
-    def warm_round(self, roots, memory_pids, policy="model"):
+    def warm_round(self, roots, memory_pids=None, *, policy="model", **kwargs):
         self.calls += 1
         f = self.tmp / "f.bin"
         sent = f.stat().st_size if self.calls == 1 else self.churn

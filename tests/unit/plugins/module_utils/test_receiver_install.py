@@ -21,7 +21,7 @@ MU = "ansible_collections.edgemig.migration.plugins.module_utils"
 MU_DIR = os.path.dirname(receiver_install.__file__)
 # Sender-only code: never shipped to a target.
 SENDER_ONLY = {"stream_sender", "tree_reader", "ssh_stream", "controller", "netmon", "checkpoint", "precopy",
-               "process_memory", "container_spec", "tcp_reset", "module_common", "host_readiness", "dump_layout"}
+               "process_memory", "container_spec", "tcp_reset", "module_common", "host_readiness"}
 
 
 def imports_of(short: str) -> set[str]:
@@ -41,7 +41,10 @@ def test_bundle_holds_exactly_what_the_receiver_imports():
     assert shipped == {"receiver", "stream_receiver", "tree_writer", "warm_store", "protocol", "codecs", "wkdm",
                        "switchover", "tmpfs_restore", "docker_api", "health", "garp", "migration_state",
                        "criu_images",  # CRIU's restore stats (tmpfs_restore.criu_restore_stats)
-                       "ticket"}  # the target's own word on what a stream may do
+                       "ticket",  # the target's own word on what a stream may do
+                       "timeouts",  # its watchdog and COMMIT wait, sized from the sender's stall timeout
+                       "dump_layout",  # which checkpoint files are pages (tmpfs_restore.set_pages_aside)
+                       "page_arrays"}  # the page size and NumPy of wkdm and criu_images
     for name, src in bundle.items():
         with open(os.path.join(MU_DIR, name.rsplit(".", 1)[1] + ".py"), encoding="utf-8") as fh:
             assert src == fh.read()

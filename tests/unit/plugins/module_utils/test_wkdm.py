@@ -8,21 +8,11 @@ import struct
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
+from page_strategies import page_like as memory_like
 
 from ansible_collections.edgemig.migration.plugins.module_utils import wkdm
 
-_word = st.one_of(
-    st.just(0),
-    st.integers(0, 1023),
-    st.integers(0, 0xFFFFFFFF),
-    st.sampled_from([0x55D0_1000, 0x55D0_13F8, 0x7FFF_0010, 0x7FFF_03A0, 0xDEADBEEF]),
-    st.integers(0, 0x3FF).map(lambda lo: 0x7F3A_0000 | lo),
-)
-page_like = st.tuples(
-    st.lists(_word, max_size=2500),
-    st.binary(max_size=3),
-    st.integers(0, 2),
-).map(lambda t: bytes(4096 * t[2]) + struct.pack("<%dI" % len(t[0]), *t[0]) + t[1])
+page_like = memory_like(max_words=2500, max_zero_pages=2)
 
 
 def reference_compress(data: bytes) -> bytes:

@@ -10,13 +10,15 @@ from fakes import CriuDocker, container, run_module, use_api
 
 from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as driver
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_state
+from ansible_collections.edgemig.migration.plugins.module_utils.precopy import WarmSession, WarmState
 from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import OutcomeUnknown, TransferError
 from ansible_collections.edgemig.migration.plugins.modules import edge_migrate as mod
 
 
 class FakeStream:
     """SshStream without SSH: an exception in ``errors`` makes stream() raise it, as a broken transfer
-    would; one in ``final`` makes outcome() (the answer after COMMIT) raise it."""
+    would; one in ``final`` makes outcome() (the answer after COMMIT) raise it. A precopy.WarmSession
+    with SshStream's defaults (a fresh WarmState, the model policy)."""
 
     instances: list = []
     errors: list[Exception] = []
@@ -27,7 +29,11 @@ class FakeStream:
         self.connect_s = 0.01
         self.committed = self.aborted = None
         self.kept_alive = 0
+        self.warm = WarmState()
         FakeStream.instances.append(self)
+
+    def warm_round(self, roots, memory_pids=None, *, policy="model", **kw):
+        return self.stream(roots, policy=policy, warm=self.warm, **kw)
 
     def keepalive(self):
         self.kept_alive += 1
@@ -55,6 +61,10 @@ class FakeStream:
 
     def close(self):
         self.closed = True
+
+
+def test_the_fake_is_a_warm_session():
+    assert isinstance(FakeStream("d"), WarmSession)
 
 
 TARGET = {"host": "10.213.0.12", "ticket": "0123456789abcdef0123456789abcdef"}

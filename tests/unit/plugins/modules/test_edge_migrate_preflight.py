@@ -9,7 +9,7 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver, module_common
+from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver, module_common, switchover
 from ansible_collections.edgemig.migration.plugins.modules import checkpoint_transfer, edge_migrate
 
 
@@ -103,6 +103,6 @@ def test_checkpoint_transfer_refuses_a_bad_policy_before_connecting(monkeypatch,
 
 
 def test_helpers():
-    assert module_common.interface_exists("lo") and not module_common.interface_exists("nosuch0")
+    assert switchover.interface_exists("lo") and not switchover.interface_exists("nosuch0")
     assert module_common.ipv4_problem("10.213.0.101") is None
     assert "IPv6" in module_common.ipv4_problem("::1")
