@@ -464,8 +464,8 @@ def scan(pids: Iterable[int], proc: str = "/proc", *, ghost_limit: int = DEFAULT
          volumes: Iterable[str] = ()) -> list[Finding]:
     """Everything CRIU would refuse, or needs an option for, in the processes ``pids`` (host pids
     of one container). ``unix``: the unix sockets of the namespaces involved (:func:`unix_table`);
-    ``binds``: the container's bind mounts, destination -> host source; ``volumes``: destinations
-    of its named volumes (they move with it). Mounts are judged once per distinct mountinfo."""
+    ``binds``: the container's bind mounts, destination -> host source; ``volumes``: mount points
+    that are no finding (:func:`mounts_of`: named volumes, which move with it, masked paths). Mounts are judged once per distinct mountinfo."""
     pids = sorted(set(pids))
     ctx = Context(proc, set(pids), ghost_limit, unix or {}, socket_inodes(proc, pids))
     found: list[Finding] = []
@@ -538,14 +538,19 @@ def refusal(findings: list[Finding]) -> str:
 
 
 def mounts_of(inspect: dict) -> tuple[dict[str, str], set[str]]:
-    """(bind mounts: destination -> host source, named volume destinations) of a container's inspect."""
-    binds, vols = {}, set()
+    """(bind mounts: destination -> host source, mount points that are no finding) of a container's
+    inspect. No finding: named volumes (they move with the service) and the masked and read-only
+    paths Docker asks of runc (runc declares a masked file external to CRIU itself)."""
+    binds, quiet = {}, set()
     for m in inspect.get("Mounts") or []:
         if m.get("Type") == "volume":
-            vols.add(m.get("Destination", ""))
+            quiet.add(m.get("Destination", ""))
         elif m.get("Type") == "bind":
             binds[m.get("Destination", "")] = m.get("Source", "")
-    return binds, vols
+    host = inspect.get("HostConfig") or {}
+    quiet.update(host.get("MaskedPaths") or [])
+    quiet.update(host.get("ReadonlyPaths") or [])
+    return binds, quiet
 
 
 def net_namespaces(proc: str, pids: Iterable[int]) -> list[str | None]:
@@ -587,8 +592,8 @@ def preflight(inspect: dict, pids: Iterable[int], proc: str = "/proc", conf: str
         except OSError as exc:
             unix = {}
             notes.append(f"unix sockets not checked: {exc}")
-    binds, vols = mounts_of(inspect)
-    findings = scan(pids, proc, ghost_limit=ghost_limit_of(options), unix=unix, binds=binds, volumes=vols)
+    binds, quiet = mounts_of(inspect)
+    findings = scan(pids, proc, ghost_limit=ghost_limit_of(options), unix=unix, binds=binds, volumes=quiet)
     refusing = settle(findings, options, conf)
     report = {"processes": len(pids), "runc_conf": conf, "runc_options": sorted(options),
               "ghost_limit": ghost_limit_of(options), "findings": [f.as_dict() for f in findings],

@@ -165,7 +165,6 @@ def test_a_failed_dump_through_containerd_names_criu_errors(tmp_path, monkeypatc
     assert api.containers["apache"]["State"]["Running"] is True and os.listdir(tmp_path) == []
 
 
-
 def test_a_failed_dump_through_docker_names_criu_errors_from_the_log_containerd_names(tmp_path, monkeypatch):
     """Docker's checkpoint call (no ctr): containerd's message names the log it copied into the bundle."""
     bundle = tmp_path / "bundle"
@@ -179,6 +178,7 @@ def test_a_failed_dump_through_docker_names_criu_errors_from_the_log_containerd_
     with pytest.raises(ck.CheckpointError, match="type DUMP.*CRIU says: .*anon io_uring"):
         ck.create(api, "apache", str(dumps), "edgemig")
     assert api.containers["apache"]["State"]["Running"] is True
+
 
 def test_an_unexpected_error_in_the_dump_still_gives_the_policy_back(tmp_path, dumps, monkeypatch):
     def broken(*a, **kw):

@@ -36,7 +36,8 @@ MOUNTINFO = """\
 OVERLAY_DEV = (0 << 20) | 61   # sdev of an inode on the overlay, as inotify's fdinfo prints it
 EXT4_DEV = (254 << 20) | 0
 INSPECT = {"Mounts": [{"Type": "volume", "Destination": "/data", "Source": "/var/lib/docker/volumes/data/_data"},
-                      {"Type": "bind", "Destination": "/config", "Source": "/srv/config"}]}
+                      {"Type": "bind", "Destination": "/config", "Source": "/srv/config"}],
+           "HostConfig": {"MaskedPaths": ["/proc/kcore", "/proc/keys"], "ReadonlyPaths": ["/proc/sys"]}}
 
 
 def fdinfo(flags: str = "02", extra: str = "") -> str:
@@ -129,8 +130,8 @@ def test_inotify_and_fanotify_watches_on_the_overlay(tmp_path):
 
 
 def test_file_locks_need_the_option_runc_conf_has(tmp_path):
-    proc = fake_proc(tmp_path, {9: ("/var/lib/mysql/ibdata1", fdinfo(extra="lock:\t1: POSIX  ADVISORY  WRITE 42 "
-                                                                          "00:3d:12 0 EOF\n"))})
+    lock = "lock:\t1: POSIX  ADVISORY  WRITE 42 00:3d:12 0 EOF\n"
+    proc = fake_proc(tmp_path, {9: ("/var/lib/mysql/ibdata1", fdinfo(extra=lock))})
     f = only(scan(proc), "file_lock")
     assert (f.verdict, f.option) == (cp.WITH_OPTION, "file-locks")
     assert cp.settle([f], cp.runc_options("tcp-close\nfile-locks\n")) == [] and f.handled
@@ -201,6 +202,18 @@ def test_a_bind_mount_not_in_the_config_is_refused(tmp_path):
     assert [(f.verdict, f.fd) for f in found] == [(cp.WITH_OPTION, None), (cp.REFUSE, None)]
     assert "bind mount at /mnt/x (/home/x of a ext4 file system) that is not in the container's config" \
         in found[1].message()
+
+
+def test_the_inspect_says_which_mounts_are_declared():
+    binds, quiet = cp.mounts_of(INSPECT)
+    assert binds == {"/config": "/srv/config"} and quiet == {"/data", "/proc/kcore", "/proc/keys", "/proc/sys"}
+
+
+def test_masked_paths_runc_binds_from_the_host_are_no_finding(tmp_path):
+    # runc in a user namespace binds the host's /dev/null over masked files: no root mount of that devtmpfs
+    proc = fake_proc(tmp_path, {}, mountinfo=MOUNTINFO + "609 601 0:5 /null /proc/keys rw - devtmpfs udev rw\n")
+    _binds, quiet = cp.mounts_of(INSPECT)
+    assert [f.verdict for f in scan(proc, volumes=quiet)] == [cp.WITH_OPTION]
 
 
 def test_mounts_are_judged_once_per_mount_namespace(tmp_path):
