@@ -21,6 +21,7 @@ readonly SSHDIR=$STATE/ssh
 readonly KEY=$SSHDIR/id_ed25519
 readonly AUTHKEYS=$SSHDIR/authorized_keys
 readonly KNOWN_HOSTS=$SSHDIR/known_hosts
+# shellcheck disable=SC2155  # a constant: nothing to check the status of
 readonly SHIM_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lab-prlimit-shim.c
 readonly SHIM=$STATE/lib/lab-prlimit-shim.so
 readonly BRIDGE=emigbr0
@@ -86,6 +87,7 @@ pid_alive() {
   stat=${stat##*) }
   [ "${stat:0:1}" != Z ]
 }
+# shellcheck disable=SC2015  # empty output when there is no pid file, never a failure
 pidfile_pid() { [ -s "$1" ] && tr -dc 0-9 <"$1" || true; }
 ns_exists() { [ -e "/var/run/netns/$1" ]; }
 
@@ -236,7 +238,8 @@ exec_without_fds() {
 }
 
 start_sshd() {
-  local e=$1 cfg=$STATE/$e/sshd_config pid changed=0
+  local e=$1
+  local cfg=$STATE/$e/sshd_config pid changed=0  # $e set by the line above, not the caller's
   write_if_changed "$cfg" "$(sshd_config "$e")" 0644 && changed=1
   /usr/sbin/sshd -t -f "$cfg"
   pid=$(pidfile_pid "$RUN/$e/sshd.pid")
@@ -473,6 +476,7 @@ cmd_down() {
   t0=$(now)
   # ssh ControlMaster processes of Ansible runs against the lab.
   for s in "$RUN"/cm-*; do
+    # shellcheck disable=SC2015  # a stale socket or a gone master: nothing to do either way
     [ -S "$s" ] && timeout 3 ssh -o ControlPath="$s" -O exit lab >/dev/null 2>&1 || true
   done
   stop_dockerds

@@ -35,6 +35,7 @@ purge="usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl 
 slim="$(cd "$(dirname "$0")" && pwd)/slim.sh"
 
 rm -f "$out.partial"
+# shellcheck disable=SC2016  # the hooks' "$1" is mmdebstrap's (the rootfs), expanded by its shell
 mmdebstrap --variant=minbase --mode=root --format=tar \
   --include="$packages" \
   --aptopt='APT::Install-Recommends "false"' \

@@ -6,6 +6,7 @@ set -eu
 root=$1; shift
 present=""
 for p in "$@"; do
+  # shellcheck disable=SC2016  # ${db:Status-Status} is dpkg-query's format, not a shell expansion
   if chroot "$root" dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed; then
     present="$present $p"
   fi
