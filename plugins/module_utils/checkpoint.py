@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import time
 
@@ -20,6 +19,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_state 
     read_held,
     write_held,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import criu_log_errors
 
 
 class CheckpointError(Exception):
@@ -62,16 +62,9 @@ CRIU_WORK = "criu.work"
 
 
 def criu_errors(message: str, ckpt_dir: str, lines: int = 8) -> str:
-    """The ``Error`` lines of the CRIU log that runc names in its message (or in the dump dir)."""
-    candidates = re.findall(r"path=\s*(\S+\.log)", message)
-    candidates += [os.path.join(ckpt_dir, "dump.log"), os.path.join(ckpt_dir, CRIU_WORK, "dump.log"),
-                   os.path.join(os.path.dirname(ckpt_dir), CRIU_WORK, "dump.log")]
-    for log in candidates:
-        if os.path.isfile(log):
-            with open(log, errors="replace") as fh:
-                errors = [line.rstrip() for line in fh if "Error" in line]
-            return "\n".join(errors[-lines:])
-    return ""
+    """The ``Error`` lines of the CRIU log that runc or containerd names in its message (or in the dump dir)."""
+    return criu_log_errors(message, [os.path.join(ckpt_dir, "dump.log"), os.path.join(ckpt_dir, CRIU_WORK, "dump.log"),
+                                     os.path.join(os.path.dirname(ckpt_dir), CRIU_WORK, "dump.log")], lines)
 
 
 def criu_dump_stats(work: str) -> dict:

@@ -45,6 +45,15 @@ def version_at_least(version: str | None, minimum: str) -> bool:
     return have >= want
 
 
+def read_text(path: str) -> str | None:
+    """A small text file (runc.conf, a /proc file), None when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
 def parse_runc_conf(text: str) -> list[str]:
     """CRIU config file (one option per line, ``#`` comments) -> option names without dashes.
 

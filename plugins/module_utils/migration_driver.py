@@ -42,6 +42,10 @@ from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint impor
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import pair_volumes, upper_dir, volumes
 from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
+from ansible_collections.edgemig.migration.plugins.module_utils.criu_preflight import (
+    preflight as criu_preflight,
+    refusal,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.faults import read_faults
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
@@ -228,8 +232,11 @@ class MigrationDriver:
 
     def __init__(self, api, p: dict, faults: dict | None = None, *, stream_factory=None,
                  progress: ProgressFile | None = None, clock: Callable[[], float] = time.monotonic,
-                 poke: Callable | None = None):
+                 poke: Callable | None = None, criu_check: Callable | None = None):
         self.api, self.p, self.faults = api, p, faults or read_faults({})
+        # (inspect, host pids) -> (report, refusing findings): criu_preflight.preflight (tests pass a fake).
+        self.criu_check = criu_check or criu_preflight
+        self.criu_report: dict = {"checked": False}
         self.stream_factory = stream_factory or SshStream
         self.clock, self.poke = clock, poke or poke_clients
         self.progress = progress or ProgressFile(None)
@@ -250,6 +257,7 @@ class MigrationDriver:
 
     def _fail(self, msg: str, **result) -> MigrationFailed:
         result.setdefault("durations", self.durations)
+        result.setdefault("preflight", self.criu_report)
         result.setdefault("phase", self.phase)
         return MigrationFailed(msg, **result)
 
@@ -283,6 +291,7 @@ class MigrationDriver:
                              + "; ".join(f"{n} (also mounted by {', '.join(u)})" for n, u in sorted(shared.items()))
                              + ". Stop those containers or give the service a volume of its own; nothing was frozen",
                              rolled_back="not_needed", durations={})
+        self.check_criu(inspect)
         if tgt.get("volumes") is not None:
             # The target's ticket holds its volumes; a name missing there would only be refused
             # by the receiver at HELLO, after the freeze: say it now.
@@ -308,6 +317,27 @@ class MigrationDriver:
         # their clients so they can be told at once after the switch-over.
         clients = client_connections(inspect) if p.get("address") else []
         return inspect, clients
+
+    def check_criu(self, inspect: dict) -> None:
+        """Refuse, before anything freezes, a service CRIU would fail to dump (criu_preflight),
+        naming each process, fd and cause; what CRIU handles through runc.conf goes on."""
+        pid = int((inspect.get("State") or {}).get("Pid") or 0)
+        if not pid:
+            self.criu_report = {"checked": False, "notes": ["no process id in Docker's inspect: not checked"]}
+            return
+        try:
+            pids = list(container_processes(pid))
+        except (OSError, LookupError, ValueError) as exc:
+            # CRIU still judges every process at the dump; the init process is what we can see.
+            pids, note = [pid], f"only the init process checked: the container's processes could not be listed ({exc})"
+        else:
+            note = None
+        report, refusing = self.criu_check(inspect, pids)
+        self.criu_report = {"checked": True, **report}
+        if note:
+            self.criu_report.setdefault("notes", []).append(note)
+        if refusing:
+            raise self._fail(refusal(refusing), rolled_back="not_needed", durations={})
 
     def warm(self, inspect: dict) -> None:
         """Warm pre-copy rounds while the service runs (precopy.warm_up); a failure freezes nothing."""
@@ -495,7 +525,8 @@ class MigrationDriver:
             self.precopy["final"]["transfer_s"] = self.durations.get("transfer_s")
         return dict(changed=True, durations=self.durations, sizes=self.ck["sizes"], stats=result,
                     checkpoint_via=self.ck.get("checkpoint_via"),
-                    timeline=timeline, clients_reset=poked, precopy=self.precopy or {"enabled": False})
+                    timeline=timeline, clients_reset=poked, precopy=self.precopy or {"enabled": False},
+                    preflight=self.criu_report)
 
 
 # ---------------------------------------------------------------- recovery

@@ -283,7 +283,10 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float | None = Non
         api.start_container(inspect["Id"], checkpoint=checkpoint, timeout=timeout)
     except DockerAPIError as exc:
         if exc.status != 304:
-            raise
+            said = restore_log_errors(exc.message, docker_root, inspect["Id"], since)
+            if not said:
+                raise
+            raise DockerAPIError(exc.status, f"{exc.message}; CRIU says: {said}") from None
         # Started behind our back since the inspect (a restart policy, anyone): a cold copy, not ours.
         raise DockerAPIError(304, already_running_message(name, checkpoint)) from None
     finally:
@@ -293,6 +296,39 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float | None = Non
         discard_containerd_copy(images, since)
     discard(path)
     return criu_restore_stats(docker_root, inspect["Id"], since)
+
+
+# Where runc and containerd name CRIU's log in their error: runc 1.1 "criu failed: type NOTIFY errno 0
+# log file: <work>/restore.log", containerd's dump "criu failed: type DUMP errno 0 path= <bundle>/criu-dump.log".
+LOG_IN_MESSAGE = re.compile(r"(?:path=|log file:)\s*(\S+\.log)")
+
+
+def criu_log_errors(message: str, candidates: list[str], lines: int = 8) -> str:
+    """The last ``Error`` lines of the first CRIU log found: the one ``message`` names, else ``candidates``.
+
+    "criu failed: type NOTIFY" says only that CRIU failed; its log says why
+    (e.g. "Error (criu/sk-unix.c:...): External socket is used")."""
+    for log in LOG_IN_MESSAGE.findall(message or "") + candidates:
+        if os.path.isfile(log):
+            with open(log, errors="replace") as fh:
+                errors = [line.rstrip() for line in fh if "Error" in line]
+            return "\n".join(errors[-lines:])
+    return ""
+
+
+def restore_log_errors(message: str, docker_root: str, container_id: str, since: float,
+                       task_dirs=None) -> str:
+    """:func:`criu_log_errors` of a failed restore: the log runc names, else a restore.log written
+    since ``since`` in the task's directory (where :func:`criu_restore_stats` finds it)."""
+    fresh = []
+    for pattern in task_dirs or TASK_DIRS:
+        log = os.path.join(pattern.format(docker_root=docker_root, id=container_id), "restore.log")
+        try:
+            if os.stat(log).st_mtime >= since - 1:
+                fresh.append(log)
+        except OSError:
+            continue
+    return criu_log_errors(message, fresh)
 
 
 # Where containerd's runc shim keeps a task's work files: runc has CRIU write

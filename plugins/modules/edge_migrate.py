@@ -182,6 +182,15 @@ precopy:
     (bytes, pages sent as references, transfer seconds); C({enabled: false}) otherwise.
   returned: success
   type: dict
+preflight:
+  description: >-
+    The check of the container's processes before the freeze (docs/design.md, "What CRIU cannot move"):
+    C(checked), C(processes), C(runc_conf) and C(runc_options) (what runc passes CRIU), C(ghost_limit), C(refused),
+    C(notes), and C(findings), each with C(pid), C(comm), C(fd), C(kind), C(verdict) (C(refuse) or
+    C(with_option)), C(what), C(why), C(action), C(option), C(handled), C(done) (what the migration did about it)
+    and C(message).
+  returned: always
+  type: dict
 outcome:
   description: C(unknown) when the commit was sent and the target's answer never came (run the recovery).
   returned: when the outcome is unknown

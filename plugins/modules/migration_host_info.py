@@ -217,16 +217,9 @@ from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness i
     parse_criu_version,
     parse_runc_conf,
     problems,
+    read_text,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            return fh.read()
-    except OSError:
-        return None
 
 
 def main() -> None:
@@ -268,9 +261,9 @@ def main() -> None:
     except DockerAPIError as exc:
         docker.update(docker_facts(None, None), experimental=False, error=str(exc))
 
-    dump_dir = dump_dir_facts(p["dump_dir"], _read("/proc/self/mountinfo") or "")
+    dump_dir = dump_dir_facts(p["dump_dir"], read_text("/proc/self/mountinfo") or "")
 
-    conf_text = _read(p["runc_conf"])
+    conf_text = read_text(p["runc_conf"])
     runc_conf = {"path": p["runc_conf"], "exists": conf_text is not None,
                  "options": parse_runc_conf(conf_text or "")}
 
@@ -280,7 +273,7 @@ def main() -> None:
                      storage_driver=p["storage_driver"],
                      min_free_bytes=p["min_free_bytes"])
     module.exit_json(changed=False, ready=not found, problems=found, criu=criu, docker=docker,
-                     dump_dir=dump_dir, runc_conf=runc_conf, cpu=cpu_features(_read("/proc/cpuinfo") or ""))
+                     dump_dir=dump_dir, runc_conf=runc_conf, cpu=cpu_features(read_text("/proc/cpuinfo") or ""))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ def test_criu_errors_come_from_the_log_runc_names(tmp_path):
     assert ck.criu_errors(f"criu failed: type NOTIFY errno 0 path= {log}", str(tmp_path / "none")) \
         == "(00.2) Error (criu/sk-inet.c:188): sockets: Can't get 1:16 opt"
     assert ck.criu_errors("criu failed", str(tmp_path / "none")) == ""
+    # runc 1.1's own wording (Docker's checkpoint call passes it on)
+    assert ck.criu_errors(f"criu failed: type DUMP errno 0\nlog file: {log}: unknown", str(tmp_path / "none")) \
+        == "(00.2) Error (criu/sk-inet.c:188): sockets: Can't get 1:16 opt"
 
 
 def test_create_reports_what_a_migration_moves(tmp_path):
@@ -160,6 +163,21 @@ def test_a_failed_dump_through_containerd_names_criu_errors(tmp_path, monkeypatc
     with pytest.raises(ck.CheckpointError, match="criu failed.*CRIU says: .*cannot dump fd"):
         ck.create(api, "apache", str(tmp_path), "edgemig")
     assert api.containers["apache"]["State"]["Running"] is True and os.listdir(tmp_path) == []
+
+
+def test_a_failed_dump_through_docker_names_criu_errors_from_the_log_containerd_names(tmp_path, monkeypatch):
+    """Docker's checkpoint call (no ctr): containerd's message names the log it copied into the bundle."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "criu-dump.log").write_text("(00.1) Error (criu/files.c:556): Can't dump fd 7: anon io_uring\n")
+    monkeypatch.setattr(ck.containerd_dump, "task_of", lambda cid, pid: None)
+    api = FakeDockerAPI(containers={"apache": container("apache")},
+                        fail={"create_checkpoint": DockerAPIError(
+                            500, f"criu failed: type DUMP errno 0 path= {bundle}/criu-dump.log: unknown")})
+    dumps = tmp_path / "dumps"
+    with pytest.raises(ck.CheckpointError, match="type DUMP.*CRIU says: .*anon io_uring"):
+        ck.create(api, "apache", str(dumps), "edgemig")
+    assert api.containers["apache"]["State"]["Running"] is True
 
 
 def test_an_unexpected_error_in_the_dump_still_gives_the_policy_back(tmp_path, dumps, monkeypatch):

@@ -548,3 +548,53 @@ def test_rollback_gives_the_policy_back_and_a_success_keeps_the_record_until_the
     api.remove_container("mysql")
     assert drv.local_facts(api, "mysql", str(tmp_path / "dumps"))["held"] is None
     assert read_held(held_dir, "mysql") is None
+
+
+# ---------------------------------------------------------------- issue 29: CRIU's preflight
+def with_pid(api, monkeypatch, pids=(4242, 4243)):
+    api.containers["mysql"]["State"]["Pid"] = pids[0]
+    monkeypatch.setattr(drv, "container_processes", lambda pid: dict.fromkeys(pids, 1))
+
+
+def test_what_criu_cannot_dump_is_refused_before_anything_freezes_or_connects(world, monkeypatch):
+    from ansible_collections.edgemig.migration.plugins.module_utils import criu_preflight as cp
+    api, addr, tmp_path = world
+    with_pid(api, monkeypatch)
+    seen = {}
+    ring = cp.Finding(4243, "mariadbd", 7, "io_uring", cp.REFUSE, "holds an io_uring instance",
+                      "CRIU cannot checkpoint io_uring", "disable io_uring (MariaDB --innodb-use-native-aio=0)")
+
+    def check(inspect, pids):
+        seen["pids"] = pids
+        cp.settle([ring], {})
+        return {"processes": len(pids), "findings": [ring.as_dict()], "refused": True}, [ring]
+    d, link, _target, res, exc = run(api, tmp_path, None, criu_check=check)
+    assert res is None and seen["pids"] == [4242, 4243]
+    assert exc.result["rolled_back"] == "not_needed" and exc.result["phase"] == "prepare"
+    assert str(exc).startswith("CRIU could not checkpoint this service: process 4243 (mariadbd) holds an io_uring "
+                               "instance (fd 7): CRIU cannot checkpoint io_uring")
+    assert exc.result["preflight"]["findings"][0]["done"] == "refused before the freeze"
+    assert not hasattr(link, "dest")                               # the target was never contacted
+    assert not [c for c in api.calls if c[0] in ("checkpoint", "update")] and source_serves(api, addr)
+
+
+def test_findings_runc_conf_handles_let_the_migration_go_on_and_are_reported(world, monkeypatch):
+    from ansible_collections.edgemig.migration.plugins.module_utils import criu_preflight as cp
+    api, _addr, tmp_path = world
+    with_pid(api, monkeypatch)
+    lock = cp.Finding(4242, "mariadbd", 9, "file_lock", cp.WITH_OPTION, "holds a file lock", "needs file-locks",
+                      "nothing", option="file-locks")
+
+    def check(inspect, pids):
+        refusing = cp.settle([lock], {"file-locks": ""})
+        return {"processes": 2, "findings": [lock.as_dict()], "refused": False}, refusing
+    _d, _link, _target, res, exc = run(api, tmp_path, None, criu_check=check)
+    assert exc is None and res["preflight"]["checked"] and res["preflight"]["processes"] == 2
+    assert res["preflight"]["findings"][0]["done"].startswith("handled: /etc/criu/runc.conf has 'file-locks'")
+
+
+def test_without_a_pid_the_preflight_says_it_did_not_check(world):
+    api, _addr, tmp_path = world
+    _d, _link, _target, res, exc = run(api, tmp_path, None)
+    assert exc is None and res["preflight"] == {"checked": False,
+                                                "notes": ["no process id in Docker's inspect: not checked"]}

@@ -135,3 +135,44 @@ def test_unhealthy_restore_moves_no_address(ip, target, monkeypatch):
     with pytest.raises(sw.SwitchoverError, match="health check failed: HTTP 503"):
         sw.restore_and_switch(dict(spec, health={"type": "http"}))
     assert ip["addrs"] == []
+
+
+RESTORE_LOG = ("(00.012000) Warn  (criu/cr-restore.c:100): not a reason\n"
+               "(00.013000) Error (criu/sk-unix.c:1912): unix: External socket found in image. "
+               "Consider using the --ext-unix-sk option to allow restoring it.\n"
+               "(00.014000) Error (criu/cr-restore.c:2471): Restoring FAILED.\n")
+
+
+def test_a_failed_restore_names_criu_own_error_lines_from_the_task_restore_log(ip, target):
+    api, spec = target
+    task = criu_task_dir(api)
+    with open(os.path.join(task, "restore.log"), "w") as fh:
+        fh.write(RESTORE_LOG)
+    api.fail["start_container"] = DockerAPIError(500, "OCI runtime restore failed: criu failed: type NOTIFY errno 0")
+    with pytest.raises(sw.SwitchoverError) as err:
+        sw.restore_and_switch(spec)
+    msg = str(err.value)
+    assert "criu failed: type NOTIFY errno 0; CRIU says:" in msg
+    assert "External socket found in image" in msg and "Restoring FAILED" in msg and "not a reason" not in msg
+
+
+def test_a_failed_restore_reads_the_log_runc_names(ip, target, tmp_path):
+    api, spec = target
+    log = tmp_path / "elsewhere" / "restore.log"
+    log.parent.mkdir()
+    log.write_text(RESTORE_LOG)
+    api.fail["start_container"] = DockerAPIError(500, f"criu failed: type NOTIFY errno 0\nlog file: {log}: unknown")
+    with pytest.raises(sw.SwitchoverError, match="CRIU says: .*External socket found in image"):
+        sw.restore_and_switch(spec)
+
+
+def test_a_stale_restore_log_is_not_blamed(ip, target):
+    api, spec = target
+    task = criu_task_dir(api)
+    with open(os.path.join(task, "restore.log"), "w") as fh:
+        fh.write(RESTORE_LOG)
+    os.utime(os.path.join(task, "restore.log"), (1, 1))  # an earlier restore's
+    api.fail["start_container"] = DockerAPIError(500, "criu failed: type NOTIFY errno 0")
+    with pytest.raises(sw.SwitchoverError) as err:
+        sw.restore_and_switch(spec)
+    assert "CRIU says" not in str(err.value)
