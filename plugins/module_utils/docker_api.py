@@ -122,6 +122,10 @@ class DockerAPI:
     @property
     def api_version(self) -> str:
         """The API version every call of this client uses (asks the daemon once)."""
+        return self.negotiated_version()
+
+    def negotiated_version(self) -> str:
+        """:attr:`api_version`: ``GET /version`` on the first call, the cached answer after it."""
         if self._api_version is None:
             with self._negotiate_lock:
                 if self._api_version is None:
@@ -195,7 +199,7 @@ class DockerAPI:
 
     def version(self) -> dict:
         """``GET /version``: the document the negotiation read (one call per client)."""
-        _ = self.api_version
+        self.negotiated_version()
         return dict(self._version_doc or {})
 
     def inspect_container(self, name: str) -> dict | None:

@@ -29,7 +29,7 @@ def play(fake, name: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _no_containerd(monkeypatch):
-    monkeypatch.setattr(tr, "containerd_temp_dirs", lambda: set())
+    monkeypatch.setattr(tr, "containerd_temp_dirs", set)
 
 
 @pytest.mark.parametrize("daemon", sorted(DAEMONS))
