@@ -210,7 +210,7 @@ def test_a_daemon_outside_our_range_is_refused_naming_both_ranges(doc, words):
 
 def test_a_refused_daemon_gets_no_versioned_call_and_the_refusal_is_not_cached(api):
     Handler.daemon = {"Version": "40.0", "ApiVersion": "1.70", "MinAPIVersion": "1.60"}
-    for _ in range(2):
+    for _attempt in range(2):
         with pytest.raises(d.DockerVersionError, match="newer than edgemig.migration supports"):
             api.inspect_container("apache")
     assert [p for _m, p, _b in Handler.seen] == ["/version", "/version"]     # asked again: a fixed daemon is seen
@@ -241,7 +241,7 @@ def test_making_a_client_asks_nothing(api):
 def test_concurrent_first_calls_negotiate_once(api):
     Handler.daemon = DOCKER_29
     Handler.routes[("GET", "/v1.45/info")] = (200, {"ok": 1})
-    threads = [threading.Thread(target=api.info) for _ in range(8)]
+    threads = [threading.Thread(target=api.info) for _n in range(8)]
     for t in threads:
         t.start()
     for t in threads:
