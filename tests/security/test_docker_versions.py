@@ -9,7 +9,7 @@ here means every call of it carried a version that daemon accepts: the negotiate
 from __future__ import annotations
 
 import pytest
-from fake_docker import fake_docker_fixture  # noqa: F401  pylint: disable=unused-import  (the fake_docker fixture)
+from fake_docker import fake_docker_fixture  # noqa: F401  pylint: disable=unused-import
 
 from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError, DockerVersionError
