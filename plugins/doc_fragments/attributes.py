@@ -86,3 +86,15 @@ attributes:
     support: partial
     details: A stage that finds its work already done does nothing.
 '''
+
+    # A configuration file brought to a state: predicted in check mode, shown with --diff.
+    FILE = r'''
+options: {}
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+'''

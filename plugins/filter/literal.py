@@ -14,7 +14,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: literal
 short_description: A variable's value as written, never templated
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Returns the value (a dict, list or scalar) with every nested string exactly as it was written in the
     inventory or vars file; C({{ }}) and C({% %}) in it are kept, not rendered.

@@ -6,17 +6,32 @@ community.docker's client is private to that collection and the docker SDK
 has no checkpoint API, so we speak the few endpoints we need ourselves:
 inspect, create, start (optionally from a checkpoint), checkpoint create,
 remove, images, info. Only the standard library is used so the modules run
-on an edge host that has nothing but Python.
+on an edge host that has nothing but Python (and the receiver, which ships
+this file, stays a bundle of plain sources).
+
+The API version is negotiated as the docker CLI, the docker SDK (``version="auto"``)
+and community.docker do: the daemon's unversioned ``GET /version`` is asked once per
+client, and every call uses min(``MAX_API_VERSION``, the daemon's ``ApiVersion``).
+Docker 25+ refuses the old fixed ``/v1.41`` ("client version 1.41 is too old.
+Minimum supported API version is 1.44").
 """
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import threading
 import urllib.parse
 from typing import Any
 
-API_VERSION = "1.41"  # Docker 20.10; newer daemons accept it too
+# The newest API version whose changes we checked against every endpoint and field this
+# client and its callers use (Engine API version history, 1.42-1.45: nothing we send or read
+# changed; 1.44 dropped image VirtualSize, 1.45 image Container/ContainerConfig, neither read
+# here). 1.45 is Docker 26 (Debian 13, Ubuntu 24.04) and lies inside Docker 29's 1.44-1.52, so
+# today's daemons all speak it. Raise it only after checking the history past 1.45 the same way.
+MAX_API_VERSION = "1.45"
+# The oldest: Docker 20.10, the only one the restore path (checkpoint dir link) has run on.
+MIN_API_VERSION = "1.41"
 
 
 class DockerAPIError(Exception):
@@ -26,6 +41,44 @@ class DockerAPIError(Exception):
         super().__init__(f"Docker API error {status}: {message}" if status else message)
         self.status = status
         self.message = message
+
+
+class DockerVersionError(DockerAPIError):
+    """The daemon speaks no API version this client supports (status 0: nothing was asked of it)."""
+
+    def __init__(self, message: str):
+        super().__init__(0, message)
+
+
+def version_tuple(value: str) -> tuple[int, ...]:
+    """``"1.44"`` -> ``(1, 44)``: API versions compare as numbers ("1.9" < "1.41")."""
+    try:
+        return tuple(int(part) for part in str(value).strip().split("."))
+    except ValueError:
+        raise ValueError(f"not an API version: {value!r}") from None
+
+
+def negotiate(version_doc: dict, base_url: str = "") -> str:
+    """The API version to use with a daemon whose ``GET /version`` answered ``version_doc``.
+
+    min(MAX_API_VERSION, ApiVersion); a daemon whose MinAPIVersion is above our max, or whose
+    ApiVersion is below our min, is refused with a message naming both ranges.
+    """
+    where = f" at {base_url}" if base_url else ""
+    daemon_max = version_doc.get("ApiVersion")
+    if not daemon_max:
+        raise DockerVersionError(f"Docker{where} did not say which API version it speaks (no ApiVersion in "
+                                 f"GET /version: {version_doc!r})")
+    daemon_min = version_doc.get("MinAPIVersion") or daemon_max
+    ours = f"this client speaks API {MIN_API_VERSION}-{MAX_API_VERSION}"
+    theirs = f"Docker {version_doc.get('Version') or '?'}{where} speaks {daemon_min}-{daemon_max}"
+    if version_tuple(daemon_min) > version_tuple(MAX_API_VERSION):
+        raise DockerVersionError(f"{theirs}, {ours}: this Docker is newer than edgemig.migration supports "
+                                 f"(its minimum API version is above our maximum); use a Docker whose "
+                                 f"minimum API version is {MAX_API_VERSION} or lower")
+    if version_tuple(daemon_max) < version_tuple(MIN_API_VERSION):
+        raise DockerVersionError(f"{theirs}, {ours}: Docker 20.10 (API {MIN_API_VERSION}) or newer is needed")
+    return min(daemon_max, MAX_API_VERSION, key=version_tuple)
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -60,6 +113,29 @@ class DockerAPI:
         self.base_url = base_url
         self.path = socket_path(base_url)
         self.timeout = timeout
+        # Negotiated on the first call, not here: a client made for a refused request must not
+        # have talked to Docker (tests/security), and module setup stays free of I/O.
+        self._version_doc: dict | None = None
+        self._api_version: str | None = None
+        self._negotiate_lock = threading.Lock()
+
+    @property
+    def api_version(self) -> str:
+        """The API version every call of this client uses (asks the daemon once)."""
+        return self.negotiated_version()
+
+    def negotiated_version(self) -> str:
+        """:attr:`api_version`: ``GET /version`` on the first call, the cached answer after it."""
+        if self._api_version is None:
+            with self._negotiate_lock:
+                if self._api_version is None:
+                    _status, doc = self._send("GET", "/version", None, None, None, False)
+                    if not isinstance(doc, dict):
+                        raise DockerVersionError(f"Docker at {self.base_url} answered GET /version with "
+                                                 f"{doc!r}, not a version document")
+                    version = negotiate(doc, self.base_url)
+                    self._version_doc, self._api_version = doc, version
+        return self._api_version
 
     def request(self, method: str, path: str, body: Any = None, params: dict | None = None,
                 timeout: float | None = None, raw: bool = False) -> Any:
@@ -72,7 +148,10 @@ class DockerAPI:
         The status is there for the calls where a 3xx means something: Docker answers
         304 Not Modified to starting a running container or stopping a stopped one.
         """
-        url = f"/v{API_VERSION}{path}"
+        return self._send(method, f"/v{self.api_version}{path}", body, params, timeout, raw)
+
+    def _send(self, method: str, url: str, body: Any, params: dict | None, timeout: float | None,
+              raw: bool) -> tuple[int, Any]:
         if params:
             url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         headers = {}
@@ -119,7 +198,9 @@ class DockerAPI:
         return self.get("/info")
 
     def version(self) -> dict:
-        return self.get("/version")
+        """``GET /version``: the document the negotiation read (one call per client)."""
+        self.negotiated_version()
+        return dict(self._version_doc or {})
 
     def inspect_container(self, name: str) -> dict | None:
         """Inspect output, or None if there is no such container."""

@@ -57,6 +57,7 @@ options:
     default: true
 requirements:
   - paramiko, lz4, zstandard (both ends)
+  - numpy (both ends, for the C(wkdm) codec)
 author:
   - edgemig developers (@edgemig)
 '''

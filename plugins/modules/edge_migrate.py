@@ -103,6 +103,8 @@ options:
     type: path
 requirements:
   - paramiko, lz4, zstandard (both ends)
+  - numpy (the source, for the default pre-copy path O(precopy=true), which indexes CRIU's pages and hashes the warm
+    rounds' memory with it; both ends for the C(wkdm) codec)
 author:
   - edgemig developers (@edgemig)
 '''

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: migration_receiver
 short_description: Install the pinned migration receiver on an edge host
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Writes the receiver of this collection (its sources, a launcher and a small config) into O(dir). Migrations
     into this host run that launcher; the sender sends no code and no paths, only the version it expects and

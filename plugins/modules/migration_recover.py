@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: migration_recover
 short_description: Resolve an interrupted migration - exactly one running copy, holding the address
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Three steps, run by C(playbooks/recover.yml) and by the rescue of C(playbooks/migrate.yml).
   - O(mode=inspect), on every edge host - what this host knows of the service - its migration record

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: migration_report
 short_description: Save a migration report as JSON, with a picture of its stages and stream timeline
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Writes O(report) to O(dest_dir)/O(name).json and, when matplotlib is importable on the host that runs
     the module (the controller, in C(playbooks/migrate.yml)), a PNG next to it showing the stages of the

@@ -25,8 +25,11 @@ Containers live in a dict (name -> inspect document). What it plays of dockerd:
 - ``GET /version``, ``GET /info``, ``GET /_ping``, ``GET /images/{name}/json``,
   ``GET /volumes/{name}``, ``POST /containers/create``.
 
-Any version prefix (``/v1.41``) is accepted and stripped. Each request is appended
-to ``calls`` as ``(method, path without prefix and query, query dict, json body)``.
+A version prefix (``/v1.41``) is stripped; as dockerd does, a version outside
+``min_api_version``-``api_version`` (default 1.12-1.41, Docker 20.10) is answered 400
+("client version 1.41 is too old. Minimum supported API version is 1.44 ...").
+Each request is appended to ``calls`` as ``(method, path without prefix and query,
+query dict, json body)``, and the version it carried (None: unversioned) to ``versions``.
 
 Tests use it through the ``fake_docker`` fixture (tests/security/conftest.py).
 """
@@ -49,7 +52,7 @@ from typing import Any
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI
 
-VERSION_PREFIX = re.compile(r"^/v\d+(\.\d+)?(?=/)")
+VERSION_PREFIX = re.compile(r"^/v(?P<version>\d+(\.\d+)?)(?=/)")
 ROUTES: list[tuple[str, re.Pattern, str]] = [
     (method, re.compile(f"^{pattern}$"), handler) for method, pattern, handler in (
         ("GET", r"/_ping", "ping"),
@@ -107,6 +110,9 @@ class FakeDocker:
         self.volumes: dict[str, dict] = {}
         self.execs: dict[str, dict] = {}
         self.calls: list[tuple[str, str, dict, Any]] = []
+        self.versions: list[str | None] = []
+        # The API range GET /version reports and versioned paths must lie in (Docker 20.10's).
+        self.api_version, self.min_api_version = "1.41", "1.12"
         self.restored_from: list[list[str]] = []
         self.info = {"DockerRootDir": self.data_root, "Driver": "overlay2", "ExperimentalBuild": True,
                      "ServerVersion": "20.10.24", "Name": "fake-docker"}
@@ -207,7 +213,9 @@ class FakeDocker:
 
     def serve(self, req: BaseHTTPRequestHandler) -> None:
         split = urllib.parse.urlsplit(req.path)
-        path = VERSION_PREFIX.sub("", split.path)
+        prefix = VERSION_PREFIX.match(split.path)
+        version = prefix.group("version") if prefix else None
+        path = split.path[prefix.end():] if prefix else split.path
         query = dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True))
         length = int(req.headers.get("Content-Length") or 0)
         raw = req.rfile.read(length) if length else b""
@@ -217,8 +225,12 @@ class FakeDocker:
             body = raw
         with self.lock:
             self.calls.append((req.command, path, query, body))
+            self.versions.append(version)
         status, payload, ctype = 404, {"message": f"page not found: {req.command} {path}"}, "application/json"
-        for method, pattern, handler in ROUTES:
+        refusal = self._version_refusal(version)
+        if refusal:
+            status, payload = 400, {"message": refusal}
+        for method, pattern, handler in [] if refusal else ROUTES:
             m = pattern.match(path)
             if m and method == req.command:
                 args = {k: urllib.parse.unquote(v) for k, v in m.groupdict().items()}
@@ -249,11 +261,25 @@ class FakeDocker:
             raise Reply(404, f"No such container: {ref}")
         return name
 
+    def _version_refusal(self, version: str | None) -> str | None:
+        """dockerd's answer to a version outside its range (None: served)."""
+        def key(v):
+            return tuple(int(p) for p in v.split("."))
+        if version is None:
+            return None
+        if key(version) < key(self.min_api_version):
+            return (f"client version {version} is too old. Minimum supported API version is "
+                    f"{self.min_api_version}, please upgrade your client to a newer version")
+        if key(version) > key(self.api_version):
+            return f"client version {version} is too new. Maximum supported API version is {self.api_version}"
+        return None
+
     def _ping(self, **_):
         return 200, b"OK"
 
     def _version(self, **_):
-        return 200, {"Version": self.info["ServerVersion"], "ApiVersion": "1.41", "MinAPIVersion": "1.12",
+        return 200, {"Version": self.info["ServerVersion"], "ApiVersion": self.api_version,
+                     "MinAPIVersion": self.min_api_version,
                      "Os": "linux", "Arch": "amd64", "Experimental": True}
 
     def _info(self, **_):

@@ -25,8 +25,11 @@ def test_inspect_start_stop_remove_by_name_and_id(fake_docker):
     api.stop_container("apache")                                                # 304: stopped either way
     assert not fake_docker.running("apache")
     assert api.remove_container("apache") is True and api.remove_container("apache") is False
-    assert ("GET", "/version", {}, None) not in fake_docker.calls
-    assert fake_docker.calls[0] == ("GET", "/containers/ghost/json", {}, None)  # version prefix stripped
+    # The client's first call asks the version, unversioned, once; then every path carries it.
+    assert fake_docker.calls[0] == ("GET", "/version", {}, None) and fake_docker.versions[0] is None
+    assert [c for c in fake_docker.calls if c[1] == "/version"] == [fake_docker.calls[0]]
+    assert fake_docker.calls[1] == ("GET", "/containers/ghost/json", {}, None)  # version prefix stripped
+    assert set(fake_docker.versions[1:]) == {"1.41"}
     assert fake_docker.calls_to("DELETE")[0][2] == {"force": "true", "v": "false"}
 
 

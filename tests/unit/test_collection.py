@@ -33,6 +33,45 @@ def test_galaxy_build(tmp_path):
         assert top not in ("bench", "lab", "reports", ".cache", ".hypothesis", ".benchmarks", ".ansible", ".git",
                            "Makefile", "ansible.cfg"), name
         assert "__pycache__" not in name and not (name.startswith("docs/") and name.endswith(".json")), name
+        # issue 24: no tests that import the unshipped bench/ and lab/, no bench pictures, no lab inventory
+        assert not name.startswith(("tests/unit", "tests/integration", "tests/security", "docs/img")), name
+        assert name not in ("inventory/lab.yml", "requirements-dev.txt"), name
+    for role in sorted(os.listdir(os.path.join(ROOT, "roles"))):
+        assert f"roles/{role}/README.md" in names, f"role {role} has no README.md (galaxy-importer refuses it)"
+    assert "requirements.yml" in names and "tests/sanity/ignore-2.19.txt" in names
+
+
+def test_declared_dependencies_match_the_collections_the_roles_use():
+    import re
+
+    import yaml
+    with open(os.path.join(ROOT, "galaxy.yml"), encoding="utf-8") as fh:
+        declared = set(yaml.safe_load(fh)["dependencies"])
+    used = set()
+    for top in ("roles", "playbooks"):
+        for dirpath, _dirs, files in os.walk(os.path.join(ROOT, top)):
+            for f in files:
+                if f.endswith((".yml", ".yaml")):
+                    with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
+                        used |= {m.group(1) for m in re.finditer(r"^\s*-?\s*([a-z_]+\.[a-z_]+)\.[a-z_]+:", fh.read(), re.M)}
+    used -= {"ansible.builtin", "edgemig.migration"}
+    assert used == declared
+    with open(os.path.join(ROOT, "requirements.yml"), encoding="utf-8") as fh:
+        assert {c["name"] for c in yaml.safe_load(fh)["collections"]} == declared
+
+
+def test_version_added_never_after_the_collections_version():
+    import yaml
+    with open(os.path.join(ROOT, "galaxy.yml"), encoding="utf-8") as fh:
+        version = tuple(int(p) for p in yaml.safe_load(fh)["version"].split("."))
+    for top in ("plugins", "roles"):
+        for dirpath, _dirs, files in os.walk(os.path.join(ROOT, top)):
+            for f in files:
+                with open(os.path.join(dirpath, f), encoding="utf-8", errors="replace") as fh:
+                    for line in fh:
+                        if line.strip().startswith("version_added:"):
+                            added = line.split(":", 1)[1].strip().strip("'\"")
+                            assert tuple(int(p) for p in added.split(".")) <= version, (f, added)
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -13,8 +13,8 @@ MU = receiver_install.PKG
 MU_DIR = os.path.dirname(receiver_install.__file__)
 
 # The Docker/CRIU side: containers, checkpoints, addresses, health.
-DOCKER = {"docker_api", "checkpoint", "containerd_dump", "criu_preflight", "container_spec", "switchover", "tmpfs_restore",
-          "health", "garp", "tcp_reset",
+DOCKER = {"docker_api", "daemon_config", "checkpoint", "containerd_dump", "criu_preflight", "container_spec", "switchover",
+          "tmpfs_restore", "health", "garp", "tcp_reset",
           "module_common"}
 # The stream engine, by side of the wire.
 WIRE = {"protocol"}
