@@ -48,6 +48,10 @@ edge_bip() { echo "172.30.$(edge_idx "$1").1/24"; }
 edge_sock() { echo "$RUN/$1/docker.sock"; }
 edge_cgroup() { echo "/edgemig-lab/$1"; }
 
+# pid_alive, pidfile_pid, exec_without_fds, wait_gone (shared with docker26.sh)
+# shellcheck source=lab/procutil.sh
+. "$(dirname "${BASH_SOURCE[0]}")/procutil.sh"
+
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 now() { date +%s.%N; }
@@ -81,15 +85,6 @@ check_tools() {
 }
 
 # ---------------------------------------------------------------- helpers
-# Alive and not a zombie (PID 1 on these machines is slow to reap orphans).
-pid_alive() {
-  local stat
-  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [ "${stat:0:1}" != Z ]
-}
-pidfile_pid() { if [ -s "$1" ]; then tr -dc 0-9 <"$1" || true; fi; }
 ns_exists() { [ -e "/var/run/netns/$1" ]; }
 
 # True if pid runs in the network namespace of edge.
@@ -222,21 +217,6 @@ Subsystem sftp internal-sftp
 EOF
 }
 
-# Replace this shell by "$@" with only fds 0-2 open. The lab's daemons (sshd,
-# dockerd and the containerd it starts) live on after lab.sh; whatever fd our
-# caller left open they would hold for ever. `flock /run/edgemig-lab.lock make
-# provision` left the lock held by the edges' dockerd and containerd that way.
-# Call it in a child: `( exec_without_fds cmd ... )` or `exec_without_fds cmd ... &`.
-exec_without_fds() {
-  local fd
-  for fd in /proc/"$BASHPID"/fd/*; do
-    fd=${fd##*/}
-    if (( fd > 2 )); then
-      exec {fd}>&- 2>/dev/null || true
-    fi
-  done
-  exec "$@"
-}
 
 start_sshd() {
   # Two locals: in one, cfg would be built from the caller's $e, not this one (SC2318).
@@ -387,18 +367,6 @@ descendants() {
   echo "${out[@]:-}"
 }
 
-# Wait until none of the pids is alive; up to $1 tenths of a second.
-wait_gone() {
-  local tenths=$1 i p alive
-  shift
-  for ((i = 0; i < tenths; i++)); do
-    alive=0
-    for p in "$@"; do pid_alive "$p" && alive=1 && break; done
-    [ "$alive" = 0 ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 cgroup_pids() {
   local e=$1

@@ -33,6 +33,16 @@ same call (:func:`check_images`): CRIU, run as root, follows a link, so a
 ``pages-1.img -> /etc/shadow`` sent by a hostile edge would hand that file to the
 restored service; a FIFO would hang the restore, a device open the host's.
 
+Every attempt first writes a fresh :data:`RESTORE_NONCE` file into the checkpoint
+directory. Docker tars that directory into containerd's content store and commits
+it by digest, refusing a digest already there ("failed to upload checkpoint to
+containerd: commit failed: content sha256:...: already exists"). Docker's own
+checkpoint call leaves exactly that blob behind (its tar of the same files) until
+containerd's next garbage collection: a restore on the same daemon right after it
+failed 2 of 5 times on Docker 26 / containerd 1.7 (docs/docker26.md). With the nonce
+no two restores ever hand containerd the same tar, on any Docker version; CRIU
+ignores a file it does not know.
+
 Standard library only (plus criu_images, for CRIU's stats): the receiver ships it.
 """
 from __future__ import annotations
@@ -239,6 +249,31 @@ def check_images(path: str, links: set[str]) -> None:
                 _plain_file(entry.path, st)
 
 
+# Not a CRIU image: makes each restore's tar (and so its digest in containerd) unique.
+RESTORE_NONCE = "edgemig-restore.nonce"
+
+
+def write_nonce(path: str) -> str:
+    """Write a fresh :data:`RESTORE_NONCE` into the checkpoint at ``path``; returns its contents.
+
+    Whatever is there under that name (a retry's nonce, or anything a sender put there,
+    a symlink included) is unlinked first, never followed; the new file is created
+    exclusively, a regular file with one link that :func:`check_images` lets through.
+    """
+    nonce = f"{time.time_ns()} {os.getpid()} {os.urandom(16).hex()}\n"
+    target = os.path.join(path, RESTORE_NONCE)
+    if os.path.lexists(target):
+        if os.path.isdir(target) and not os.path.islink(target):
+            raise UnsafeCheckpoint(f"checkpoint refused: {target} is a directory")
+        os.unlink(target)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, nonce.encode())
+    finally:
+        os.close(fd)
+    return nonce
+
+
 def discard(path: str | None) -> None:
     """Delete a checkpoint's images (a directory on the dump tmpfs, and the pages set aside
     beside it), and its parent once empty."""
@@ -275,6 +310,7 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float | None = Non
     links: set[str] = set()
     set_pages_aside(path, links)
     check_images(path, links)
+    write_nonce(path)
     images = image_sizes(path)
     since = time.time()
     docker_root = api.info()["DockerRootDir"]

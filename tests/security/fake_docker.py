@@ -16,7 +16,10 @@ Containers live in a dict (name -> inspect document). What it plays of dockerd:
   a custom checkpoint dir is refused as Docker 20.10 does; with a checkpoint and a
   real data root, ``<data root>/containers/<id>/checkpoints/<checkpoint>`` must be a
   directory (followed as Docker follows it) and what it holds is recorded in
-  ``restored_from``;
+  ``restored_from``; its "tar" (:func:`checkpoint_digest`) is committed to a content
+  store, ``blobs``, refused as Docker 26 / containerd 1.7 refuse it when that digest is
+  already there (:meth:`FakeDocker.leave_checkpoint_blob`: what Docker's own checkpoint
+  call leaves until containerd's next garbage collection);
 - ``POST .../stop`` (304 when stopped), ``DELETE /containers/...`` (409 for a running
   one without force), ``POST .../update``, ``POST .../checkpoints``;
 - ``POST .../exec``, ``POST /exec/{id}/start``, ``GET /exec/{id}/json`` (``exec_handler``
@@ -51,6 +54,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import RESTORE_NONCE
 
 VERSION_PREFIX = re.compile(r"^/v(?P<version>\d+(\.\d+)?)(?=/)")
 ROUTES: list[tuple[str, re.Pattern, str]] = [
@@ -73,6 +77,23 @@ ROUTES: list[tuple[str, re.Pattern, str]] = [
         ("GET", r"/exec/(?P<eid>[^/]+)/json", "exec_inspect"),
     )
 ]
+
+
+def checkpoint_digest(path: str) -> str:
+    """A stand-in for the digest of Docker's tar of a checkpoint directory: names, kinds,
+    sizes, link targets and contents, links not followed (as tar does)."""
+    h = hashlib.sha256()
+    for top, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(top, name)
+            h.update(os.path.relpath(full, path).encode() + b"\0")
+            if os.path.islink(full):
+                h.update(b"L" + os.readlink(full).encode())
+            else:
+                with open(full, "rb") as fh:
+                    h.update(b"F" + fh.read())
+    return "sha256:" + h.hexdigest()
 
 
 class Reply(Exception):
@@ -114,6 +135,7 @@ class FakeDocker:
         # The API range GET /version reports and versioned paths must lie in (Docker 20.10's).
         self.api_version, self.min_api_version = "1.41", "1.12"
         self.restored_from: list[list[str]] = []
+        self.blobs: set[str] = set()  # containerd's content store, as far as checkpoints go
         self.info = {"DockerRootDir": self.data_root, "Driver": "overlay2", "ExperimentalBuild": True,
                      "ServerVersion": "20.10.24", "Name": "fake-docker"}
         # cmd list -> (exit code, output); the default: every command succeeds, saying nothing.
@@ -122,6 +144,13 @@ class FakeDocker:
         self._server: socketserver.UnixStreamServer | None = None
 
     # -- state -------------------------------------------------------------------
+    def leave_checkpoint_blob(self, path: str) -> str:
+        """What Docker's checkpoint call leaves in containerd until its next GC: the blob of
+        the checkpoint's tar. A restore handing containerd the very same tar is refused."""
+        digest = checkpoint_digest(path)
+        self.blobs.add(digest)
+        return digest
+
     def add_container(self, name: str, running: bool = False, restart_policy: str = "no",
                       upper_dir: str | None = None, mounts: list[dict] | None = None,
                       image: str = "sha256:" + "ab" * 32, labels: dict | None = None) -> dict:
@@ -350,7 +379,11 @@ class FakeDocker:
             where = os.path.join(self.container_dir(name), "checkpoints", checkpoint)
             if not os.path.isdir(where):  # a stat: Docker follows the checkpoints link
                 raise Reply(404, f"checkpoint {checkpoint} does not exist for container {name}")
-            self.restored_from.append(sorted(os.listdir(where)))
+            digest = checkpoint_digest(where)
+            if digest in self.blobs:
+                raise Reply(500, "failed to upload checkpoint to containerd: commit failed: "
+                                 f"content {digest}: already exists")
+            self.restored_from.append(sorted(set(os.listdir(where)) - {RESTORE_NONCE}))  # images only
         c["State"].update(Running=True, Status="running", Pid=4242, StartedAt="now")
         return 204, b""
 

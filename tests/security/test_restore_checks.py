@@ -220,3 +220,41 @@ def test_switchover_refuses_a_sent_link_before_starting_anything(fake_docker, tm
         switchover.restore_and_switch({"docker_host": fake_docker.url, "name": "web", "checkpoint_dir": ckpt})
     no_start(fake_docker)
     assert not fake_docker.running("web")
+
+
+# --- containerd's content store: a restore's tar is never one containerd already holds -------
+
+def test_a_restore_right_after_dockers_own_checkpoint_call_is_not_refused_as_already_existing(fake_docker, tmp_path):
+    # Docker's checkpoint call leaves the blob of its tar of these very files until containerd's
+    # next GC; Docker 26 then refused the restore ("commit failed: ... already exists"), 2 of 5 times.
+    fake_docker.add_container("web")
+    ckpt = checkpoint(tmp_path)
+    fake_docker.leave_checkpoint_blob(ckpt)
+    tr.set_pages_aside(ckpt)
+    fake_docker.leave_checkpoint_blob(ckpt)                                      # and as a failed attempt left it
+    tr.start_from_checkpoint(fake_docker.api(), "web", ckpt)
+    assert fake_docker.running("web") and fake_docker.restored_from == [["core-1.img", "pages-1.img"]]
+
+
+def test_the_fake_refuses_a_tar_it_already_holds(fake_docker, tmp_path):
+    # The fake plays the refusal (else the test above proves nothing): the same files, no nonce.
+    fake_docker.add_container("web")
+    ckpt = checkpoint(tmp_path)
+    os.symlink(os.path.dirname(ckpt), os.path.join(fake_docker.container_dir("web"), "checkpoints"))
+    fake_docker.leave_checkpoint_blob(ckpt)
+    with pytest.raises(DockerAPIError, match=r"commit failed: content sha256:[0-9a-f]{64}: already exists"):
+        fake_docker.api().start_container("web", checkpoint="edgemig")
+    assert not fake_docker.running("web")
+
+
+def test_each_attempt_writes_a_fresh_nonce_and_never_follows_one_it_finds(fake_docker, tmp_path):
+    ckpt = checkpoint(tmp_path)
+    first = tr.write_nonce(ckpt)
+    assert tr.write_nonce(ckpt) != first
+    secret = tmp_path / "secret"
+    secret.write_text("keep")
+    nonce = os.path.join(ckpt, tr.RESTORE_NONCE)
+    os.unlink(nonce)
+    os.symlink(str(secret), nonce)                                                # a sender's link
+    tr.write_nonce(ckpt)
+    assert secret.read_text() == "keep" and not os.path.islink(nonce) and os.stat(nonce).st_nlink == 1

@@ -17,6 +17,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker_api impor
     DockerAPIError,
     already_running_message,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import RESTORE_NONCE
 
 
 class ModuleExit(Exception):
@@ -152,7 +153,7 @@ class FakeDockerAPI:
                                  "checkpoints", checkpoint)
             if not os.path.isdir(where):
                 raise DockerAPIError(404, f"checkpoint {checkpoint} does not exist for container {name}")
-            self.restored_from.append(sorted(os.listdir(where)))
+            self.restored_from.append(sorted(set(os.listdir(where)) - {RESTORE_NONCE}))  # images only
         self.containers[key]["State"].update(Running=True, Status="running")
 
     def stop_container(self, name: str, timeout_s: int = 10) -> None:

@@ -193,6 +193,7 @@ def test_a_failed_restore_keeps_our_images_for_a_retry_and_deletes_containerds_c
         copy.mkdir()
         (copy / "core-1.img").write_bytes(b"c" * 300)
         os.symlink(os.readlink(ckpt / "pages-1.img"), copy / "pages-1.img")
+        (copy / tr.RESTORE_NONCE).write_bytes((ckpt / tr.RESTORE_NONCE).read_bytes())  # in the tar too
         raise DockerAPIError(500, "criu failed: type NOTIFY errno 0")
     api.start_container = start
     failed, res = run_module(mod, {"name": "apache", "stage": "restore", "dump_dir": str(tmp_path / "dumps")})
