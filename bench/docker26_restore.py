@@ -142,7 +142,7 @@ def run_once(api: DockerAPI, method: str, dump_root: str, data_root: str, wait: 
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--methods", default="docker,docker-wait,docker-tmpfs,docker-tmpfs-nolinks,ctr-tmpfs,ctr-copy")
     ap.add_argument("--wait", type=float, default=2.0, help="seconds before the docker-wait restore")
@@ -159,7 +159,7 @@ def main() -> int:
     rows = []
     try:
         for method in args.methods.split(","):
-            for _ in range(args.runs):
+            for _run in range(args.runs):
                 row = run_once(api, method, dump_root, env["D26_DATA_ROOT"], args.wait)
                 print(json.dumps(row), flush=True)
                 rows.append(row)

@@ -62,6 +62,6 @@ def test_checkpoint_and_restore_keep_the_process_state(d26, method):
     # docker-tmpfs*: the fallback dump, restored at once on the same daemon (a rollback): with
     # the pages left in place only the restore nonce keeps containerd from refusing the tar.
     bench, api, env, dump_root, _version = d26
-    for _ in range(3):
+    for _attempt in range(3):
         row = bench.run_once(api, method, dump_root, env["D26_DATA_ROOT"], 0)
         assert row["ok"], row

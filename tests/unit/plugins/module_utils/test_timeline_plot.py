@@ -36,8 +36,8 @@ def test_criu_shares_are_drawn_inside_their_stage_not_after_the_switch():
     report = {"stages_s": {"checkpoint_s": 0.16, "criu_frozen_s": 0.08, "criu_memdump_s": 0.01, "connect_s": 0.9,
                            "downtime_s": 0.64, "transfer_s": 0.07, "restore_s": 0.36, "health_s": 0.004,
                            "switch_s": 0.03, "criu_restore_s": 0.24, "criu_restore_stage_s": 0.21}}
-    assert [name for name, _secs in stages(report)] == ["connect", "checkpoint", "transfer", "restore", "health",
-                                                           "switch"]
+    order = ["connect", "checkpoint", "transfer", "restore", "health", "switch"]
+    assert [name for name, _secs in stages(report)] == order
     assert {(stage, name) for stage, name, _secs in nested(report)} == {
         ("checkpoint", "criu_frozen"), ("checkpoint", "criu_memdump"), ("restore", "criu_restore"),
         ("restore", "criu_restore_stage")}
