@@ -215,6 +215,7 @@ class FakeDocker:
                 pass
 
         class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            request_queue_size = 64  # socketserver's 5 refuses clients that connect at once on a busy machine
             daemon_threads = True
 
             def get_request(self):
