@@ -104,13 +104,6 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver import (
-    bring_up,
-    decide,
-    local_facts,
-    receiver_running,
-    stand_down,
-)
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
     clear_state,
     held_dir_for,
@@ -119,6 +112,13 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_state 
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
 from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR
+from ansible_collections.edgemig.migration.plugins.module_utils.recovery import (
+    bring_up,
+    decide,
+    local_facts,
+    receiver_running,
+    stand_down,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.ticket import warm_dir
 from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import restore_parent
 
