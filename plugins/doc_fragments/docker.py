@@ -12,4 +12,10 @@ options:
       - Falls back to the E(DOCKER_HOST) environment variable, then C(unix:///var/run/docker.sock).
     type: str
     aliases: [ docker_url ]
+attributes:
+  action_group:
+    description: Use C(group/edgemig.migration.docker) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - edgemig.migration.docker
 '''

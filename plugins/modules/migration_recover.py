@@ -14,7 +14,9 @@ description:
     checkpoint, whether the service address is here, and its held record (O(held_dir)), which says that a checkpoint
     stopped this container and which restart policy it took away; unlike the migration record it survives a reboot.
     A held record whose container is gone is removed.
-  - O(mode=decide), anywhere (no Docker needed) - the decision from the facts of all edge hosts (O(edges)). A source
+  - O(mode=decide), anywhere (no Docker needed) - the decision from the facts of all edge hosts (O(edges)); the same
+    pure function as the P(edgemig.migration.recovery_decision#filter) filter, which the playbooks use instead (no
+    module run just to compute); kept for compatibility. A source
     record that passed the commit point makes the target win, restored from the checkpoint it kept if it does not
     run; without one the source wins. A copy that passed the commit point is never removed unless it confirmed it
     cannot serve. A copy stopped by a checkpoint (held record) whose migration record is lost (a reboot emptied the
@@ -104,13 +106,6 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver import (
-    bring_up,
-    decide,
-    local_facts,
-    receiver_running,
-    stand_down,
-)
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
     clear_state,
     held_dir_for,
@@ -119,6 +114,13 @@ from ansible_collections.edgemig.migration.plugins.module_utils.migration_state 
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
 from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR
+from ansible_collections.edgemig.migration.plugins.module_utils.recovery import (
+    bring_up,
+    decide,
+    local_facts,
+    receiver_running,
+    stand_down,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.ticket import warm_dir
 from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import restore_parent
 

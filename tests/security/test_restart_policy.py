@@ -6,8 +6,9 @@ Two edges, each a fake dockerd on a unix socket (fake_docker.py: the real Docker
 every request is logged). The source's steps are the real ones the driver takes (``checkpoint.create``
 holds the policy, ``write_state`` records the phase); a reboot is what a reboot leaves: the dump tmpfs
 empty (migration records and dump gone), every container stopped, and dockerd starting again at boot
-whatever has a restart policy. The recovery is ``migration_recover`` (inspect, decide, converge) run as
-``playbooks/tasks/recover.yml`` runs it, against the edges' sockets.
+whatever has a restart policy. The recovery is ``migration_recover`` (inspect, converge) and the
+``recovery_decision`` filter (decide) run as
+``playbooks/tasks/recover.yml`` runs them, against the edges' sockets.
 
 On 6ca0e80 nothing recorded the held policy outside the tmpfs: after the reboot the source stayed
 stopped at policy ``no`` and the decision was "nothing to recover".
@@ -21,6 +22,7 @@ import sys
 import pytest
 from fake_docker import FakeDocker, Reply
 
+from ansible_collections.edgemig.migration.plugins.filter.recovery_decision import recovery_decision
 from ansible_collections.edgemig.migration.plugins.module_utils import checkpoint as ck, containerd_dump
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
     held_dir_for,
@@ -114,8 +116,7 @@ def recover(edges: dict[str, Edge | None]) -> dict:
         failed, res = run_module(mod, e.args(mode="inspect"))
         assert not failed, res
         seen[name] = res["facts"]
-    failed, res = run_module(mod, {"name": SVC, "mode": "decide", "edges": seen})
-    decision = res["decision"]
+    decision = recovery_decision(seen)  # on the controller, as tasks/recover.yml decides
     order = [e for e in edges if e != decision["winner"]] + ([decision["winner"]] if decision["winner"] else [])
     results = {}
     for name in order:

@@ -26,6 +26,9 @@ ENGINE = WIRE | SENDER | RECEIVER | ENDS
 # Leaves either side may import; they import only each other.
 SHARED = {"codecs", "wkdm", "dump_layout", "host_readiness", "timeline_plot", "criu_images", "progress",
           "migration_state", "ticket", "faults", "timeouts", "page_arrays", "options"}
+# The recovery sits above the Docker side and below the driver: it reads an edge's facts and
+# brings a copy up or down (Docker side, shared leaves); the driver's rollback is its bring_up.
+RECOVERY = {"recovery"}
 # The migration driver sits on top of both: it runs the Docker side (checkpoint,
 # rollback, address) and the source's end (ssh_stream), and only modules import it.
 DRIVER = {"migration_driver"}
@@ -53,7 +56,7 @@ def arrows(src: set[str], dst: set[str]) -> set[tuple[str, str]]:
 
 
 def test_every_module_is_placed():
-    groups = [DOCKER, WIRE, SENDER, RECEIVER, ENDS, SHARED, DRIVER]
+    groups = [DOCKER, WIRE, SENDER, RECEIVER, ENDS, SHARED, RECOVERY, DRIVER]
     for name in GRAPH:
         assert sum(name in g for g in groups) == 1, f"{name}.py: put it in exactly one group (and design.md)"
 
@@ -87,5 +90,15 @@ def test_the_driver_uses_the_ends_and_the_docker_side_not_the_stream_internals()
     # controller.parse_policy: the preflight refuses a bad policy before anything is frozen;
     # precopy.warm_up and process_memory.container_processes: the warm phase's policy and
     # which processes' memory it reads (the stream itself stays behind ssh_stream).
-    assert GRAPH["migration_driver"] <= DOCKER | ENDS | SHARED | {"controller", "precopy", "process_memory"}
+    assert GRAPH["migration_driver"] <= DOCKER | ENDS | SHARED | RECOVERY | {"controller", "precopy", "process_memory"}
     assert "ssh_stream" in GRAPH["migration_driver"] and "receiver" not in GRAPH["migration_driver"]
+
+
+def test_the_recovery_stands_on_the_docker_side_and_shared_leaves_only():
+    # No stream engine: migration_recover ships what it imports, and it streams nothing.
+    assert GRAPH["recovery"] <= DOCKER | SHARED
+
+
+def test_only_the_driver_imports_the_recovery():
+    # The driver's rollback is the recovery's bring_up; nothing lower may reach up to it.
+    assert arrows(set(GRAPH) - RECOVERY, RECOVERY) == {("migration_driver", "recovery")}

@@ -14,7 +14,7 @@ import os
 import pytest
 from fakes import CriuDocker, container
 
-from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as drv
+from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as drv, recovery
 from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError, RestartPolicyError
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
@@ -104,7 +104,9 @@ class Link:
 @pytest.fixture
 def world(monkeypatch, tmp_path):
     addr = {"source": True}
-    monkeypatch.setattr(drv, "set_address", lambda iface, a, present, *x, **kw: addr.update(source=present))
+    # The driver takes the address off; the rollback (recovery.bring_up) puts it back.
+    for owner in (drv, recovery):
+        monkeypatch.setattr(owner, "set_address", lambda iface, a, present, *x, **kw: addr.update(source=present))
     monkeypatch.setattr(drv, "interface_exists", lambda name: True)
     (tmp_path / "docker").mkdir()
     api = CriuDocker(containers={"mysql": container("mysql")}, info={"DockerRootDir": str(tmp_path / "docker")})
@@ -249,7 +251,7 @@ def test_after_the_commit_point_the_source_never_rolls_back(world, fault):
     tgt_facts = {"record": {"role": "target", "phase": target.phase}, "exists": target.phase != "fenced",
                  "running": target.serving, "has_checkpoint": target.has_checkpoint and target.phase != "fenced",
                  "checkpoint": None, "address_here": target.serving}
-    decision = drv.decide({"edge1": src_facts, "edge2": tgt_facts})
+    decision = recovery.decide({"edge1": src_facts, "edge2": tgt_facts})
     assert decision["winner"] == "edge2" and decision["complete"]
     assert decision["actions"] == {"edge1": "stop", "edge2": "serve"}   # removed once edge2 serves
     serving = [target.serving or decision["actions"]["edge2"] == "serve",
@@ -348,7 +350,7 @@ TGT_FENCED = {"role": "target", "phase": "fenced"}
     (facts(held=HELD), facts(held=HELD), None, {"edge1": "none", "edge2": "none"}, False),
 ])
 def test_recovery_decision_table(e1, e2, winner, actions, complete):
-    decision = drv.decide({"edge1": e1, "edge2": e2})
+    decision = recovery.decide({"edge1": e1, "edge2": e2})
     assert (decision["winner"], decision["actions"], decision["complete"]) == (winner, actions, complete), decision
     assert list(decision["actions"].values()).count("serve") <= 1
 
@@ -358,7 +360,7 @@ def test_never_removes_a_copy_past_the_commit_point():
     checkpoint is never stood down."""
     for running in (False, True):
         for record in (None, TGT_IN_DOUBT, TGT_COMMITTED):
-            d = drv.decide({"edge1": facts(SRC_COMMITTED), "edge2": facts(record, running=running, ckpt=True)})
+            d = recovery.decide({"edge1": facts(SRC_COMMITTED), "edge2": facts(record, running=running, ckpt=True)})
             assert d["actions"]["edge2"] == "serve", d
 
 
@@ -368,16 +370,16 @@ def test_bring_up_and_stand_down(world, tmp_path):
     ck = tmp_path / "dumps" / "w" / "edgemig"
     ck.mkdir(parents=True)
     (ck / "pages-1.img").write_bytes(b"x")
-    assert drv.bring_up(api, "mysql", str(ck), address="10.213.0.102", interface="eth0") == "checkpoint"
+    assert recovery.bring_up(api, "mysql", str(ck), address="10.213.0.102", interface="eth0") == "checkpoint"
     assert addr["source"] and api.containers["mysql"]["State"]["Running"]
     assert api.restored_from == [["pages-1.img"]] and not ck.exists()
-    assert drv.bring_up(api, "mysql", str(ck)) == "not_needed"
-    assert drv.stand_down(api, "mysql", address="10.213.0.102", interface="eth0", remove=False) == \
+    assert recovery.bring_up(api, "mysql", str(ck)) == "not_needed"
+    assert recovery.stand_down(api, "mysql", address="10.213.0.102", interface="eth0", remove=False) == \
         ["container stopped"] and not addr["source"]
-    assert drv.bring_up(api, "mysql", str(ck)) == "fresh_start"      # its images are gone: started fresh
-    assert drv.stand_down(api, "mysql") == ["container removed"] and "mysql" not in api.containers
+    assert recovery.bring_up(api, "mysql", str(ck)) == "fresh_start"      # its images are gone: started fresh
+    assert recovery.stand_down(api, "mysql") == ["container removed"] and "mysql" not in api.containers
     with pytest.raises(drv.DockerAPIError):
-        drv.bring_up(api, "mysql", str(ck))
+        recovery.bring_up(api, "mysql", str(ck))
 
 
 def test_local_facts_reads_the_record_and_the_kept_checkpoint(world, tmp_path):
@@ -386,18 +388,18 @@ def test_local_facts_reads_the_record_and_the_kept_checkpoint(world, tmp_path):
     ck = tmp_path / "dumps" / "mysql.restore" / "edgemig"
     ck.mkdir(parents=True)
     write_state(dumps, "mysql", "target", "in_doubt", checkpoint_dir=str(ck))
-    assert drv.local_facts(api, "mysql", dumps)["has_checkpoint"] is False      # an empty dir holds nothing
+    assert recovery.local_facts(api, "mysql", dumps)["has_checkpoint"] is False      # an empty dir holds nothing
     (ck / "pages-1.img").write_bytes(b"x")
-    f = drv.local_facts(api, "mysql", dumps)
+    f = recovery.local_facts(api, "mysql", dumps)
     assert f["record"]["phase"] == "in_doubt" and f["has_checkpoint"] and f["running"]
     assert f["checkpoint"] == str(ck)
     write_state(dumps, "mysql", "source", "committed", checkpoint_dir=str(ck))
-    f = drv.local_facts(api, "mysql", dumps)
+    f = recovery.local_facts(api, "mysql", dumps)
     assert f["checkpoint"] == str(ck) and not f["has_checkpoint"]               # a source's dump
 
 
 def test_receiver_running_finds_the_tag(monkeypatch, tmp_path):
-    assert drv.receiver_running("no-such-service-here") is False
+    assert recovery.receiver_running("no-such-service-here") is False
 
 
 @pytest.mark.parametrize("fault, held_after", [("stream", "unless-stopped"), (None, None)])
@@ -431,7 +433,7 @@ def test_bring_up_gives_the_restart_policy_back(world, tmp_path):
     api, _addr, _tmp = world
     api.containers["mysql"]["State"]["Running"] = False
     api.containers["mysql"]["HostConfig"]["RestartPolicy"] = {"Name": "no"}
-    assert drv.bring_up(api, "mysql", None, restart_policy={"Name": "always", "MaximumRetryCount": 0}) \
+    assert recovery.bring_up(api, "mysql", None, restart_policy={"Name": "always", "MaximumRetryCount": 0}) \
         == "fresh_start"
     assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "always"
 
@@ -449,7 +451,7 @@ def stopped_held(api, tmp_path, policy="always"):
 def test_bring_up_gives_back_the_held_policy_and_drops_the_record(world, tmp_path):
     api, addr, _tmp = world
     held_dir = stopped_held(api, tmp_path)
-    assert drv.bring_up(api, "mysql", None, address="10.213.0.102", interface="eth0", held_dir=held_dir) \
+    assert recovery.bring_up(api, "mysql", None, address="10.213.0.102", interface="eth0", held_dir=held_dir) \
         == "fresh_start"
     assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "always" and addr["source"]
     assert read_held(held_dir, "mysql") is None
@@ -461,7 +463,7 @@ def test_bring_up_finds_the_held_record_beside_the_dump_it_restores(world, tmp_p
     ck = tmp_path / "dumps" / "mysql-1" / "edgemig"
     ck.mkdir(parents=True)
     (ck / "pages-1.img").write_bytes(b"x")
-    assert drv.bring_up(api, "mysql", str(ck)) == "checkpoint"      # the driver's rollback passes no held_dir
+    assert recovery.bring_up(api, "mysql", str(ck)) == "checkpoint"      # the driver's rollback passes no held_dir
     assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert read_held(held_dir, "mysql") is None
 
@@ -470,7 +472,7 @@ def test_a_held_record_of_another_container_is_neither_used_nor_dropped(world, t
     api, _addr, _tmp = world
     held_dir = stopped_held(api, tmp_path)
     write_held(held_dir, "mysql", "an-older-mysql", {"Name": "always", "MaximumRetryCount": 0})
-    drv.bring_up(api, "mysql", None, held_dir=held_dir)
+    recovery.bring_up(api, "mysql", None, held_dir=held_dir)
     assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "no"
     assert read_held(held_dir, "mysql")["container"] == "an-older-mysql"
 
@@ -484,11 +486,11 @@ def test_a_refused_give_back_in_bring_up_is_an_error_that_says_so(world, tmp_pat
         raise DockerAPIError(500, "daemon is shutting down")
     api.update_container = refuse
     with pytest.raises(RestartPolicyError, match="could not be given back: it was 'unless-stopped'.*shutting down"):
-        drv.bring_up(api, "mysql", None, address="10.213.0.102", interface="eth0", held_dir=held_dir)
+        recovery.bring_up(api, "mysql", None, address="10.213.0.102", interface="eth0", held_dir=held_dir)
     assert api.containers["mysql"]["State"]["Running"] and addr["source"]   # it serves, only the policy is missing
     assert read_held(held_dir, "mysql") is not None                         # kept: the recovery tries again
     api.update_container = real
-    assert drv.bring_up(api, "mysql", None, held_dir=held_dir) == "not_needed"
+    assert recovery.bring_up(api, "mysql", None, held_dir=held_dir) == "not_needed"
     assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert read_held(held_dir, "mysql") is None
 
@@ -497,17 +499,17 @@ def test_a_refused_give_back_and_a_failed_health_check_are_both_named(world, tmp
     api, _addr, _tmp = world
     held_dir = stopped_held(api, tmp_path)
     api.fail["update_container"] = DockerAPIError(500, "no")
-    monkeypatch.setattr(drv, "wait_healthy", lambda *a: (False, 1.0, "connection refused"))
+    monkeypatch.setattr(recovery, "wait_healthy", lambda *a: (False, 1.0, "connection refused"))
     with pytest.raises(DockerAPIError, match="health check failed: connection refused; the restart policy"):
-        drv.bring_up(api, "mysql", None, health={"type": "tcp", "port": 1}, held_dir=held_dir)
+        recovery.bring_up(api, "mysql", None, health={"type": "tcp", "port": 1}, held_dir=held_dir)
 
 
 def test_stand_down_drops_the_held_record_only_with_the_container(world, tmp_path):
     api, _addr, _tmp = world
     held_dir = stopped_held(api, tmp_path)
-    assert drv.stand_down(api, "mysql", remove=False, held_dir=held_dir) == []
+    assert recovery.stand_down(api, "mysql", remove=False, held_dir=held_dir) == []
     assert read_held(held_dir, "mysql") is not None
-    assert drv.stand_down(api, "mysql", held_dir=held_dir) == ["container removed", "held restart policy dropped"]
+    assert recovery.stand_down(api, "mysql", held_dir=held_dir) == ["container removed", "held restart policy dropped"]
     assert read_held(held_dir, "mysql") is None
 
 
@@ -515,7 +517,7 @@ def test_local_facts_reports_the_held_record_and_sweeps_a_stale_one(world, tmp_p
     api, _addr, _tmp = world
     dumps = str(tmp_path / "dumps")
     held_dir = stopped_held(api, tmp_path)
-    f = drv.local_facts(api, "mysql", dumps)          # held_dir: beside the dumps by default
+    f = recovery.local_facts(api, "mysql", dumps)          # held_dir: beside the dumps by default
     assert f["held"]["restart_policy"]["Name"] == "always" and f["record"] is None and not f["running"]
     assert f["checkpoint"] is None                    # its dump went with the reboot
     # the dump is still there (the process died before its "frozen" record): restore from it
@@ -523,14 +525,14 @@ def test_local_facts_reports_the_held_record_and_sweeps_a_stale_one(world, tmp_p
     ck.mkdir(parents=True)
     (ck / "pages-1.img").write_bytes(b"x")
     write_held(held_dir, "mysql", api.containers["mysql"]["Id"], None, checkpoint_dir=str(ck))
-    assert drv.local_facts(api, "mysql", dumps)["checkpoint"] == str(ck)
+    assert recovery.local_facts(api, "mysql", dumps)["checkpoint"] == str(ck)
     # a record of a container that still exists under another name is not this one's and stays
     api.containers["old"] = dict(api.containers["mysql"], Id="old-id")
     write_held(held_dir, "mysql", "old-id", None)
-    assert drv.local_facts(api, "mysql", dumps)["held"] is None and read_held(held_dir, "mysql")
+    assert recovery.local_facts(api, "mysql", dumps)["held"] is None and read_held(held_dir, "mysql")
     # once that container is gone (the migration succeeded and the copy was removed) it is swept
     del api.containers["old"]
-    assert drv.local_facts(api, "mysql", dumps)["held"] is None and read_held(held_dir, "mysql") is None
+    assert recovery.local_facts(api, "mysql", dumps)["held"] is None and read_held(held_dir, "mysql") is None
 
 
 def test_rollback_gives_the_policy_back_and_a_success_keeps_the_record_until_the_copy_goes(world):
@@ -546,7 +548,7 @@ def test_rollback_gives_the_policy_back_and_a_success_keeps_the_record_until_the
     # the stopped source stays at "no" with its record until it is removed (migrate.yml's last step)
     assert read_held(held_dir, "mysql")["restart_policy"]["Name"] == "always"
     api.remove_container("mysql")
-    assert drv.local_facts(api, "mysql", str(tmp_path / "dumps"))["held"] is None
+    assert recovery.local_facts(api, "mysql", str(tmp_path / "dumps"))["held"] is None
     assert read_held(held_dir, "mysql") is None
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 from fakes import CriuDocker, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as driver
+from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as driver, recovery
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_state
 from ansible_collections.edgemig.migration.plugins.module_utils.precopy import WarmSession, WarmState
 from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import OutcomeUnknown, TransferError
@@ -78,8 +78,10 @@ def env(monkeypatch, tmp_path):
     monkeypatch.setattr(driver, "interface_exists", lambda name: True)
     monkeypatch.delenv("EDGEMIG_FAULTS", raising=False)
     addr_calls = []
-    monkeypatch.setattr(driver, "set_address",
-                        lambda iface, addr, present, *a, **kw: addr_calls.append((addr, present)) or True)
+    # The driver takes the address off; the rollback (recovery.bring_up) puts it back.
+    for owner in (driver, recovery):
+        monkeypatch.setattr(owner, "set_address",
+                            lambda iface, addr, present, *a, **kw: addr_calls.append((addr, present)) or True)
     (tmp_path / "docker").mkdir()
     api = use_api(monkeypatch, mod, CriuDocker(containers={"apache": container("apache")},
                                                info={"DockerRootDir": str(tmp_path / "docker")}))

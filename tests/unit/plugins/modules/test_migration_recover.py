@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fakes import CriuDocker, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as drv
+from ansible_collections.edgemig.migration.plugins.module_utils import recovery
 from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
     read_held,
@@ -20,8 +20,8 @@ from ansible_collections.edgemig.migration.plugins.modules import migration_reco
 @pytest.fixture
 def edge(monkeypatch, tmp_path):
     addr = {"here": False}
-    monkeypatch.setattr(drv, "set_address", lambda i, a, present, *x, **kw: addr.update(here=present) or True)
-    monkeypatch.setattr(drv, "address_present", lambda i, a: (addr["here"], "aa:bb:cc:dd:ee:ff"))
+    monkeypatch.setattr(recovery, "set_address", lambda i, a, present, *x, **kw: addr.update(here=present) or True)
+    monkeypatch.setattr(recovery, "address_present", lambda i, a: (addr["here"], "aa:bb:cc:dd:ee:ff"))
     monkeypatch.setattr(mod, "receiver_running", lambda name: False)
     (tmp_path / "docker").mkdir()
     api = use_api(monkeypatch, mod, CriuDocker(containers={"mysql": container("mysql", running=False)},
