@@ -22,7 +22,7 @@ import time
 import urllib.request
 
 import yaml
-from labutil import ROOT, env, playbook, running_on
+from labutil import INVENTORY, ROOT, env, playbook, running_on
 
 RULEBOOK = os.path.join(ROOT, "extensions", "eda", "rulebooks", "follow.yml")
 
@@ -45,9 +45,10 @@ def follow_inventory(directory: str) -> str:
     """What ``make follow-inventory`` makes: the lab inventory, its group_vars and an explicit localhost."""
     inv = os.path.join(directory, "inventory")
     os.makedirs(inv, exist_ok=True)
-    shutil.copy(os.path.join(ROOT, "inventory", "lab.yml"), os.path.join(inv, "lab.yml"))
+    shutil.copy(INVENTORY, os.path.join(inv, "hosts.yml"))
     shutil.copy(os.path.join(ROOT, "extensions", "eda", "controller.yml"), os.path.join(inv, "controller.yml"))
-    shutil.copytree(os.path.join(ROOT, "inventory", "group_vars"), os.path.join(inv, "group_vars"), dirs_exist_ok=True)
+    shutil.copytree(os.path.join(os.path.dirname(INVENTORY), "group_vars"), os.path.join(inv, "group_vars"),
+                    dirs_exist_ok=True)
     return inv
 
 

@@ -30,11 +30,11 @@ def test_installed_collection_migrates_from_the_users_directory(tmp_path):
     proc = run(["ansible-galaxy", "collection", "install", "--offline", "--force", "-p", str(collections), str(tarball)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
-    # The user's project: their inventory (the lab's hosts and the catalog), nothing else.
+    # The user's project: their inventory (the lab's hosts and its catalog), nothing else.
     project = tmp_path / "project"
-    shutil.copytree(os.path.join(ROOT, "inventory"), project / "inventory")
+    shutil.copytree(os.path.join(ROOT, "inventory", "lab"), project / "inventory" / "lab")
     env = {"ANSIBLE_COLLECTIONS_PATH": str(collections)}
-    inv = ["-i", "inventory/lab.yml"]
+    inv = ["-i", "inventory/lab/hosts.yml"]
     proc = run(["ansible-playbook", "edgemig.migration.deploy", *inv, "-e", "svc=apache"], cwd=str(project),
                extra_env=env)
     assert proc.returncode == 0, proc.stdout[-5000:]
