@@ -1,7 +1,7 @@
 # edgemig.migration - see README.md.
 SHELL := /bin/bash
 PYTHON ?= python3
-INVENTORY ?= inventory/lab.yml
+INVENTORY ?= inventory/lab/hosts.yml
 SVC ?= apache
 COLL := .cache/collections/ansible_collections/edgemig/migration
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
@@ -109,6 +109,7 @@ build: collection-link
 # built tarball, as Galaxy runs it on upload; ~50 s, offline once installed. Its
 # "couldn't resolve module/action 'ansible.posix.mount'" warnings come from the importer not
 # installing galaxy.yml's dependencies; "No changelog found" until a release (antsibull-changelog).
+# It writes importer_result.json into the directory it runs in: ignored by git and by the build.
 GALAXY_VENV := .cache/galaxy-importer-venv
 galaxy-check: build
 	@test -x $(GALAXY_VENV)/bin/python || { $(PYTHON) -m venv $(GALAXY_VENV) && $(GALAXY_VENV)/bin/pip install -q galaxy-importer; }
@@ -146,13 +147,13 @@ soak: provision
 # FOLLOW_TOKEN=<token> make follow: that token instead (passed from the environment, -E FOLLOW_TOKEN,
 # never on a command line). Users, their services, the edges events may name, the hysteresis: $(FOLLOW_VARS).
 # ansible-rulebook copies the inventory it is given into each run: a directory with the lab
-# inventory and its group_vars (the catalog), not inventory/ (example.yml would come along).
+# inventory, its group_vars (the lab's catalog) and an explicit localhost (controller.yml).
 FOLLOW_VARS ?= extensions/eda/follow-vars.yml
 FOLLOW_PORT ?= 5055
 FOLLOW_INVENTORY := .cache/eda/inventory
 follow-inventory:
 	@mkdir -p $(FOLLOW_INVENTORY)
-	@cp $(INVENTORY) $(FOLLOW_INVENTORY)/lab.yml
+	@rm -f $(FOLLOW_INVENTORY)/lab.yml && cp $(INVENTORY) $(FOLLOW_INVENTORY)/hosts.yml
 	@cp extensions/eda/controller.yml $(FOLLOW_INVENTORY)/controller.yml
 	@rm -rf $(FOLLOW_INVENTORY)/group_vars && cp -r $(dir $(INVENTORY))group_vars $(FOLLOW_INVENTORY)/group_vars
 

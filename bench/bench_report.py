@@ -307,7 +307,7 @@ def _fig8_tables(res, made):
     a = L.append
     a("## Migration time vs bandwidth per method (Fig. 8)\n")
     if "fig8" in made:
-        a(f"![Fig. 8]({made['fig8']})\n")
+        a(figure("Fig. 8", made['fig8']))
     for svc in ("apache", "mysql", "tomcat"):
         rows = sel(res, service=svc, group="fig8")
         if not rows:
@@ -454,7 +454,7 @@ def _fig9(res, made):
     if f9:
         a("## Migration time vs fixed lz4 level (Fig. 9)\n")
         if "fig9" in made:
-            a(f"![Fig. 9]({made['fig9']})\n")
+            a(figure("Fig. 9", made['fig9']))
         keys = sorted({(r["service"], r["rate_mbit"]) for r in f9})
         a("| level | " + " | ".join(f"{s} @ {rate_name(r)}: time (ratio)" for s, r in keys) + " |")
         a("|---|" + "---|" * len(keys))
@@ -482,7 +482,7 @@ def _fig5(res, made):
     if f5:
         a("## Serial vs pipelined at the same settings (Fig. 5)\n")
         if "fig5" in made:
-            a(f"![Fig. 5]({made['fig5']})\n")
+            a(figure("Fig. 5", made['fig5']))
         a("| service | rate | policy | serial: transfer / migration time | pipelined: transfer / migration time | pipelined / serial (transfer) |")
         a("|---|---|---|---|---|---|")
         for s, rt in sorted({(r["service"], r["rate_mbit"]) for r in f5}):
@@ -504,7 +504,7 @@ def _ab(res, made):
     if abr:
         a("## Throughput and requests/s during a migration (Fig. 6/7)\n")
         if "ab" in made:
-            a(f"![Fig. 6/7]({made['ab']})\n")
+            a(figure("Fig. 6/7", made['ab']))
         a("`ab -q -r -c 100 -t 1 -s 2 http://10.213.0.101:4004/big.html` (512 KiB page) run back to back in "
           "1-second slices from the controller namespace for the whole window (like the paper's repeated ab "
           "runs); each point is one slice's completed requests/s and ab's transfer rate. A single long ab "
@@ -535,7 +535,7 @@ def _schedule(res, made):
     if sch:
         a("## Compression level and throughput under a changing rate\n")
         if "schedule" in made:
-            a(f"![schedule]({made['schedule']})\n")
+            a(figure("schedule", made['schedule']))
         for r in sch:
             steps = ", ".join(f"{s['t']:.1f} s: {s['rate_mbit']:g}" for s in r["schedule"])
             codecs = r.get("codecs") or {}
@@ -640,6 +640,13 @@ def _pc_cells(res):
                         key=lambda c: (PC_ORDER.index(c[0]) if c[0] in PC_ORDER else 9, c[1] == 0, c[1]))
 
 
+def figure(title: str, rel: str) -> str:
+    """A plot named by its path in the repository, as text, not as a link: the collection does not ship
+    docs/img (galaxy.yml's build_ignore), and every link of its docs resolves in the installed copy
+    (tests/unit/test_collection.py). ``rel`` is relative to docs/."""
+    return f"{title}: `docs/{rel}` in the repository (plots are not shipped with the collection).\n"
+
+
 def precopy_plot(data, img_dir):
     import matplotlib
     matplotlib.use("Agg")
@@ -739,7 +746,7 @@ def precopy_section(data, img_dir):
                       + ("" if r["sysbench"]["ran_through"] else " (no load after the migration)") for r in sb) + ".")
     a("")
     if img:
-        a(f"![client downtime vs rate, pre-copy vs stop-and-copy]({img})\n")
+        a(figure("client downtime vs rate, pre-copy vs stop-and-copy", img))
 
     # ---- main table
     a("### Per cell (median over the runs; every run's client downtime in brackets)\n")

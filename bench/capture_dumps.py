@@ -5,7 +5,7 @@
     flock /run/edgemig-lab.lock python3 bench/capture_dumps.py [apache mysql tomcat] [--force]
 
 For each service: start it on lab edge1 from its catalog entry
-(inventory/group_vars/all/catalog.yml: image, env, volumes; the container is
+(inventory/lab/group_vars/all/catalog.yml: image, env, volumes; the container is
 named ``bench-<svc>`` and publishes no host port so it never collides with a
 deployed service), put a little load / data in it (apache: requests; mysql:
 a table with a few thousand rows; tomcat: hits on /app/), then
@@ -45,7 +45,7 @@ def sh(*args, check=True, capture=True, input=None, host=SOCK) -> str:
 
 def catalog() -> dict:
     import yaml
-    with open(os.path.join(ROOT, "inventory/group_vars/all/catalog.yml"), encoding="utf-8") as fh:
+    with open(os.path.join(ROOT, "inventory/lab/group_vars/all/catalog.yml"), encoding="utf-8") as fh:
         return yaml.safe_load(fh)["edgemig_services"]
 
 

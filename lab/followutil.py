@@ -22,7 +22,7 @@ import time
 import urllib.request
 
 import yaml
-from labutil import ROOT, env, playbook, running_on
+from labutil import INVENTORY, ROOT, env, playbook, running_on
 
 RULEBOOK = os.path.join(ROOT, "extensions", "eda", "rulebooks", "follow.yml")
 
@@ -45,9 +45,10 @@ def follow_inventory(directory: str) -> str:
     """What ``make follow-inventory`` makes: the lab inventory, its group_vars and an explicit localhost."""
     inv = os.path.join(directory, "inventory")
     os.makedirs(inv, exist_ok=True)
-    shutil.copy(os.path.join(ROOT, "inventory", "lab.yml"), os.path.join(inv, "lab.yml"))
+    shutil.copy(INVENTORY, os.path.join(inv, "hosts.yml"))
     shutil.copy(os.path.join(ROOT, "extensions", "eda", "controller.yml"), os.path.join(inv, "controller.yml"))
-    shutil.copytree(os.path.join(ROOT, "inventory", "group_vars"), os.path.join(inv, "group_vars"), dirs_exist_ok=True)
+    shutil.copytree(os.path.join(os.path.dirname(INVENTORY), "group_vars"), os.path.join(inv, "group_vars"),
+                    dirs_exist_ok=True)
     return inv
 
 
@@ -55,7 +56,12 @@ class Rulebook:
     """ansible-rulebook with the follow rulebook; a context manager (stops it, and its runs, at exit)."""
 
     def __init__(self, services: dict | None = None, dwell_s: float = 3.0, ttl_s: float = 30.0,
-                 locations: dict | None = None, port: int | None = None, workdir: str | None = None):
+                 locations: dict | None = None, port: int | None = None, workdir: str | None = None,
+                 rulebook: str = RULEBOOK, cwd: str = ROOT, environ: dict | None = None):
+        """``rulebook``, ``cwd``, ``environ``: another rulebook (``edgemig.migration.follow``: the installed
+        collection's), started in another directory with another environment (default: this checkout's,
+        ``labutil.env()``, with every run's tasks timed)."""
+        self.rulebook, self.cwd, self.environ = rulebook, cwd, environ
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.dir = workdir or tempfile.mkdtemp(prefix="edgemig-follow-")
@@ -74,12 +80,15 @@ class Rulebook:
         vars_file = os.path.join(self.dir, "follow-vars.yml")
         with open(vars_file, "w") as fh:
             yaml.safe_dump(self.vars, fh)
-        e = env()
-        # Every follow run's tasks timed in the rulebook's log (what stands between event and freeze).
-        e.setdefault("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.profile_tasks")
-        cmd = ["ansible-rulebook", "-r", RULEBOOK, "-i", follow_inventory(self.dir), "--vars", vars_file, "-v"]
+        if self.environ is None:
+            e = env()
+            # Every follow run's tasks timed in the rulebook's log (what stands between event and freeze).
+            e.setdefault("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.profile_tasks")
+        else:
+            e = dict(self.environ)
+        cmd = ["ansible-rulebook", "-r", self.rulebook, "-i", follow_inventory(self.dir), "--vars", vars_file, "-v"]
         self.out = open(self.out_path, "w")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=self.out, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=e, stdout=self.out, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL,
                                      start_new_session=True)
         deadline = time.monotonic() + 90

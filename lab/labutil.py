@@ -21,13 +21,16 @@ from collections.abc import Callable
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INVENTORY = os.path.join(ROOT, "inventory", "lab.yml")
+INVENTORY = os.path.join(ROOT, "inventory", "lab", "hosts.yml")
+# The lab's service catalog lives with the lab's inventory (group_vars beside hosts.yml).
+CATALOG = os.path.join(ROOT, "inventory", "lab", "group_vars", "all", "catalog.yml")
+LAB_IMAGE_CACHE = "{{ inventory_dir }}/../../.cache/images"
 EDGES = ("edge1", "edge2")
 DOCKER = "/usr/bin/docker"  # the 20.10 client that matches the lab daemons
 
 
 def catalog() -> dict:
-    with open(os.path.join(ROOT, "inventory", "group_vars", "all", "catalog.yml")) as fh:
+    with open(CATALOG) as fh:
         return yaml.safe_load(fh)["edgemig_services"]
 
 
@@ -355,16 +358,22 @@ REGISTRY = "10.213.0.5:5000"
 
 
 def user_inventory(directory: str, services: dict) -> str:
-    """An inventory of the user's own, as a user makes one: the lab's hosts, the
-    collection's catalog plus ``services``. Returns the inventory file's path."""
+    """An inventory of the user's own, as a user makes one: ``directory/inventory/hosts.yml``
+    (the lab's hosts) and its ``group_vars`` (the lab's catalog plus ``services``); relative
+    build contexts and archives are taken from ``directory/inventory``. Returns the inventory file's path."""
     inv = os.path.join(directory, "inventory")
     os.makedirs(os.path.join(inv, "group_vars", "all"), exist_ok=True)
-    with open(os.path.join(ROOT, "inventory", "lab.yml")) as src, open(os.path.join(inv, "lab.yml"), "w") as dst:
-        dst.write(src.read())
+    with open(INVENTORY) as src:
+        hosts = src.read()
+    # The lab's image cache is <checkout>/.cache/images, two levels above inventory/lab/; this
+    # inventory is one level down: its cache stays <directory>/.cache/images.
+    assert LAB_IMAGE_CACHE in hosts, LAB_IMAGE_CACHE
+    with open(os.path.join(inv, "hosts.yml"), "w") as dst:
+        dst.write(hosts.replace(LAB_IMAGE_CACHE, "{{ inventory_dir }}/../.cache/images"))
     merged = {**catalog(), **services}
     with open(os.path.join(inv, "group_vars", "all", "catalog.yml"), "w") as fh:
         yaml.safe_dump({"edgemig_services": merged}, fh, sort_keys=False)
-    return os.path.join(inv, "lab.yml")
+    return os.path.join(inv, "hosts.yml")
 
 
 def run(cmd: list[str], cwd: str = ROOT, timeout: int = 900, extra_env: dict | None = None) -> subprocess.CompletedProcess:

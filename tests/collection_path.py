@@ -25,3 +25,10 @@ def ensure_collection_path() -> str:
     if COLLECTIONS not in sys.path:
         sys.path.insert(0, COLLECTIONS)
     return COLLECTIONS
+
+
+def user_env(collections: str) -> dict:
+    """A user's environment: none of this checkout's ANSIBLE_* settings, the given collections path only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_NOCOLOR="1")
+    return env

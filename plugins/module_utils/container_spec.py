@@ -25,7 +25,7 @@ CONFIG_KEYS = (
 )
 
 
-# Every field a catalog entry may have (inventory/group_vars/all/catalog.yml
+# Every field a catalog entry may have (inventory/example/group_vars/all/catalog.yml
 # documents them); anything else is a typo worth an error, not a silent no-op.
 CATALOG_FIELDS = frozenset((
     "image", "build", "archive", "command", "entrypoint", "env", "ports", "volumes", "address",

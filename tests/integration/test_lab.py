@@ -96,7 +96,7 @@ def test_segmentation_offload_off(edge: str) -> None:
 
 
 def test_ansible_ping() -> None:
-    res = run(["ansible", "-i", os.path.join(ROOT, "inventory", "lab.yml"), "edges",
+    res = run(["ansible", "-i", os.path.join(ROOT, "inventory", "lab", "hosts.yml"), "edges",
                "-m", "ansible.builtin.ping"], timeout=120, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
     assert res.stdout.count("pong") == len(EDGES)

@@ -49,3 +49,9 @@ def test_a_variant_cell_is_its_own_row_and_meets_its_own_target(tmp_path):
     assert "met (0.100 s under)" in text
     assert "holds >= 1024 MiB (`du` of the volume before each case: 1030, 1031 MiB)" in text
     assert "sysbench oltp_read_write (6 threads) + writer, client downtime, unshaped <= 3 s | not measured" in text
+
+
+def test_a_plot_is_named_by_its_repository_path_not_linked():
+    """The collection ships no docs/img: the generated docs name a plot as text (issue 24)."""
+    line = br.figure("Fig. 8", "img/fig8_time_vs_bandwidth.png")
+    assert "](" not in line and "`docs/img/fig8_time_vs_bandwidth.png`" in line

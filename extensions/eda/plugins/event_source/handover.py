@@ -7,7 +7,7 @@ An HTTP server (aiohttp, which ansible-rulebook itself depends on) on
 ``follow_policy.py`` (beside this file). Only *decisions* go on the queue, as
 ``{"edgemig": {"action": "prepare"|"go"|"cancel", "svc", "target", "plan",
 "gate", "done", ...}}``; the rulebook (extensions/eda/rulebooks/follow.yml)
-starts ``playbooks/migrate.yml`` with ``follow_gate`` for each ``prepare``. That run prepares the
+starts ``edgemig.migration.migrate`` (playbooks/migrate.yml) with ``follow_gate`` for each ``prepare``. That run prepares the
 target, then parks on ``GET <gate>`` until this source says go (freeze now)
 or no-go (remove the prepared container); it reports back on ``POST <done>``.
 So a handover that finds its target prepared costs no playbook start, no
