@@ -11,56 +11,71 @@ import sys
 
 from receiver_harness import install, launch
 
-from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install
-from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver_install
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import make_controller
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.stream_sender import AckState, StreamSender
 
 # -- the receiver bundle (what is shipped to the target) ---------------------
 
-MU = "ansible_collections.edgemig.migration.plugins.module_utils"
-MU_DIR = os.path.dirname(receiver_install.__file__)
+MU = receiver_install.PKG
+MU_DIR = os.path.dirname(os.path.dirname(receiver_install.__file__))
 # Sender-only code: never shipped to a target.
-SENDER_ONLY = {"stream_sender", "tree_reader", "ssh_stream", "controller", "netmon", "checkpoint", "precopy",
-               "process_memory", "container_spec", "tcp_reset", "module_common", "host_readiness"}
+SENDER_ONLY = {"docker.checkpoint", "docker.container_spec", "docker.tcp_reset", "docker.module_common",
+               "docker.host_readiness"}
 
 
-def imports_of(short: str) -> set[str]:
-    with open(os.path.join(MU_DIR, f"{short}.py"), encoding="utf-8") as fh:
-        found = receiver_install.module_utils_imports(fh.read(), f"{MU}.{short}")
-    return {name.rsplit(".", 1)[1] for name in found}
+def path_of(name: str) -> str:
+    """The file of a module_utils module or package (its ``__init__.py``)."""
+    path = os.path.join(MU_DIR, *name[len(MU) + 1:].split("."))
+    return os.path.join(path, "__init__.py") if os.path.isdir(path) else path + ".py"
+
+
+def imports_of(name: str) -> set[str]:
+    with open(path_of(name), encoding="utf-8") as fh:
+        found = receiver_install.module_utils_imports(fh.read(), name)
+    return {n[len(MU) + 1:] for n in found}
 
 
 def test_bundle_holds_exactly_what_the_receiver_imports():
     bundle = json.loads(receiver_install.receiver_bundle())
-    shipped = {name.rsplit(".", 1)[1] for name in bundle}
-    assert "receiver" in shipped
+    shipped = {name[len(MU) + 1:] for name in bundle}
+    assert "receiver.receiver" in shipped
     for short in shipped:
-        missing = imports_of(short) - shipped
+        missing = imports_of(f"{MU}.{short}") - shipped
         assert not missing, f"{short} imports {missing}, not in the bundle"
+        assert {p[len(MU) + 1:] for p in receiver_install.packages_of(f"{MU}.{short}")} <= shipped, short
     assert not shipped & SENDER_ONLY, f"sender-only code shipped: {shipped & SENDER_ONLY}"
-    assert shipped == {"receiver", "stream_receiver", "tree_writer", "warm_store", "protocol", "codecs", "wkdm",
-                       "switchover", "tmpfs_restore", "docker_api", "health", "garp", "migration_state",
-                       "criu_images",  # CRIU's restore stats (tmpfs_restore.criu_restore_stats)
-                       "ticket",  # the target's own word on what a stream may do
-                       "timeouts",  # its watchdog and COMMIT wait, sized from the sender's stall timeout
-                       "dump_layout",  # which checkpoint files are pages (tmpfs_restore.set_pages_aside)
-                       "page_arrays"}  # the page size and NumPy of wkdm and criu_images
+    assert not {name for name in shipped if name.split(".")[0] in ("sender", "driver")}, sorted(shipped)
+    assert shipped == {"receiver", "receiver.receiver", "receiver.stream_receiver", "receiver.tree_writer",
+                       "receiver.warm_store",
+                       "receiver.ticket",  # the target's own word on what a stream may do
+                       "wire", "wire.protocol", "wire.codecs", "wire.wkdm",
+                       "wire.criu_images",  # CRIU's restore stats (tmpfs_restore.criu_restore_stats)
+                       "wire.dump_layout",  # which checkpoint files are pages (tmpfs_restore.set_pages_aside)
+                       "wire.page_arrays",  # the page size and NumPy of wkdm and criu_images
+                       "docker", "docker.switchover", "docker.tmpfs_restore", "docker.docker_api", "docker.health",
+                       "docker.garp",
+                       "common", "common.migration_state",
+                       "common.timeouts"}  # its watchdog and COMMIT wait, sized from the sender's stall timeout
     for name, src in bundle.items():
-        with open(os.path.join(MU_DIR, name.rsplit(".", 1)[1] + ".py"), encoding="utf-8") as fh:
+        with open(path_of(name), encoding="utf-8") as fh:
             assert src == fh.read()
 
 
 def test_import_forms_are_understood():
-    src = ("from ansible_collections.edgemig.migration.plugins.module_utils.protocol import X\n"
-           "from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as w\n"
-           "import ansible_collections.edgemig.migration.plugins.module_utils.garp\n"
-           "from ..module_utils.health import y\n"
-           "from .codecs import z\n"
-           "from . import docker_api\n"
-           "def f():\n    from ansible_collections.edgemig.migration.plugins.module_utils.netmon import n\n"
+    src = ("from ansible_collections.edgemig.migration.plugins.module_utils.wire.protocol import X\n"
+           "from ansible_collections.edgemig.migration.plugins.module_utils.wire import wkdm as w\n"
+           "import ansible_collections.edgemig.migration.plugins.module_utils.docker.garp\n"
+           "from ..docker.health import y\n"
+           "from .stream_receiver import z\n"
+           "from . import ticket\n"
+           "def f():\n    from ansible_collections.edgemig.migration.plugins.module_utils.sender.netmon import n\n"
            "import os\nfrom ansible.module_utils.basic import AnsibleModule\n")
-    found = receiver_install.module_utils_imports(src, f"{MU}.receiver")
-    assert found == {f"{MU}.{m}" for m in ("protocol", "wkdm", "garp", "health", "codecs", "docker_api", "netmon")}
+    found = receiver_install.module_utils_imports(src, f"{MU}.receiver.receiver")
+    # ``from P import m`` names the package P as well (a member of its __init__ is imported that way).
+    assert found == {f"{MU}.{m}" for m in ("wire.protocol", "wire", "wire.wkdm", "docker.garp", "docker.health",
+                                           "receiver.stream_receiver", "receiver", "receiver.ticket",
+                                           "sender.netmon")}
 
 
 def stream_frames(src) -> bytes:

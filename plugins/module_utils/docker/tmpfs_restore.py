@@ -53,12 +53,12 @@ import shutil
 import stat
 import time
 
-from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import ImageError, read_stats
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
     DockerAPIError,
     already_running_message,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_pages_name
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.criu_images import ImageError, read_stats
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.dump_layout import is_pages_name
 
 CHECKPOINTS = "checkpoints"
 
