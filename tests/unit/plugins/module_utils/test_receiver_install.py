@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 from receiver_harness import install, launch
 
@@ -76,6 +77,40 @@ def test_import_forms_are_understood():
     assert found == {f"{MU}.{m}" for m in ("wire.protocol", "wire", "wire.wkdm", "docker.garp", "docker.health",
                                            "receiver.stream_receiver", "receiver", "receiver.ticket",
                                            "sender.netmon")}
+
+
+def test_bundle_runs_on_its_own_in_a_clean_interpreter(tmp_path):
+    """Installed apart from the checkout, the launcher's importer alone loads every module and
+    package of the bundle (packages as packages, from their shipped __init__), and the launcher
+    runs the receiver's own request check."""
+    d = tmp_path / "receiver"
+    receiver_install.install_receiver(str(d), sys.executable, [str(tmp_path / "docker")], str(tmp_path / "dumps"))
+    launcher = d / receiver_install.LAUNCHER_NAME
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ANSIBLE_COLLECTIONS_PATH")}
+    head, entry = launcher.read_text().split("from ansible_collections", 1)
+    assert "receiver.receiver import launch" in entry
+    probe = d / "probe.py"  # the launcher's importer, then every bundled name imported through it
+    checkout = (os.path.realpath(MU_DIR).split("/plugins/")[0], MU_DIR.split("/ansible_collections/")[0])
+    probe.write_text(head + f"checkout = {checkout!r}\n" + textwrap.dedent("""
+        import importlib
+        assert not [p for p in sys.path if p.startswith(checkout)], sys.path
+        for name in sorted(bundle):
+            mod = importlib.import_module(name)
+            assert isinstance(mod.__spec__.loader, _Edgemig), name
+            packaged = any(k.startswith(name + ".") for k in bundle)
+            assert hasattr(mod, "__path__") == packaged, name
+        from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver
+        print(json.dumps(receiver.parse_request(["--expect-version", "0" * 16, "--ticket", "0" * 32])))
+        """))
+    out = subprocess.run([sys.executable, "-I", str(probe)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=False, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.splitlines()[-1])["ticket"] == "0" * 32
+    # The launcher itself, as sshd runs it: the receiver (in its package) parses and refuses a stale version.
+    env["SSH_ORIGINAL_COMMAND"] = f"{launcher} --expect-version 0000000000000000 --ticket {'0' * 32}"
+    out = subprocess.run([str(launcher)], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+                         timeout=60)
+    assert "the sender's is 0000000000000000" in json.loads(out.stdout.splitlines()[-1])["error"], out
 
 
 def stream_frames(src) -> bytes:
