@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import os
+import re
+
+import pytest
 
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver_install
 
 MU = receiver_install.PKG
 MU_DIR = os.path.dirname(os.path.dirname(receiver_install.__file__))
+DESIGN = os.path.join(MU_DIR, "..", "..", "docs", "design.md")
 
 # Which packages the files of a package may import, besides their own package; bottom to top.
 MAY_IMPORT = {
@@ -105,6 +109,16 @@ def test_every_glue_arrow_exists():
     assert {(a, b) for a, b in GLUE if b in GRAPH.get(a, ())} == GLUE
 
 
+@pytest.mark.parametrize("arrow", [("wire.protocol", "docker.docker_api"), ("common.timeouts", "wire.protocol"),
+                                   ("receiver.tree_writer", "sender.stream_sender"),
+                                   ("sender.stream_sender", "receiver.tree_writer"),
+                                   ("docker.switchover", "driver.recovery"), ("docker.checkpoint", "sender"),
+                                   ("receiver.receiver", "docker.checkpoint")])
+def test_a_breach_is_caught(arrow):
+    a, b = arrow
+    assert breaches({**GRAPH, a: GRAPH.get(a, set()) | {b}}) == {arrow}
+
+
 def test_only_modules_import_the_driver():
     assert arrows(GRAPH, lambda a: package_of(a) != "driver", lambda b: package_of(b) == "driver") == set()
 
@@ -118,3 +132,18 @@ def test_the_recovery_stands_on_the_docker_side_and_common_only():
     # No stream engine: migration_recover ships what it imports, and it streams nothing.
     assert {package_of(b) for b in GRAPH["driver.recovery"]} <= {"docker", "common", "wire"}
     assert arrows(GRAPH, lambda a: a != "driver.migration_driver", lambda b: b == "driver.recovery") == set()
+
+
+def test_design_md_lists_every_file_once_in_its_package():
+    # docs/design.md, "Engine": one row per file, under the heading of its package.
+    with open(DESIGN, encoding="utf-8") as fh:
+        text = fh.read()
+    engine = text[text.index("## Engine (plugins/module_utils)"):text.index("## Modules (plugins/modules)")]
+    listed, package = [], None
+    for line in engine.splitlines():
+        heading = re.match(r"^### `(\w+)/`", line)
+        package = heading.group(1) if heading else package
+        listed += [f"{package}.{m}" for m in re.findall(r"^\| `(\w+)\.py` \|", line)]
+    modules = sorted(name for name in FILES if "." in name)
+    assert sorted(listed) == modules, (sorted(set(modules) - set(listed)), sorted(set(listed) - set(modules)))
+    assert len(listed) == len(set(listed)), "a file listed twice"
