@@ -661,7 +661,7 @@ class Podman:
             ru3 = resource.getrusage(resource.RUSAGE_CHILDREN)
             # 5. restore (the images where the import unpacked them), health, address
             t = time.monotonic()
-            self.start_from_checkpoint(api_d, cid, os.path.join(tmp, "edgemig"), timeout=300)
+            self.start_from_checkpoint(api_d, cid, os.path.join(tmp, "edgemig"))
             shutil.rmtree(tmp, ignore_errors=True)
             stages["restore_s"] = round(time.monotonic() - t, 4)
             ok, health_s, reason = in_netns(dst, self.wait_healthy, spec.get("health"), api_d, cid)

@@ -292,7 +292,7 @@ def restore(module, api) -> None:
     error = None
     from_checkpoint = True
     try:
-        start_from_checkpoint(api, cid, ckpt, timeout=300)
+        start_from_checkpoint(api, cid, ckpt)
     except (DockerAPIError, OSError) as exc:
         error = f"restore of {p['name']!r} from checkpoint {ckpt!r} failed: {exc}"
     if error and p["fallback_start"]:

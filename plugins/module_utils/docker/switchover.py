@@ -88,7 +88,7 @@ def restore_and_switch(spec: dict) -> dict:
     t0 = time.monotonic()
     try:
         cid = prepared_container(api, spec)
-        criu = start_from_checkpoint(api, cid, spec["checkpoint_dir"], timeout=300)
+        criu = start_from_checkpoint(api, cid, spec["checkpoint_dir"])
     except DockerAPIError as exc:
         raise SwitchoverError(f"restore of {spec['name']!r} from its checkpoint failed: {exc.message}") from None
     except OSError as exc:

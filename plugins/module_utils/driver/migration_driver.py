@@ -35,6 +35,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.common.migration
 from ansible_collections.edgemig.migration.plugins.module_utils.common.options import MigrationOptions
 from ansible_collections.edgemig.migration.plugins.module_utils.common.timeouts import (
     confirm_timeout_s,
+    outcome_limit_s,
     outcome_silence_s,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.checkpoint import CheckpointError, create
@@ -52,7 +53,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_co
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import interface_exists, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.tcp_reset import established_peers, poke_clients
 from ansible_collections.edgemig.migration.plugins.module_utils.driver.progress import ProgressFile, stream_progress
-from ansible_collections.edgemig.migration.plugins.module_utils.driver.recovery import RESTORE_TIMEOUT_S, bring_up
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.recovery import bring_up
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import warm_up
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.process_memory import container_processes
@@ -327,7 +328,7 @@ class MigrationDriver:
     def switched(self, result: dict, t0: float) -> dict:
         # Bounded by what the target may legitimately take (restore, health,
         # address), and by silence: it sends a heartbeat every 2 s.
-        limit = RESTORE_TIMEOUT_S + self.health_timeout + 30.0
+        limit = outcome_limit_s(self.health_timeout)
         silence = outcome_silence_s(self.p["stall_timeout"])
         final = self.conn.outcome(limit, silence)
         self.phase = "switched"

@@ -39,8 +39,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_res
     start_from_checkpoint,
 )
 
-RESTORE_TIMEOUT_S = 300.0  # docker start --checkpoint, as switchover.restore_and_switch asks
-
 
 # ---------------------------------------------------------------- what an edge knows
 def receiver_running(name: str) -> bool:
@@ -233,7 +231,7 @@ def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str
             try:
                 if not holds_images(checkpoint_path):
                     raise DockerAPIError(0, "no checkpoint to restore from")
-                start_from_checkpoint(api, name, checkpoint_path, timeout=RESTORE_TIMEOUT_S)
+                start_from_checkpoint(api, name, checkpoint_path)
             except (DockerAPIError, OSError):
                 how = "fresh_start"
                 api.start_container(name, allow_running=True)

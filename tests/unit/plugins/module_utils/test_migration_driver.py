@@ -14,6 +14,7 @@ import os
 import pytest
 from fakes import CriuDocker, container
 
+from ansible_collections.edgemig.migration.plugins.module_utils.common import timeouts
 from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import (
     read_held,
     read_state,
@@ -86,7 +87,7 @@ class Link:
             self.target.phase = "in_doubt"
 
     def outcome(self, limit, silence):
-        assert limit <= drv.RESTORE_TIMEOUT_S + 60 and silence <= 60, "every wait after COMMIT is bounded"
+        assert limit <= timeouts.RESTORE_TIMEOUT_S + 60 and silence <= 60, "every wait after COMMIT is bounded"
         if self.fault in ("commit_lost", "final_lost"):
             raise OutcomeUnknown("receiver silent for 16 s after COMMIT (link or session lost)")
         if self.fault == "restore_fails":
@@ -277,7 +278,7 @@ def test_bounded_waits(world):
     target = Target()
     d = drv.MigrationDriver(api, params(tmp_path), stream_factory=Timed(target, None), poke=lambda *a: 0)
     d.run()
-    assert waits["stream"] == 60.0 and waits["outcome"] == (drv.RESTORE_TIMEOUT_S + 30 + 30, 16.0)
+    assert waits["stream"] == 60.0 and waits["outcome"] == (timeouts.RESTORE_TIMEOUT_S + 30 + 30, 16.0)
 
 
 def test_the_sender_names_the_ticket_and_nothing_of_the_targets_side(world):
