@@ -10,7 +10,7 @@ PLAY := ansible-playbook -i $(INVENTORY)
 
 .PHONY: help deps collection-link follow-inventory lab-up lab-down lab-status provision deploy migrate demo \
         check ruff sanity galaxy-check test test-unit test-integration test-faults molecule bench bench-precopy bench-stream soak build \
-        lint clean deps-eda follow bench-mobility
+        lint clean deps-eda follow bench-mobility deps-podman bench-floor
 
 help:
 	@echo "make demo      lab up, provision, deploy $(SVC) on edge1, migrate it to edge2, print the report"
@@ -33,6 +33,11 @@ deps-eda:
 	  || $(PYTHON) -m pip install -q -r requirements-eda.txt
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' && command -v javac >/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless; }
+
+# Podman (Debian's, with runc): the anchor of make bench-floor (issue 26), not needed by make test.
+deps-podman:
+	@command -v podman >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc; }
 
 collection-link:
 	@mkdir -p $(dir $(COLL))
