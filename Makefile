@@ -127,6 +127,12 @@ lint: collection-link
 bench-stream: provision
 	$(PYTHON) bench/stream_bench.py $(BENCH_ARGS)
 
+# The floor under the restore and the checkpoint (issue 26): each piece of Docker's, containerd's and
+# runc's work around CRIU's own, ours before/after each change, and Podman's, in one run on a lab edge.
+FLOOR_ARGS ?= --runs 5 --kinds bridge+lock+cold,bridge+lock,bridge+skip,none+skip,holder+skip --json docs/benchmarks-floor.json
+bench-floor: provision deps-podman
+	$(PYTHON) bench/floor_bench.py $(FLOOR_ARGS) $(BENCH_ARGS)
+
 bench: provision
 	$(PYTHON) bench/migration_bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)
 
