@@ -158,11 +158,11 @@ def fresh_container(api: DockerAPI, image: str, network: str) -> str:
     """``NAME`` from ``image``: bridge with a published port (as deploy makes the service), ``none``,
     or ``holder`` (joins the network namespace of a container made beforehand)."""
     api.remove_container(NAME)
+    api.remove_container(HOLDER)  # a holder kind's, with the port
     host_config: dict = {"NetworkMode": network}
     if network == "bridge":
         host_config["PortBindings"] = {"80/tcp": [{"HostPort": str(HOST_PORT)}]}
     elif network == "holder":
-        api.remove_container(HOLDER)
         hid = api.create_container(HOLDER, {"Image": image, "Entrypoint": ["sleep", "infinity"],
                                              "ExposedPorts": {"80/tcp": {}},
                                              "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": str(HOST_PORT)}]}}})
