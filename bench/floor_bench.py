@@ -311,7 +311,10 @@ def podman_image(api_host: str, image: str) -> None:
 
 def podman_fresh(image: str) -> None:
     podman("rm", "-f", "-t", "0", PODMAN_NAME, check=False)
-    podman("run", "-d", "--name", PODMAN_NAME, "--network", "none", image)
+    # Limits of our own: podman's defaults (nofile 1048576, nproc) are refused on this host
+    # ("error setting rlimit type 7: operation not permitted").
+    podman("run", "-d", "--name", PODMAN_NAME, "--network", "none", "--ulimit", "nofile=1024:1024",
+           "--ulimit", "nproc=4096:4096", image)
     time.sleep(1.0)
 
 
@@ -320,18 +323,23 @@ def podman_running() -> bool:
 
 
 def podman_stats(text: str) -> dict:
+    """``--print-stats``: podman's whole call, the runtime's (runc, with CRIU) and CRIU's, in seconds
+    (podman says microseconds)."""
     try:
         doc = json.loads(text)
     except ValueError:
         return {}
     out = {}
     for key, value in doc.items():
-        if isinstance(value, (int, float)) and key.endswith("duration"):
-            out[key.replace("_duration", "_s")] = round(value / 1e6, 4)  # microseconds
-    crit = doc.get("criu_statistics") or {}
-    for key in ("frozen_time", "restore_time", "forking_time"):
-        if key in crit:
-            out[f"criu_{key}_s"] = round(crit[key] / 1e6, 4)
+        if isinstance(value, (int, float)) and key.endswith("_duration"):
+            out[key.replace("_duration", "_s")] = round(value / 1e6, 4)
+    for stats in doc.get("container_statistics") or []:
+        for key, value in stats.items():
+            if isinstance(value, (int, float)) and key.endswith("_duration"):
+                out[key.replace("_duration", "_s")] = round(value / 1e6, 4)
+        for key, value in (stats.get("criu_statistics") or {}).items():
+            if key.endswith("_time"):
+                out[f"criu_{key[:-5]}_s"] = round(value / 1e6, 4)
     return out
 
 
