@@ -163,9 +163,9 @@ def fresh_container(api: DockerAPI, image: str, network: str) -> str:
     if network == "bridge":
         host_config["PortBindings"] = {"80/tcp": [{"HostPort": str(HOST_PORT)}]}
     elif network == "holder":
+        ports = {"80/tcp": [{"HostPort": str(HOST_PORT)}]}
         hid = api.create_container(HOLDER, {"Image": image, "Entrypoint": ["sleep", "infinity"],
-                                             "ExposedPorts": {"80/tcp": {}},
-                                             "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": str(HOST_PORT)}]}}})
+                                            "ExposedPorts": {"80/tcp": {}}, "HostConfig": {"PortBindings": ports}})
         api.start_container(hid)
         host_config = {"NetworkMode": f"container:{hid}"}
     body = {"Image": image, "HostConfig": host_config}
@@ -401,7 +401,7 @@ def print_table(results: dict) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--edge", default="edge2", choices=labutil.EDGES)
     ap.add_argument("--kinds", default="bridge+lock+cold,bridge+lock,bridge+skip",
