@@ -10,7 +10,7 @@ PLAY := ansible-playbook -i $(INVENTORY)
 
 .PHONY: help deps collection-link follow-inventory lab-up lab-down lab-status provision deploy migrate demo \
         check ruff sanity galaxy-check test test-unit test-integration test-faults molecule bench bench-precopy bench-stream soak build \
-        lint clean deps-eda follow bench-mobility
+        lint clean deps-eda follow bench-mobility deps-podman bench-floor
 
 help:
 	@echo "make demo      lab up, provision, deploy $(SVC) on edge1, migrate it to edge2, print the report"
@@ -33,6 +33,11 @@ deps-eda:
 	  || $(PYTHON) -m pip install -q -r requirements-eda.txt
 	@java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])' && command -v javac >/dev/null \
 	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless; }
+
+# Podman (Debian's, with runc): the anchor of make bench-floor (issue 26), not needed by make test.
+deps-podman:
+	@command -v podman >/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc; }
 
 collection-link:
 	@mkdir -p $(dir $(COLL))
@@ -121,6 +126,12 @@ lint: collection-link
 
 bench-stream: provision
 	$(PYTHON) bench/stream_bench.py $(BENCH_ARGS)
+
+# The floor under the restore and the checkpoint (issue 26): each piece of Docker's, containerd's and
+# runc's work around CRIU's own, ours before/after each change, and Podman's, in one run on a lab edge.
+FLOOR_ARGS ?= --runs 5 --kinds bridge+lock+cold,bridge+lock,bridge+skip,none+skip,holder+skip --json docs/benchmarks-floor.json
+bench-floor: provision deps-podman
+	$(PYTHON) bench/floor_bench.py $(FLOOR_ARGS) $(BENCH_ARGS)
 
 bench: provision
 	$(PYTHON) bench/migration_bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)

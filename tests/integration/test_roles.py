@@ -121,8 +121,8 @@ def test_criu_role_replaces_a_criu_that_fails_check(tmp_path):
 
     check = subprocess.run([str(wrapper_dir / "criu"), "check"], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert (tmp_path / "criu" / "runc.conf").read_text().splitlines()[-3:] == [
-        "tcp-close", "skip-in-flight", "file-locks"]
+    assert (tmp_path / "criu" / "runc.conf").read_text().splitlines()[-4:] == [
+        "tcp-close", "skip-in-flight", "file-locks", "network-lock skip"]
 
     second = run_role(tmp_path, "criu", *args, path=path)
     assert second.returncode == 0, second.stdout[-5000:]

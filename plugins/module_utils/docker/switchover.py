@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
@@ -67,9 +68,41 @@ def set_address(interface: str, address: str, present: bool, prefix: int = 32, g
     return changed
 
 
-def prepared_container(api: DockerAPI, spec: dict) -> str:
-    """The ID of the container the ticket names, checked: it exists under the service's name and is
-    not running (a running one would only answer "already started": never a restore)."""
+class DockerReady(threading.Thread):
+    """What the restore needs from Docker besides the container, asked while the source still serves.
+
+    A client that has negotiated its API version (``GET /version``) and Docker's data root
+    (``GET /info``: Docker 20.10 runs ``runc --version`` and ``docker-init --version`` for it,
+    ~10-20 ms): neither changes while dockerd runs, and both were on the downtime path
+    (docs/benchmarks.md, "The floor under the restore"). Started when the receiver starts,
+    long before the freeze; one that failed or has not finished leaves the restore to ask itself.
+    """
+
+    def __init__(self, spec: dict):
+        super().__init__(name="edgemig-docker-ready", daemon=True)
+        self.docker_host = spec.get("docker_host") or DEFAULT_DOCKER_HOST
+        self.api: DockerAPI | None = None
+        self.docker_root: str | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            api = DockerAPI(self.docker_host)
+            root = api.info()["DockerRootDir"]
+        except Exception:  # the restore asks again and reports what Docker says then
+            return
+        self.api, self.docker_root = api, root
+
+    def ready(self) -> tuple[DockerAPI | None, str | None]:
+        """(client, data root) when asked in time, else (None, None); never waits."""
+        if self.is_alive():
+            return None, None
+        return self.api, self.docker_root
+
+
+def prepared_inspect(api: DockerAPI, spec: dict) -> dict:
+    """The inspect of the container the ticket names, checked: it exists under the service's name and
+    is not running (a running one would only answer "already started": never a restore)."""
     ref = spec.get("container_id") or spec["name"]
     inspect = api.inspect_container(ref)
     if inspect is None:
@@ -78,17 +111,25 @@ def prepared_container(api: DockerAPI, spec: dict) -> str:
         raise SwitchoverError(f"container {ref} is not {spec['name']!r}: refusing to restore into it")
     if (inspect.get("State") or {}).get("Running"):
         raise SwitchoverError(f"container {spec['name']!r} already runs here: not restored from its checkpoint")
-    return inspect["Id"]
+    return inspect
 
 
-def restore_and_switch(spec: dict) -> dict:
+def prepared_container(api: DockerAPI, spec: dict) -> str:
+    """The ID of :func:`prepared_inspect`'s container."""
+    return prepared_inspect(api, spec)["Id"]
+
+
+def restore_and_switch(spec: dict, ready: DockerReady | None = None) -> dict:
     """``spec`` (from the ticket): docker_host, name, container_id, checkpoint_dir (the images on the dump
-    tmpfs), health, address, interface."""
-    api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
+    tmpfs), health, address, interface. ``ready``: the receiver's :class:`DockerReady`, if any."""
+    api, docker_root = ready.ready() if ready is not None else (None, None)
+    api = api or DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
     t0 = time.monotonic()
     try:
-        cid = prepared_container(api, spec)
-        criu = start_from_checkpoint(api, cid, spec["checkpoint_dir"])
+        inspect = prepared_inspect(api, spec)
+        cid = inspect["Id"]
+        criu = start_from_checkpoint(api, cid, spec["checkpoint_dir"], inspect=inspect,
+                                     docker_root=docker_root)
     except DockerAPIError as exc:
         raise SwitchoverError(f"restore of {spec['name']!r} from its checkpoint failed: {exc.message}") from None
     except OSError as exc:

@@ -287,7 +287,8 @@ def discard(path: str | None) -> None:
             pass  # not empty (a source's dump dir: the driver removes it) or gone
 
 
-def start_from_checkpoint(api, name: str, path: str, timeout: float = RESTORE_TIMEOUT_S) -> dict | None:
+def start_from_checkpoint(api, name: str, path: str, timeout: float = RESTORE_TIMEOUT_S, inspect: dict | None = None,
+                          docker_root: str | None = None) -> dict | None:
     """``docker start --checkpoint`` of ``name`` from the images in ``path`` (``<dir>/<checkpoint>``).
 
     Raises DockerAPIError (or OSError) when Docker refuses or CRIU fails; the
@@ -297,10 +298,13 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float = RESTORE_TI
     directory holding anything but directories, regular files and our own page links
     is refused (UnsafeCheckpoint, an OSError) before Docker hears of it.
     Returns CRIU's own account of the restore (:func:`criu_restore_stats`), None when not found.
+    ``inspect`` (of ``name``, just taken) and ``docker_root`` (Docker's data root) spare a call to
+    Docker each, on the downtime path, when the caller has them.
     """
     path = os.path.abspath(path.rstrip("/"))
     parent, checkpoint = os.path.split(path)
-    inspect = api.inspect_container(name)
+    if inspect is None:
+        inspect = api.inspect_container(name)
     if inspect is None:
         raise OSError(f"container {name!r} does not exist here")
     if (inspect.get("State") or {}).get("Running"):
@@ -314,7 +318,7 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float = RESTORE_TI
     write_nonce(path)
     images = image_sizes(path)
     since = time.time()
-    docker_root = api.info()["DockerRootDir"]
+    docker_root = docker_root or api.info()["DockerRootDir"]
     link = point_checkpoints_at(docker_root, inspect["Id"], parent)
     try:
         api.start_container(inspect["Id"], checkpoint=checkpoint, timeout=timeout)

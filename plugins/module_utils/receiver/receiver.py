@@ -48,6 +48,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.common.timeouts 
     receiver_idle_s,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import (
+    DockerReady,
     SwitchoverError,
     fence,
     interface_exists,
@@ -203,7 +204,7 @@ def await_commit(read: Callable[[int], bytes], timeout: float) -> tuple[str, str
 
 
 def commit_then_switch(spec: dict, read: Callable[[int], bytes], reply: Callable[[dict], None],
-                       commit_timeout: float, own_process: bool) -> dict:
+                       commit_timeout: float, own_process: bool, ready: DockerReady | None = None) -> dict:
     """The target's half of the commit point: wait for COMMIT, then restore, or fence on failure."""
     state_dir, name = spec.get("state_dir"), spec["name"]
     faults = spec.get("faults") or {}
@@ -242,7 +243,7 @@ def commit_then_switch(spec: dict, read: Callable[[int], bytes], reply: Callable
     try:
         if faults.get("pause_restore"):
             time.sleep(float(faults["pause_restore"]))  # fault suite: a window "in the middle of the restore"
-        result = restore_and_switch(spec)
+        result = restore_and_switch(spec, ready=ready)
     except Exception as exc:
         fenced = fence(spec)
         record("fenced" if fenced else "committed", error=str(exc)[:500])
@@ -482,6 +483,8 @@ def _receive(session: Session, inp, reply: Callable[[dict], None], own_process: 
     roots = session.roots
     hook = corrupt_every(session.corrupt_every) if session.corrupt_every else None
     reader = _CountingReader(inp)
+    # Docker's client and data root for the restore, asked now, while the source still serves.
+    ready = DockerReady(session.then_restore) if session.then_restore else None
     watchdog = _idle_watchdog(session, reader, reply)
 
     def failed() -> None:
@@ -505,7 +508,7 @@ def _receive(session: Session, inp, reply: Callable[[dict], None], own_process: 
         # The stream is verified: one round trip to the sender (COMMIT,
         # no Ansible in between), then restore at once.
         summary["switchover"] = commit_then_switch(session.then_restore, reader.read, reply,
-                                                   session.commit_timeout, own_process=own_process)
+                                                   session.commit_timeout, own_process=own_process, ready=ready)
     return summary
 
 

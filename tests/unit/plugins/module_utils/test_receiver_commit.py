@@ -27,8 +27,16 @@ COMMIT = P.json_frame(P.T_COMMIT, {"migration": "m1"})
 @pytest.fixture
 def target(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(receiver, "restore_and_switch",
-                        lambda spec: calls.append(("restore", spec["name"])) or {"restore_s": 0.1})
+    # Docker is not asked here (the restore is a fake): the receiver's DockerReady is a marker,
+    # and the fake restore notes whether it was handed that very one.
+    monkeypatch.setattr(receiver, "DockerReady", lambda spec: ("ready", spec["name"]))
+
+    def restore(spec, ready=None):
+        calls.append(("restore", spec["name"]))
+        if ready != ("ready", spec["name"]):
+            calls.append(("not ready", ready))
+        return {"restore_s": 0.1}
+    monkeypatch.setattr(receiver, "restore_and_switch", restore)
     monkeypatch.setattr(receiver, "fence", lambda spec: calls.append(("fence", spec["name"])) or True)
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -79,7 +87,7 @@ def test_commit_wait_is_bounded(target):
 def test_failed_restore_fences_before_answering(target, monkeypatch):
     calls, dest, spec, dumps = target
 
-    def broken(spec):
+    def broken(spec, ready=None):
         calls.append(("restore", spec["name"]))
         raise SwitchoverError("'mysql' was restored but its health check failed: exit 1")
     monkeypatch.setattr(receiver, "restore_and_switch", broken)

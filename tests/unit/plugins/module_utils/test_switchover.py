@@ -176,3 +176,36 @@ def test_a_stale_restore_log_is_not_blamed(ip, target):
     with pytest.raises(sw.SwitchoverError) as err:
         sw.restore_and_switch(spec)
     assert "CRIU says" not in str(err.value)
+
+
+class _Ready:
+    """A DockerReady that answered in time (the receiver started it before the freeze)."""
+
+    def __init__(self, api, root):
+        self.api, self.root = api, root
+
+    def ready(self):
+        return self.api, self.root
+
+
+def test_restore_with_docker_asked_before_the_freeze_asks_no_info(ip, target, monkeypatch):
+    api, spec = target
+    root = api.info()["DockerRootDir"]
+
+    def no_info():
+        raise AssertionError("GET /info on the downtime path")
+    monkeypatch.setattr(api, "info", no_info)
+    out = sw.restore_and_switch(spec, ready=_Ready(api, root))
+    assert api.calls == [("start", "apache-id-0123456789abcdef", "cp1")] and "restore_s" in out
+
+
+def test_restore_asks_docker_itself_when_ready_had_no_answer(ip, target):
+    api, spec = target
+    out = sw.restore_and_switch(spec, ready=_Ready(None, None))
+    assert api.calls == [("start", "apache-id-0123456789abcdef", "cp1")] and "restore_s" in out
+
+
+def test_docker_ready_without_docker_leaves_the_restore_to_ask(tmp_path):
+    ready = sw.DockerReady({"docker_host": f"unix://{tmp_path}/no-docker.sock"})
+    ready.join(10)
+    assert ready.ready() == (None, None)
