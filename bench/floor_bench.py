@@ -53,8 +53,8 @@ ensure_collection_path()
 import labutil  # noqa: E402
 from exec_trace import ExecTrace  # noqa: E402
 
-from ansible_collections.edgemig.migration.plugins.module_utils import checkpoint, switchover, tmpfs_restore  # noqa: E402
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import checkpoint, switchover, tmpfs_restore  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPI  # noqa: E402
 
 NAME = "floor-apache"
 HOLDER = "floor-netns"
