@@ -32,6 +32,9 @@ RECOVERY = {"recovery"}
 # The migration driver sits on top of both: it runs the Docker side (checkpoint,
 # rollback, address) and the source's end (ssh_stream), and only modules import it.
 DRIVER = {"migration_driver"}
+# An evacuation's plan and record (controller side, pure) and the parsers of an edge's load: they
+# import nothing of module_utils, and nothing of it imports them (filters and edge_load_info do).
+PLANNING = {"evacuation_plan", "evacuation_record", "edge_load"}
 # The one arrow from the engine into the Docker side: the receiver restores
 # the container the moment the stream is verified.
 GLUE = {("receiver", "switchover")}
@@ -56,7 +59,7 @@ def arrows(src: set[str], dst: set[str]) -> set[tuple[str, str]]:
 
 
 def test_every_module_is_placed():
-    groups = [DOCKER, WIRE, SENDER, RECEIVER, ENDS, SHARED, RECOVERY, DRIVER]
+    groups = [DOCKER, WIRE, SENDER, RECEIVER, ENDS, SHARED, RECOVERY, DRIVER, PLANNING]
     for name in GRAPH:
         assert sum(name in g for g in groups) == 1, f"{name}.py: put it in exactly one group (and design.md)"
 
@@ -102,3 +105,8 @@ def test_the_recovery_stands_on_the_docker_side_and_shared_leaves_only():
 def test_only_the_driver_imports_the_recovery():
     # The driver's rollback is the recovery's bring_up; nothing lower may reach up to it.
     assert arrows(set(GRAPH) - RECOVERY, RECOVERY) == {("migration_driver", "recovery")}
+
+
+def test_the_planning_stands_alone():
+    assert all(GRAPH[name] == set() for name in PLANNING)
+    assert {a for a, b in arrows(set(GRAPH) - PLANNING, PLANNING)} == set()
