@@ -30,7 +30,7 @@ options:
         C(near), C(user_facing), C(pullable) count).
       - C(seen), edge name -> M(edgemig.migration.edge_load_info)'s result, or null for an edge that did not answer;
         or that module's results looped over the edges (failed and unreachable ones count as null).
-      - C(interfaces), edge name -> its C(edgemig_address_interface) (empty when unset: it cannot take an address);
+      - C(interfaces), edge name -> its C(edgemig_address_interface) (empty when unset, so it cannot take an address);
         C(links), edge name -> C(edgemig_link_mbit), the rate of its link the plan assumes (100 when unset).
       - C(near), service -> the edge its users are near (optional; the catalog's C(near) otherwise).
       - C(only), the services to consider (optional; the return's record).

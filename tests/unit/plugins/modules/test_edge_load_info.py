@@ -48,8 +48,8 @@ class LoadAPI(FakeDockerAPI):
 
 
 def test_reports_containers_ports_images_and_changes_nothing(monkeypatch):
-    api = use_api(monkeypatch, mod, LoadAPI(containers={"apache": container("apache"),
-                                                         "idle": container("idle", running=False)}))
+    containers = {"apache": container("apache"), "idle": container("idle", running=False)}
+    api = use_api(monkeypatch, mod, LoadAPI(containers=containers))
     failed, res = run_module(mod, {"names": ["apache", "idle", "absent"]}, check_mode=True)
     assert not failed and res["changed"] is False
     assert res["containers"] == {"apache": {"running": True, "image_id": "sha256:img", "memory": 40_000_000},
