@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 import statistics
 
+# The unit of a referenced page in the pre-copy table (imported by migration_bench and the tests, both
+# with the collection on the path).
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.page_arrays import PAGE_SIZE
+
 METHODS = ["uncompressed", "podman", "paper", "model"]
 LABEL = {"uncompressed": "uncompressed serial", "podman": "Podman-style export", "paper": "paper controller",
          "model": "model controller (default)"}
@@ -883,7 +887,6 @@ def precopy_section(data, img_dir):
 
 
 FILL_TABLE_NAME = "bench_fill"
-PAGE_SIZE = 4096
 
 
 def write_precopy(data, path):

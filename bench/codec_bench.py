@@ -31,7 +31,7 @@ from collection_path import ensure_collection_path  # noqa: E402
 
 ensure_collection_path()
 
-from ansible_collections.edgemig.migration.plugins.module_utils import codecs  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import codecs  # noqa: E402
 
 DUMPER = r'''
 import json, sqlite3, struct, sys, zlib, decimal

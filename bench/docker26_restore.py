@@ -42,8 +42,12 @@ from collection_path import ensure_collection_path  # noqa: E402
 
 ensure_collection_path()
 
-from ansible_collections.edgemig.migration.plugins.module_utils import containerd_dump, tmpfs_restore  # noqa: E402
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError, _demux  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import containerd_dump, tmpfs_restore  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (  # noqa: E402
+    DockerAPI,
+    DockerAPIError,
+    _demux,
+)
 
 
 def d26_env() -> dict:

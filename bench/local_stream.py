@@ -9,11 +9,15 @@ import json
 import os
 import threading
 
-from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
-from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
-from ansible_collections.edgemig.migration.plugins.module_utils.precopy import WarmState
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender, keepalive
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import make_controller
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.netmon import NetMonitor
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import WarmState
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.stream_sender import (
+    AckState,
+    StreamSender,
+    keepalive,
+)
 
 
 def send_local(src_roots: list[tuple[str, str]], dest_roots: dict[str, str], policy: str = "model",

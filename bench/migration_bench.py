@@ -64,7 +64,7 @@ sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
 import labutil  # noqa: E402  (playbook(), docker(), running_on(), catalog())
 
-from ansible_collections.edgemig.migration.plugins.module_utils.receiver import clear_dir  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver import clear_dir  # noqa: E402
 
 LAB_LOCK = "/run/edgemig-lab.lock"
 EDGES = ("edge1", "edge2")
@@ -575,12 +575,14 @@ class Podman:
     the address. Every step runs after the previous one ended."""
 
     def __init__(self, sampler_hook=None):
-        from ansible_collections.edgemig.migration.plugins.module_utils import checkpoint, container_spec
-        from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI
-        from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
-        from ansible_collections.edgemig.migration.plugins.module_utils.switchover import set_address
+        from ansible_collections.edgemig.migration.plugins.module_utils.docker import checkpoint, container_spec
+        from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPI
+        from ansible_collections.edgemig.migration.plugins.module_utils.docker.health import wait_healthy
+        from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import set_address
         self.ck, self.cs, self.DockerAPI = checkpoint, container_spec, DockerAPI
-        from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import start_from_checkpoint
+        from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import (
+            start_from_checkpoint,
+        )
         self.wait_healthy, self.set_address = wait_healthy, set_address
         self.start_from_checkpoint = start_from_checkpoint
         self.hook = sampler_hook
@@ -659,7 +661,7 @@ class Podman:
             ru3 = resource.getrusage(resource.RUSAGE_CHILDREN)
             # 5. restore (the images where the import unpacked them), health, address
             t = time.monotonic()
-            self.start_from_checkpoint(api_d, cid, os.path.join(tmp, "edgemig"), timeout=300)
+            self.start_from_checkpoint(api_d, cid, os.path.join(tmp, "edgemig"))
             shutil.rmtree(tmp, ignore_errors=True)
             stages["restore_s"] = round(time.monotonic() - t, 4)
             ok, health_s, reason = in_netns(dst, self.wait_healthy, spec.get("health"), api_d, cid)

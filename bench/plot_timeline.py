@@ -5,7 +5,7 @@
     python3 bench/plot_timeline.py reports/migrate-<svc>-latest.json [-o out.png]
 
 The playbook draws this itself (module migration_report); this is for reports
-kept from earlier runs. The drawing is plugins/module_utils/timeline_plot.py.
+kept from earlier runs. The drawing is plugins/module_utils/driver/timeline_plot.py.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from collection_path import ensure_collection_path  # noqa: E402
 
 ensure_collection_path()
 
-from ansible_collections.edgemig.migration.plugins.module_utils.timeline_plot import plot  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.timeline_plot import plot  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,8 @@ from collection_path import ensure_collection_path  # noqa: E402
 
 ensure_collection_path()
 
-from ansible_collections.edgemig.migration.plugins.module_utils import criu_images, process_memory as pmem  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.sender import process_memory as pmem  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import criu_images  # noqa: E402
 
 PAGE = 4096
 

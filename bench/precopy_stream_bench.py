@@ -29,8 +29,8 @@ sys.path.insert(0, HERE)
 from local_stream import LocalSession, send_local  # noqa: E402
 from precopy_probe import start_churner  # noqa: E402  (also sets up the collection path)
 
-from ansible_collections.edgemig.migration.plugins.module_utils import process_memory as pmem  # noqa: E402
-from ansible_collections.edgemig.migration.plugins.module_utils.precopy import predict_final_detail  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.sender import process_memory as pmem  # noqa: E402
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import predict_final_detail  # noqa: E402
 
 
 def main() -> int:

@@ -91,7 +91,7 @@ def _collection_path() -> None:
 def driver() -> int:
     """Runs inside edge1's network namespace: one JSON job per stdin line."""
     _collection_path()
-    from ansible_collections.edgemig.migration.plugins.module_utils import ssh_stream
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender import ssh_stream
 
     out = sys.stdout
     for line in sys.stdin:
@@ -142,7 +142,7 @@ class Driver:
         self.n += 1
         # The target's side of the stream is a ticket, as the prepare stage writes it on a
         # real target (edge2's file system is this one in the lab).
-        from ansible_collections.edgemig.migration.plugins.module_utils import ticket
+        from ansible_collections.edgemig.migration.plugins.module_utils.receiver import ticket
         tid = ticket.issue(DEST_BASE, roots=job["dest"], clear=list(job["dest"]), create=list(job["dest"]))
         job = dict(job, id=self.n, ticket=tid)
         self.p.stdin.write(json.dumps(job) + "\n")
@@ -203,14 +203,14 @@ def roots_of(base: str) -> list[tuple[str, str]]:
 
 
 def tree_bytes(roots) -> int:
-    from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import walk_roots
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender.tree_reader import walk_roots
     return sum(st.st_size for _unused, _unused, full, st in walk_roots(roots) if os.path.isfile(full)
                and not os.path.islink(full))
 
 
 def make_slice(svc: str, mib: int) -> str:
     """First ``mib`` MiB of the dump's stream, as a tree of the same shape."""
-    from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import walk_roots
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender.tree_reader import walk_roots
     out = os.path.join(SLICES, f"{svc}-{mib}m")
     if os.path.exists(os.path.join(out, "DONE")):
         return out
@@ -475,7 +475,7 @@ def memory_test(gib: float) -> dict:
     with open(wrapper, "w") as fh:
         fh.write(RXMEM % (sys.executable, marker))
     os.chmod(wrapper, 0o755)
-    from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install
+    from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver_install
     receiver_install.install_receiver(RX_MEM_DIR, wrapper, [DEST_BASE], DEST_BASE)
     out = {"dump_bytes": tree_bytes(roots), "runs": []}
     # glibc keeps freed 1 MiB chunk buffers in per-thread arenas once its
@@ -523,7 +523,7 @@ def main() -> int:
     if args.driver:
         return driver()
     _collection_path()
-    from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install
+    from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver_install
     receiver_install.install_receiver(RX_DIR, sys.executable, [DEST_BASE], DEST_BASE)
     if args.quick:
         args.dumps, args.rates = "tomcat", "20,1000"

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install, ticket
-from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import receiver_request
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver_install, ticket
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import receiver_request
 
 
 @dataclass

@@ -50,7 +50,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.edgemig.migration.plugins.filter.literal import literal
-from ansible_collections.edgemig.migration.plugins.module_utils.evacuation_record import outcome
+from ansible_collections.edgemig.migration.plugins.module_utils.planning.evacuation_record import outcome
 
 
 def evacuation_outcome(plan: Any, done: Any, record: Any = None) -> dict:

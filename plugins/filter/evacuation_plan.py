@@ -62,13 +62,13 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.edgemig.migration.plugins.filter.literal import literal
-from ansible_collections.edgemig.migration.plugins.module_utils.evacuation_plan import (
+from ansible_collections.edgemig.migration.plugins.module_utils.planning.evacuation_plan import (
     PlanError,
     plan,
     plan_lines,
     request_from_facts,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.evacuation_record import planned
+from ansible_collections.edgemig.migration.plugins.module_utils.planning.evacuation_record import planned
 
 
 def evacuation_plan(ask: Any) -> dict:

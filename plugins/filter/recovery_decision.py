@@ -53,7 +53,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.edgemig.migration.plugins.filter.literal import literal
-from ansible_collections.edgemig.migration.plugins.module_utils.recovery import decide
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.recovery import decide
 
 
 def recovery_decision(edges: Any) -> dict:

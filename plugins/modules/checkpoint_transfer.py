@@ -91,16 +91,16 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import pair_volumes
-from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
-from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.container_spec import pair_volumes
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.ticket import ROOT_NAME
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import parse_policy
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import (
     HAS_PARAMIKO,
     PARAMIKO_IMPORT_ERROR,
     TARGET_OPTIONS,
     TransferError,
     send_over_ssh,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.ticket import ROOT_NAME
 
 
 def main() -> None:

@@ -145,10 +145,10 @@ import shutil
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError, create
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
-from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DEFAULT_DUMP_DIR
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.checkpoint import CheckpointError, create
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import DOCKER_ARGS, docker_api
 
 
 def main() -> None:

@@ -146,17 +146,17 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import upper_dir, volumes
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.faults import read_faults
-from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
-from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR, MigrationOptions
-from ansible_collections.edgemig.migration.plugins.module_utils.ticket import issue, revoke, warm_dir
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.faults import read_faults
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DEFAULT_DUMP_DIR, MigrationOptions
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.container_spec import upper_dir, volumes
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.health import wait_healthy
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import (
     restore_parent,
     start_from_checkpoint,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.ticket import issue, revoke, warm_dir
 
 
 def restore_dir(p: dict) -> str:
@@ -292,7 +292,7 @@ def restore(module, api) -> None:
     error = None
     from_checkpoint = True
     try:
-        start_from_checkpoint(api, cid, ckpt, timeout=300)
+        start_from_checkpoint(api, cid, ckpt)
     except (DockerAPIError, OSError) as exc:
         error = f"restore of {p['name']!r} from checkpoint {ckpt!r} failed: {exc}"
     if error and p["fallback_start"]:

@@ -59,14 +59,14 @@ containers:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.edge_load import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.host_readiness import cpu_features, read_text
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.planning.edge_load import (
     mem_available,
     memory_in_use,
     published_ports,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import cpu_features, read_text
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
 
 
 def main() -> None:

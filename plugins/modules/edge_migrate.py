@@ -212,20 +212,20 @@ from dataclasses import asdict
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_driver import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import (
+    DEFAULT_DUMP_DIR,
+    argument_spec,
+    from_params,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.migration_driver import (
     MigrationDriver,
     MigrationFailed,
     check_options,
     read_faults,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
-from ansible_collections.edgemig.migration.plugins.module_utils.options import (
-    DEFAULT_DUMP_DIR,
-    argument_spec,
-    from_params,
-)
-from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile
-from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import (
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.progress import ProgressFile
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import (
     HAS_PARAMIKO,
     PARAMIKO_IMPORT_ERROR,
     TARGET_OPTIONS,

@@ -209,8 +209,8 @@ import shutil
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.host_readiness import (
     cpu_features,
     docker_facts,
     dump_dir_facts,
@@ -219,7 +219,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness i
     problems,
     read_text,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import DOCKER_ARGS, docker_api
 
 
 def main() -> None:

@@ -66,8 +66,8 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR
-from ansible_collections.edgemig.migration.plugins.module_utils.receiver_install import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DEFAULT_DUMP_DIR
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver_install import (
     LAUNCHER_NAME,
     RECEIVER_DIR,
     install_receiver,

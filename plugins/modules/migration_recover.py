@@ -106,23 +106,23 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import (
     clear_state,
     held_dir_for,
     read_held,
     read_state,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import DOCKER_ARGS, docker_api
-from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR
-from ansible_collections.edgemig.migration.plugins.module_utils.recovery import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DEFAULT_DUMP_DIR
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import DOCKER_ARGS, docker_api
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import restore_parent
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.recovery import (
     bring_up,
     decide,
     local_facts,
     receiver_running,
     stand_down,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.ticket import warm_dir
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import restore_parent
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.ticket import warm_dir
 
 # A receiver still at work here (waiting for COMMIT, restoring) decides by itself within its own
 # bounds (commit timeout, restore + health): wait for it rather than race its restore.

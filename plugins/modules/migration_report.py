@@ -67,7 +67,7 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.timeline_plot import plot
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.timeline_plot import plot
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ import ipaddress
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import (
     SwitchoverError,
     address_present,
     set_address,

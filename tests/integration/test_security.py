@@ -129,7 +129,7 @@ def test_edge1s_key_gets_nothing_on_edge2_by_any_request():
 def test_a_ticket_serves_one_stream_over_ssh():
     """The controller has edge2 write a ticket (the prepare's own code, run on edge2's file system); edge1's
     key uses it once; a second use is refused before anything is written."""
-    from ansible_collections.edgemig.migration.plugins.module_utils import ticket
+    from ansible_collections.edgemig.migration.plugins.module_utils.receiver import ticket
     dumps = f"{LAB}/edge2/dumps"
     dest = f"{LAB}/edge2/docker/edgemig-ticket-test"
     os.makedirs(dest, exist_ok=True)

@@ -53,8 +53,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import RESTORE_NONCE
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPI
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import RESTORE_NONCE
 
 VERSION_PREFIX = re.compile(r"^/v(?P<version>\d+(\.\d+)?)(?=/)")
 ROUTES: list[tuple[str, re.Pattern, str]] = [

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError, DockerVersionError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import tmpfs_restore as tr
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
+    DockerAPIError,
+    DockerVersionError,
+)
 
 DAEMONS = {
     "docker-29": ("29.0.1", "1.52", "1.44", "1.45"),       # server, ApiVersion, MinAPIVersion, what we speak

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 
 
 def test_inspect_start_stop_remove_by_name_and_id(fake_docker):

@@ -20,14 +20,19 @@ import time
 import pytest
 from receiver_harness import install, launch
 
-from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install
-from ansible_collections.edgemig.migration.plugins.module_utils.receiver import (
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver_install
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver import (
     RequestError,
     Session,
     parse_request,
     session_from_ticket,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.ticket import TicketError, check_roots, claim, peek
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.ticket import (
+    TicketError,
+    check_roots,
+    claim,
+    peek,
+)
 
 VERSION = receiver_install.receiver_version()
 
@@ -242,7 +247,7 @@ def test_target_faults_come_only_from_the_ticket(host):
     assert s.then_restore["health"]["command"] == ["/bin/false"] and s.then_restore["faults"] == {"pause_restore": 4.0}
     assert s.corrupt_every == 3
     # The installed receiver has no fault option: the launcher and the request know none.
-    from ansible_collections.edgemig.migration.plugins.module_utils.receiver import REQUEST_OPTIONS
+    from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver import REQUEST_OPTIONS
     with open(inst.launcher) as fh:
         assert "fault" not in fh.read()
     assert not [o for o in REQUEST_OPTIONS if "fault" in o]
@@ -251,7 +256,7 @@ def test_target_faults_come_only_from_the_ticket(host):
 def test_restoring_a_running_container_fails_and_keeps_the_checkpoint(host):
     """Docker answers 304 to starting a running container: never a restore."""
     inst, tid, docker, _t = host
-    from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
+    from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import (
         SwitchoverError,
         restore_and_switch,
     )
@@ -268,7 +273,7 @@ def test_restoring_a_running_container_fails_and_keeps_the_checkpoint(host):
 
 def test_a_container_of_another_name_is_never_restored(host):
     inst, tid, docker, _t = host
-    from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
+    from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import (
         SwitchoverError,
         restore_and_switch,
     )
@@ -301,8 +306,8 @@ def test_parse_request_accepts_the_one_form():
 
 def test_a_valid_request_streams_where_the_ticket_says(host):
     """The positive control: the same launcher, the same ticket, a real stream: accepted."""
-    from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
-    from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import make_controller
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender.stream_sender import AckState, StreamSender
     inst, tid, docker, tmp_path = host
     src = tmp_path / "src"
     src.mkdir()

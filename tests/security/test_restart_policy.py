@@ -23,12 +23,12 @@ import pytest
 from fake_docker import FakeDocker, Reply
 
 from ansible_collections.edgemig.migration.plugins.filter.recovery_decision import recovery_decision
-from ansible_collections.edgemig.migration.plugins.module_utils import checkpoint as ck, containerd_dump
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import (
     held_dir_for,
     read_held,
     write_state,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import checkpoint as ck, containerd_dump
 from ansible_collections.edgemig.migration.plugins.modules import migration_recover as mod
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit"))

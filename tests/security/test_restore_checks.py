@@ -17,8 +17,8 @@ import stat
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import switchover, tmpfs_restore as tr
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import switchover, tmpfs_restore as tr
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 
 PAGES = b"p" * 8192
 CORE = b"c" * 300

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import precopy, process_memory as pm
-from ansible_collections.edgemig.migration.plugins.module_utils.precopy import RoundItems, WarmState
+from ansible_collections.edgemig.migration.plugins.module_utils.sender import precopy, process_memory as pm
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import RoundItems, WarmState
 
 # A child that fills 16 pages with a marker of its own and waits.
 CHILD = r"""

@@ -13,11 +13,11 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
     DockerAPIError,
     already_running_message,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import RESTORE_NONCE
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import RESTORE_NONCE
 
 
 class ModuleExit(Exception):

@@ -17,7 +17,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.edgemig.migration.plugins.filter.recovery_decision import recovery_decision
-from ansible_collections.edgemig.migration.plugins.module_utils.recovery import decide
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.recovery import decide
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 

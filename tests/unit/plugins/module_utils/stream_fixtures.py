@@ -7,9 +7,9 @@ import io
 import os
 import stat
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import read_xattrs
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.tree_reader import read_xattrs
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import protocol as P
 
 
 def make_tree(base):

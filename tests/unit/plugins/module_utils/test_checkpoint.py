@@ -7,13 +7,13 @@ import os
 import pytest
 from fakes import CriuDocker, FakeDockerAPI, container
 
-from ansible_collections.edgemig.migration.plugins.module_utils import checkpoint as ck
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import (
     held_dir_for,
     read_held,
     write_held,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import checkpoint as ck
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 
 
 @pytest.fixture

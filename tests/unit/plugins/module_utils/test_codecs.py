@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from page_strategies import page_like as memory_like
 
-from ansible_collections.edgemig.migration.plugins.module_utils import codecs
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import codecs
 
 # Strategies: random, zero-heavy and page-like data (test_wkdm.py has the same).
 

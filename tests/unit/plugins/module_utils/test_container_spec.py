@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import container_spec as cs
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import container_spec as cs
 
 SPEC = {"image": "edgemig/mysql:bookworm", "command": ["mariadbd"], "env": {"B": "2", "A": "1"},
         "ports": [{"container": 3306, "host": 3306}, {"container": 53, "proto": "udp"}],

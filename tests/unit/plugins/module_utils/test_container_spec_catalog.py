@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import from_catalog
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.container_spec import from_catalog
 
 
 def test_entrypoint_and_command_exec_and_shell_forms():

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import containerd_dump as cd
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import containerd_dump as cd
 
 CID = "86d0c4f75c35428b22c8bb2b8fec1c41f77fe08059eb005ff7c91ab661a86f17"
 SHIM = ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", CID,

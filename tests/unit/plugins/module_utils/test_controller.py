@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import controller as C
-from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetSample
+from ansible_collections.edgemig.migration.plugins.module_utils.sender import controller as C
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.netmon import NetSample
 
 MB = 1e6
 

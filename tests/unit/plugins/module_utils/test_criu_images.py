@@ -19,7 +19,7 @@ import time
 import pytest
 from hypothesis import given, strategies as st
 
-from ansible_collections.edgemig.migration.plugins.module_utils import criu_images as ci
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import criu_images as ci
 
 P = ci.PAGE_SIZE
 

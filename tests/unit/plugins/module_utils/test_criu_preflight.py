@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import criu_preflight as cp
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import criu_preflight as cp
 
 PID = 42
 # The container's mounts: its overlay root, proc, its /dev tmpfs, a bind of /dev/null from that tmpfs

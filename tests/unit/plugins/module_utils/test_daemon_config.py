@@ -8,7 +8,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.edgemig.migration.plugins.module_utils import daemon_config as dc
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import daemon_config as dc
 
 WANTED = {"experimental": True, "storage-driver": "overlay2"}
 USERS = {"log-driver": "journald", "log-opts": {"tag": "{{.Name}}"},

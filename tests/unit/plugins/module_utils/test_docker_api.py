@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import docker_api as d
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import docker_api as d
 
 DOCKER_20_10 = {"Version": "20.10.24+dfsg1", "ApiVersion": "1.41", "MinAPIVersion": "1.12"}
 DOCKER_26 = {"Version": "26.1.5+dfsg1", "ApiVersion": "1.45", "MinAPIVersion": "1.24"}

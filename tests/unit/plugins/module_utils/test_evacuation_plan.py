@@ -8,8 +8,8 @@ import itertools
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import evacuation_plan as ep
-from ansible_collections.edgemig.migration.plugins.module_utils.evacuation_record import outcome, planned
+from ansible_collections.edgemig.migration.plugins.module_utils.planning import evacuation_plan as ep
+from ansible_collections.edgemig.migration.plugins.module_utils.planning.evacuation_record import outcome, planned
 
 GB, MB = 10**9, 10**6
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from ansible_collections.edgemig.migration.plugins.module_utils import garp
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import garp
 
 MAC = bytes.fromhex("020000000001")
 

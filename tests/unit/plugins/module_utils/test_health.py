@@ -10,7 +10,7 @@ import threading
 import pytest
 from fakes import FakeDockerAPI, container
 
-from ansible_collections.edgemig.migration.plugins.module_utils import health
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import health
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import host_readiness as hr
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import host_readiness as hr
 
 MOUNTINFO = """\
 22 1 0:21 / / rw,relatime shared:1 - overlay overlay rw,lowerdir=/x

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver, ssh_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
-from ansible_collections.edgemig.migration.plugins.module_utils.options import MigrationOptions
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import MigrationOptions
+from ansible_collections.edgemig.migration.plugins.module_utils.driver import migration_driver
+from ansible_collections.edgemig.migration.plugins.module_utils.sender import ssh_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import make_controller
 
 
 class Seeded(Exception):

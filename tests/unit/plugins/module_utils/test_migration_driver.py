@@ -14,16 +14,20 @@ import os
 import pytest
 from fakes import CriuDocker, container
 
-from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as drv, recovery
-from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError, RestartPolicyError
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common import timeouts
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import (
     read_held,
     read_state,
     write_held,
     write_state,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import OutcomeUnknown, TransferError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.checkpoint import (
+    CheckpointError,
+    RestartPolicyError,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.driver import migration_driver as drv, recovery
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import OutcomeUnknown, TransferError
 
 
 class Target:
@@ -83,7 +87,7 @@ class Link:
             self.target.phase = "in_doubt"
 
     def outcome(self, limit, silence):
-        assert limit <= drv.RESTORE_TIMEOUT_S + 60 and silence <= 60, "every wait after COMMIT is bounded"
+        assert limit <= timeouts.RESTORE_TIMEOUT_S + 60 and silence <= 60, "every wait after COMMIT is bounded"
         if self.fault in ("commit_lost", "final_lost"):
             raise OutcomeUnknown("receiver silent for 16 s after COMMIT (link or session lost)")
         if self.fault == "restore_fails":
@@ -274,7 +278,7 @@ def test_bounded_waits(world):
     target = Target()
     d = drv.MigrationDriver(api, params(tmp_path), stream_factory=Timed(target, None), poke=lambda *a: 0)
     d.run()
-    assert waits["stream"] == 60.0 and waits["outcome"] == (drv.RESTORE_TIMEOUT_S + 30 + 30, 16.0)
+    assert waits["stream"] == 60.0 and waits["outcome"] == (timeouts.RESTORE_TIMEOUT_S + 30 + 30, 16.0)
 
 
 def test_the_sender_names_the_ticket_and_nothing_of_the_targets_side(world):
@@ -560,7 +564,7 @@ def with_pid(api, monkeypatch, pids=(4242, 4243)):
 
 
 def test_what_criu_cannot_dump_is_refused_before_anything_freezes_or_connects(world, monkeypatch):
-    from ansible_collections.edgemig.migration.plugins.module_utils import criu_preflight as cp
+    from ansible_collections.edgemig.migration.plugins.module_utils.docker import criu_preflight as cp
     api, addr, tmp_path = world
     with_pid(api, monkeypatch)
     seen = {}
@@ -582,7 +586,7 @@ def test_what_criu_cannot_dump_is_refused_before_anything_freezes_or_connects(wo
 
 
 def test_findings_runc_conf_handles_let_the_migration_go_on_and_are_reported(world, monkeypatch):
-    from ansible_collections.edgemig.migration.plugins.module_utils import criu_preflight as cp
+    from ansible_collections.edgemig.migration.plugins.module_utils.docker import criu_preflight as cp
     api, _addr, tmp_path = world
     with_pid(api, monkeypatch)
     lock = cp.Finding(4242, "mariadbd", 9, "file_lock", cp.WITH_OPTION, "holds a file lock", "needs file-locks",

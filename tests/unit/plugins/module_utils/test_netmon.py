@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import netmon
+from ansible_collections.edgemig.migration.plugins.module_utils.sender import netmon
 
 
 @pytest.fixture

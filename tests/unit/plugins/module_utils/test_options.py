@@ -10,7 +10,7 @@ from dataclasses import fields
 
 import yaml
 
-from ansible_collections.edgemig.migration.plugins.module_utils import options
+from ansible_collections.edgemig.migration.plugins.module_utils.common import options
 from ansible_collections.edgemig.migration.plugins.modules import docker_checkpoint_restore, edge_migrate
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "..")

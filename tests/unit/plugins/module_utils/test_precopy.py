@@ -17,20 +17,17 @@ from local_stream import LocalSession
 from stream_fixtures import snapshot
 from test_criu_images import f_varint, image, pagemap_entry
 
-from ansible_collections.edgemig.migration.plugins.module_utils import (
-    criu_images as ci,
-    process_memory as pm,
-    protocol as P,
-)
-from ansible_collections.edgemig.migration.plugins.module_utils.precopy import (
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.warm_store import WarmStore, fs_type
+from ansible_collections.edgemig.migration.plugins.module_utils.sender import process_memory as pm
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import (
     BLOCK,
     WarmSession,
     WarmState,
     predict_final,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender
-from ansible_collections.edgemig.migration.plugins.module_utils.warm_store import WarmStore, fs_type
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.stream_sender import AckState, StreamSender
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import criu_images as ci, protocol as P
 
 MIB = 1 << 20
 
@@ -361,7 +358,7 @@ def test_a_round_with_nothing_to_send_for_a_while_keeps_the_receiver_fed(tmp_pat
     """A later warm round re-reads memory and volumes and may find nothing changed for many
     seconds; the receiver's watchdog counts from HELLO: KEEPALIVE frames must cross meanwhile,
     and the session goes on (the receiver accepts them)."""
-    from ansible_collections.edgemig.migration.plugins.module_utils import stream_sender
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender import stream_sender
     layer, _vol = make_source(tmp_path)
     dst = dests(tmp_path, ("layer", "checkpoint", "warm"))
     sess = LocalSession(dst, workers=1, warm_on_disk=True)
@@ -394,7 +391,7 @@ def test_every_session_follows_the_warm_session_contract(tmp_path):
     before HELLO."""
     import inspect
 
-    from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import HAS_PARAMIKO, SshStream
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import HAS_PARAMIKO, SshStream
     sessions = [LocalSession(dests(tmp_path, ("layer",)), workers=1, warm_on_disk=True), ScriptedConn(tmp_path, 0)]
     if HAS_PARAMIKO:   # no connection before open()
         sessions.append(SshStream("0" * 32, host="192.0.2.1", key_file="k", known_hosts="kh"))
@@ -413,7 +410,7 @@ class ScriptedConn:
     """A stand-in for SshStream: warm rounds whose changes the test scripts."""
 
     def __init__(self, tmp_path, churn):
-        from ansible_collections.edgemig.migration.plugins.module_utils.precopy import WarmState
+        from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import WarmState
         self.warm = WarmState()
         self.tmp = tmp_path
         self.churn = churn       # bytes the service rewrites between rounds
@@ -436,7 +433,7 @@ class ScriptedConn:
 
 
 def test_warm_up_stops_when_the_final_round_fits_the_budget(tmp_path):
-    from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import warm_up
     (tmp_path / "f.bin").write_bytes(os.urandom(4 << 20))
     conn = ScriptedConn(tmp_path, churn=1 << 20)
     rep = warm_up(conn, [("layer", str(tmp_path))], None, downtime_target=1.0, max_rounds=4)
@@ -447,7 +444,7 @@ def test_warm_up_stops_when_the_final_round_fits_the_budget(tmp_path):
 
 
 def test_warm_up_gives_up_when_a_round_does_not_halve_the_rest(tmp_path):
-    from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import warm_up
     (tmp_path / "f.bin").write_bytes(os.urandom(4 << 20))
     conn = ScriptedConn(tmp_path, churn=1 << 20)
     rep = warm_up(conn, [("layer", str(tmp_path))], None, downtime_target=0.01, max_rounds=5)

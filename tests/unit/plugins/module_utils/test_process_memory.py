@@ -18,7 +18,8 @@ import tempfile
 import numpy as np
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import criu_images, process_memory as pm
+from ansible_collections.edgemig.migration.plugins.module_utils.sender import process_memory as pm
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import criu_images
 
 P = pm.PAGE_SIZE
 

@@ -6,7 +6,7 @@ import json
 import time
 
 from ansible_collections.edgemig.migration.plugins.action.edge_migrate import progress_line
-from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.progress import ProgressFile, stream_progress
 
 
 def points(rate_Bps: int, n: int = 5) -> list[dict]:

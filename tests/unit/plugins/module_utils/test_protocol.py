@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import codecs, protocol as P
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import codecs, protocol as P
 
 
 def test_wire_bytes_are_pinned():

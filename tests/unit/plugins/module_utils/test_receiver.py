@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 
-from ansible_collections.edgemig.migration.plugins.module_utils.receiver import Session, serve
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver import Session, serve
 
 
 def test_receiver_main_reports_error_line(tmp_path):

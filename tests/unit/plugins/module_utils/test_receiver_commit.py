@@ -13,10 +13,11 @@ import time
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P, receiver
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_state
-from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import CommitAcks
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import read_state
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import SwitchoverError
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import CommitAcks
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import protocol as P
 
 HELLO = P.json_frame(P.T_HELLO, {"version": P.VERSION, "roots": ["layer"]})
 END = P.json_frame(P.T_END, {})
@@ -130,7 +131,7 @@ def test_commit_acks_end_the_stream_at_verified_and_wait_for_the_final_answer():
 
 
 def test_outcome_is_bounded_by_silence():
-    from ansible_collections.edgemig.migration.plugins.module_utils import ssh_stream
+    from ansible_collections.edgemig.migration.plugins.module_utils.sender import ssh_stream
     s = ssh_stream.SshStream.__new__(ssh_stream.SshStream)
     s.host, s.acks = "10.213.0.12", CommitAcks(True)
     t0 = time.monotonic()

@@ -19,14 +19,16 @@ import pytest
 from local_stream import send_local
 from receiver_harness import install, popen
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P, receiver, stream_sender
-from ansible_collections.edgemig.migration.plugins.module_utils.receiver import (
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver import (
     IdleWatchdog,
     Session,
     check_interface,
     serve,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import TreeWriter
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.tree_writer import TreeWriter
+from ansible_collections.edgemig.migration.plugins.module_utils.sender import stream_sender
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import protocol as P
 
 STALL = 30.0  # the sender's stall timeout in these tests: the error must come long before it
 

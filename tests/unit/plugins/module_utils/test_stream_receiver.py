@@ -8,8 +8,8 @@ import io
 import pytest
 from stream_fixtures import END, entry, run, stream
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import protocol as P
 
 
 def test_truncated_stream(tmp_path):

@@ -20,8 +20,8 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import protocol as P
 
 FUZZ_EXAMPLES = int(os.environ.get("EDGEMIG_FUZZ_EXAMPLES", "700"))
 SLOW_EXAMPLES = int(os.environ.get("EDGEMIG_FUZZ_SLOW_EXAMPLES", "20000"))

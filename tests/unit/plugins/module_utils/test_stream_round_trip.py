@@ -9,7 +9,7 @@ import pytest
 from local_stream import send_local
 from stream_fixtures import make_tree, snapshot
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import protocol as P
 
 
 @pytest.mark.parametrize("policy", ["fixed:none:0", "fixed:lz4:1", "fixed:lz4:9", "fixed:zstd:3", "model", "paper"])

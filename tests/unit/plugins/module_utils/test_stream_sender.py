@@ -9,15 +9,15 @@ import threading
 import time
 import zlib
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import (
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.tree_writer import expand_pagemap
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.stream_sender import (
     AckState,
     Deduper,
     compress_chunk,
     probe_link,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import expand_pagemap
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import protocol as P
 
 
 def test_probe_link_measures_a_throttled_pipe():

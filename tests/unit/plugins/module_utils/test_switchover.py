@@ -11,9 +11,9 @@ import pytest
 from fakes import FakeDockerAPI, container
 from test_criu_images import STATS_RESTORE
 
-from ansible_collections.edgemig.migration.plugins.module_utils import switchover as sw
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import criu_restore_stats
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import switchover as sw
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import criu_restore_stats
 
 
 @pytest.fixture

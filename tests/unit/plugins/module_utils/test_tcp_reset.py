@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from ansible_collections.edgemig.migration.plugins.module_utils import tcp_reset as T
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import tcp_reset as T
 
 PROC = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 00000000:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   101        0 1 1 0000000000000000 100 0 0 10 0

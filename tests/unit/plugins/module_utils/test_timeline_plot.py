@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils.timeline_plot import find_timeline, nested, plot, stages
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.timeline_plot import (
+    find_timeline,
+    nested,
+    plot,
+    stages,
+)
 
 REPORT = {"service": "apache", "source": "edge1", "target": "edge2", "downtime_s": 0.8,
           "stages_s": {"checkpoint_s": 0.4, "connect_s": 1.1, "transfer_s": 0.1, "restore_s": 0.3,

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import AckState, StreamSender
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import (
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import make_controller
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.stream_sender import AckState, StreamSender
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.tree_reader import (
     ChangedDuringWalk,
     open_walked,
     walk_roots,
@@ -70,7 +70,7 @@ def test_the_sender_never_streams_a_file_swapped_in_after_the_walk(tree, monkeyp
                 swapped.append(True)
             yield item
 
-    import ansible_collections.edgemig.migration.plugins.module_utils.stream_sender as sender_mod
+    import ansible_collections.edgemig.migration.plugins.module_utils.sender.stream_sender as sender_mod
     monkeypatch.setattr(sender_mod, "walk_roots", walk_then_swap)
     frames = []
     acks = AckState()

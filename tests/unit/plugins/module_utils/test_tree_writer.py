@@ -11,8 +11,8 @@ import zlib
 import pytest
 from stream_fixtures import END, entry, run, stream
 
-from ansible_collections.edgemig.migration.plugins.module_utils import protocol as P
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import protocol as P
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "a//b", "./a", "", "a/./b", "x\0y"])

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from page_strategies import page_like as memory_like
 
-from ansible_collections.edgemig.migration.plugins.module_utils import wkdm
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import wkdm
 
 page_like = memory_like(max_words=2500, max_zero_pages=2)
 

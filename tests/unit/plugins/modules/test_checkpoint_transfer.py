@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fakes import run_module
 
-from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import TransferError
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import TransferError
 from ansible_collections.edgemig.migration.plugins.modules import checkpoint_transfer as mod
 
 ROOTS = [{"name": "checkpoint", "src": "/d/ck"}, {"name": "layer", "src": "/d/up"}]

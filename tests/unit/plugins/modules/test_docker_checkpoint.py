@@ -6,7 +6,7 @@ import os
 
 from fakes import FakeDockerAPI, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.modules import docker_checkpoint as mod
 
 
@@ -77,8 +77,8 @@ def test_required_if():
 
 
 def test_the_held_policy_goes_to_held_dir_and_a_tmpfs_there_is_warned_of(monkeypatch, tmp_path):
-    from ansible_collections.edgemig.migration.plugins.module_utils import checkpoint
-    from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_held
+    from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import read_held
+    from ansible_collections.edgemig.migration.plugins.module_utils.docker import checkpoint
 
     c = container("apache")
     c["HostConfig"]["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}

@@ -7,7 +7,7 @@ import os
 import pytest
 from fakes import FakeDockerAPI, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.modules import docker_checkpoint_restore as mod
 
 CONFIG = {"Image": "sha256:apache", "HostConfig": {}}
@@ -143,7 +143,7 @@ def test_check_mode_is_not_supported(api):
 
 
 def test_containerds_copy_of_the_restored_images_is_deleted_and_only_that(tmp_path):
-    from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
+    from ansible_collections.edgemig.migration.plugins.module_utils.docker import tmpfs_restore as tr
     ours = {"pages-1.img": 8192, "core-1.img": 300}
     temp = tmp_path / "tmp"
     for name, files in (("ctrd-checkpoint111", {**ours, "stats-restore": 40}),   # ours, plus CRIU's stats
@@ -158,7 +158,7 @@ def test_containerds_copy_of_the_restored_images_is_deleted_and_only_that(tmp_pa
 
 
 def test_pages_are_set_aside_as_links_so_docker_packs_a_few_bytes_and_discard_takes_them_too(tmp_path):
-    from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
+    from ansible_collections.edgemig.migration.plugins.module_utils.docker import tmpfs_restore as tr
     ckpt = tmp_path / "mysql.restore" / "edgemig"
     ckpt.mkdir(parents=True)
     (ckpt / "pages-1.img").write_bytes(b"p" * 8192)
@@ -178,7 +178,7 @@ def test_pages_are_set_aside_as_links_so_docker_packs_a_few_bytes_and_discard_ta
 
 
 def test_a_failed_restore_keeps_our_images_for_a_retry_and_deletes_containerds_copy(api, tmp_path, monkeypatch):
-    from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
+    from ansible_collections.edgemig.migration.plugins.module_utils.docker import tmpfs_restore as tr
     stopped(api)
     temp = tmp_path / "containerd-tmp"
     temp.mkdir()
@@ -203,7 +203,7 @@ def test_a_failed_restore_keeps_our_images_for_a_retry_and_deletes_containerds_c
 
 
 def test_pages_that_cannot_move_stay_in_place(tmp_path, monkeypatch):
-    from ansible_collections.edgemig.migration.plugins.module_utils import tmpfs_restore as tr
+    from ansible_collections.edgemig.migration.plugins.module_utils.docker import tmpfs_restore as tr
     ckpt = tmp_path / "apache.restore" / "edgemig"
     ckpt.mkdir(parents=True)
     (ckpt / "pages-1.img").write_bytes(b"p" * 4096)
@@ -217,7 +217,7 @@ def test_pages_that_cannot_move_stay_in_place(tmp_path, monkeypatch):
 
 
 def test_prepare_writes_the_migrations_ticket_from_this_hosts_own_docker(api, tmp_path, monkeypatch):
-    from ansible_collections.edgemig.migration.plugins.module_utils import ticket
+    from ansible_collections.edgemig.migration.plugins.module_utils.receiver import ticket
     monkeypatch.setenv("EDGEMIG_FAULTS", '{"health": true, "pause_verified": 2}')
     dumps = tmp_path / "dumps"
     failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": CONFIG, "dump_dir": str(dumps),

@@ -8,7 +8,7 @@ import os
 
 from fakes import FakeDockerAPI, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.modules import docker_daemon_config as mod
 
 USERS = '{\n    "log-driver": "journald",\n    "registry-mirrors": ["https://mirror.example"],\n' \

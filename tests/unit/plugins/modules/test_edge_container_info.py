@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fakes import FakeDockerAPI, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.modules import edge_container_info as mod
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fakes import FakeDockerAPI, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.edge_load import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.planning.edge_load import (
     mem_available,
     memory_in_use,
     published_ports,

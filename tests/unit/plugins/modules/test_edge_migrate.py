@@ -8,10 +8,10 @@ import os
 import pytest
 from fakes import CriuDocker, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver as driver, recovery
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import read_state
-from ansible_collections.edgemig.migration.plugins.module_utils.precopy import WarmSession, WarmState
-from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import OutcomeUnknown, TransferError
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import read_state
+from ansible_collections.edgemig.migration.plugins.module_utils.driver import migration_driver as driver, recovery
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import WarmSession, WarmState
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import OutcomeUnknown, TransferError
 from ansible_collections.edgemig.migration.plugins.modules import edge_migrate as mod
 
 

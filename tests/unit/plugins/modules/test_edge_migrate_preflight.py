@@ -9,7 +9,8 @@ import json
 import pytest
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.edgemig.migration.plugins.module_utils import migration_driver, module_common, switchover
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import module_common, switchover
+from ansible_collections.edgemig.migration.plugins.module_utils.driver import migration_driver
 from ansible_collections.edgemig.migration.plugins.modules import checkpoint_transfer, edge_migrate
 
 

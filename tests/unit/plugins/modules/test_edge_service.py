@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fakes import FakeDockerAPI, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import LABEL_SPEC, spec_hash
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.container_spec import LABEL_SPEC, spec_hash
 from ansible_collections.edgemig.migration.plugins.modules import edge_service as mod
 
 SPEC = {"image": "edgemig/apache:bookworm", "ports": [{"container": 80, "host": 8080}]}

@@ -8,7 +8,7 @@ import pytest
 from ansible.module_utils import basic
 from fakes import FakeDockerAPI, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.modules import migration_host_info as mod
 
 

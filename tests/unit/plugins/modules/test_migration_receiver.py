@@ -8,7 +8,7 @@ import sys
 
 from fakes import run_module
 
-from ansible_collections.edgemig.migration.plugins.module_utils import receiver_install
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver_install
 from ansible_collections.edgemig.migration.plugins.modules import migration_receiver as mod
 
 

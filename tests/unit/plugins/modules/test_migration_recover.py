@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from fakes import CriuDocker, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils import recovery
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import (
     read_held,
     read_state,
     write_held,
     write_state,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.driver import recovery
 from ansible_collections.edgemig.migration.plugins.modules import migration_recover as mod
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fakes import run_module
 
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import SwitchoverError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import SwitchoverError
 from ansible_collections.edgemig.migration.plugins.modules import service_address as mod
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import PAGE, ProtocolError
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.protocol import PAGE, ProtocolError
 
 MEMORY_FS = ("tmpfs", "ramfs")
 MAX_PIDS = 65536

@@ -40,10 +40,16 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.edgemig.migration.plugins.module_utils.codecs import compress
-from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
-from ansible_collections.edgemig.migration.plugins.module_utils.precopy import RoundItems, WarmState
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.timeouts import keepalive_interval
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import RoundItems, WarmState
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.tree_reader import (
+    entry_meta,
+    open_walked,
+    walk_roots,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.codecs import compress
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.dump_layout import is_page_image
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.protocol import (
     BASE_VERSION,
     KEEPALIVE_FRAME,
     MAX_PROBE_FRAME,
@@ -67,8 +73,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     frame,
     json_frame,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import keepalive_interval
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, open_walked, walk_roots
 
 CHUNK_SIZE = 1 << 20
 DEDUP_TABLE_MAX = 4_000_000  # pages remembered for dedup (~16 GiB of pages)

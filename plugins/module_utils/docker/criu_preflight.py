@@ -53,7 +53,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import parse_runc_conf, read_text
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.host_readiness import parse_runc_conf, read_text
 
 REFUSE = "refuse"
 WITH_OPTION = "with_option"

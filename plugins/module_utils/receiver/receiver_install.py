@@ -14,14 +14,15 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
-from functools import lru_cache
+from functools import cache, lru_cache
 
 # Ansible packs a module's module_utils by following its imports: this one makes it
 # pack the receiver (and what it imports) with every module that installs or names
 # the receiver, so receiver_bundle finds their sources.
-from ansible_collections.edgemig.migration.plugins.module_utils.receiver import (  # noqa: F401
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver import (  # noqa: F401
     CONFIG_NAME,
     LAUNCHER_NAME,
     launch as _receiver_launch,
@@ -29,8 +30,9 @@ from ansible_collections.edgemig.migration.plugins.module_utils.receiver import 
 
 PKG = "ansible_collections.edgemig.migration.plugins.module_utils"
 # The receiver bundle is this module and every module_utils module it imports,
-# transitively (receiver_modules): what the target runs, and nothing more.
-RECEIVER_ENTRY = f"{PKG}.receiver"
+# transitively (receiver_modules), with the __init__ of each package they sit in:
+# what the target runs, and nothing more.
+RECEIVER_ENTRY = f"{PKG}.receiver.receiver"
 # Where provisioning installs the receiver on an edge (edgemig_receiver_dir).
 RECEIVER_DIR = "/usr/local/lib/edgemig/receiver"
 BUNDLE_NAME = "receiver-bundle.json"
@@ -47,10 +49,9 @@ with open(os.path.join(here, {bundle!r})) as fh:
     bundle = json.load(fh)
 class _Edgemig(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, name, path=None, target=None):
-        if name in bundle:
-            return importlib.util.spec_from_loader(name, self)
-        if any(k.startswith(name + ".") for k in bundle):
-            return importlib.util.spec_from_loader(name, self, is_package=True)
+        package = any(k.startswith(name + ".") for k in bundle)
+        if name in bundle or package:
+            return importlib.util.spec_from_loader(name, self, is_package=package)
         return None
     def create_module(self, spec):
         return None
@@ -59,7 +60,7 @@ class _Edgemig(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         if src is not None:
             exec(compile(src, "edgemig:" + module.__name__, "exec"), module.__dict__)
 sys.meta_path.insert(0, _Edgemig())
-from ansible_collections.edgemig.migration.plugins.module_utils.receiver import launch
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver import launch
 sys.exit(launch(here, os.path.realpath(__file__), dict(os.environ), sys.argv[1:]))
 '''
 
@@ -77,15 +78,38 @@ def module_source(name: str) -> str:
     return src
 
 
+@cache
+def _landing(name: str) -> str:
+    """The module_utils module or package an import of ``name`` loads: ``PKG.wire.protocol.T_END`` ->
+    ``PKG.wire.protocol`` (a module: what follows is a member of it), ``PKG.wire`` -> the package.
+
+    Walks down the packages (module_utils is in sub-packages, docs/design.md) with the import
+    system's own finder, so it holds in a checkout and in the zip Ansible runs a module from.
+    """
+    found = PKG
+    for part in name[len(PKG) + 1:].split("."):
+        try:
+            spec = importlib.util.find_spec(f"{found}.{part}")
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:  # a member of the package ``found``, not a module of its own
+            break
+        found = f"{found}.{part}"
+        if spec.submodule_search_locations is None:
+            break
+    return found
+
+
 def module_utils_imports(source: str, importer: str = RECEIVER_ENTRY) -> set[str]:
-    """Full names of the module_utils modules that ``source`` imports.
+    """Full names of the module_utils modules (and packages) that ``source`` imports.
 
     Every import statement counts, also one inside a function: a lazy import
-    still runs on the target. Understood forms: ``from PKG.X import y``,
-    ``from PKG import X``, ``import PKG.X`` and the relative ``from .X import
-    y`` / ``from ..module_utils.X import y`` (resolved against ``importer``).
+    still runs on the target. Understood forms: ``from PKG.P.X import y``,
+    ``from PKG.P import X``, ``import PKG.P.X`` and the relative ``from .X import
+    y`` / ``from ..P.X import y`` (resolved against ``importer``). A name that
+    is a package (``from PKG.P import y`` with ``y`` a member of ``P``'s
+    ``__init__``) is returned as the package.
     """
-    depth = PKG.count(".") + 1  # module_utils has no sub-packages
     found = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -95,19 +119,26 @@ def module_utils_imports(source: str, importer: str = RECEIVER_ENTRY) -> set[str
             if node.level:
                 package = importer.rsplit(".", node.level)[0]
                 base = f"{package}.{base}" if base else package
-            # ``from PKG import X`` names a module; ``from PKG.X import y`` a member of one.
+            # ``from PKG.P import X`` names a module; ``from PKG.P.X import y`` a member of one.
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
             continue
         for name in names:
             if name.startswith(PKG + "."):
-                found.add(".".join(name.split(".")[:depth + 1]))
-    return found
+                found.add(_landing(name))
+    return found - {PKG}
+
+
+def packages_of(name: str) -> list[str]:
+    """The module_utils packages ``name`` sits in, outermost first (module_utils itself is not one)."""
+    parts = name[len(PKG) + 1:].split(".")[:-1]
+    return [".".join([PKG, *parts[:i]]) for i in range(1, len(parts) + 1)]
 
 
 @lru_cache(maxsize=1)
 def receiver_modules() -> tuple[str, ...]:
-    """The receiver entry point and everything it imports from module_utils, sorted."""
+    """The receiver entry point and everything it imports from module_utils, with the packages
+    they sit in (their ``__init__`` runs first on the target too), sorted."""
     todo, seen = [RECEIVER_ENTRY], set()
     while todo:
         name = todo.pop()
@@ -115,12 +146,14 @@ def receiver_modules() -> tuple[str, ...]:
             continue
         seen.add(name)
         todo.extend(module_utils_imports(module_source(name), name) - seen)
+        todo.extend(set(packages_of(name)) - seen)
     return tuple(sorted(seen))
 
 
 @lru_cache(maxsize=1)
 def receiver_bundle() -> bytes:
-    """JSON ``{module name: source}`` of receiver_modules(): what the launcher imports."""
+    """JSON ``{module or package name: source}`` of receiver_modules(): what the launcher imports
+    (a package's source is its ``__init__.py``)."""
     return json.dumps({name: module_source(name) for name in receiver_modules()}, sort_keys=True).encode()
 
 

@@ -29,8 +29,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from ansible_collections.edgemig.migration.plugins.module_utils.codecs import CodecError, decompress
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.tree_writer import TreeWriter
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.codecs import CodecError, decompress
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.protocol import (
     MAX_PROBES,
     T_ABORT,
     T_CHUNK,
@@ -46,7 +47,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     parse_chunk,
     parse_json,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_writer import TreeWriter
 
 
 def receive_stream(read: Callable[[int], bytes], reply: Callable[[dict], None],

@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.edgemig.migration.plugins.module_utils.page_arrays import PAGE_SIZE, np
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.page_arrays import PAGE_SIZE, np
 
 # criu/include/magic.h
 IMG_COMMON_MAGIC = 0x54564319

@@ -19,27 +19,30 @@ import shlex
 import threading
 import time
 
-from ansible_collections.edgemig.migration.plugins.module_utils.controller import make_controller
-from ansible_collections.edgemig.migration.plugins.module_utils.netmon import NetMonitor
-from ansible_collections.edgemig.migration.plugins.module_utils.precopy import WarmState
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
-    T_ABORT,
-    T_COMMIT,
-    ProtocolError,
-    json_frame,
+from ansible_collections.edgemig.migration.plugins.module_utils.common.timeouts import (
+    keepalive_interval,
+    ssh_keepalive_s,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.receiver_install import (
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver_install import (
     LAUNCHER_NAME,
     RECEIVER_DIR,
     receiver_version,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_sender import (
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import make_controller
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.netmon import NetMonitor
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import WarmState
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.stream_sender import (
     AckState,
     StreamSender,
     keepalive,
     probe_link,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import keepalive_interval, ssh_keepalive_s
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.protocol import (
+    T_ABORT,
+    T_COMMIT,
+    ProtocolError,
+    json_frame,
+)
 
 try:
     import paramiko

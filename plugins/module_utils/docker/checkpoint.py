@@ -7,19 +7,19 @@ import os
 import shutil
 import time
 
-from ansible_collections.edgemig.migration.plugins.module_utils import containerd_dump
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import upper_dir, volumes
-from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import ImageError, read_stats
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
-from ansible_collections.edgemig.migration.plugins.module_utils.host_readiness import fs_type
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import (
     clear_held,
     held_dir_for,
     read_held,
     write_held,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import criu_log_errors
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import containerd_dump
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.container_spec import upper_dir, volumes
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPI, DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.host_readiness import fs_type
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import criu_log_errors
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.criu_images import ImageError, read_stats
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.dump_layout import is_page_image
 
 
 class CheckpointError(Exception):

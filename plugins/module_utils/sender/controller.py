@@ -29,7 +29,7 @@ import collections
 import math
 import time
 
-from ansible_collections.edgemig.migration.plugins.module_utils import codecs
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import codecs
 
 PAPER_RTT_THRESHOLDS = (0.85, 1.05)
 PAPER_LOSS_THRESHOLDS = (0.2, 0.5)

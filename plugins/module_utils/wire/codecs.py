@@ -68,7 +68,7 @@ except ImportError as exc:  # pragma: no cover - depends on the host
 else:
     ZSTD_IMPORT_ERROR = None
 
-from ansible_collections.edgemig.migration.plugins.module_utils import wkdm as _wkdm
+from ansible_collections.edgemig.migration.plugins.module_utils.wire import wkdm as _wkdm
 
 CODECS = {"none": 0, "lz4": 1, "zstd": 2, "wkdm": 3}
 CODEC_NAMES = {v: k for k, v in CODECS.items()}

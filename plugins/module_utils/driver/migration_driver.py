@@ -30,23 +30,34 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import CheckpointError, create
-from ansible_collections.edgemig.migration.plugins.module_utils.container_spec import pair_volumes, upper_dir, volumes
-from ansible_collections.edgemig.migration.plugins.module_utils.controller import parse_policy
-from ansible_collections.edgemig.migration.plugins.module_utils.criu_preflight import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.faults import read_faults
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import clear_state, write_state
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import MigrationOptions
+from ansible_collections.edgemig.migration.plugins.module_utils.common.timeouts import (
+    confirm_timeout_s,
+    outcome_limit_s,
+    outcome_silence_s,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.checkpoint import CheckpointError, create
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.container_spec import (
+    pair_volumes,
+    upper_dir,
+    volumes,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.criu_preflight import (
     preflight as criu_preflight,
     refusal,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.faults import read_faults
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, write_state
-from ansible_collections.edgemig.migration.plugins.module_utils.module_common import ipv4_problem
-from ansible_collections.edgemig.migration.plugins.module_utils.options import MigrationOptions
-from ansible_collections.edgemig.migration.plugins.module_utils.precopy import warm_up
-from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import container_processes
-from ansible_collections.edgemig.migration.plugins.module_utils.progress import ProgressFile, stream_progress
-from ansible_collections.edgemig.migration.plugins.module_utils.recovery import RESTORE_TIMEOUT_S, bring_up
-from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import ipv4_problem
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import interface_exists, set_address
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.tcp_reset import established_peers, poke_clients
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.progress import ProgressFile, stream_progress
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.recovery import bring_up
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import parse_policy
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import warm_up
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.process_memory import container_processes
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import (
     DEFAULT_KEY_FILE,
     DEFAULT_KNOWN_HOSTS,
     RECEIVER_DIR,
@@ -54,9 +65,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.ssh_stream impor
     SshStream,
     TransferError,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import interface_exists, set_address
-from ansible_collections.edgemig.migration.plugins.module_utils.tcp_reset import established_peers, poke_clients
-from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import confirm_timeout_s, outcome_silence_s
 
 PHASES = ("prepare", "freeze", "stream", "verified", "committed", "switched", "cleaned")
 
@@ -323,7 +331,7 @@ class MigrationDriver:
     def switched(self, result: dict, t0: float) -> dict:
         # Bounded by what the target may legitimately take (restore, health,
         # address), and by silence: it sends a heartbeat every 2 s.
-        limit = RESTORE_TIMEOUT_S + self.health_timeout + 30.0
+        limit = outcome_limit_s(self.health_timeout)
         silence = outcome_silence_s(self.p["stall_timeout"])
         final = self.conn.outcome(limit, silence)
         self.phase = "switched"

@@ -12,6 +12,11 @@ Imports nothing: both ends use it (the receiver ships it).
 from __future__ import annotations
 
 COMMIT_TIMEOUT = 60.0  # the receiver's wait for COMMIT after ``verified`` without a stall timeout
+# ``docker start --checkpoint``: every restore from a checkpoint (the receiver's after COMMIT, the
+# recovery's, docker_checkpoint_restore's) waits this long for Docker and CRIU.
+RESTORE_TIMEOUT_S = 300.0
+# What the target may take after the restore and its health check: the address, ARP, the answer.
+SWITCHOVER_MARGIN_S = 30.0
 
 
 def receiver_idle_s(stall_timeout: float) -> float:
@@ -37,6 +42,12 @@ def ssh_keepalive_s(stall_timeout: float) -> int:
 def confirm_timeout_s(stall_timeout: float) -> float:
     """The stream's final confirmation after END (the stall watchdog covers unacknowledged bytes)."""
     return max(60.0, 4.0 * stall_timeout)
+
+
+def outcome_limit_s(health_timeout: float) -> float:
+    """The driver's wait for the receiver's answer after COMMIT: what the target may legitimately
+    take (restore, health check, address)."""
+    return RESTORE_TIMEOUT_S + health_timeout + SWITCHOVER_MARGIN_S
 
 
 def outcome_silence_s(stall_timeout: float) -> float:

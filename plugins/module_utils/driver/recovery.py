@@ -18,25 +18,26 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from ansible_collections.edgemig.migration.plugins.module_utils.checkpoint import (
-    RestartPolicyError,
-    held_dir_of,
-    held_policy,
-    resume_restarts,
-)
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import (
     clear_held,
     held_dir_for,
     read_held,
     read_state,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.options import DEFAULT_DUMP_DIR
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import address_present, set_address
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import holds_images, start_from_checkpoint
-
-RESTORE_TIMEOUT_S = 300.0  # docker start --checkpoint, as switchover.restore_and_switch asks
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DEFAULT_DUMP_DIR
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.checkpoint import (
+    RestartPolicyError,
+    held_dir_of,
+    held_policy,
+    resume_restarts,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.health import wait_healthy
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import address_present, set_address
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import (
+    holds_images,
+    start_from_checkpoint,
+)
 
 
 # ---------------------------------------------------------------- what an edge knows
@@ -230,7 +231,7 @@ def bring_up(api, name: str, checkpoint_path: str | None = None, *, address: str
             try:
                 if not holds_images(checkpoint_path):
                     raise DockerAPIError(0, "no checkpoint to restore from")
-                start_from_checkpoint(api, name, checkpoint_path, timeout=RESTORE_TIMEOUT_S)
+                start_from_checkpoint(api, name, checkpoint_path)
             except (DockerAPIError, OSError):
                 how = "fresh_start"
                 api.start_container(name, allow_running=True)

@@ -49,7 +49,7 @@ import json
 import struct
 from collections.abc import Callable
 
-from ansible_collections.edgemig.migration.plugins.module_utils.codecs import CODEC_NAMES, CODECS
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.codecs import CODEC_NAMES, CODECS
 
 MAGIC = b"EMF1"
 VERSION = 2         # the newest this code speaks (pre-copy sessions)

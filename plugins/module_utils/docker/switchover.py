@@ -12,14 +12,17 @@ import socket
 import subprocess
 import time
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
     DEFAULT_DOCKER_HOST,
     DockerAPI,
     DockerAPIError,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.garp import send_garp
-from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
-from ansible_collections.edgemig.migration.plugins.module_utils.tmpfs_restore import discard, start_from_checkpoint
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.garp import send_garp
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.health import wait_healthy
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import (
+    discard,
+    start_from_checkpoint,
+)
 
 
 class SwitchoverError(Exception):
@@ -85,7 +88,7 @@ def restore_and_switch(spec: dict) -> dict:
     t0 = time.monotonic()
     try:
         cid = prepared_container(api, spec)
-        criu = start_from_checkpoint(api, cid, spec["checkpoint_dir"], timeout=300)
+        criu = start_from_checkpoint(api, cid, spec["checkpoint_dir"])
     except DockerAPIError as exc:
         raise SwitchoverError(f"restore of {spec['name']!r} from its checkpoint failed: {exc.message}") from None
     except OSError as exc:

@@ -16,7 +16,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import ProtocolError
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.protocol import ProtocolError
 
 
 def walk_roots(roots: list[tuple[str, str]], live: bool = False) -> Iterator[tuple[str, str, str, os.stat_result]]:

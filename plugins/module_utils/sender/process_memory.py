@@ -60,7 +60,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ansible_collections.edgemig.migration.plugins.module_utils.page_arrays import PAGE_SIZE, np
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.page_arrays import PAGE_SIZE, np
 
 CHUNK = 4 << 20  # bytes per pread: large enough to amortise the syscall and GUP set-up
 # pagemap words per read (2 MiB, 1 GiB of address space). A mapping's pagemap is

@@ -53,12 +53,13 @@ import shutil
 import stat
 import time
 
-from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import ImageError, read_stats
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import (
+from ansible_collections.edgemig.migration.plugins.module_utils.common.timeouts import RESTORE_TIMEOUT_S
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
     DockerAPIError,
     already_running_message,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_pages_name
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.criu_images import ImageError, read_stats
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.dump_layout import is_pages_name
 
 CHECKPOINTS = "checkpoints"
 
@@ -286,7 +287,7 @@ def discard(path: str | None) -> None:
             pass  # not empty (a source's dump dir: the driver removes it) or gone
 
 
-def start_from_checkpoint(api, name: str, path: str, timeout: float | None = None) -> dict | None:
+def start_from_checkpoint(api, name: str, path: str, timeout: float = RESTORE_TIMEOUT_S) -> dict | None:
     """``docker start --checkpoint`` of ``name`` from the images in ``path`` (``<dir>/<checkpoint>``).
 
     Raises DockerAPIError (or OSError) when Docker refuses or CRIU fails; the

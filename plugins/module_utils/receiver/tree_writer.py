@@ -33,7 +33,8 @@ import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.warm_store import WarmStore
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.protocol import (
     KINDS,
     MAX_ENTRIES,
     MAX_MEM_ENTRY_PAGES,
@@ -48,7 +49,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.protocol import 
     ProtocolError,
     check_relpath,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.warm_store import WarmStore
 
 
 class _Entry(NamedTuple):

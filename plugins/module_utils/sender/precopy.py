@@ -38,11 +38,19 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ansible_collections.edgemig.migration.plugins.module_utils.criu_images import page_index
-from ansible_collections.edgemig.migration.plugins.module_utils.dump_layout import is_page_image
-from ansible_collections.edgemig.migration.plugins.module_utils.process_memory import ProcessMemory, ProcIdentity
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import MAX_MEM_ENTRY_PAGES, PAGE, WARM_ROOT
-from ansible_collections.edgemig.migration.plugins.module_utils.tree_reader import entry_meta, open_walked, walk_roots
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.process_memory import ProcessMemory, ProcIdentity
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.tree_reader import (
+    entry_meta,
+    open_walked,
+    walk_roots,
+)
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.criu_images import page_index
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.dump_layout import is_page_image
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.protocol import (
+    MAX_MEM_ENTRY_PAGES,
+    PAGE,
+    WARM_ROOT,
+)
 
 # Patch granularity: InnoDB's page size, so a changed database page crosses alone rather
 # than with three unchanged neighbours; 32 bytes of state per block (2 MiB for a 1 GiB volume).

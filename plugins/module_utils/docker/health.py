@@ -7,7 +7,7 @@ import http.client
 import socket
 import time
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DockerAPI, DockerAPIError
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPI, DockerAPIError
 
 
 def container_endpoint(inspect: dict | None, port: int) -> tuple[str, int] | None:

@@ -41,22 +41,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ansible_collections.edgemig.migration.plugins.module_utils.migration_state import clear_state, write_state
-from ansible_collections.edgemig.migration.plugins.module_utils.protocol import (
-    T_ABORT,
-    T_COMMIT,
-    FrameReader,
-    ProtocolError,
-    parse_json,
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import clear_state, write_state
+from ansible_collections.edgemig.migration.plugins.module_utils.common.timeouts import (
+    COMMIT_TIMEOUT,
+    commit_wait_s,
+    receiver_idle_s,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.stream_receiver import receive_stream
-from ansible_collections.edgemig.migration.plugins.module_utils.switchover import (
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import (
     SwitchoverError,
     fence,
     interface_exists,
     restore_and_switch,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.ticket import (
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.stream_receiver import receive_stream
+from ansible_collections.edgemig.migration.plugins.module_utils.receiver.ticket import (
     TICKET_ID,
     TicketError,
     check_restore,
@@ -65,10 +63,12 @@ from ansible_collections.edgemig.migration.plugins.module_utils.ticket import (
     peek,
     ticket_dir,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.timeouts import (
-    COMMIT_TIMEOUT,
-    commit_wait_s,
-    receiver_idle_s,
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.protocol import (
+    T_ABORT,
+    T_COMMIT,
+    FrameReader,
+    ProtocolError,
+    parse_json,
 )
 
 CONFIG_NAME = "receiver.json"  # beside the launcher: version, allowed_roots, dump_dir (receiver_install)

@@ -72,7 +72,11 @@ same on any machine.
 """
 from __future__ import annotations
 
-from ansible_collections.edgemig.migration.plugins.module_utils.page_arrays import NUMPY_IMPORT_ERROR, PAGE_SIZE, np
+from ansible_collections.edgemig.migration.plugins.module_utils.wire.page_arrays import (
+    NUMPY_IMPORT_ERROR,
+    PAGE_SIZE,
+    np,
+)
 
 VERSION = 1
 WORDS_PER_PAGE = PAGE_SIZE // 4

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker_api import DEFAULT_DOCKER_HOST, DockerAPI
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DEFAULT_DOCKER_HOST, DockerAPI
 
 DOCKER_ARGS = {"docker_host": {"type": "str", "aliases": ["docker_url"]}}
 
