@@ -10,7 +10,7 @@ PLAY := ansible-playbook -i $(INVENTORY)
 
 .PHONY: help deps collection-link follow-inventory lab-up lab-down lab-status provision deploy migrate demo \
         check ruff sanity galaxy-check test test-unit test-integration test-faults molecule bench bench-precopy bench-stream soak build \
-        lint clean deps-eda follow bench-mobility deps-podman bench-floor
+        lint clean deps-eda follow bench-mobility deps-podman bench-floor bench-evacuate
 
 help:
 	@echo "make demo      lab up, provision, deploy $(SVC) on edge1, migrate it to edge2, print the report"
@@ -171,6 +171,11 @@ follow-inventory:
 follow: collection-link deps-eda follow-inventory
 	ansible-rulebook -r extensions/eda/rulebooks/follow.yml -i $(FOLLOW_INVENTORY) \
 	  --vars $(FOLLOW_VARS) $(if $(FOLLOW_TOKEN),-E FOLLOW_TOKEN) $(FOLLOW_ARGS)
+
+# An evacuation's makespan vs the sum of the same services' solo migrations, in one run (issue 28;
+# a skeleton on the two-edge lab: the 8-service benchmark is a TODO in docs/benchmarks.md).
+bench-evacuate: provision
+	$(PYTHON) bench/evacuate_bench.py $(BENCH_ARGS)
 
 bench-mobility: provision deps-eda follow-inventory
 	$(PYTHON) bench/mobility_bench.py $(if $(QUICK),--quick) $(BENCH_ARGS)

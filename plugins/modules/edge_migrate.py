@@ -94,6 +94,14 @@ options:
         carries it stops earlier (a round that does not halve the rest) and migrates with what differs.
     type: int
     default: 5
+  link_share:
+    description:
+      - The part of the link this migration may assume when it starts, in (0, 1]. The adaptive controller starts from
+        the link probe's rate times this share (a probe taken while concurrent migrations pause between rounds sees
+        the whole link); from then on it follows the goodput this migration measures. playbooks/evacuate.yml sets it
+        to 1 / the moves running on the source link when the move starts.
+    type: float
+    default: 1.0
   progress_file:
     description:
       - While it runs, keep a small JSON file here saying where the migration is (phase, bytes sent of the total,
@@ -127,7 +135,7 @@ EXAMPLES = r'''
 RETURN = r'''
 options:
   description: The options this migration ran with, defaults included (C(policy), C(pipelined), C(dedup),
-    C(stall_timeout), C(precopy), C(downtime_target), C(precopy_max_rounds)).
+    C(stall_timeout), C(precopy), C(downtime_target), C(precopy_max_rounds), C(link_share)).
   returned: always
   type: dict
 durations:

@@ -26,6 +26,9 @@ class MigrationOptions:
     precopy: bool = True             # warm rounds while the service runs (false: stop-and-copy)
     downtime_target: float = 1.0     # s: warm rounds until the final round is predicted to fit
     precopy_max_rounds: int = 5      # warm rounds at most
+    # The part of the link this migration may assume when it starts: its controller's first link estimate
+    # (the probe's) is scaled by it. evacuate.yml sets 1 / the moves sharing the source link then.
+    link_share: float = 1.0
 
 
 def argument_spec(cls=MigrationOptions) -> dict:

@@ -30,6 +30,9 @@ CONFIG_KEYS = (
 CATALOG_FIELDS = frozenset((
     "image", "build", "archive", "command", "entrypoint", "env", "ports", "volumes", "address",
     "health", "uptime_probe", "url", "hostname",
+    # evacuate.yml's planner only (evacuation_plan.py): where its users are, whether it faces them,
+    # whether a neighbour without its image may pull it
+    "near", "user_facing", "pullable",
 ))
 
 

@@ -99,6 +99,9 @@ def check_options(p: dict) -> str | None:
     missing = [k for k in ("host", "ticket") if not p["target"].get(k)]
     if missing:
         return f"target is missing {', '.join(missing)} (prepare the target container first)"
+    share = p.get("link_share", 1.0)
+    if not 0 < share <= 1:
+        return f"link_share must be in (0, 1], not {share}"
     return preflight(p)
 
 
@@ -216,7 +219,7 @@ class MigrationDriver:
                 key_file=tgt.get("key_file") or DEFAULT_KEY_FILE,
                 known_hosts=tgt.get("known_hosts") or DEFAULT_KNOWN_HOSTS,
                 receiver_dir=tgt.get("receiver_dir") or RECEIVER_DIR, commit=True,
-                stall_timeout=p["stall_timeout"]).open()
+                stall_timeout=p["stall_timeout"], link_share=p.get("link_share", 1.0)).open()
         except TransferError as exc:
             raise self._fail(f"connecting to the target: {exc}", rolled_back="not_needed", durations={}) from None
         # Connections open now die with the freeze (CRIU tcp-close); remember

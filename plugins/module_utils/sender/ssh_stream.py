@@ -204,7 +204,7 @@ class SshStream:
 
     def __init__(self, ticket: str, *, host: str, port: int = 22, user: str = "root",
                  key_file: str, known_hosts: str, receiver_dir: str = RECEIVER_DIR, commit: bool = False,
-                 stall_timeout: float = 30.0, link_probe: bool = True):
+                 stall_timeout: float = 30.0, link_probe: bool = True, link_share: float = 1.0):
         """``ticket``: the ID the target's prepare wrote (it says where everything goes there);
         ``commit``: the receiver restores after a two-phase end (the ticket says how)."""
         if not HAS_PARAMIKO:
@@ -219,6 +219,8 @@ class SshStream:
         self.stderr_buf: list[bytes] = []
         self.connect_s = 0.0
         self.link_probe = link_probe
+        # options.MigrationOptions.link_share: the part of the probed link the controller starts from.
+        self.link_share = link_share
         self.probe: dict | None = None
         self.sender: StreamSender | None = None  # the running stream, for progress readers
         # The pre-copy session's state (precopy.WarmSession): empty, and nothing armed on the
@@ -298,7 +300,7 @@ class SshStream:
         cores = workers or os.cpu_count() or 1
         ctl = make_controller(policy, cores)
         if self.probe and self.probe.get("rate_Bps"):
-            ctl.seed_network(self.probe["rate_Bps"])
+            ctl.seed_network(self.probe["rate_Bps"] * self.link_share)
         host, chan, acks = self.host, self.chan, self.acks
         if acks.error:  # the receiver already gave up (bad root, no space...)
             self.pump.join(timeout=5)

@@ -22,6 +22,7 @@ MAY_IMPORT = {
     "sender": {"wire", "common"},                    # the source's stream, its pre-copy rounds, its SSH end
     "receiver": {"wire", "common"},                  # the target's pinned receiver, its ticket, its installer
     "driver": {"docker", "sender", "wire", "common"},  # a migration and its recovery; only modules import it
+    "planning": set(),                               # an evacuation's plan and record: pure, controller side
 }
 # The arrows across those rules, each for its reason.
 GLUE = {

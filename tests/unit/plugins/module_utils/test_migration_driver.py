@@ -289,7 +289,8 @@ def test_the_sender_names_the_ticket_and_nothing_of_the_targets_side(world):
     link = Link(target, None)
     drv.MigrationDriver(api, params(tmp_path), faults, stream_factory=link, poke=lambda *a: 0).run()
     assert link.dest == "t-0123" and link.kw["commit"] is True
-    assert set(link.kw) == {"host", "port", "user", "key_file", "known_hosts", "receiver_dir", "commit", "stall_timeout"}
+    assert set(link.kw) == {"host", "port", "user", "key_file", "known_hosts", "receiver_dir", "commit",
+                            "stall_timeout", "link_share"}
     with pytest.raises(ValueError):
         drv.read_faults({"EDGEMIG_FAULTS": '{"bogus": 1}'})
 

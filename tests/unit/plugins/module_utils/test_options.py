@@ -35,7 +35,7 @@ def test_the_documentation_says_the_same_defaults():
 
 
 def test_the_playbooks_declare_no_default_of_their_own():
-    with open(os.path.join(ROOT, "playbooks", "migrate.yml")) as fh:
+    with open(os.path.join(ROOT, "playbooks", "tasks", "migrate_move.yml")) as fh:
         text = fh.read()
     for name in NAMES:
         # -e edgemig_<name>=... reaches the module as given, or not at all.

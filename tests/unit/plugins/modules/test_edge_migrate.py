@@ -101,7 +101,8 @@ def test_migrates_and_cleans_up(env):
     s = FakeStream.instances[0]
     # The sender names the target's ticket and nothing else about the target's side.
     assert s.dest == TARGET["ticket"] and s.kw["commit"] is True
-    assert set(s.kw) == {"host", "port", "user", "key_file", "known_hosts", "receiver_dir", "commit", "stall_timeout"}
+    assert set(s.kw) == {"host", "port", "user", "key_file", "known_hosts", "receiver_dir", "commit",
+                         "stall_timeout", "link_share"}
     assert [r[0] for r in s.streamed] == ["checkpoint", "layer"] and s.closed
     assert addr_calls == [("10.213.0.101", False)]                  # the address left the source
     assert res["durations"]["restore_s"] == 0.2 and "downtime_s" in res["durations"]
