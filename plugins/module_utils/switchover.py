@@ -16,6 +16,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker_api impor
     DEFAULT_DOCKER_HOST,
     DockerAPI,
     DockerAPIError,
+    DockerTLS,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.garp import send_garp
 from ansible_collections.edgemig.migration.plugins.module_utils.health import wait_healthy
@@ -78,10 +79,15 @@ def prepared_container(api: DockerAPI, spec: dict) -> str:
     return inspect["Id"]
 
 
+def docker_client(spec: dict) -> DockerAPI:
+    """The target's Docker as the ticket names it: the endpoint and TLS settings its prepare used."""
+    return DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST, tls=DockerTLS.from_dict(spec.get("docker_tls")))
+
+
 def restore_and_switch(spec: dict) -> dict:
     """``spec`` (from the ticket): docker_host, name, container_id, checkpoint_dir (the images on the dump
     tmpfs), health, address, interface."""
-    api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
+    api = docker_client(spec)
     t0 = time.monotonic()
     try:
         cid = prepared_container(api, spec)
@@ -115,7 +121,7 @@ def fence(spec: dict) -> bool:
     ok = True
     discard(spec.get("checkpoint_dir"))
     try:
-        api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
+        api = docker_client(spec)
         # By ID when the ticket names one: the fence removes the container prepared for this
         # migration, never another one that happens to carry the name.
         ref = spec.get("container_id") or spec["name"]

@@ -42,6 +42,7 @@ def test_bundle_holds_exactly_what_the_receiver_imports():
                        "switchover", "tmpfs_restore", "docker_api", "health", "garp", "migration_state",
                        "criu_images",  # CRIU's restore stats (tmpfs_restore.criu_restore_stats)
                        "ticket",  # the target's own word on what a stream may do
+                       "options",  # docker_api's TLS options (DockerTLSOptions) and their defaults
                        "timeouts",  # its watchdog and COMMIT wait, sized from the sender's stall timeout
                        "dump_layout",  # which checkpoint files are pages (tmpfs_restore.set_pages_aside)
                        "page_arrays"}  # the page size and NumPy of wkdm and criu_images
