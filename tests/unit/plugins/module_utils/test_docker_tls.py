@@ -24,8 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fakes import container, run_module
 
-from ansible_collections.edgemig.migration.plugins.module_utils import docker_api as d
-from ansible_collections.edgemig.migration.plugins.module_utils import switchover, ticket
+from ansible_collections.edgemig.migration.plugins.module_utils import docker_api as d, switchover, ticket
 from ansible_collections.edgemig.migration.plugins.modules import edge_container_info
 
 DOCKER_29 = {"Version": "29.0.1", "ApiVersion": "1.52", "MinAPIVersion": "1.44", "Os": "linux"}
@@ -50,7 +49,7 @@ class CA:
 
     def __init__(self, directory, cn: str):
         self.dir, self.key = directory, ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
                      .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
                      .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
@@ -60,7 +59,7 @@ class CA:
 
     def issue(self, cn: str, names: list[str], server: bool) -> tuple[str, str]:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         sans = []
         for n in names:
             try:
