@@ -291,8 +291,11 @@ class DockerAPI:
                                     "CA that signed the daemon's certificate, and does the certificate name "
                                     f"{self.tls.tls_hostname or 'the host in docker_host'}?") from exc
         except ssl.SSLError as exc:
-            raise DockerAPIError(0, f"TLS with Docker at {self.base_url} failed: {exc} (does the daemon speak TLS on "
-                                    "this port, and does it accept client_cert?)") from exc
+            if not self.tls.client_cert:  # a dockerd --tlsverify asks for one (TLS 1.3 may just close)
+                hint = "no client certificate given: a dockerd --tlsverify asks for one, set client_cert and client_key"
+            else:
+                hint = "does the daemon speak TLS on this port, and does it accept client_cert?"
+            raise DockerAPIError(0, f"TLS with Docker at {self.base_url} failed: {exc} ({hint})") from exc
         except (OSError, http.client.HTTPException) as exc:
             hint = " (a TLS port? it closed a plain HTTP request)" if self._plain_tcp else ""
             raise DockerAPIError(0, f"cannot talk to Docker at {self.base_url}: {exc}{hint}") from exc
@@ -303,6 +306,7 @@ class DockerAPI:
                 message = json.loads(payload).get("message", "")
             except ValueError:
                 message = payload.decode(errors="replace")
+            message = message.strip()
             if self._plain_tcp and "HTTP request to an HTTPS server" in message:
                 message += (f" Docker at {self.base_url} speaks TLS: set validate_certs: true with ca_path, "
                             "client_cert and client_key instead of tcp_without_tls")

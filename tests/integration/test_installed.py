@@ -12,6 +12,7 @@ resolves galaxy.yml's dependencies against them (it refuses the tarball when one
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -53,8 +54,9 @@ def venv(tmp_path_factory) -> str:
 
 def dependency_source() -> str:
     """The ``ansible`` package's bundled collections (its ansible_collections directory)."""
-    import ansible_collections.ansible.posix as posix  # pylint: disable=import-outside-toplevel
-    return os.path.dirname(os.path.dirname(list(posix.__path__)[0]))
+    spec = importlib.util.find_spec("ansible_collections.ansible.posix")
+    assert spec is not None, "the ansible package is not installed (pip install -r requirements-dev.txt)"
+    return os.path.dirname(os.path.dirname(list(spec.submodule_search_locations)[0]))
 
 
 def user_env(venv_bin: str, collections: str, cwd: str) -> dict:

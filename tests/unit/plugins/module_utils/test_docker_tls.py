@@ -9,8 +9,6 @@ server.". The certificates are made here with ``cryptography``; nothing leaves l
 """
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import socket
 import socketserver
@@ -18,62 +16,13 @@ import ssl
 import threading
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from fakes import container, run_module
+from tls_pki import CA
 
 from ansible_collections.edgemig.migration.plugins.module_utils import docker_api as d, switchover, ticket
 from ansible_collections.edgemig.migration.plugins.modules import edge_container_info
 
 DOCKER_29 = {"Version": "29.0.1", "ApiVersion": "1.52", "MinAPIVersion": "1.44", "Os": "linux"}
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write(path, cert, key) -> tuple[str, str]:
-    cert_path, key_path = f"{path}.pem", f"{path}-key.pem"
-    with open(cert_path, "wb") as fh:
-        fh.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-    return cert_path, key_path
-
-
-class CA:
-    """A CA and the certificates it signs, written under ``directory``."""
-
-    def __init__(self, directory, cn: str):
-        self.dir, self.key = directory, ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-                     .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                     .sign(self.key, hashes.SHA256()))
-        self.path, _key = _write(directory / cn, self.cert, self.key)
-
-    def issue(self, cn: str, names: list[str], server: bool) -> tuple[str, str]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        sans = []
-        for n in names:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-            except ValueError:
-                sans.append(x509.DNSName(n))
-        usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return _write(self.dir / cn, builder.sign(self.key, hashes.SHA256()), key)
 
 
 class TLSDaemon(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -193,11 +142,20 @@ def test_a_certificate_for_another_name_is_refused_unless_tls_hostname_names_it(
         srv.server_close()
 
 
+def test_tls_without_verification_encrypts_but_takes_any_daemon_certificate(daemon, pki):
+    """``tls: true`` (docker --tls): encrypted, the daemon not checked; still the client's certificate."""
+    tls = d.DockerTLS(tls=True, ca_path=pki["other_ca"].path, client_cert=pki["client_cert"],
+                      client_key=pki["client_key"])
+    assert d.DockerAPI(daemon.url, timeout=10, tls=tls).info()["ServerVersion"] == "29.0.1"
+    assert daemon.requests[-1] == ("GET /v1.45/info", "controller")
+
+
 def test_a_tlsverify_daemon_refuses_a_client_without_its_certificate(daemon, pki):
     api = d.DockerAPI(daemon.url, timeout=10, tls=d.DockerTLS(validate_certs=True, ca_path=pki["ca"].path))
     with pytest.raises(d.DockerAPIError) as err:
         api.info()
     assert err.value.status == 0 and daemon.url in str(err.value)
+    assert "asks for one, set client_cert and client_key" in str(err.value)
     assert daemon.requests == []
 
 
