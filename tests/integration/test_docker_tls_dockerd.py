@@ -15,7 +15,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 
 import pytest
 from collection_path import COLLECTIONS
+from stop_process import stop
 from tls_pki import CA
 
 pytestmark = pytest.mark.lab
@@ -72,13 +72,7 @@ def dockerd():
         yield {"pid": proc.pid, "ca": ca.path, "other_ca": other.path, "client_cert": client_cert,
                "client_key": client_key}
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop(proc, grace=30)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
 
