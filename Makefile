@@ -9,7 +9,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.cache/collections
 PLAY := ansible-playbook -i $(INVENTORY)
 
 .PHONY: help deps collection-link follow-inventory lab-up lab-down lab-status provision deploy migrate demo \
-        check ruff sanity galaxy-check test test-unit test-integration test-faults molecule bench bench-precopy bench-stream soak build \
+        check ruff changelog-lint sanity galaxy-check test test-unit test-integration test-faults molecule bench bench-precopy bench-stream soak build \
         lint clean deps-eda follow bench-mobility deps-podman bench-floor bench-evacuate
 
 help:
@@ -22,7 +22,7 @@ help:
 # requirements-dev.txt: the runtime (requirements.txt) plus the test, lint and bench tools.
 deps: collection-link
 	@$(PYTHON) -c 'import ansible, lz4, zstandard, paramiko, numpy, hypothesis, pytest, matplotlib, pymysql' 2>/dev/null \
-	  && command -v ansible-lint >/dev/null && command -v molecule >/dev/null \
+	  && command -v ansible-lint >/dev/null && command -v molecule >/dev/null && command -v antsibull-changelog >/dev/null \
 	  || $(PYTHON) -m pip install -q -r requirements-dev.txt
 	bash lab/lab.sh deps
 	$(MAKE) --no-print-directory deps-eda
@@ -73,6 +73,13 @@ ruff:
 	@command -v ruff >/dev/null || $(PYTHON) -m pip install -q 'ruff>=0.6'
 	ruff check .
 
+# The release notes (antsibull-changelog): fragments in changelogs/fragments/ and changelogs/changelog.yaml
+# valid; a release is `antsibull-changelog release --version X.Y.Z` (it renders CHANGELOG.rst).
+changelog-lint:
+	@command -v antsibull-changelog >/dev/null || $(PYTHON) -m pip install -q 'antsibull-changelog>=0.36'
+	antsibull-changelog lint
+	antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+
 # ansible-test sanity from a `git archive` copy under .cache/sanity (offline pip stand-in included).
 sanity:
 	bash tests/sanity/run.sh
@@ -82,6 +89,7 @@ sanity:
 check: collection-link
 	@t0=$$(date +%s); set -e; \
 	$(MAKE) --no-print-directory ruff; \
+	$(MAKE) --no-print-directory changelog-lint; \
 	$(MAKE) --no-print-directory sanity; \
 	$(PYTHON) -m pytest -q tests/unit tests/security; \
 	$(MAKE) --no-print-directory galaxy-check; \
@@ -111,15 +119,21 @@ build: collection-link
 	ansible-galaxy collection build --force --output-path .cache/dist .
 
 # Galaxy's own importer (PyPI galaxy-importer, in a venv of its own: it pins its ansible-lint) on the
-# built tarball, as Galaxy runs it on upload; ~50 s, offline once installed. Its
-# "couldn't resolve module/action 'ansible.posix.mount'" warnings come from the importer not
-# installing galaxy.yml's dependencies; "No changelog found" until a release (antsibull-changelog).
+# built tarball, as Galaxy runs it on upload; ~50 s, offline once installed. Every WARNING it prints
+# must match a justified line of tests/galaxy/expected-warnings.txt (the dependencies it does not
+# install; the one sanity ignore), else the check fails. The changelog it looks for is CHANGELOG.rst.
 # It writes importer_result.json into the directory it runs in: ignored by git and by the build.
 GALAXY_VENV := .cache/galaxy-importer-venv
+GALAXY_LOG := .cache/galaxy-importer.log
 galaxy-check: build
 	@test -x $(GALAXY_VENV)/bin/python || { $(PYTHON) -m venv $(GALAXY_VENV) && $(GALAXY_VENV)/bin/pip install -q galaxy-importer; }
-	GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy/galaxy-importer.cfg PATH=$(CURDIR)/$(GALAXY_VENV)/bin:$$PATH \
-	  $(GALAXY_VENV)/bin/python -m galaxy_importer.main .cache/dist/edgemig-migration-$$(awk '/^version:/{print $$2}' galaxy.yml).tar.gz
+	set -o pipefail; GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy/galaxy-importer.cfg PATH=$(CURDIR)/$(GALAXY_VENV)/bin:$$PATH \
+	  $(GALAXY_VENV)/bin/python -m galaxy_importer.main .cache/dist/edgemig-migration-$$(awk '/^version:/{print $$2}' galaxy.yml).tar.gz \
+	  2>&1 | tee $(GALAXY_LOG)
+	@unexpected=$$(grep 'WARNING' $(GALAXY_LOG) | grep -v -E -f <(grep -v -e '^#' -e '^$$' tests/galaxy/expected-warnings.txt)); \
+	  if [ -n "$$unexpected" ]; then \
+	    echo "galaxy-importer warnings not justified in tests/galaxy/expected-warnings.txt:"; echo "$$unexpected"; exit 1; \
+	  fi; echo "galaxy-importer: passed, $$(grep -c WARNING $(GALAXY_LOG)) warnings, each justified"
 
 lint: collection-link
 	ansible-lint --profile production playbooks roles extensions

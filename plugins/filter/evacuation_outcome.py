@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The ``evacuation_outcome`` filter: each planned move's outcome, the record to keep and the table.
 
-Pure data (``module_utils/evacuation_record.py``): the controller computes it at the end of
+Pure data (``module_utils/planning/evacuation_record.py``): the controller computes it at the end of
 playbooks/evacuate.yml from the plan and what the lanes reported.
 """
 from __future__ import annotations

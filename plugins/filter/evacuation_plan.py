@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The ``evacuation_plan`` filter: where each service of an edge goes, in which order and lanes.
 
-The plan (``module_utils/evacuation_plan.py``) is a pure function of what the edges reported: the
+The plan (``module_utils/planning/evacuation_plan.py``) is a pure function of what the edges reported: the
 controller computes it where the facts meet (playbooks/evacuate.yml), also in check mode.
 """
 from __future__ import annotations

@@ -256,7 +256,7 @@ def prepare(module, api) -> None:
     shutil.rmtree(os.path.dirname(ckpt), ignore_errors=True)  # images of an earlier, abandoned attempt
     os.makedirs(ckpt, mode=0o700, exist_ok=True)
     try:
-        tid = write_ticket(p, api.base_url, cid, ckpt, inspect)
+        tid = write_ticket(p, api, cid, ckpt, inspect)
     except (OSError, ValueError) as exc:
         module.fail_json(msg=f"cannot write the migration ticket under {p['dump_dir']}: {exc}")
     module.exit_json(changed=True, container_id=cid, upper_dir=upper_dir(inspect), checkpoint_dir=ckpt,
@@ -264,14 +264,16 @@ def prepare(module, api) -> None:
                      durations={"prepare_s": round(time.monotonic() - t0, 4)})
 
 
-def write_ticket(p: dict, docker_host: str, cid: str, ckpt: str, inspect: dict) -> str:
+def write_ticket(p: dict, api, cid: str, ckpt: str, inspect: dict) -> str:
     """The one-time ticket of a migration into the container just created: every path from this
-    host's own Docker, every parameter from this module's options (ticket.py)."""
+    host's own Docker (its endpoint and TLS settings as this module reached it), every parameter
+    from this module's options (ticket.py)."""
     faults = read_faults()  # fault suite only: EDGEMIG_FAULTS in this module's environment
     roots = {"checkpoint": ckpt, "layer": upper_dir(inspect), "warm": warm_dir(p["dump_dir"], p["name"])}
     roots.update({f"volume/{v['name']}": v["path"] for v in volumes(inspect)})
     clear = [name for name in roots if name != "checkpoint"]
-    restore = {"name": p["name"], "container_id": cid, "docker_host": docker_host, "health": p["health"],
+    restore = {"name": p["name"], "container_id": cid, "docker_host": api.base_url,
+               "docker_tls": api.tls.as_dict(), "health": p["health"],
                "address": p["address"], "interface": p["interface"] if p["address"] else None}
     revoke(p["dump_dir"], p["name"])
     return issue(p["dump_dir"], roots=roots, clear=clear, create=["warm"], service=p["name"], restore=restore,

@@ -15,6 +15,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
     DockerAPIError,
+    DockerTLS,
     already_running_message,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import RESTORE_NONCE
@@ -69,6 +70,7 @@ class FakeDockerAPI:
     def __init__(self, containers: dict | None = None, images: dict | None = None, info: dict | None = None,
                  fail: dict | None = None):
         self.base_url = "unix:///fake/docker.sock"
+        self.tls = DockerTLS()
         self.containers = copy.deepcopy(containers or {})
         self.images = copy.deepcopy(images or {})
         self._info = info or {"DockerRootDir": "/var/lib/docker", "Driver": "overlay2",

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -20,6 +19,7 @@ import urllib.request
 import pytest
 import yaml
 from collection_path import user_env
+from stop_process import stop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN = "unit-test-token-0123456789abcdef"
@@ -125,13 +125,7 @@ def test_follow_rulebook_by_fqcn_from_another_directory_runs_the_installed_migra
         # The token came from the environment: no token file made in the user's directory.
         assert not (tmp_path / ".cache").exists()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop(proc)
         log.close()
 
 

@@ -31,11 +31,24 @@ class MigrationOptions:
     link_share: float = 1.0
 
 
+@dataclass(frozen=True)
+class DockerTLSOptions:
+    """How a module reaches a ``tcp://`` docker_host (community.docker's names; docker_api.DockerTLS
+    says what each does). Every module taking docker_host takes these (module_common.DOCKER_ARGS)."""
+    tls: bool = False                 # TLS without checking the daemon's certificate
+    validate_certs: bool = False      # TLS, the daemon's certificate checked (dockerd --tlsverify)
+    ca_path: str | None = None        # the CA that signed the daemon's certificate
+    client_cert: str | None = None    # the client's certificate and key (--tlsverify daemons ask for one)
+    client_key: str | None = None
+    tls_hostname: str | None = None   # the name the daemon's certificate must carry (default: docker_host's host)
+    tcp_without_tls: bool = False     # plain HTTP to tcp://, refused unless true: that port is root on the host
+
+
 def argument_spec(cls=MigrationOptions) -> dict:
     """The Ansible argument spec of ``cls``'s fields, each with its one default. (The annotations are
     strings under ``from __future__ import annotations``; str, bool, int and float are also Ansible's
-    names for those types.)"""
-    return {f.name: {"type": f.type, "default": f.default} for f in fields(cls)}
+    names for those types; ``str | None`` is an optional str.)"""
+    return {f.name: {"type": f.type.split(" | ")[0], "default": f.default} for f in fields(cls)}
 
 
 def from_params(params: dict, cls=MigrationOptions) -> MigrationOptions:

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A small Docker Engine API client over a unix socket.
+"""A small Docker Engine API client over a unix socket, or TCP with TLS.
 
 community.docker's client is private to that collection and the docker SDK
 has no checkpoint API, so we speak the few endpoints we need ourselves:
@@ -14,15 +14,24 @@ and community.docker do: the daemon's unversioned ``GET /version`` is asked once
 client, and every call uses min(``MAX_API_VERSION``, the daemon's ``ApiVersion``).
 Docker 25+ refuses the old fixed ``/v1.41`` ("client version 1.41 is too old.
 Minimum supported API version is 1.44").
+
+``tcp://host:port`` endpoints speak TLS as ``dockerd --tlsverify`` expects (:class:`DockerTLS`,
+community.docker's option names). A Docker API port is root on its host, so a ``tcp://``
+endpoint without TLS is refused unless the caller says so explicitly (``tcp_without_tls``).
 """
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
+import ssl
 import threading
 import urllib.parse
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DockerTLSOptions
 
 # The newest API version whose changes we checked against every endpoint and field this
 # client and its callers use (Engine API version history, 1.42-1.45: nothing we send or read
@@ -93,8 +102,88 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+class _TLSConnection(http.client.HTTPConnection):
+    """TLS to ``host:port``, the certificate checked for ``server_name`` (tls_hostname, else the host)."""
+
+    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext, server_name: str):
+        super().__init__(host, port, timeout=timeout)
+        self._context = context
+        self._server_name = server_name
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        try:
+            self.sock = self._context.wrap_socket(sock, server_hostname=self._server_name)
+        except BaseException:
+            sock.close()
+            raise
+
+
 # Where Docker listens unless told otherwise (docker_host option, DOCKER_HOST).
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+# The file names the docker CLI looks for in DOCKER_CERT_PATH (and ~/.docker).
+CERT_PATH_FILES = {"ca_path": "ca.pem", "client_cert": "cert.pem", "client_key": "key.pem"}
+
+
+@dataclass(frozen=True)
+class DockerTLS(DockerTLSOptions):
+    """How to reach a ``tcp://`` Docker (community.docker's option names; defaults in options.py).
+
+    validate_certs: TLS, the daemon's certificate checked against ``ca_path`` (the system's CAs
+    without it) and its name against ``tls_hostname`` (the docker_host's host without it); what
+    ``dockerd --tlsverify`` and ``docker --tlsverify`` do. tls: TLS without checking the daemon
+    (encrypted, not authenticated: anyone in the path can pose as the daemon). client_cert and
+    client_key: the client's certificate, which ``--tlsverify`` daemons ask for. tcp_without_tls:
+    plain HTTP to a ``tcp://`` port, refused unless true (whoever reaches that port is root).
+    """
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> DockerTLS:
+        """From module params or a ticket: the known keys only, unset (None) ones left at their defaults."""
+        known = {k: v for k, v in (values or {}).items() if k in cls.__dataclass_fields__ and v is not None}
+        return cls(**known)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def enabled(self) -> bool:
+        return self.tls or self.validate_certs
+
+    def context(self) -> ssl.SSLContext:
+        """The client's TLS context (raises ValueError naming a certificate file that will not load)."""
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.validate_certs:
+            try:
+                if self.ca_path:
+                    ctx.load_verify_locations(cafile=self.ca_path)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"ca_path {self.ca_path!r}: cannot load it as a CA certificate: {exc}") from None
+        else:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.client_cert or self.client_key:
+            if not (self.client_cert and self.client_key):
+                raise ValueError("client_cert and client_key go together: give both or neither")
+            try:
+                ctx.load_cert_chain(self.client_cert, self.client_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"client_cert {self.client_cert!r} / client_key {self.client_key!r}: cannot load "
+                                 f"them as a certificate and its key: {exc}") from None
+        return ctx
+
+
+def tls_from_cert_path(cert_path: str | None, tls: DockerTLS) -> DockerTLS:
+    """``tls`` with the files of a DOCKER_CERT_PATH directory (ca.pem, cert.pem, key.pem) where it names
+    none itself, as the docker CLI reads them."""
+    if not cert_path:
+        return tls
+    values = tls.as_dict()
+    for key, name in CERT_PATH_FILES.items():
+        if not values[key]:
+            values[key] = os.path.join(cert_path, name)
+    return DockerTLS(**values)
 
 
 def socket_path(base_url: str) -> str:
@@ -103,15 +192,47 @@ def socket_path(base_url: str) -> str:
         return base_url[len("unix://"):]
     if base_url.startswith("/"):
         return base_url
-    raise ValueError(f"docker_host {base_url!r}: only unix:// sockets are supported")
+    raise ValueError(f"docker_host {base_url!r}: not a unix:// socket")
+
+
+def tcp_address(base_url: str) -> tuple[str, int]:
+    """``tcp://host:2376`` -> ``("host", 2376)`` (the port is required: 2375 and 2376 both occur)."""
+    parsed = urllib.parse.urlsplit(base_url)
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "tcp" or not parsed.hostname or port is None or parsed.path not in ("", "/"):
+        raise ValueError(f"docker_host {base_url!r}: give tcp://HOST:PORT (Docker's TLS port is usually 2376)")
+    return parsed.hostname, port
+
+
+def check_endpoint(base_url: str, tls: DockerTLS) -> None:
+    """Refuse an endpoint and TLS settings that do not go together, before anything is asked of it."""
+    if base_url.startswith("tcp://"):
+        tcp_address(base_url)
+        if not tls.enabled and not tls.tcp_without_tls:
+            raise ValueError(f"docker_host {base_url!r} without TLS: whoever reaches a Docker API port is root on "
+                             "its host. Set validate_certs: true (with ca_path, client_cert and client_key, as for "
+                             "dockerd --tlsverify), or tcp_without_tls: true on a network you trust")
+        if tls.enabled and tls.tcp_without_tls:
+            raise ValueError("tcp_without_tls: true contradicts tls / validate_certs: choose one")
+        return
+    socket_path(base_url)
+    if tls.enabled:
+        raise ValueError(f"docker_host {base_url!r}: tls and validate_certs are for tcp:// endpoints only")
 
 
 class DockerAPI:
     """Blocking JSON client; one connection per call keeps it simple and thread-safe."""
 
-    def __init__(self, base_url: str = DEFAULT_DOCKER_HOST, timeout: float = 120.0):
+    def __init__(self, base_url: str = DEFAULT_DOCKER_HOST, timeout: float = 120.0, tls: DockerTLS | None = None):
         self.base_url = base_url
-        self.path = socket_path(base_url)
+        self.tls = tls or DockerTLS()
+        check_endpoint(base_url, self.tls)
+        self.path = socket_path(base_url) if not base_url.startswith("tcp://") else None
+        # The TLS context once per client (its files are read here: a bad one is refused at once).
+        self._ssl = self.tls.context() if self.tls.enabled else None
         self.timeout = timeout
         # Negotiated on the first call, not here: a client made for a refused request must not
         # have talked to Docker (tests/security), and module setup stays free of I/O.
@@ -159,13 +280,25 @@ class DockerAPI:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        conn = _UnixHTTPConnection(self.path, timeout or self.timeout)
+        conn = self._connection(timeout or self.timeout)
         try:
             conn.request(method, url, body=data, headers=headers)
             resp = conn.getresponse()
             payload = resp.read()
+        except ssl.SSLCertVerificationError as exc:
+            raise DockerAPIError(0, f"TLS: the certificate of Docker at {self.base_url} did not verify "
+                                    f"({exc.verify_message}): is ca_path ({self.tls.ca_path or 'the system CAs'}) the "
+                                    "CA that signed the daemon's certificate, and does the certificate name "
+                                    f"{self.tls.tls_hostname or 'the host in docker_host'}?") from exc
+        except ssl.SSLError as exc:
+            if not self.tls.client_cert:  # a dockerd --tlsverify asks for one (TLS 1.3 may just close)
+                hint = "no client certificate given: a dockerd --tlsverify asks for one, set client_cert and client_key"
+            else:
+                hint = "does the daemon speak TLS on this port, and does it accept client_cert?"
+            raise DockerAPIError(0, f"TLS with Docker at {self.base_url} failed: {exc} ({hint})") from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise DockerAPIError(0, f"cannot talk to Docker at {self.base_url}: {exc}") from exc
+            hint = " (a TLS port? it closed a plain HTTP request)" if self._plain_tcp else ""
+            raise DockerAPIError(0, f"cannot talk to Docker at {self.base_url}: {exc}{hint}") from exc
         finally:
             conn.close()
         if resp.status >= 400:
@@ -173,6 +306,10 @@ class DockerAPI:
                 message = json.loads(payload).get("message", "")
             except ValueError:
                 message = payload.decode(errors="replace")
+            message = message.strip()
+            if self._plain_tcp and "HTTP request to an HTTPS server" in message:
+                message += (f" Docker at {self.base_url} speaks TLS: set validate_certs: true with ca_path, "
+                            "client_cert and client_key instead of tcp_without_tls")
             raise DockerAPIError(resp.status, message.strip())
         if raw:
             return resp.status, payload
@@ -182,6 +319,18 @@ class DockerAPI:
             return resp.status, json.loads(payload)
         except ValueError:
             return resp.status, payload.decode(errors="replace")
+
+    @property
+    def _plain_tcp(self) -> bool:
+        return self.path is None and self._ssl is None
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self.path is not None:
+            return _UnixHTTPConnection(self.path, timeout)
+        host, port = tcp_address(self.base_url)
+        if self._ssl is None:
+            return http.client.HTTPConnection(host, port, timeout=timeout)
+        return _TLSConnection(host, port, timeout, self._ssl, self.tls.tls_hostname or host)
 
     def get(self, path: str, params: dict | None = None, timeout: float | None = None) -> Any:
         return self.request("GET", path, params=params, timeout=timeout)

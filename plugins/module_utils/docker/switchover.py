@@ -17,6 +17,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_ap
     DEFAULT_DOCKER_HOST,
     DockerAPI,
     DockerAPIError,
+    DockerTLS,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.garp import send_garp
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.health import wait_healthy
@@ -80,14 +81,14 @@ class DockerReady(threading.Thread):
 
     def __init__(self, spec: dict):
         super().__init__(name="edgemig-docker-ready", daemon=True)
-        self.docker_host = spec.get("docker_host") or DEFAULT_DOCKER_HOST
+        self.spec = spec
         self.api: DockerAPI | None = None
         self.docker_root: str | None = None
         self.start()
 
     def run(self) -> None:
         try:
-            api = DockerAPI(self.docker_host)
+            api = docker_client(self.spec)
             root = api.info()["DockerRootDir"]
         except Exception:  # the restore asks again and reports what Docker says then
             return
@@ -114,16 +115,21 @@ def prepared_inspect(api: DockerAPI, spec: dict) -> dict:
     return inspect
 
 
+def docker_client(spec: dict) -> DockerAPI:
+    """The target's Docker as the ticket names it: the endpoint and TLS settings its prepare used."""
+    return DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST, tls=DockerTLS.from_dict(spec.get("docker_tls")))
+
+
 def prepared_container(api: DockerAPI, spec: dict) -> str:
     """The ID of :func:`prepared_inspect`'s container."""
     return prepared_inspect(api, spec)["Id"]
 
 
 def restore_and_switch(spec: dict, ready: DockerReady | None = None) -> dict:
-    """``spec`` (from the ticket): docker_host, name, container_id, checkpoint_dir (the images on the dump
-    tmpfs), health, address, interface. ``ready``: the receiver's :class:`DockerReady`, if any."""
+    """``spec`` (from the ticket): docker_host, docker_tls, name, container_id, checkpoint_dir (the images
+    on the dump tmpfs), health, address, interface. ``ready``: the receiver's :class:`DockerReady`, if any."""
     api, docker_root = ready.ready() if ready is not None else (None, None)
-    api = api or DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
+    api = api or docker_client(spec)
     t0 = time.monotonic()
     try:
         inspect = prepared_inspect(api, spec)
@@ -159,7 +165,7 @@ def fence(spec: dict) -> bool:
     ok = True
     discard(spec.get("checkpoint_dir"))
     try:
-        api = DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST)
+        api = docker_client(spec)
         # By ID when the ticket names one: the fence removes the container prepared for this
         # migration, never another one that happens to carry the name.
         ref = spec.get("container_id") or spec["name"]

@@ -212,6 +212,10 @@ def check_restore(spec: dict | None, roots: dict[str, str], dump_dir: str) -> di
     for key in ("address", "interface", "docker_host"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise TicketError(f"restore {key} must be a string")
+    tls = spec.get("docker_tls")
+    if tls is not None and (not isinstance(tls, dict)
+                            or any(not isinstance(v, (str, bool, type(None))) for v in tls.values())):
+        raise TicketError("restore docker_tls must be an object of strings and booleans")
     if spec.get("health") is not None and not isinstance(spec["health"], dict):
         raise TicketError("restore health must be an object")
     return {**spec, "checkpoint_dir": ckpt, "state_dir": dump_dir}

@@ -69,7 +69,7 @@ def target(monkeypatch, tmp_path):
     ckpt = tmp_path / "dumps" / "apache.restore" / "cp1"
     ckpt.mkdir(parents=True)
     (ckpt / "pages-1.img").write_bytes(b"p")
-    monkeypatch.setattr(sw, "DockerAPI", lambda url: api)
+    monkeypatch.setattr(sw, "DockerAPI", lambda url, tls: api)
     return api, {"name": "apache", "checkpoint_dir": str(ckpt), "address": "10.213.0.101", "interface": "eth0"}
 
 

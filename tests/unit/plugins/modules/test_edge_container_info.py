@@ -34,5 +34,13 @@ def test_docker_unreachable_fails(monkeypatch):
 
 
 def test_bad_docker_host_fails_naming_the_option():
-    failed, res = run_module(mod, {"name": "apache", "docker_host": "tcp://10.0.0.1:2375"})
+    failed, res = run_module(mod, {"name": "apache", "docker_host": "http://10.0.0.1:2375"})
     assert failed and res["msg"].startswith("docker_host:") and "unix://" in res["msg"]
+
+
+def test_tcp_without_tls_is_refused_unless_asked_for():
+    failed, res = run_module(mod, {"name": "apache", "docker_host": "tcp://10.0.0.1:2375"})
+    assert failed and "without TLS" in res["msg"] and "validate_certs" in res["msg"]
+    # Asked for explicitly: the client is made and tries the port (nothing listens on this one).
+    failed, res = run_module(mod, {"name": "apache", "docker_host": "tcp://127.0.0.1:9", "tcp_without_tls": True})
+    assert failed and "cannot talk to Docker at tcp://127.0.0.1:9" in res["msg"]

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""edge_load_info and its parsers (module_utils/edge_load.py): what an edge runs and can still take."""
+"""edge_load_info and its parsers (module_utils/planning/edge_load.py): what an edge runs and can still take."""
 from __future__ import annotations
 
 from fakes import FakeDockerAPI, container, run_module, use_api
