@@ -9,13 +9,13 @@ import os
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DockerTLSOptions, argument_spec
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
     DEFAULT_DOCKER_HOST,
     DockerAPI,
     DockerTLS,
     tls_from_cert_path,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DockerTLSOptions, argument_spec
 
 # The TLS options' aliases and environment as community.docker names them (the docker CLI's variables,
 # read on the managed host); their defaults are options.DockerTLSOptions'.
