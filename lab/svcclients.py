@@ -95,6 +95,7 @@ class MQTT:
                  timeout: float = 3.0):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.next_id = 1
+        self.pending: list[tuple[str, bytes, bool]] = []   # PUBLISHes that came while waiting for an ack
         flags = 0x02 if clean else 0x00
         var = _mqtt_str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive)
         self._send(0x10, var + _mqtt_str(client_id))
@@ -166,12 +167,16 @@ class MQTT:
 
     def receive(self) -> tuple[str, bytes, bool] | None:
         """The next PUBLISH (topic, payload, retained), acknowledged at QoS 1; None for other packets."""
+        if self.pending:
+            return self.pending.pop(0)
         kind, body = self.read_packet()
-        return self._on_other(kind, body)
+        got = self._on_other(kind, body)
+        return self.pending.pop(0) if got else None
 
-    def _on_other(self, kind: int, body: bytes):
+    def _on_other(self, kind: int, body: bytes) -> bool:
+        """Acknowledge and keep a PUBLISH (for receive); ignore anything else."""
         if kind >> 4 != 3:
-            return None
+            return False
         qos = (kind >> 1) & 3
         n = struct.unpack("!H", body[:2])[0]
         topic = body[2:2 + n].decode()
@@ -179,7 +184,8 @@ class MQTT:
         if qos:
             self._send(0x40, rest[:2])  # PUBACK
             rest = rest[2:]
-        return topic, rest, bool(kind & 1)
+        self.pending.append((topic, rest, bool(kind & 1)))
+        return True
 
     def ping(self) -> None:
         self.sock.sendall(b"\xc0\x00")
