@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 
+
 # ----------------------------------------------------------------------------- Redis (RESP2)
 
 class RedisError(Exception):
