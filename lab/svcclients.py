@@ -14,8 +14,6 @@ import socket
 import struct
 
 
-# ----------------------------------------------------------------------------- Redis (RESP2)
-
 class RedisError(Exception):
     """The server answered with an error reply (-ERR ...)."""
 
