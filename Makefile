@@ -21,7 +21,7 @@ help:
 
 # requirements-dev.txt: the runtime (requirements.txt) plus the test, lint and bench tools.
 deps: collection-link
-	@$(PYTHON) -c 'import ansible, lz4, zstandard, paramiko, numpy, hypothesis, pytest, matplotlib, pymysql' 2>/dev/null \
+	@$(PYTHON) -c 'import ansible, lz4, zstandard, paramiko, numpy, hypothesis, pytest, matplotlib, pymysql, psycopg' 2>/dev/null \
 	  && command -v ansible-lint >/dev/null && command -v molecule >/dev/null && command -v antsibull-changelog >/dev/null \
 	  || $(PYTHON) -m pip install -q -r requirements-dev.txt
 	bash lab/lab.sh deps

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+import svcclients  # lab/, beside this file
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,9 +104,18 @@ def sql(spec: dict, query: str, params: tuple = (), host: str | None = None, com
 def uptime(spec: dict, host: str | None = None) -> float:
     """The service's own uptime in seconds, read through its stable address."""
     probe = spec["uptime_probe"]
+    addr = host or spec["address"]
     if probe["type"] == "sql":
         rows = sql(spec, probe["query"], host=host)
         value = float(dict(rows)[probe["key"]])
+    elif probe["type"] == "redis":
+        with svcclients.Redis(addr, probe["port"]) as r:
+            value = float(r.info("server")[probe.get("key", "uptime_in_seconds")])
+    elif probe["type"] == "postgres":
+        with svcclients.pg_connect(spec, host=host) as conn:
+            value = float(conn.execute(probe["query"]).fetchone()[0])
+    elif probe["type"] == "mqtt":
+        value = svcclients.mqtt_sys_uptime(addr, probe["port"])
     else:
         status, body = http_get(host or spec["address"], probe["port"], probe["path"])
         assert status == 200, f"uptime probe answered {status}"

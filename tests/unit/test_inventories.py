@@ -51,7 +51,7 @@ def addresses(services: dict) -> dict:
 def test_a_real_host_gets_the_examples_catalog_not_the_labs(tmp_path):
     got = host_vars(EXAMPLE, "mec1", str(tmp_path))
     services = got["edgemig_services"]
-    assert set(services) == {"apache", "mysql", "tomcat"}
+    assert set(services) == {"apache", "mysql", "tomcat", "redis", "postgres", "nginx", "mosquitto", "pyapp"}
     assert all(a in DOC_NET for a in addresses(services).values()), addresses(services)
     assert ipaddress.ip_address(got["edgemig_migration_address"]) in DOC_NET
     assert "criu_wrapper_preload" not in got and "edgemig_lab" not in got
