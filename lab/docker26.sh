@@ -187,10 +187,23 @@ setup_ns() {
   ip -n "$NS" link set lo up
 }
 
+# A daemon of ours that runs in the namespace and still has its socket: left alone. One
+# whose socket is gone (its run dir was removed under it, e.g. by a teardown that did not
+# know it) is stopped, to be started afresh.
+running_here() {
+  local pid=$1 sock=$2
+  pid_alive "$pid" && pid_in_ns "$pid" || return 1
+  [ -S "$sock" ] && return 0
+  log "pid $pid runs without its socket $sock: restarting it"
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_gone 100 "$pid" || kill -KILL "$pid" 2>/dev/null || true
+  return 1
+}
+
 start_containerd() {
   local pid
   pid=$(pidfile_pid "$RUN/containerd.pid")
-  if pid_alive "$pid" && pid_in_ns "$pid"; then return 0; fi
+  running_here "$pid" "$CTD_SOCK" && return 0
   rm -f "$CTD_SOCK"
   # nsenter, not ip netns exec (which remounts /sys: see lab.sh).
   exec_without_fds nsenter --net="/var/run/netns/$NS" \
@@ -215,7 +228,7 @@ net_args() {
 start_dockerd() {
   local pid net
   pid=$(pidfile_pid "$RUN/docker.pid")
-  if pid_alive "$pid" && pid_in_ns "$pid"; then return 0; fi
+  running_here "$pid" "$SOCK" && return 0
   rm -f "$RUN/docker.pid" "$SOCK"
   mapfile -t net < <(net_args | tr ' ' '\n')
   exec_without_fds nsenter --net="/var/run/netns/$NS" \
