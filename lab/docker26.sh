@@ -14,8 +14,12 @@
 #   docker26.sh image    import the test image emig/bb:1 (static busybox, all root:
 #                        no rlimit shim needed) into the running daemon
 #
-# Nothing here touches edge1/edge2, emigbr0, /var/lib/edgemig-lab or
-# /run/edgemig-lab. Overridable: D26_NS, D26_BASE, D26_RUN, D26_DEBS.
+# Standalone (the defaults), nothing here touches edge1/edge2, emigbr0,
+# /var/lib/edgemig-lab or /run/edgemig-lab. Overridable: D26_NS, D26_BASE,
+# D26_RUN, D26_DEBS, D26_CGROUP_PARENT, and D26_BIP: with it the daemon gets a
+# bridge of its own (--bip, iptables in its namespace, D26_INSECURE_REGISTRY
+# trusted) instead of --bridge=none. lab/lab.sh runs the lab's edge3 this way
+# (its namespace on emigbr0 and its sshd are lab.sh's): one way to run Docker 26.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -35,7 +39,9 @@ readonly PKGS=("docker.io:26.1" "containerd:1.7" "docker-cli:26.1" "tini:0.19")
 readonly TEST_IMAGE=emig/bb:1
 readonly CTD_SOCK=$RUN/containerd/containerd.sock
 readonly SOCK=$RUN/docker.sock
-readonly CGROUP_PARENT=/edgemig-d26
+readonly CGROUP_PARENT=${D26_CGROUP_PARENT:-/edgemig-d26}
+readonly BIP=${D26_BIP:-}
+readonly INSECURE_REGISTRY=${D26_INSECURE_REGISTRY:-}
 readonly DAEMON_PATH=$PREFIX/usr/bin:$PREFIX/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 readonly DOCKER=$PREFIX/usr/bin/docker
 readonly CTR=$PREFIX/usr/bin/ctr
@@ -181,10 +187,23 @@ setup_ns() {
   ip -n "$NS" link set lo up
 }
 
+# A daemon of ours that runs in the namespace and still has its socket: left alone. One
+# whose socket is gone (its run dir was removed under it, e.g. by a teardown that did not
+# know it) is stopped, to be started afresh.
+running_here() {
+  local pid=$1 sock=$2
+  pid_alive "$pid" && pid_in_ns "$pid" || return 1
+  [ -S "$sock" ] && return 0
+  log "pid $pid runs without its socket $sock: restarting it"
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_gone 100 "$pid" || kill -KILL "$pid" 2>/dev/null || true
+  return 1
+}
+
 start_containerd() {
   local pid
   pid=$(pidfile_pid "$RUN/containerd.pid")
-  if pid_alive "$pid" && pid_in_ns "$pid"; then return 0; fi
+  running_here "$pid" "$CTD_SOCK" && return 0
   rm -f "$CTD_SOCK"
   # nsenter, not ip netns exec (which remounts /sys: see lab.sh).
   exec_without_fds nsenter --net="/var/run/netns/$NS" \
@@ -195,11 +214,23 @@ start_containerd() {
   disown
 }
 
+# Standalone: loopback only, no bridge. In the lab: a bridge and NAT of its own for
+# published ports, as the lab's 20.10 edges have.
+net_args() {
+  if [ -z "$BIP" ]; then
+    echo --bridge=none --iptables=false --ip6tables=false --ip-masq=false
+    return 0
+  fi
+  echo --bip "$BIP"
+  [ -z "$INSECURE_REGISTRY" ] || echo --insecure-registry "$INSECURE_REGISTRY"
+}
+
 start_dockerd() {
-  local pid
+  local pid net
   pid=$(pidfile_pid "$RUN/docker.pid")
-  if pid_alive "$pid" && pid_in_ns "$pid"; then return 0; fi
+  running_here "$pid" "$SOCK" && return 0
   rm -f "$RUN/docker.pid" "$SOCK"
+  mapfile -t net < <(net_args | tr ' ' '\n')
   exec_without_fds nsenter --net="/var/run/netns/$NS" \
     env -i PATH="$DAEMON_PATH" HOME=/root LANG=C.UTF-8 TMPDIR="$RUN/tmp" \
     setsid "$PREFIX/usr/sbin/dockerd" --experimental \
@@ -209,7 +240,7 @@ start_dockerd() {
       --exec-root "$RUN/docker" \
       --pidfile "$RUN/docker.pid" \
       -H "unix://$SOCK" \
-      --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+      "${net[@]}" \
       --storage-driver overlay2 \
       --cgroup-parent "$CGROUP_PARENT" \
       >>"$BASE/dockerd.log" 2>&1 </dev/null &

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
-# The built-in two-edge lab: two network namespaces (edge1, edge2) on a
-# bridge in the root namespace, each with its own sshd and dockerd.
+# The built-in lab: network namespaces edge1, edge2 and edge3 on a bridge in
+# the root namespace, each with its own sshd and dockerd. edge1 and edge2 run
+# the host's Docker 20.10; edge3 runs Debian 13's Docker 26 / containerd 1.7
+# from a prefix of its own, started by lab/docker26.sh (EDGEMIG_LAB_EDGES=2
+# leaves edge3 out of `up` and `status`; `down` takes down whatever is up).
 # See docs/design.md ("Lab") for the names, addresses and paths.
 #
 #   lab.sh deps     install the Debian packages the lab needs (if missing)
@@ -28,7 +31,14 @@ readonly SHIM=$STATE/lib/lab-prlimit-shim.so
 readonly BRIDGE=emigbr0
 readonly BRIDGE_ADDR=10.213.0.1/24
 readonly SUBNET=10.213.0.0/24
-readonly EDGES=(edge1 edge2)
+# Every edge the lab knows (down cleans all of them); the ones `up` brings up.
+readonly ALL_EDGES=(edge1 edge2 edge3)
+case ${EDGEMIG_LAB_EDGES:-3} in
+  2) EDGES=(edge1 edge2) ;;
+  3) EDGES=("${ALL_EDGES[@]}") ;;
+  *) echo "lab: EDGEMIG_LAB_EDGES must be 2 or 3" >&2; exit 2 ;;
+esac
+readonly EDGES
 readonly IPT_COMMENT=edgemig-lab
 readonly DOCKER=/usr/bin/docker   # the 20.10 client matching the daemon
 readonly DAEMON_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -40,13 +50,22 @@ readonly REGISTRY_VETH=emig-regh
 readonly DEPS=(docker.io openssh-server iproute2 nftables iptables gcc libc6-dev
   iputils-arping apache2-utils curl mmdebstrap rsync ethtool util-linux docker-registry shellcheck)
 
-# Per-edge facts: index 1 or 2.
+# Per-edge facts: index 1, 2 or 3.
 edge_idx() { echo "${1#edge}"; }
 edge_ip() { echo "10.213.0.1$(edge_idx "$1")"; }
 edge_veth() { echo "emig-e$(edge_idx "$1")h"; }
 edge_bip() { echo "172.30.$(edge_idx "$1").1/24"; }
 edge_sock() { echo "$RUN/$1/docker.sock"; }
 edge_cgroup() { echo "/edgemig-lab/$1"; }
+# The Docker 26 edge: its daemons, prefix and .deb cache are lab/docker26.sh's.
+edge_is_d26() { [ "$1" = edge3 ]; }
+readonly D26_SH=${SHIM_SRC%/*}/docker26.sh
+d26() {
+  local e=$1
+  shift
+  D26_NS=$e D26_BASE=$STATE/$e D26_RUN=$RUN/$e D26_DEBS=$STATE/debs D26_CGROUP_PARENT=$(edge_cgroup "$e") \
+    D26_BIP=$(edge_bip "$e") D26_INSECURE_REGISTRY=$REGISTRY bash "$D26_SH" "$@"
+}
 
 # pid_alive, pidfile_pid, exec_without_fds, wait_gone (shared with docker26.sh)
 # shellcheck source=lab/procutil.sh
@@ -253,6 +272,11 @@ containerd_scratch_on_tmpfs() {
 
 start_dockerd() {
   local e=$1 pid
+  if edge_is_d26 "$e"; then
+    # Idempotent, waits until the daemon answers; a tmpfs on $RUN/$e: before sshd's pid file.
+    d26 "$e" up
+    return 0
+  fi
   pid=$(pidfile_pid "$RUN/$e/docker.pid")
   if pid_alive "$pid" && pid_in_ns "$pid" "$e"; then
     return 0
@@ -332,8 +356,8 @@ cmd_up() {
   setup_keys
   setup_network
   for e in "${EDGES[@]}"; do
-    start_sshd "$e"
     start_dockerd "$e"
+    start_sshd "$e"
   done
   start_registry
   for e in "${EDGES[@]}"; do
@@ -379,13 +403,13 @@ cgroup_pids() {
 # the dockerds gracefully, all edges at once.
 stop_dockerds() {
   local e pid pids=()
-  for e in "${EDGES[@]}"; do
+  for e in "${ALL_EDGES[@]}"; do
     # shellcheck disable=SC2207
     pids+=($(cgroup_pids "$e"))
   done
   [ ${#pids[@]} -eq 0 ] || kill -KILL "${pids[@]}" 2>/dev/null || true
   pids=()
-  for e in "${EDGES[@]}"; do
+  for e in "${ALL_EDGES[@]}"; do
     pid=$(pidfile_pid "$RUN/$e/docker.pid")
     pid_alive "$pid" && pids+=("$pid")
   done
@@ -450,15 +474,19 @@ cmd_down() {
       timeout 3 ssh -o ControlPath="$s" -O exit lab >/dev/null 2>&1 || true
     fi
   done
+  for e in "${ALL_EDGES[@]}"; do
+    # Docker 26's containerd is not dockerd's child: docker26.sh stops its own.
+    if edge_is_d26 "$e" && { ns_exists "$e" || [ -d "$RUN/$e" ]; }; then d26 "$e" down; fi
+  done
   stop_dockerds
-  for e in "${EDGES[@]}"; do
+  for e in "${ALL_EDGES[@]}"; do
     stop_edge "$e"
   done
   stop_registry
   unmount_lab
   # Empty cgroups left by killed containers.
   find /sys/fs/cgroup/*/edgemig-lab -depth -type d -exec rmdir {} + 2>/dev/null || true
-  for e in "${EDGES[@]}"; do
+  for e in "${ALL_EDGES[@]}"; do
     ns_exists "$e" && ip netns del "$e"
     veth=$(edge_veth "$e")
     ip link show "$veth" >/dev/null 2>&1 && ip link del "$veth"
@@ -473,8 +501,8 @@ cmd_down() {
   nft list tables 2>/dev/null | while read -r _ fam table; do
     case $table in edgemig*) nft delete table "$fam" "$table" || true ;; esac
   done
-  for e in "${EDGES[@]}"; do
-    rm -rf --one-file-system "${STATE:?}/$e/docker"
+  for e in "${ALL_EDGES[@]}"; do
+    rm -rf --one-file-system "${STATE:?}/$e/docker" "${STATE:?}/$e/containerd"
   done
   rm -rf --one-file-system "${STATE:?}/registry"
   rm -rf --one-file-system "${RUN:?}"
@@ -499,7 +527,7 @@ cmd_status() {
     if pid_alive "$pid"; then echo "  sshd    pid $pid on $(edge_ip "$e"):22"; else echo "  sshd    down"; fi
     pid=$(pidfile_pid "$RUN/$e/docker.pid")
     if pid_alive "$pid" && docker_ok "$e"; then
-      echo "  dockerd pid $pid at unix://$(edge_sock "$e") ($("$DOCKER" -H "unix://$(edge_sock "$e")" ps -q | wc -l) running containers)"
+      echo "  dockerd pid $pid at unix://$(edge_sock "$e") (Docker $("$DOCKER" -H "unix://$(edge_sock "$e")" version -f '{{.Server.Version}}'), $("$DOCKER" -H "unix://$(edge_sock "$e")" ps -q | wc -l) running containers)"
       up=$((up + 1))
     else
       echo "  dockerd down"

@@ -26,8 +26,8 @@ INVENTORY = os.path.join(ROOT, "inventory", "lab", "hosts.yml")
 # The lab's service catalog lives with the lab's inventory (group_vars beside hosts.yml).
 CATALOG = os.path.join(ROOT, "inventory", "lab", "group_vars", "all", "catalog.yml")
 LAB_IMAGE_CACHE = "{{ inventory_dir }}/../../.cache/images"
-EDGES = ("edge1", "edge2")
-DOCKER = "/usr/bin/docker"  # the 20.10 client that matches the lab daemons
+EDGES = ("edge1", "edge2", "edge3")  # edge3: Docker 26 (lab/docker26.sh)
+DOCKER = "/usr/bin/docker"  # the 20.10 client (API 1.41: Docker 26 on edge3 accepts it too)
 
 
 def catalog() -> dict:
@@ -215,7 +215,7 @@ class Writer(threading.Thread):
         return self.snapshot()
 
 
-EDGE_IP = {"edge1": "10.213.0.11", "edge2": "10.213.0.12"}
+EDGE_IP = {"edge1": "10.213.0.11", "edge2": "10.213.0.12", "edge3": "10.213.0.13"}
 
 
 def port_open(edge: str, port: int) -> bool:
@@ -296,9 +296,9 @@ def sshd_session_of(pid: int) -> int:
     raise AssertionError(f"no sshd among the parents of pid {pid}")
 
 
-def nft_drop_edges() -> None:
-    """Drop every packet between the two edges on the lab bridge (the controller's own SSH is untouched)."""
-    a, b = EDGE_IP["edge1"], EDGE_IP["edge2"]
+def nft_drop_edges(one: str = "edge1", two: str = "edge2") -> None:
+    """Drop every packet between two edges on the lab bridge (the controller's own SSH is untouched)."""
+    a, b = EDGE_IP[one], EDGE_IP[two]
     rules = (f"table bridge edgemig_fault {{\n chain cut {{\n  type filter hook forward priority -200; policy accept;\n"
              f"  ip saddr {a} ip daddr {b} drop\n  ip saddr {b} ip daddr {a} drop\n }}\n}}\n")
     subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)

@@ -18,12 +18,12 @@ import subprocess
 import time
 
 import pytest
-from labutil import REGISTRY, ROOT, docker, http_get, lab_is_up, run, running_on, user_inventory  # noqa: E402 (tests/integration is on sys.path via conftest)
+from labutil import EDGES, REGISTRY, ROOT, docker, http_get, lab_is_up, run, running_on, user_inventory  # noqa: E402 (tests/integration is on sys.path via conftest)
 
 pytestmark = pytest.mark.lab
 EXAMPLE = os.path.join(ROOT, "docs", "examples", "counter")
 # The user's services of these tests: an address of their own (the fault suite's secret
-# service uses .104), taken off both edges again afterwards.
+# service uses .104), taken off every edge again afterwards.
 ADDRESS = "10.213.0.110"
 # Run before the others: provision makes hosts ready, deploy puts the service somewhere.
 ORDER = ("provision.yml", "images.yml", "deploy.yml", "migrate.yml")
@@ -84,7 +84,7 @@ def test_usage_errors_say_what_is_wrong():
     assert proc.returncode != 0 and "svc is required" in proc.stdout, proc.stdout[-2000:]
     proc = run(["ansible-playbook", "playbooks/migrate.yml", "-e", "svc=apache", "-e", "target=edge9"])
     assert proc.returncode != 0 and "target=edge9 is not an edge host" in proc.stdout, proc.stdout[-2000:]
-    for edge in ("edge1", "edge2"):
+    for edge in EDGES:
         docker(edge, "rm", "-f", "tomcat", check=False)
     proc = run(["ansible-playbook", "playbooks/migrate.yml", "-e", "svc=tomcat"])
     assert proc.returncode != 0 and "not running on any edge host" in proc.stdout, proc.stdout[-2000:]
@@ -115,7 +115,7 @@ def count(expect_greeting: bool = True) -> int:
 
 
 def remove(svc: str) -> None:
-    for edge in ("edge1", "edge2"):
+    for edge in EDGES:
         docker(edge, "rm", "-f", svc, check=False)
         subprocess.run(["ip", "-n", edge, "addr", "del", f"{ADDRESS}/32", "dev", "eth0"], capture_output=True,
                        check=False)
@@ -124,14 +124,25 @@ def remove(svc: str) -> None:
 def remove_image(*refs: str) -> None:
     """Leave the edges' images as we found them: an image built FROM apache's is a child of it,
     and a child makes apache's image impossible to remove (the fault suite removes it)."""
-    for edge in ("edge1", "edge2"):
+    for edge in EDGES:
         for ref in refs:
             docker(edge, "rmi", "-f", ref, check=False)
 
 
+def across_versions(inv: str, svc: str, home: str, n: int) -> int:
+    """To edge3 (Docker 26) and back to ``home`` (Docker 20.10): the count goes on from ``n``."""
+    for target in ("edge3", home):
+        proc = run(["ansible-playbook", "-i", inv, "playbooks/migrate.yml", "-e", f"svc={svc}", "-e", f"target={target}"])
+        assert proc.returncode == 0, proc.stdout[-5000:]
+        assert running_on(svc) == [target]
+        n += 1
+        assert count() == n                                       # in-memory state survived
+    return n
+
+
 def image_ids(image: str) -> set:
     return {docker(e, "image", "inspect", "--format", "{{.Id}}", image, check=False).stdout.strip()
-            for e in ("edge1", "edge2")}
+            for e in EDGES}
 
 
 def test_own_service_from_a_dockerfile(tmp_path):
@@ -152,6 +163,7 @@ def test_own_service_from_a_dockerfile(tmp_path):
             assert proc.returncode == 0, proc.stdout[-5000:]
             assert running_on("counter") != first if n == 3 else running_on("counter") == first
             assert count() == n                                   # in-memory state survived
+        across_versions(inv, "counter", first[0], 4)
         # Built once: a second deploy finds the image by its context digest and builds nothing.
         proc = run(["ansible-playbook", "-i", inv, "playbooks/deploy.yml", "-e", "svc=counter"])
         assert proc.returncode == 0, proc.stdout[-5000:]
@@ -187,6 +199,7 @@ def test_own_service_from_the_registry_pinned_by_digest(tmp_path):
         proc = run(["ansible-playbook", "-i", inv, "playbooks/migrate.yml", "-e", "svc=regcounter"])
         assert proc.returncode == 0, proc.stdout[-5000:]
         assert count() == 2
+        across_versions(inv, "regcounter", running_on("regcounter")[0], 2)
     finally:
         remove("regcounter")
         remove_image(pinned)

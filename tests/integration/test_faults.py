@@ -237,9 +237,11 @@ def on_target_created(svc: str, target: str, action, timeout: float = 120) -> th
 # ------------------------------------------------------------------ 1. SSH connection cut mid-transfer
 @pytest.mark.parametrize("how", ["kill-receiver", "nft-drop", "kill-sshd-session"])
 def test_connection_cut_mid_transfer(say, how):
-    svc = "apache"
-    src = deploy(svc)
-    dst = other(src)
+    src = deploy("apache")
+    connection_cut(say, "apache", src, other(src), how)
+
+
+def connection_cut(say, svc: str, src: str, dst: str, how: str) -> None:
     before = uptime(CATALOG[svc])
     say("fault", f"{how}: {svc} {src} -> {dst}, link to {dst} shaped to {SLOW_RATE}, uncompressed stream, "
                  f"stall timeout {STALL} s")
@@ -254,8 +256,8 @@ def test_connection_cut_mid_transfer(say, how):
             os.kill(pid, signal.SIGKILL)
             say("fault", f"SIGKILL to the receiver pid {pid} on {dst}")
         elif how == "nft-drop":
-            nft_drop_edges()
-            say("fault", "nft table bridge edgemig_fault drops all edge1<->edge2 packets")
+            nft_drop_edges(src, dst)
+            say("fault", f"nft table bridge edgemig_fault drops all {src}<->{dst} packets")
         else:
             ppid = sshd_session_of(pid)
             os.kill(ppid, signal.SIGKILL)
@@ -369,9 +371,11 @@ def test_corrupted_chunk_never_restored(say):
 
 # ------------------------------------------------------------------ 4. restore fails on the target
 def test_restore_fails_after_freeze(say):
-    svc = "mysql"
-    src = deploy(svc)
-    dst = other(src)
+    src = deploy("mysql")
+    restore_fails(say, "mysql", src, other(src))
+
+
+def restore_fails(say, svc: str, src: str, dst: str) -> None:
     rows = seed_rows(10)
     before = uptime(CATALOG[svc])
     say("fault", f"{svc} {src} -> {dst}: the target restore fails after the freeze (EDGEMIG_FAULTS restore=true)")
@@ -548,9 +552,11 @@ def test_criu_fails_at_checkpoint(say):
     ("SIGINT", "before"), ("SIGINT", "during"), ("SIGKILL", "during"), ("SIGKILL", "after"), ("SIGINT", "after"),
 ])
 def test_controller_interrupted(say, sig, window):
-    svc = "apache"
-    src = deploy(svc)
-    dst = other(src)
+    src = deploy("apache")
+    controller_interrupted(say, "apache", src, other(src), sig, window)
+
+
+def controller_interrupted(say, svc: str, src: str, dst: str, sig: str, window: str) -> None:
     say("fault", f"{sig} to ansible-playbook's process group {window} the edge_migrate task ({src} -> {dst})")
     if window == "during":
         shape(dst)
@@ -583,6 +589,50 @@ def test_controller_interrupted(say, sig, window):
             assert container_id(svc, edge) is None, f"leftover {svc} container on {edge}"
     say("check", f"no leftover {svc} container on {src}")
     assert out is not None
+
+
+# ------------------------------------------------------------------ 6b. the core faults across Docker versions
+# edge1 runs the host's Docker 20.10, edge3 Debian 13's Docker 26 / containerd 1.7 (issue 24): a
+# restore failing, the link cut mid-stream and the controller killed after the commit point, each
+# 20.10 -> 26 and 26 -> 20.10, with the same checks as above. In an order where each case finds the
+# service where the one before left it (``keep``: left on edge3 for the next case), so that only
+# mysql has to be moved there and back; whatever else is on edge3 afterwards goes back to edge1.
+ACROSS = [
+    pytest.param("restore-fails", "mysql", "edge1", "edge3", False, id="restore-fails-20.10-to-26"),
+    pytest.param("restore-fails", "mysql", "edge3", "edge1", False, id="restore-fails-26-to-20.10"),
+    pytest.param("link-cut", "apache", "edge1", "edge3", False, id="link-cut-20.10-to-26"),
+    pytest.param("killed-after-commit", "apache", "edge1", "edge3", True, id="killed-after-commit-20.10-to-26"),
+    pytest.param("link-cut", "apache", "edge3", "edge1", True, id="link-cut-26-to-20.10"),
+    pytest.param("killed-after-commit", "apache", "edge3", "edge1", False, id="killed-after-commit-26-to-20.10"),
+]
+
+
+def place(svc: str, edge: str) -> None:
+    """``svc`` running on ``edge``: deployed on edge1 (or left where it runs), then moved there if needed."""
+    where = deploy(svc)
+    if where != edge:
+        playbook("migrate.yml", "-e", f"svc={svc}", "-e", f"target={edge}")
+        wait_answering(CATALOG[svc], timeout=90)
+    assert running_on(svc) == [edge]
+
+
+@pytest.mark.parametrize("case,svc,src,dst,keep", ACROSS)
+def test_across_versions(say, case, svc, src, dst, keep):
+    passed = False
+    try:
+        place(svc, src)
+        if case == "restore-fails":
+            restore_fails(say, svc, src, dst)
+        elif case == "link-cut":
+            connection_cut(say, svc, src, dst, "nft-drop")
+        else:
+            controller_interrupted(say, svc, src, dst, "SIGKILL", "after")
+        passed = True
+    finally:
+        # The other tests (and their default targets) expect the catalog on the 20.10 edges.
+        for name in CATALOG:
+            if running_on(name) == ["edge3"] and not (passed and keep and name == svc):
+                playbook("migrate.yml", "-e", f"svc={name}", "-e", "target=edge1")
 
 
 # ------------------------------------------------------------------ 7. bad input

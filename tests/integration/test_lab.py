@@ -1,11 +1,12 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The built-in two-edge lab answers as docs/design.md promises.
+"""The built-in lab (edge1 and edge2 on Docker 20.10, edge3 on Docker 26) answers as docs/design.md promises.
 
 Run after ``lab/lab.sh up`` (root). Only lab addresses are contacted.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,8 +21,10 @@ STATE = "/var/lib/edgemig-lab"
 KEY = f"{STATE}/ssh/id_ed25519"
 KNOWN_HOSTS = f"{STATE}/ssh/known_hosts"
 SHIM = f"{STATE}/lib/lab-prlimit-shim.so"
-DOCKER = "/usr/bin/docker"  # the 20.10 client matching the daemons
-EDGES = {"edge1": "10.213.0.11", "edge2": "10.213.0.12"}
+DOCKER = "/usr/bin/docker"  # the 20.10 client (API 1.41, which edge3's Docker 26 accepts too)
+EDGES = {"edge1": "10.213.0.11", "edge2": "10.213.0.12", "edge3": "10.213.0.13"}
+# What each edge's daemon reports (GET /version): the server and its containerd.
+DAEMONS = {"edge1": ("20.10.", "1.6."), "edge2": ("20.10.", "1.6."), "edge3": ("26.1.", "1.7.")}
 SSH_OPTS = [
     "-i", KEY,
     "-o", f"UserKnownHostsFile={KNOWN_HOSTS}",
@@ -70,6 +73,28 @@ def test_dockerd_answers_experimental(edge: str) -> None:
                "version", "--format", "{{.Server.Experimental}}"])
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "true"
+
+
+@pytest.mark.parametrize("edge", sorted(EDGES))
+def test_daemon_versions(edge: str) -> None:
+    res = run([DOCKER, "-H", f"unix:///run/edgemig-lab/{edge}/docker.sock", "version", "--format", "{{json .Server}}"])
+    assert res.returncode == 0, res.stderr
+    server = json.loads(res.stdout)
+    components = {c["Name"]: c["Version"] for c in server["Components"]}
+    assert server["Version"].startswith(DAEMONS[edge][0]), server["Version"]
+    assert components["containerd"].startswith(DAEMONS[edge][1]), components
+
+
+def test_second_up_changes_nothing() -> None:
+    """`lab.sh up` on a lab that is up: no download, no unpacking, every daemon keeps its pid."""
+    def pids() -> dict:
+        return {f"{e}/{f}": open(f"/run/edgemig-lab/{e}/{f}", encoding="utf-8").read().strip()
+                for e in EDGES for f in ("docker.pid", "sshd.pid")}
+    before = pids()
+    res = run(["bash", os.path.join(ROOT, "lab", "lab.sh"), "up"], timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "download" not in res.stderr and "unpacking" not in res.stderr, res.stderr
+    assert pids() == before
 
 
 @pytest.mark.parametrize("edge", sorted(EDGES))

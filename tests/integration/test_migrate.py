@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""End to end on the lab: every catalog service edge1 -> edge2 -> edge1 through migrate.yml.
+"""End to end on the lab: every catalog service edge1 -> edge2 -> edge1 through migrate.yml,
+and edge1 -> edge3 -> edge1: Docker 20.10 -> 26 -> 20.10 (edge3 runs Debian 13's Docker 26).
 
 Checked through the service's own client at its stable address: it answers
 on the target and not on the source, its own uptime kept counting (restored,
@@ -43,12 +44,14 @@ def read_marker(svc: str, edge: str) -> str:
     return docker(edge, "exec", svc, "cat", "/edgemig-marker").stdout.strip()
 
 
+@pytest.mark.parametrize("far", ["edge2", "edge3"])
 @pytest.mark.parametrize("svc", sorted(CATALOG))
-def test_migrate_there_and_back(svc):
+def test_migrate_there_and_back(svc, far):
+    """There to ``far`` and back to where it ran: it ends where it started (edge1 or edge2)."""
     spec = CATALOG[svc]
     playbook("deploy.yml", "-e", f"svc={svc}", "-e", "host=edge1")
     src = running_on(svc)[0]
-    dst = "edge2" if src == "edge1" else "edge1"
+    dst = far if src != far else "edge1"
     wait_answering(spec)
     rows = 0
     if spec["uptime_probe"]["type"] == "sql":

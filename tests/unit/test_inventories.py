@@ -103,7 +103,7 @@ def make_follow_inventory(directory: str) -> str:
 def test_the_follow_inventory_has_the_lab_its_catalog_and_an_explicit_localhost(tmp_path, make):
     inv = make(str(tmp_path))
     assert sorted(os.listdir(inv)) == ["controller.yml", "group_vars", "hosts.yml"]
-    assert hosts_of(inv, str(tmp_path)) == {"edge1", "edge2", "localhost"}
+    assert hosts_of(inv, str(tmp_path)) == {"edge1", "edge2", "edge3", "localhost"}
     assert host_vars(inv, "edge2", str(tmp_path))["edgemig_services"] == labutil.catalog()
 
 
