@@ -22,12 +22,20 @@ The cases CRIU handles with an option runc.conf has migrate, and their report sa
 which option was passed: a file lock (``file-locks``, the criu role's default), and
 a deleted open file over the default ghost limit with ``ghost-limit`` raised (a
 runc.conf with that line bind-mounted over the lab's for the test).
+
+And when CRIU fails anyway, the playbook's failure message carries CRIU's own error
+line from its log, never only runc's "criu failed: type ...". Both failures are
+CRIU's own: a criu wrapper bind-mounted over the lab's (as test_faults does) changes
+the world just before it runs the real CRIU, in one edge's network namespace only:
+at the dump the holder sets up an io_uring instance (after the preflight passed), at
+the restore a file the service holds open on a host bind mount grows by a byte.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,7 +72,8 @@ REFUSED = {
                  r"add that line to /etc/criu/runc.conf on both edges"),
 }
 # Started with docker run: what the catalog cannot say (a host bind mount, a device).
-DOCKER_RUN = {"pf-unix": ["-v", "{dir}:/hostsock"], "pf-device": ["--device", "/dev/fuse"]}
+DOCKER_RUN = {"pf-unix": ["-v", "{dir}/hostsock:/hostsock"], "pf-device": ["--device", "/dev/fuse"],
+              "pf-grown": ["-v", "{dir}/data:/data"]}
 
 SERVER = """
 import os, socket, sys, time
@@ -76,6 +85,9 @@ held = []
 while True:
     held.append(srv.accept()[0])
 """
+
+
+ARGS = {**{name: args for name, (args, _said) in REFUSED.items()}, "pf-grown": ["open", "/data/held"]}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -100,6 +112,8 @@ def user_dir(tmp_path_factory):
     services = {name: entry(args) for name, (args, _said) in REFUSED.items()}
     services["pf-lock"] = entry(["lock"])
     services["pf-ghost-raised"] = entry(["ghost", str(GHOST_BYTES)])
+    services["pf-late"] = entry(["late"])
+    services["pf-grown"] = entry(["open", "/data/held"])
     return str(base), user_inventory(str(base), services)
 
 
@@ -138,8 +152,8 @@ def start(inv: str, base: str, svc: str) -> str:
         proc = playbook(inv, "deploy.yml", "pf-lock")
         assert proc.returncode == 0, proc.stdout[-5000:]
         remove("pf-lock")
-        flags = [f.format(dir=os.path.join(base, "hostsock")) for f in DOCKER_RUN[svc]]
-        docker("edge1", "run", "-d", "--name", svc, *flags, IMAGE, *REFUSED[svc][0])
+        flags = [f.format(dir=base) for f in DOCKER_RUN[svc]]
+        docker("edge1", "run", "-d", "--name", svc, *flags, IMAGE, *ARGS[svc])
         where = ["edge1"]
     else:
         proc = playbook(inv, "deploy.yml", svc)
@@ -147,6 +161,8 @@ def start(inv: str, base: str, svc: str) -> str:
         where = running_on(svc)
         assert len(where) == 1, where
     said = result_of(where[0], svc)
+    if svc == "pf-late":
+        return where[0]  # holds nothing yet: the io_uring comes on SIGUSR1
     if svc == "pf-iouring" and said.startswith("failed: io_uring_setup"):
         pytest.skip(f"{svc}: the kernel or Docker's seccomp profile does not let a container set up io_uring: {said}")
     assert said.startswith("ok"), f"{svc}: the holder does not hold its thing: {said}"
@@ -260,3 +276,84 @@ def test_a_ghost_file_migrates_under_a_raised_ghost_limit(user_dir, raised_ghost
         remove(svc)
 
 
+
+
+CRIU = "/usr/local/sbin/criu"
+CRIU_ERROR = r"Error \(criu/[\w./-]+\.c:\d+\): [^\n]+"
+# Runs the real criu; in {edge}'s network namespace (runc runs criu in its dockerd's) and for
+# runc's swrk calls only (not the preflight's `criu check`), {before} first.
+WRAPPER = """#!/bin/sh
+# edgemig preflight test: a real CRIU failure in {edge} only
+if [ "$1" = swrk ] && [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i /var/run/netns/{edge})" ]; then
+  {before}
+fi
+exec {real} "$@"
+"""
+
+
+@pytest.fixture
+def criu_wrapper():
+    """``install(edge, before)``: a criu wrapper bind-mounted over the lab's until the test ends."""
+    made: list[str] = []
+
+    def install(edge: str, before: str) -> None:
+        fd, real = tempfile.mkstemp(prefix="edgemig-criu-real-", dir="/run")
+        os.close(fd)
+        shutil.copy2(CRIU, real)
+        fd, fake = tempfile.mkstemp(prefix="edgemig-criu-pf-", dir="/run")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(WRAPPER.format(edge=edge, before=before, real=real))
+        os.chmod(fake, 0o755)
+        made.extend([real, fake])
+        subprocess.run(["mount", "--bind", fake, CRIU], check=True)
+        made.append("mounted")
+
+    try:
+        yield install
+    finally:
+        if "mounted" in made:
+            subprocess.run(["umount", CRIU], check=True)
+        for path in made:
+            if path != "mounted":
+                os.unlink(path)
+
+
+def test_a_criu_failure_at_the_dump_shows_criu_s_own_error(user_dir, criu_wrapper):
+    svc = "pf-late"
+    base, inv = user_dir
+    remove(svc)
+    try:
+        src = start(inv, base, svc)
+        pid = docker(src, "inspect", "-f", "{{.State.Pid}}", svc).stdout.strip()
+        # After every preflight: the service sets up an io_uring instance as runc calls CRIU.
+        criu_wrapper(src, f"kill -USR1 {pid}; sleep 0.3")
+        proc = playbook(inv, "migrate.yml", svc)
+        out = proc.stdout
+        assert proc.returncode != 0, out[-5000:]
+        assert re.search(r"checkpoint: .*" + CRIU_ERROR, out, re.S), out[-5000:]
+        assert running_on(svc) == [src], "the service does not run on the source after the failed dump"
+        assert docker(src, "exec", svc, "/hold", "ready", check=False).returncode == 0
+    finally:
+        remove(svc)
+
+
+def test_a_criu_failure_at_the_restore_shows_criu_s_own_error(user_dir, criu_wrapper):
+    svc = "pf-grown"
+    base, inv = user_dir
+    held = os.path.join(base, "data", "held")
+    os.makedirs(os.path.dirname(held), exist_ok=True)
+    with open(held, "w") as fh:
+        fh.write("held open by the service\n")
+    remove(svc)
+    try:
+        src = start(inv, base, svc)
+        # On the target only: the held file grows by a byte just before CRIU restores.
+        criu_wrapper(other(src), f"echo x >> {held}")
+        proc = playbook(inv, "migrate.yml", svc)
+        out = proc.stdout
+        assert proc.returncode != 0, out[-5000:]
+        assert re.search(r"restore .*" + CRIU_ERROR, out, re.S), out[-5000:]
+        assert "has bad size" in out, out[-5000:]
+        assert running_on(svc) == [src], "the service does not run (once) on the source after the failed restore"
+    finally:
+        remove(svc)

@@ -8,7 +8,8 @@
  * image: nothing that can make it exit at start unseen (/tmp/result says why, /tmp/ready
  * is written only when it holds the thing).
  *
- *   hold iouring | inotify DIR | unix PATH | dgram PATH | device PATH | ghost BYTES | lock
+ *   hold iouring | inotify DIR | unix PATH | dgram PATH | device PATH | ghost BYTES | lock | open PATH
+ *   hold late    (sets up an io_uring instance only on SIGUSR1: after the preflight, at the dump)
  *   hold ready   (the health check: exit 0 once /tmp/ready exists)
  */
 #define _GNU_SOURCE
@@ -56,6 +57,15 @@ static void bye(int sig)
 {
 	(void)sig;
 	_exit(0);
+}
+
+static void late_iouring(int sig)
+{
+	unsigned char params[120] = { 0 };
+
+	(void)sig;
+	if (syscall(SYS_io_uring_setup, 4, params) >= 0)
+		say("/tmp/late", "io_uring set up\n");
 }
 
 static int unix_connect(const char *path, int type)
@@ -119,6 +129,12 @@ int main(int argc, char **argv)
 		}
 		if (unlink("/tmp/big") < 0)
 			fail("unlink /tmp/big");
+	} else if (!strcmp(mode, "open")) {
+		fd = open(arg, O_RDONLY);
+		if (fd < 0)
+			fail("open");
+	} else if (!strcmp(mode, "late")) {
+		signal(SIGUSR1, late_iouring);
 	} else if (!strcmp(mode, "lock")) {
 		fd = open("/tmp/lock", O_RDWR | O_CREAT, 0600);
 		if (fd < 0 || flock(fd, LOCK_EX) < 0)
