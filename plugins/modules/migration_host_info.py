@@ -200,8 +200,19 @@ service:
     - "C(checked=false) when it does not run here."
   returned: when O(service) is given
   type: dict
-  sample: {checked: true, processes: 1, refused: true, findings: [],
-           refusal: "CRIU could not checkpoint this service: process 42 (node) holds an io_uring instance (fd 7): ..."}
+  contains:
+    checked:
+      description: Whether the container's processes were checked (false when it does not run here).
+      type: bool
+      sample: true
+    findings:
+      description: Each thing CRIU cannot dump or dumps only with an option, as in M(edgemig.migration.edge_migrate)'s C(preflight).
+      type: list
+      elements: dict
+    refusal:
+      description: The message naming each finding that refuses the migration; null when none does.
+      type: str
+      sample: "CRIU could not checkpoint this service: process 42 (node) holds an io_uring instance (fd 7): ..."
 runc_conf:
   description: The CRIU options runc uses.
   returned: always

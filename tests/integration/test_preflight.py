@@ -276,8 +276,6 @@ def test_a_ghost_file_migrates_under_a_raised_ghost_limit(user_dir, raised_ghost
         remove(svc)
 
 
-
-
 CRIU = "/usr/local/sbin/criu"
 CRIU_ERROR = r"Error \(criu/[\w./-]+\.c:\d+\): [^\n]+"
 # Runs the real criu; in {edge}'s network namespace (runc runs criu in its dockerd's) and for
