@@ -8,7 +8,7 @@
  * image: nothing that can make it exit at start unseen (/tmp/result says why, /tmp/ready
  * is written only when it holds the thing).
  *
- *   hold iouring | inotify DIR | unix PATH | dgram PATH | device PATH | ghost BYTES | lock | open PATH
+ *   hold iouring | inotify DIR | unix PATH | dgram PATH | device PATH | ghost BYTES | lock
  *   hold late    (sets up an io_uring instance only on SIGUSR1: after the preflight, at the dump)
  *   hold ready   (the health check: exit 0 once /tmp/ready exists)
  */
@@ -129,10 +129,6 @@ int main(int argc, char **argv)
 		}
 		if (unlink("/tmp/big") < 0)
 			fail("unlink /tmp/big");
-	} else if (!strcmp(mode, "open")) {
-		fd = open(arg, O_RDONLY);
-		if (fd < 0)
-			fail("open");
 	} else if (!strcmp(mode, "late")) {
 		signal(SIGUSR1, late_iouring);
 	} else if (!strcmp(mode, "lock")) {
