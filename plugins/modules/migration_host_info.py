@@ -14,6 +14,9 @@ description:
   - Reports the dump directory's file system type, free bytes and mode, and the CRIU options runc reads from
     O(runc_conf).
   - Sums it up as RV(ready) and a list of RV(problems). Never changes anything.
+  - With O(service), also checks that container, when it runs here, for what CRIU cannot checkpoint (RV(service));
+    C(playbooks/migrate.yml) asks the source this before anything is made on the target, and refuses the
+    migration with RV(service.refusal). M(edgemig.migration.edge_migrate) checks again before it freezes.
   - The collection's roles C(edgemig.migration.criu), C(edgemig.migration.docker_engine) and
     C(edgemig.migration.dump_tmpfs) put right what it reports (C(ansible-doc -t role edgemig.migration.criu)).
 extends_documentation_fragment:
@@ -49,6 +52,11 @@ options:
     type: list
     elements: str
     default: [skip-in-flight]
+  service:
+    description:
+      - A container (service) to check for what CRIU cannot checkpoint (its processes' fds, mounts, devices,
+        sockets, deleted open files; docs/design.md, "What CRIU cannot move"), if it runs on this host.
+    type: str
   storage_driver:
     description: Storage driver the daemon must use for RV(ready); empty to accept any.
     type: str
@@ -184,6 +192,27 @@ cpu:
       type: list
       elements: str
       sample: [avx, avx2, sse4_2]
+service:
+  description:
+    - With O(service) running here, the check of its processes (as M(edgemig.migration.edge_migrate) returns it
+      in C(preflight)), plus C(refusal), the failure message naming each process, fd, reason and what the user
+      can do (null when nothing refuses the migration).
+    - "C(checked=false) when it does not run here."
+  returned: when O(service) is given
+  type: dict
+  contains:
+    checked:
+      description: Whether the container's processes were checked (false when it does not run here).
+      type: bool
+      sample: true
+    findings:
+      description: Each thing CRIU cannot dump or dumps only with an option, as in M(edgemig.migration.edge_migrate)'s C(preflight).
+      type: list
+      elements: dict
+    refusal:
+      description: The message naming each finding that refuses the migration; null when none does.
+      type: str
+      sample: "CRIU could not checkpoint this service: process 42 (node) holds an io_uring instance (fd 7): ..."
 runc_conf:
   description: The CRIU options runc uses.
   returned: always
@@ -206,9 +235,11 @@ runc_conf:
 
 import os
 import shutil
+import urllib.parse
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.criu_preflight import check_container, refusal
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.host_readiness import (
     cpu_features,
@@ -234,6 +265,7 @@ def main() -> None:
             runc_conf=dict(type="path", default="/etc/criu/runc.conf"),
             required_runc_options=dict(type="list", elements="str", default=["skip-in-flight"]),
             storage_driver=dict(type="str", default="overlay2"),
+            service=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -272,8 +304,34 @@ def main() -> None:
                      required_runc_options=p["required_runc_options"],
                      storage_driver=p["storage_driver"],
                      min_free_bytes=p["min_free_bytes"])
+    extra = {}
+    if p["service"]:
+        extra["service"] = service_check(module, api, p["service"])
     module.exit_json(changed=False, ready=not found, problems=found, criu=criu, docker=docker,
-                     dump_dir=dump_dir, runc_conf=runc_conf, cpu=cpu_features(read_text("/proc/cpuinfo") or ""))
+                     dump_dir=dump_dir, runc_conf=runc_conf, cpu=cpu_features(read_text("/proc/cpuinfo") or ""),
+                     **extra)
+
+
+def service_check(module: AnsibleModule, api, name: str) -> dict:
+    """criu_preflight's check of the container ``name`` if it runs here; ``refusal`` names what refuses it."""
+    try:
+        inspect = api.inspect_container(name)
+    except DockerAPIError as exc:
+        module.fail_json(msg=f"inspecting {name}: {exc}")
+    if inspect is None or not (inspect.get("State") or {}).get("Running"):
+        return {"checked": False, "refusal": None}
+    report, refusing = check_container(inspect, lambda _init: docker_top_pids(api, name))
+    return {**report, "refusal": refusal(refusing) if refusing else None}
+
+
+def docker_top_pids(api, name: str) -> list[int]:
+    """The container's host pids as Docker lists them (its cgroup's): edge_migrate lists them with
+    process_memory, part of the stream engine this read-only module does not ship."""
+    try:
+        top = api.get(f"/containers/{urllib.parse.quote(name, safe='')}/top", params={"ps_args": "-o pid"})
+    except DockerAPIError as exc:
+        raise OSError(str(exc)) from None
+    return [int(row[0]) for row in (top or {}).get("Processes") or []]
 
 
 if __name__ == "__main__":

@@ -2,61 +2,90 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Issue 29 on the lab: a service holding one thing CRIU cannot dump is refused before the freeze.
 
-Each case is a tiny image built FROM the lab's edgemig/apache:bookworm (perl-base and
-/bin/sh are in it) whose perl holds one unsupported thing through a raw syscall,
-then writes /tmp/ready. It is deployed as a user's own catalog entry (a Dockerfile,
-as test_day_one's counter), and migrate.yml is asked to move it. Promised:
+Each case is a container of one tiny image: FROM scratch, a static C holder
+(holder/hold.c, built here with the host's gcc) as PID 1 that sets up one thing
+and then writes /tmp/ready. The image is a user's own catalog entry (a build
+context, as test_day_one's counter), so base_images makes it identical on both
+edges. A case that needs a host bind mount or a device (which the catalog does not
+express) is started with ``docker run`` as its user would, under its catalog name.
+Each migration is asked as users type it: ``ansible-playbook playbooks/migrate.yml
+-e svc=<name>`` with the user's inventory. Promised for a refused case:
 
-* the playbook fails with a message naming the thing (criu_preflight's finding);
+* the playbook fails with criu_preflight's message naming the process, the fd,
+  CRIU's reason and what the user can do;
 * the source container was never frozen: no pause, checkpoint, die, kill or stop
-  event from its Docker during the migration;
-* the service still runs on the source, and no copy is left on the target.
+  event from its Docker between the start and the end of the run;
+* the holder still runs on the source (same container, same pid, still holding it);
+* nothing was made on the target: no container, no ticket.
 
-A case CRIU handles with an option runc.conf has (a file lock: ``file-locks``, the
-criu role's default) migrates, and its report says so.
+The cases CRIU handles with an option runc.conf has migrate, and their report says
+which option was passed: a file lock (``file-locks``, the criu role's default), and
+a deleted open file over the default ghost limit with ``ghost-limit`` raised (a
+runc.conf with that line bind-mounted over the lab's for the test).
 
-Not here, because the catalog cannot express them (no bind mounts, no devices) or
-Docker's seccomp profile forbids them in a container: a unix socket mounted from
-the host, a device node, perf events, pidfds of processes outside. The unit tests
-(tests/unit/plugins/module_utils/test_criu_preflight.py) cover those on real processes.
+And when CRIU fails anyway at the dump, the playbook's failure message carries CRIU's
+own error line from its log, never only runc's "criu failed: type ...". The failure is
+CRIU's own: a criu wrapper bind-mounted over the lab's (as test_faults does) has the
+holder set up an io_uring instance (after every preflight passed) just before it runs
+the real CRIU, in the source's network namespace only.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 
 import pytest
-from labutil import ROOT, docker, lab_is_up, other, run, running_on, user_inventory  # noqa: E402 (lab/ on sys.path)
+from labutil import ROOT, docker, lab_is_up, other, run, running_on, user_inventory, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.lab
-BASE = "edgemig/apache:bookworm"
+HERE = os.path.dirname(os.path.abspath(__file__))
+IMAGE = "edgemig-test/holder:1"
+RUNC_CONF = "/etc/criu/runc.conf"
+TICKETS = "/var/lib/edgemig-lab/{edge}/dumps/tickets"
 # Docker's events for a container that was frozen or stopped by a checkpoint (the containerd
 # path shows the task's exit as die; Docker's own call logs checkpoint).
 FROZEN = {"pause", "checkpoint", "die", "kill", "stop", "oom"}
+GHOST_BYTES = 2 << 20  # over CRIU's default 1 MiB ghost limit
 
-# perl: set up one thing, say how it went in /tmp/result, then /tmp/ready (the health check) and wait.
-TAIL = """
-open(my $r, ">", "/tmp/result") or die "result: $!"; print $r $result; close $r;
-open(my $ok, ">", "/tmp/ready") or die "ready: $!"; close $ok;
-sleep 1 while 1;
-"""
-CASES = {
-    # io_uring_setup(4, &params): x86_64 syscall 425; the params buffer is a perl string.
-    "pf-iouring": ('my $p = "\\0" x 120; my $fd = syscall(425, 4, $p);\n'
-                   'my $result = $fd >= 0 ? "ok fd $fd" : "failed: $!";\n',
-                   r"holds an io_uring instance \(fd \d+\): CRIU cannot checkpoint io_uring"),
-    # An inotify watch on the overlay is covered by the unit tests with a real overlay mount
-    # (test_criu_preflight); its perl holder here exited at start in CI (not yet looked into).
-    # 2 MiB written, then unlinked while open: a ghost file over CRIU's default 1 MiB limit. The lab's
-    # runc.conf has no ghost-limit, and nothing else reaches CRIU: refused, naming the line to add.
-    "pf-ghost": ('open(my $f, "+>", "/tmp/big") or die "big: $!"; syswrite($f, "x" x (2 << 20));\n'
-                 'unlink "/tmp/big"; my $result = "ok";\n',
-                 r"holds the deleted file /tmp/big \(deleted\) open .*add that line to /etc/criu/runc.conf"),
+# name -> (holder arguments, what the refusal must say). {sock}: the host socket as the container sees it.
+REFUSED = {
+    "pf-iouring": (["iouring"], r"process \d+ \(hold\) holds an io_uring instance \(fd 3\): "
+                                r"CRIU cannot checkpoint io_uring; disable io_uring"),
+    "pf-inotify": (["inotify", "/tmp"], r"process \d+ \(hold\) holds 1 inotify watch\(es\) on the container's overlay "
+                                        r"file system \(fd 3\): CRIU 4.2 cannot find .*; watch files on a volume"),
+    "pf-unix": (["unix", "/hostsock/host.sock"],
+                r"process \d+ \(hold\) holds a unix stream socket connected to a peer outside the container "
+                r"\(/\S+/host.sock\) \(fd 3\): CRIU cannot dump one end of a unix stream connection.*; "
+                r"close that connection"),
+    "pf-device": (["device", "/dev/fuse"], r"process \d+ \(hold\) has the character device /dev/fuse \(10:229\) open "
+                                           r"\(fd 3\): CRIU dumps only .*; run the service without the device"),
+    "pf-ghost": (["ghost", str(GHOST_BYTES)],
+                 r"process \d+ \(hold\) holds the deleted file /tmp/big \(deleted\) open \(\d+ bytes\) \(fd 3\): "
+                 r"CRIU copies deleted open files .*ghost limit \(1048576 bytes\); close or truncate .*"
+                 r"add that line to /etc/criu/runc.conf on both edges"),
 }
-# flock(LOCK_EX = 2): runc.conf's file-locks handles it, so it migrates.
-LOCK = ('open(my $l, ">", "/tmp/lock") or die "lock: $!"; my $got = flock($l, 2);\n'
-        'my $result = $got ? "ok" : "failed: $!";\n')
+# Started with docker run: what the catalog cannot say (a host bind mount, a device).
+DOCKER_RUN = {"pf-unix": ["-v", "{dir}/hostsock:/hostsock"], "pf-device": ["--device", "/dev/fuse"]}
+
+SERVER = """
+import os, socket, sys, time
+path = sys.argv[1]
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(path); srv.listen(8)
+open(path + ".ready", "w").close()
+held = []
+while True:
+    held.append(srv.accept()[0])
+"""
+
+
+ARGS = {name: args for name, (args, _said) in REFUSED.items()}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,81 +93,240 @@ def lab():
     assert lab_is_up(), "the lab is not up: run `make provision` (or `make test`, which does it)"
 
 
-def entry(svc: str) -> dict:
-    return {"image": f"edgemig-test/{svc}:1", "build": {"context": f"../{svc}"},
-            "health": {"type": "cmd", "command": ["test", "-e", "/tmp/ready"], "timeout": 30}}
+def entry(args: list[str]) -> dict:
+    return {"image": IMAGE, "build": {"context": "../holder"}, "command": args,
+            "health": {"type": "cmd", "command": ["/hold", "ready"], "timeout": 30}}
 
 
-def image_dir(tmp_path, svc: str, perl: str) -> None:
-    ctx = tmp_path / svc
+@pytest.fixture(scope="module")
+def user_dir(tmp_path_factory):
+    """The user's directory: the holder's build context and an inventory with every case's entry."""
+    base = tmp_path_factory.mktemp("preflight")
+    ctx = base / "holder"
     ctx.mkdir()
-    (ctx / "hold.pl").write_text(perl + TAIL)
-    (ctx / "Dockerfile").write_text(f"FROM {BASE}\nLABEL run={time.time_ns()}\n"
-                                    "COPY hold.pl /usr/local/bin/hold.pl\n"
-                                    'CMD ["/usr/bin/perl", "/usr/local/bin/hold.pl"]\n')
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(ctx / "hold"), os.path.join(HERE, "holder", "hold.c")],
+                   check=True)
+    (ctx / "Dockerfile").write_text('FROM scratch\nCOPY hold /hold\nWORKDIR /tmp\nENTRYPOINT ["/hold"]\n')
+    services = {name: entry(args) for name, (args, _said) in REFUSED.items()}
+    services["pf-lock"] = entry(["lock"])
+    services["pf-ghost-raised"] = entry(["ghost", str(GHOST_BYTES)])
+    services["pf-late"] = entry(["late"])
+    return str(base), user_inventory(str(base), services)
 
 
 def remove(svc: str) -> None:
     for edge in ("edge1", "edge2"):
         docker(edge, "rm", "-f", svc, check=False)
-        docker(edge, "rmi", "-f", f"edgemig-test/{svc}:1", check=False)
 
 
-def deploy(inv: str, svc: str) -> str:
-    proc = run(["ansible-playbook", "-i", inv, "playbooks/deploy.yml", "-e", f"svc={svc}"])
-    assert proc.returncode == 0, proc.stdout[-5000:]
-    where = running_on(svc)
-    assert len(where) == 1, where
-    result = docker(where[0], "exec", svc, "cat", "/tmp/result").stdout.strip()
-    if not result.startswith("ok"):
-        pytest.skip(f"{svc}: the kernel or Docker's seccomp profile would not let the container do it: {result}")
+def playbook(inv: str, name: str, svc: str) -> subprocess.CompletedProcess:
+    return run(["ansible-playbook", "-i", inv, f"playbooks/{name}", "-e", f"svc={svc}"])
+
+
+def holding(edge: str, svc: str) -> str:
+    """The holder's /tmp/result once it is ready (it holds the thing); fails if it is not running."""
+    def ready():
+        if docker(edge, "inspect", "-f", "{{.State.Running}}", svc, check=False).stdout.strip() != "true":
+            return "not running"
+        return docker(edge, "exec", svc, "/hold", "ready", check=False).returncode == 0
+    try:
+        seen = wait_for(ready, 20, step=0.1, what=f"{svc} ready")
+    except AssertionError:
+        seen = None  # /tmp/result says why
+    assert seen != "not running", f"{svc} is not running on {edge} (the holder exited)"
+    return docker(edge, "cp", f"{svc}:/tmp/result", "-", check=False).stdout  # a tar: the text is in it
+
+
+def result_of(edge: str, svc: str) -> str:
+    found = re.search(r"(ok|failed: )[^\n\0]*", holding(edge, svc))
+    return found.group(0) if found else "no /tmp/result"
+
+
+def start(inv: str, base: str, svc: str) -> str:
+    """The service running, as its user starts it; returns its edge."""
+    if svc in DOCKER_RUN:
+        # The image from the catalog entry, on both edges (deploy.yml's first play), then docker run.
+        proc = playbook(inv, "deploy.yml", "pf-lock")
+        assert proc.returncode == 0, proc.stdout[-5000:]
+        remove("pf-lock")
+        flags = [f.format(dir=base) for f in DOCKER_RUN[svc]]
+        docker("edge1", "run", "-d", "--name", svc, *flags, IMAGE, *ARGS[svc])
+        where = ["edge1"]
+    else:
+        proc = playbook(inv, "deploy.yml", svc)
+        assert proc.returncode == 0, proc.stdout[-5000:]
+        where = running_on(svc)
+        assert len(where) == 1, where
+    said = result_of(where[0], svc)
+    if svc == "pf-late":
+        return where[0]  # holds nothing yet: the io_uring comes on SIGUSR1
+    if svc == "pf-iouring" and said.startswith("failed: io_uring_setup"):
+        pytest.skip(f"{svc}: the kernel or Docker's seccomp profile does not let a container set up io_uring: {said}")
+    assert said.startswith("ok"), f"{svc}: the holder does not hold its thing: {said}"
     return where[0]
 
 
-def events(svc: str, edge: str, since: float) -> list[str]:
-    proc = docker(edge, "events", "--since", str(int(since)), "--until", str(int(time.time()) + 1),
-                  "--filter", f"container={svc}", "--format", "{{.Action}}", check=False)
+def state(edge: str, svc: str) -> tuple[str, str, str]:
+    return tuple(docker(edge, "inspect", "-f", "{{.Id}} {{.State.Pid}} {{.State.StartedAt}}", svc).stdout.split())
+
+
+def events(svc: str, edge: str, since: float, until: float) -> list[str]:
+    proc = docker(edge, "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+                  "--filter", f"container={svc}", "--format", "{{.Action}}")
     return proc.stdout.split()
 
 
-@pytest.mark.parametrize("svc", sorted(CASES))
-def test_refused_before_the_freeze_naming_the_thing(tmp_path, svc):
-    perl, names = CASES[svc]
-    image_dir(tmp_path, svc, perl)
-    inv = user_inventory(str(tmp_path), {svc: entry(svc)})
+def tickets(edge: str) -> list[str]:
+    path = TICKETS.format(edge=edge)
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+@pytest.fixture
+def host_socket(user_dir):
+    """A unix stream socket of edge1's host (a server in its network namespace), in a directory the
+    pf-unix container gets bind-mounted."""
+    path = os.path.join(user_dir[0], "hostsock", "host.sock")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    server = subprocess.Popen(["ip", "netns", "exec", "edge1", sys.executable, "-c", SERVER, path])
+    try:
+        wait_for(lambda: os.path.exists(path + ".ready"), 10, what="the host socket")
+        yield path
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.mark.parametrize("svc", sorted(REFUSED))
+def test_refused_before_the_freeze_naming_the_thing(request, user_dir, svc):
+    base, inv = user_dir
+    if svc == "pf-unix":
+        request.getfixturevalue("host_socket")
     remove(svc)
     try:
-        src = deploy(inv, svc)
-        started = docker(src, "inspect", "-f", "{{.State.StartedAt}}", svc).stdout.strip()
-        since = time.time() - 1  # docker events counts whole seconds
-        proc = run(["ansible-playbook", "-i", inv, "playbooks/migrate.yml", "-e", f"svc={svc}"])
-        assert proc.returncode != 0, proc.stdout[-5000:]
+        src = start(inv, base, svc)
+        before = state(src, svc)
+        target_tickets = tickets(other(src))
+        since = time.time()
+        proc = playbook(inv, "migrate.yml", svc)
+        until = time.time()
         out = proc.stdout
+        assert proc.returncode != 0, out[-5000:]
         assert "CRIU could not checkpoint this service: process " in out, out[-5000:]
-        assert re.search(names, out), out[-5000:]
+        assert re.search(REFUSED[svc][1], out), out[-5000:]
         assert "Nothing was frozen" in out
-        frozen = [a for a in events(svc, src, since) if a.split(":")[0] in FROZEN]
+        frozen = [a for a in events(svc, src, since, until) if a.split(":")[0] in FROZEN]
         assert frozen == [], f"the source container was frozen or stopped: {frozen}"
         assert running_on(svc) == [src]
-        assert docker(src, "inspect", "-f", "{{.State.StartedAt}}", svc).stdout.strip() == started  # never restarted
-        assert docker(other(src), "inspect", svc, check=False).returncode != 0, "a prepared target copy was left"
+        assert state(src, svc) == before, "the service is not the same process any more"
+        assert result_of(src, svc).startswith("ok"), "the holder no longer holds its thing"
+        assert docker(other(src), "inspect", svc, check=False).returncode != 0, "a target container was made"
+        assert tickets(other(src)) == target_tickets, "a ticket was written on the target"
+        assert "Create the target container" not in out, "the target was prepared before the refusal"
     finally:
         remove(svc)
 
 
-def test_a_file_lock_migrates_with_runc_conf_file_locks(tmp_path):
+def migrated_report(base: str, inv: str, svc: str) -> dict:
+    remove(svc)
+    src = start(inv, base, svc)
+    proc = playbook(inv, "migrate.yml", svc)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    assert running_on(svc) == [other(src)]
+    assert result_of(other(src), svc).startswith("ok"), "the restored holder does not hold its thing"
+    with open(f"{ROOT}/reports/migrate-{svc}-latest.json") as fh:
+        return json.load(fh)
+
+
+def test_a_file_lock_migrates_with_runc_conf_file_locks(user_dir):
     svc = "pf-lock"
-    image_dir(tmp_path, svc, LOCK)
-    inv = user_inventory(str(tmp_path), {svc: entry(svc)})
+    try:
+        report = migrated_report(*user_dir, svc)
+        locks = [f for f in report["preflight"]["findings"] if f["kind"] == "file_lock"]
+        assert locks and all(f["handled"] and "'file-locks'" in f["done"] for f in locks), report["preflight"]
+    finally:
+        remove(svc)
+
+
+@pytest.fixture
+def raised_ghost_limit():
+    """The lab's runc.conf plus ``ghost-limit 4M``, bind-mounted over it (both edges read the one file)."""
+    fd, conf = tempfile.mkstemp(prefix="edgemig-runc-conf-", dir="/run")
+    with os.fdopen(fd, "w") as fh, open(RUNC_CONF) as lab_conf:
+        fh.write(lab_conf.read().rstrip("\n") + "\nghost-limit 4M\n")
+    os.chmod(conf, 0o644)
+    subprocess.run(["mount", "--bind", conf, RUNC_CONF], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", RUNC_CONF], check=True)
+        os.unlink(conf)
+
+
+def test_a_ghost_file_migrates_under_a_raised_ghost_limit(user_dir, raised_ghost_limit):
+    svc = "pf-ghost-raised"
+    try:
+        report = migrated_report(*user_dir, svc)
+        ghosts = [f for f in report["preflight"]["findings"] if f["kind"] == "ghost_file"]
+        assert ghosts and all(f["handled"] and "'ghost-limit 4M'" in f["done"] for f in ghosts), report["preflight"]
+        assert report["preflight"]["ghost_limit"] == 4 << 20
+    finally:
+        remove(svc)
+
+
+CRIU = "/usr/local/sbin/criu"
+CRIU_ERROR = r"Error \(criu/[\w./-]+\.c:\d+\): [^\n]+"
+# Runs the real criu; in {edge}'s network namespace (runc runs criu in its dockerd's) and for
+# runc's swrk calls only (not the preflight's `criu check`), {before} first.
+WRAPPER = """#!/bin/sh
+# edgemig preflight test: a real CRIU failure in {edge} only
+if [ "$1" = swrk ] && [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i /var/run/netns/{edge})" ]; then
+  {before}
+fi
+exec {real} "$@"
+"""
+
+
+@pytest.fixture
+def criu_wrapper():
+    """``install(edge, before)``: a criu wrapper bind-mounted over the lab's until the test ends."""
+    made: list[str] = []
+
+    def install(edge: str, before: str) -> None:
+        fd, real = tempfile.mkstemp(prefix="edgemig-criu-real-", dir="/run")
+        os.close(fd)
+        shutil.copy2(CRIU, real)
+        fd, fake = tempfile.mkstemp(prefix="edgemig-criu-pf-", dir="/run")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(WRAPPER.format(edge=edge, before=before, real=real))
+        os.chmod(fake, 0o755)
+        made.extend([real, fake])
+        subprocess.run(["mount", "--bind", fake, CRIU], check=True)
+        made.append("mounted")
+
+    try:
+        yield install
+    finally:
+        if "mounted" in made:
+            subprocess.run(["umount", CRIU], check=True)
+        for path in made:
+            if path != "mounted":
+                os.unlink(path)
+
+
+def test_a_criu_failure_at_the_dump_shows_criu_s_own_error(user_dir, criu_wrapper):
+    svc = "pf-late"
+    base, inv = user_dir
     remove(svc)
     try:
-        src = deploy(inv, svc)
-        proc = run(["ansible-playbook", "-i", inv, "playbooks/migrate.yml", "-e", f"svc={svc}"])
-        assert proc.returncode == 0, proc.stdout[-5000:]
-        assert running_on(svc) == [other(src)]
-        with open(f"{ROOT}/reports/migrate-{svc}-latest.json") as fh:
-            report = json.load(fh)
-        locks = [f for f in report["preflight"]["findings"] if f["kind"] == "file_lock"]
-        assert locks and all(f["handled"] and "file-locks" in f["done"] for f in locks), report["preflight"]
+        src = start(inv, base, svc)
+        pid = docker(src, "inspect", "-f", "{{.State.Pid}}", svc).stdout.strip()
+        # After every preflight: the service sets up an io_uring instance as runc calls CRIU.
+        criu_wrapper(src, f"kill -USR1 {pid}; sleep 0.3")
+        proc = playbook(inv, "migrate.yml", svc)
+        out = proc.stdout
+        assert proc.returncode != 0, out[-5000:]
+        assert re.search(r"checkpoint: .*" + CRIU_ERROR, out, re.S), out[-5000:]
+        assert running_on(svc) == [src], "the service does not run on the source after the failed dump"
+        assert docker(src, "exec", svc, "/hold", "ready", check=False).returncode == 0
     finally:
         remove(svc)

@@ -50,7 +50,7 @@ import socket
 import stat
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.host_readiness import parse_runc_conf, read_text
@@ -514,13 +514,15 @@ def settle(findings: list[Finding], options: dict[str, str], conf: str = RUNC_CO
     the migration, naming the line to add."""
     refusing = []
     for f in findings:
+        name = (f.option or "").split()[0] if f.option else ""
         if f.verdict == WITH_OPTION and not f.handled:
-            name = (f.option or "").split()[0]
             f.handled = name in options and (name != "ghost-limit" or size_of(options[name]) >= size_of(f.option))
         if f.verdict == REFUSE:
             f.done = "refused before the freeze"
         elif f.handled:
-            f.done = (f"handled: {conf} has '{f.option}', which runc passes to CRIU"
+            # What the file has, which runc passes: a ghost limit may be higher than the finding needs.
+            passed = f"{name} {options.get(name, '')}".strip() if f.kind != "bind_mount" else ""
+            f.done = (f"handled: {conf} has '{passed}', which runc passes to CRIU"
                       if f.kind != "bind_mount" else "handled: runc declares it external to CRIU")
         else:
             f.done = (f"refused before the freeze: CRIU needs '{f.option}', and CRIU options reach it only "
@@ -572,6 +574,26 @@ def _readlink(path: str) -> str | None:
         return os.readlink(path)
     except OSError:
         return None
+
+
+def check_container(inspect: dict, list_processes: Callable[[int], Iterable[int]],
+                    check: Callable | None = None) -> tuple[dict, list[Finding]]:
+    """The check of a running container, as migrate.yml's preflight and edge_migrate run it:
+    ``(report, refusing findings)``. ``list_processes``: init pid -> the container's host pids
+    (process_memory.container_processes); ``check``: :func:`preflight` (tests pass a fake)."""
+    pid = int((inspect.get("State") or {}).get("Pid") or 0)
+    if not pid:
+        return {"checked": False, "notes": ["no process id in Docker's inspect: not checked"]}, []
+    try:
+        pids, note = list(list_processes(pid)), None
+    except (OSError, LookupError, ValueError) as exc:
+        # CRIU still judges every process at the dump; the init process is what we can see.
+        pids, note = [pid], f"only the init process checked: the container's processes could not be listed ({exc})"
+    report, refusing = (check or preflight)(inspect, pids)
+    report = {"checked": True, **report}
+    if note:
+        report.setdefault("notes", []).append(note)
+    return report, refusing
 
 
 def preflight(inspect: dict, pids: Iterable[int], proc: str = "/proc", conf: str = RUNC_CONF,

@@ -44,10 +44,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.container
     upper_dir,
     volumes,
 )
-from ansible_collections.edgemig.migration.plugins.module_utils.docker.criu_preflight import (
-    preflight as criu_preflight,
-    refusal,
-)
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.criu_preflight import check_container, refusal
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import ipv4_problem
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import interface_exists, set_address
@@ -144,7 +141,7 @@ class MigrationDriver:
                  poke: Callable | None = None, criu_check: Callable | None = None):
         self.api, self.p, self.faults = api, p, faults or read_faults({})
         # (inspect, host pids) -> (report, refusing findings): criu_preflight.preflight (tests pass a fake).
-        self.criu_check = criu_check or criu_preflight
+        self.criu_check = criu_check
         self.criu_report: dict = {"checked": False}
         self.stream_factory = stream_factory or SshStream
         self.clock, self.poke = clock, poke or poke_clients
@@ -230,21 +227,7 @@ class MigrationDriver:
     def check_criu(self, inspect: dict) -> None:
         """Refuse, before anything freezes, a service CRIU would fail to dump (criu_preflight),
         naming each process, fd and cause; what CRIU handles through runc.conf goes on."""
-        pid = int((inspect.get("State") or {}).get("Pid") or 0)
-        if not pid:
-            self.criu_report = {"checked": False, "notes": ["no process id in Docker's inspect: not checked"]}
-            return
-        try:
-            pids = list(container_processes(pid))
-        except (OSError, LookupError, ValueError) as exc:
-            # CRIU still judges every process at the dump; the init process is what we can see.
-            pids, note = [pid], f"only the init process checked: the container's processes could not be listed ({exc})"
-        else:
-            note = None
-        report, refusing = self.criu_check(inspect, pids)
-        self.criu_report = {"checked": True, **report}
-        if note:
-            self.criu_report.setdefault("notes", []).append(note)
+        self.criu_report, refusing = check_container(inspect, container_processes, self.criu_check)
         if refusing:
             raise self._fail(refusal(refusing), rolled_back="not_needed", durations={})
 

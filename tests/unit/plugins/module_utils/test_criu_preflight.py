@@ -379,3 +379,31 @@ def test_a_netns_that_cannot_be_entered_is_an_oserror(tmp_path):
 
 def test_libc_is_loadable_for_setns():
     assert ctypes.CDLL(None).setns
+
+
+def test_a_raised_ghost_limit_handles_it_and_the_report_names_the_line_passed(tmp_path):
+    f = cp.Finding(7, "hold", 3, "ghost_file", cp.WITH_OPTION, "holds the deleted file /tmp/big (deleted) open",
+                   "over the ghost limit", "raise the limit", option="ghost-limit 2M")
+    assert cp.settle([f], cp.runc_options("file-locks\nghost-limit 4M\n")) == [] and f.handled
+    assert "has 'ghost-limit 4M', which runc passes to CRIU" in f.done
+    f.handled = False
+    assert cp.settle([f], cp.runc_options("ghost-limit 1M\n")) == [f] and "CRIU needs 'ghost-limit 2M'" in f.done
+
+
+def test_check_container_lists_the_processes_or_falls_back_to_init():
+    got = {}
+
+    def check(_inspect, pids):
+        got["pids"] = pids
+        return {"processes": len(pids)}, []
+
+    running = {"State": {"Running": True, "Pid": 42}}
+    assert cp.check_container(running, lambda init: [init, 43], check) == ({"checked": True, "processes": 2}, [])
+    assert got["pids"] == [42, 43]
+
+    def broken(_init):
+        raise OSError("no cgroup")
+
+    report, refusing = cp.check_container(running, broken, check)
+    assert got["pids"] == [42] and refusing == [] and "no cgroup" in report["notes"][0]
+    assert cp.check_container({"State": {}}, broken, check)[0]["checked"] is False

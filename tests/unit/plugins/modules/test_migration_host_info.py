@@ -6,8 +6,9 @@ import stat
 
 import pytest
 from ansible.module_utils import basic
-from fakes import FakeDockerAPI, run_module, use_api
+from fakes import FakeDockerAPI, container, run_module, use_api
 
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import criu_preflight as cp
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.modules import migration_host_info as mod
 
@@ -77,3 +78,55 @@ def test_wrong_storage_driver(monkeypatch, criu):
                                                   "ExperimentalBuild": True, "ServerVersion": "20.10.24"}))
     failed, res = run_module(mod, {"runc_conf": criu["conf"]})
     assert not failed and res["ready"] is False and any("vfs" in p for p in res["problems"])
+
+
+class TopAPI(FakeDockerAPI):
+    """Answers GET /containers/<name>/top as Docker does with ps_args '-o pid'."""
+
+    def __init__(self, containers: dict, pids: list[int]):
+        super().__init__(containers)
+        self.pids, self.asked = pids, []
+
+    def get(self, path, params=None, timeout=None):
+        self.asked.append((path, params))
+        return {"Titles": ["PID"], "Processes": [[str(p)] for p in self.pids]}
+
+
+def test_service_not_running_here_is_not_checked(monkeypatch, criu):
+    use_api(monkeypatch, mod, TopAPI({"svc": container("svc", running=False)}, [42]))
+    for name in ("svc", "absent"):
+        failed, res = run_module(mod, {"runc_conf": criu["conf"], "service": name})
+        assert not failed and res["service"] == {"checked": False, "refusal": None}
+
+
+def test_service_refused_names_the_finding_and_its_processes_come_from_docker(monkeypatch, criu):
+    api = use_api(monkeypatch, mod, TopAPI({"svc": container("svc", running=True) | {"State": {
+        "Running": True, "Pid": 42}}}, [42, 43]))
+    seen = {}
+
+    def check(inspect, pids):
+        seen["pids"] = pids
+        f = cp.Finding(43, "node", 7, "io_uring", cp.REFUSE, "holds an io_uring instance",
+                       "CRIU cannot checkpoint io_uring", "disable io_uring")
+        return {"processes": len(pids), "findings": [f.as_dict()], "refused": True}, [f]
+
+    monkeypatch.setattr(mod, "check_container", lambda inspect, lister: cp.check_container(inspect, lister, check))
+    failed, res = run_module(mod, {"runc_conf": criu["conf"], "service": "svc"})
+    assert not failed and res["ready"] is True  # the host is fine: the service is refused on its own
+    assert seen["pids"] == [42, 43] and api.asked == [("/containers/svc/top", {"ps_args": "-o pid"})]
+    assert res["service"]["checked"] is True and res["service"]["refused"] is True
+    assert res["service"]["refusal"].startswith("CRIU could not checkpoint this service: process 43 (node) "
+                                                "holds an io_uring instance (fd 7)")
+
+
+def test_service_whose_processes_docker_cannot_list_is_checked_by_its_init(monkeypatch, criu):
+    class Broken(TopAPI):
+        def get(self, path, params=None, timeout=None):
+            raise DockerAPIError(500, "ps: not found")
+
+    use_api(monkeypatch, mod, Broken({"svc": container("svc") | {"State": {"Running": True, "Pid": 42}}}, []))
+    monkeypatch.setattr(mod, "check_container", lambda inspect, lister: cp.check_container(
+        inspect, lister, lambda _i, pids: ({"processes": len(pids), "pids": pids}, [])))
+    failed, res = run_module(mod, {"runc_conf": criu["conf"], "service": "svc"})
+    assert not failed and res["service"]["pids"] == [42] and res["service"]["refusal"] is None
+    assert "only the init process checked" in res["service"]["notes"][0] and "ps: not found" in res["service"]["notes"][0]
