@@ -125,9 +125,13 @@ build: collection-link
 # It writes importer_result.json into the directory it runs in: ignored by git and by the build.
 GALAXY_VENV := .cache/galaxy-importer-venv
 GALAXY_LOG := .cache/galaxy-importer.log
+# An empty HOME: ansible-lint would otherwise resolve our modules from a copy of the collection that an
+# earlier ansible-lint run left in ~/.ansible/collections (an older one misses the newest modules).
+GALAXY_HOME := .cache/galaxy-importer-home
 galaxy-check: build
 	@test -x $(GALAXY_VENV)/bin/python || { $(PYTHON) -m venv $(GALAXY_VENV) && $(GALAXY_VENV)/bin/pip install -q galaxy-importer; }
-	set -o pipefail; GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy/galaxy-importer.cfg PATH=$(CURDIR)/$(GALAXY_VENV)/bin:$$PATH \
+	@rm -rf $(GALAXY_HOME) && mkdir -p $(GALAXY_HOME)
+	set -o pipefail; HOME=$(CURDIR)/$(GALAXY_HOME) GALAXY_IMPORTER_CONFIG=$(CURDIR)/tests/galaxy/galaxy-importer.cfg PATH=$(CURDIR)/$(GALAXY_VENV)/bin:$$PATH \
 	  $(GALAXY_VENV)/bin/python -m galaxy_importer.main .cache/dist/edgemig-migration-$$(awk '/^version:/{print $$2}' galaxy.yml).tar.gz \
 	  2>&1 | tee $(GALAXY_LOG)
 	@unexpected=$$(grep 'WARNING' $(GALAXY_LOG) | grep -v -E -f <(grep -v -e '^#' -e '^$$' tests/galaxy/expected-warnings.txt)); \
