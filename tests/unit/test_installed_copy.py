@@ -62,6 +62,23 @@ def test_every_include_names_its_file_from_the_playbooks_directory(installed_col
     assert found >= 4
 
 
+def test_every_include_of_a_task_file_names_a_sibling(installed_collection):
+    """Task files under playbooks/tasks/ include each other by bare name: Ansible resolves it against the
+    including file's directory (the installed copy's, run by FQCN), and so does ansible-lint, which reads
+    ``{{ playbook_dir }}`` in a task file as that file's own directory (load-failure in `make lint`)."""
+    pattern = re.compile(r"ansible\.builtin\.(?:include|import)_tasks:\s*(\S.*)$", re.M)
+    found = 0
+    tasks = os.path.join(ROOT, "playbooks", "tasks")
+    for name in sorted(os.listdir(tasks)):
+        with open(os.path.join(tasks, name)) as fh:
+            for target in pattern.findall(fh.read()):
+                found += 1
+                target = target.strip().strip("\"'")
+                assert "/" not in target and "{{" not in target, (name, target)
+                assert os.path.isfile(installed(installed_collection, "playbooks", "tasks", target)), (name, target)
+    assert found >= 4
+
+
 @pytest.mark.parametrize("playbook", ["migrate", "recover"])
 def test_playbook_by_fqcn_includes_its_tasks_from_the_installed_copy(installed_collection, tmp_path, playbook):
     inv = unreachable_inventory(tmp_path)
