@@ -5,7 +5,7 @@
 The decision table (``recovery.decide``) is a pure function of the facts the
 edges reported (``migration_recover mode=inspect``): computing it needs no
 host, no Docker and no module run, so the controller computes it in the
-template where the facts meet (playbooks/tasks/recover.yml).
+template where the facts meet (playbooks/tasks/recover_service.yml).
 """
 from __future__ import annotations
 

@@ -160,6 +160,6 @@ def test_installed_follow_rulebook_moves_a_service_from_another_directory(instal
         assert st["policy"]["counts"]["moves"] == 1
         rb.wait_idle("apache")
         out = rb.tail(1000000)
-    assert f"included: {installed}/playbooks/tasks/recover.yml" in out, out[-6000:]
+    assert f"included: {installed}/playbooks/tasks/recover_service.yml" in out, out[-6000:]
     assert "Could not find a playbook" not in out
     assert http_get(catalog()["apache"]["address"], catalog()["apache"]["ports"][0]["host"], "/", timeout=5)[0] < 400

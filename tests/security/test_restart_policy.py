@@ -8,7 +8,7 @@ holds the policy, ``write_state`` records the phase); a reboot is what a reboot 
 empty (migration records and dump gone), every container stopped, and dockerd starting again at boot
 whatever has a restart policy. The recovery is ``migration_recover`` (inspect, converge) and the
 ``recovery_decision`` filter (decide) run as
-``playbooks/tasks/recover.yml`` runs them, against the edges' sockets.
+``playbooks/tasks/recover_service.yml`` runs them, against the edges' sockets.
 
 On 6ca0e80 nothing recorded the held policy outside the tmpfs: after the reboot the source stayed
 stopped at policy ``no`` and the decision was "nothing to recover".
@@ -106,7 +106,7 @@ def edges(tmp_path):
 
 
 def recover(edges: dict[str, Edge | None]) -> dict:
-    """playbooks/tasks/recover.yml: inspect everywhere, decide, converge the losers then the winner,
+    """playbooks/tasks/recover_service.yml: inspect everywhere, decide, converge the losers then the winner,
     then remove a stopped loser once the winner serves. ``None``: an unreachable edge."""
     seen = {}
     for name, e in edges.items():
@@ -116,7 +116,7 @@ def recover(edges: dict[str, Edge | None]) -> dict:
         failed, res = run_module(mod, e.args(mode="inspect"))
         assert not failed, res
         seen[name] = res["facts"]
-    decision = recovery_decision(seen)  # on the controller, as tasks/recover.yml decides
+    decision = recovery_decision(seen)  # on the controller, as tasks/recover_service.yml decides
     order = [e for e in edges if e != decision["winner"]] + ([decision["winner"]] if decision["winner"] else [])
     results = {}
     for name in order:

@@ -63,12 +63,15 @@ def test_every_include_names_its_file_from_the_playbooks_directory(installed_col
 
 
 def test_every_include_of_a_task_file_names_a_sibling(installed_collection):
-    """Task files under playbooks/tasks/ include each other by bare name: Ansible resolves it against the
-    including file's directory (the installed copy's, run by FQCN), and so does ansible-lint, which reads
-    ``{{ playbook_dir }}`` in a task file as that file's own directory (load-failure in `make lint`)."""
+    """Task files under playbooks/tasks/ include each other by bare name (ansible-lint reads
+    ``{{ playbook_dir }}`` in a task file as that file's own directory: load-failure in `make lint`).
+    Ansible looks for a bare name in the playbook's directory before the including files' own, so no
+    task file may share its name with a playbook: ``recover.yml`` there was the play, not the tasks."""
     pattern = re.compile(r"ansible\.builtin\.(?:include|import)_tasks:\s*(\S.*)$", re.M)
     found = 0
     tasks = os.path.join(ROOT, "playbooks", "tasks")
+    playbooks = {n for n in os.listdir(os.path.join(ROOT, "playbooks")) if n.endswith(".yml")}
+    assert not playbooks & set(os.listdir(tasks)), playbooks & set(os.listdir(tasks))
     for name in sorted(os.listdir(tasks)):
         with open(os.path.join(tasks, name)) as fh:
             for target in pattern.findall(fh.read()):
@@ -86,7 +89,7 @@ def test_playbook_by_fqcn_includes_its_tasks_from_the_installed_copy(installed_c
                           capture_output=True, text=True, cwd=str(tmp_path), env=user_env(installed_collection),
                           timeout=300, check=False, stdin=subprocess.DEVNULL)
     out = proc.stdout + proc.stderr
-    assert f"included: {installed(installed_collection, 'playbooks', 'tasks', 'recover.yml')} for localhost" in out, out
+    assert f"included: {installed(installed_collection, 'playbooks', 'tasks', 'recover_service.yml')} for localhost" in out, out
     assert "Could not find or access" not in out and "unable to retrieve file contents" not in out, out
 
 
@@ -131,7 +134,7 @@ def test_follow_rulebook_by_fqcn_from_another_directory_runs_the_installed_migra
         assert refused.value.code == 401
         answer = request(base + "/event", {"user": "u1", "edge": "edge2", "kind": "handover"})
         assert [d["action"] for d in answer["decisions"]] == ["prepare"], answer
-        included = f"included: {installed(installed_collection, 'playbooks', 'tasks', 'recover.yml')} for localhost"
+        included = f"included: {installed(installed_collection, 'playbooks', 'tasks', 'recover_service.yml')} for localhost"
         deadline = time.monotonic() + 180
         while included not in output():
             assert "Could not find a playbook" not in output(), output()[-6000:]

@@ -4,7 +4,7 @@
 
 The decision table itself is tested in test_migration_driver.py (recovery.decide); here: the filter
 gives the same decision, also through a real ansible-playbook run (the facts as module results reach
-it in tasks/recover.yml), and what the edges reported stays data.
+it in tasks/recover_service.yml), and what the edges reported stays data.
 """
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_what_is_not_a_dict_of_facts_is_refused(bad):
 def test_a_playbook_gets_the_same_decision_through_the_filter(tmp_path):
     (tmp_path / "cases.json").write_text(json.dumps(CASES))
     out = tmp_path / "out.json"
-    # As in tasks/recover.yml: the facts arrive as a module's result (data, not templates), are set
+    # As in tasks/recover_service.yml: the facts arrive as a module's result (data, not templates), are set
     # as a fact, then decided in a template.
     (tmp_path / "play.yml").write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"

@@ -111,7 +111,7 @@ def test_after_a_reboot_the_held_source_is_started_cold_with_its_policy(edge, tm
 
 
 def test_the_migrate_gate_counts_a_held_record(edge, tmp_path):
-    """tasks/recover.yml runs the decision at migrate.yml's start when any edge has a record or a held one."""
+    """tasks/recover_service.yml runs the decision at migrate.yml's start when any edge has a record or a held one."""
     api, _addr, dumps = edge
     held_source(api, tmp_path)
     failed, res = run_module(mod, args(dumps, mode="inspect"))
