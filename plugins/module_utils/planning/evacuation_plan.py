@@ -150,7 +150,11 @@ def assign_lanes(moves: list[dict], per_source: int, per_target: int) -> list[li
             lanes.append(mine[-1])
         serving = sum(1 for ln in lanes if m["target"] in ln["targets"])
         allowed = [ln for ln in mine if m["target"] in ln["targets"] or serving < per_target]
-        lane = min(allowed, key=lambda ln: (ln["free_at"], m["target"] not in ln["targets"], mine.index(ln)))
+        if not allowed:
+            # Every lane the target may have already runs another source's moves (a return: many
+            # sources, one target): this move waits in one of them, one after another.
+            allowed = [ln for ln in lanes if m["target"] in ln["targets"]]
+        lane = min(allowed, key=lambda ln: (ln["free_at"], m["target"] not in ln["targets"], lanes.index(ln)))
         lane["targets"].add(m["target"])
         lane["moves"].append(m)
         # While the source's other lanes run, this one gets a share of the link.

@@ -311,3 +311,13 @@ def test_the_return_marks_what_came_back_in_the_evacuations_record():
     p = ep.plan(request([svc("a", MB, on="edge2"), svc("b", MB, on="edge2")], mode="return"))
     out = outcome(p, [{"service": "a", "ok": True}, {"service": "b", "ok": False, "msg": "x"}], record)
     assert [(r["service"], r["status"]) for r in out["record"]["moves"]] == [("a", "returned"), ("b", "failed")]
+
+
+def test_many_sources_into_one_target_wait_in_its_lanes():
+    """A return: edge2 and edge3 both send to edge1, which may take 2 lanes; the third source's moves
+    wait in those lanes (the target's limit holds) instead of finding no lane at all."""
+    moves = [{"source": s, "target": "edge1", "solo_s": 1.0, "index": i}
+             for i, s in enumerate(["edge2", "edge2", "edge3", "edge3", "edge2"])]
+    lanes = ep.assign_lanes(moves, 2, 2)
+    assert len(lanes) == 2
+    assert sorted(m["index"] for lane in lanes for m in lane) == [0, 1, 2, 3, 4]
