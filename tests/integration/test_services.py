@@ -47,7 +47,9 @@ from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
     wait_for,
 )
 
-pytestmark = pytest.mark.lab
+# slow (out of `make test`) until it has passed on the lab once: written in the stop of 2026-12-05, the
+# lab never got to run it then (issue 29). Run it with: python3 -m pytest -q tests/integration/test_services.py
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
 CATALOG = catalog()
 RUN = uuid.uuid4().hex[:8]   # this run's writes, told apart from a volume's older ones
 DOWNTIMES = os.path.join(ROOT, "reports", "services-downtime.json")
