@@ -262,6 +262,9 @@ def raised_ghost_limit():
         os.unlink(conf)
 
 
+# slow (out of `make test`): on its first lab run (stop of 2026-12-05) the move succeeded but the report's
+# preflight had no finding for the ghost file under the raised limit (the issue wants it said): open.
+@pytest.mark.slow
 def test_a_ghost_file_migrates_under_a_raised_ghost_limit(user_dir, raised_ghost_limit):
     svc = "pf-ghost-raised"
     try:
