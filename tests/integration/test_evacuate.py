@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -77,8 +78,12 @@ def test_evacuate_check_then_evacuate_then_return():
     out = proc.stdout
     assert proc.returncode == 0, out[-4000:] + proc.stderr[-2000:]
     assert "evacuate edge1: 3 move(s), 0 stay(s); order shortest" in out, out[-4000:]
+    # Each to a neighbour (edge2 or edge3: the plan's choice by what each can take), as planned later.
+    planned = {}
     for svc in SERVICES:
-        assert f"{svc}: edge1 -> edge2" in out
+        found = re.search(rf"{svc}: edge1 -> (edge[23])\b", out)
+        assert found, (svc, out[-4000:])
+        planned[svc] = found.group(1)
     time.sleep(1.0)  # the daemons' event log is written as events happen; leave the --until in the past
     for edge in EDGES:
         assert docker_events(edge, t0, t1) == [], f"--check made Docker events on {edge}"
@@ -92,7 +97,7 @@ def test_evacuate_check_then_evacuate_then_return():
     # the plan is printed before the first move's freeze
     assert out.index("Print the plan") < out.index("Migrate (freeze, stream, restore, switch over)")
     for svc in SERVICES:
-        assert running_on(svc) == ["edge2"], (svc, out[-4000:])
+        assert running_on(svc) == [planned[svc]], (svc, planned, out[-4000:])
         after = wait_answering(CATALOG[svc], timeout=60)
         assert after >= before[svc], f"{svc} uptime fell from {before[svc]} to {after}: restarted, not restored"
         assert docker("edge1", "inspect", svc, check=False).returncode != 0, f"{svc} left on edge1"
@@ -100,7 +105,7 @@ def test_evacuate_check_then_evacuate_then_return():
     with open(RECORD) as fh:
         record = json.load(fh)
     assert sorted((m["service"], m["target"], m["status"]) for m in record["moves"]) == [
-        (svc, "edge2", "moved") for svc in SERVICES]
+        (svc, planned[svc], "moved") for svc in SERVICES]
     table = out[out.index("Print the outcome per service"):]
     assert all(f"{svc}" in table for svc in SERVICES) and table.count(" moved ") == len(SERVICES)
 
