@@ -61,6 +61,9 @@ def readme_command(*args: str, timeout: int = 1800):
     return run(["ansible-playbook", "playbooks/evacuate.yml", *args], timeout=timeout)
 
 
+# slow (out of `make test`): with the third edge the plan is made again by the real run; that form
+# did not get its lab run in the stop of 2026-12-05.
+@pytest.mark.slow
 def test_evacuate_check_then_evacuate_then_return():
     on_edge1()
     spec = CATALOG["mysql"]
@@ -94,8 +97,10 @@ def test_evacuate_check_then_evacuate_then_return():
     proc = readme_command("-e", "edge=edge1")
     out = proc.stdout
     assert proc.returncode == 0, out[-6000:] + proc.stderr[-2000:]
-    # the plan is printed before the first move's freeze
+    # the plan is printed before the first move's freeze; it is made again from what the edges report
+    # now (their free memory changed since --check), so the moves are checked against this one
     assert out.index("Print the plan") < out.index("Migrate (freeze, stream, restore, switch over)")
+    planned = {svc: re.search(rf"{svc}: edge1 -> (edge[23])\b", out).group(1) for svc in SERVICES}
     for svc in SERVICES:
         assert running_on(svc) == [planned[svc]], (svc, planned, out[-4000:])
         after = wait_answering(CATALOG[svc], timeout=60)
