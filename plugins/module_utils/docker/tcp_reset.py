@@ -13,6 +13,11 @@ which reaches the target; the target has no such connection and resets it
 with exactly the sequence number the client expects, so the client's pending
 read fails with ECONNRESET and it reconnects now.
 
+With CRIU's network lock skipped (the criu role's default) the source's kernel
+already closes these connections when the dumped process is killed, and the
+client usually has its FIN or reset at the freeze; the ACK covers a close lost
+on the way and edges that keep the lock.
+
 Standard library only; Linux, IPv4.
 """
 from __future__ import annotations
