@@ -127,7 +127,6 @@ def test_evacuate_check_then_evacuate_then_return():
     with open(RECORD) as fh:
         assert {m["status"] for m in json.load(fh)["moves"]} == {"returned"}
 
-
     # recover.yml's evacuation form, as the README gives it: every service of the record, nothing in
     # doubt (it reads the record the return just wrote, so it lives in this test, not apart from it)
     proc = run(["ansible-playbook", "playbooks/recover.yml", "-e", "edge=edge1"])
