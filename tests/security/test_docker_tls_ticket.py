@@ -123,7 +123,7 @@ def assert_the_tickets_client_only(docker, attacker, built) -> None:
     """Restored through clients that all carry the ticket's endpoint and TLS; the attacker heard nothing."""
     assert docker.running("apache") and docker.restored_from == [["core-1.img", "pages-1.img"]]
     assert built, "the restore made no Docker client: the attack never reached the place it aims at"
-    assert {b for b in built} == {(docker.url, DockerTLS(**TICKET_TLS))}, built
+    assert set(built) == {(docker.url, DockerTLS(**TICKET_TLS))}, built
     assert attacker.calls == [], f"the sender's endpoint was asked: {attacker.calls}"
 
 
@@ -150,7 +150,7 @@ def test_the_fence_after_a_failed_restore_uses_the_tickets_client_too(target, mo
     final = json.loads(out.getvalue().splitlines()[-1])
     assert rc == 1 and final["fenced"] is True and "forced unhealthy" in final["error"]
     assert docker.calls_to("DELETE"), "the fence removed nothing"
-    assert len(built) >= 2 and {b for b in built} == {(docker.url, DockerTLS(**TICKET_TLS))}, built
+    assert len(built) >= 2 and set(built) == {(docker.url, DockerTLS(**TICKET_TLS))}, built
     assert attacker.calls == []
 
 
