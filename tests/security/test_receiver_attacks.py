@@ -18,7 +18,7 @@ import shlex
 import time
 
 import pytest
-from receiver_harness import install, launch
+from receiver_harness import launch
 
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver import receiver_install
 from ansible_collections.edgemig.migration.plugins.module_utils.receiver.receiver import (
@@ -35,28 +35,6 @@ from ansible_collections.edgemig.migration.plugins.module_utils.receiver.ticket 
 )
 
 VERSION = receiver_install.receiver_version()
-
-
-@pytest.fixture
-def host(tmp_path, fake_docker):
-    """An edge: receiver installed, Docker (fake) with the prepared container, a valid ticket for it."""
-    inst = install(str(tmp_path / "edge"), allowed=[fake_docker.data_root, str(tmp_path / "edge" / "dumps")])
-    upper = os.path.join(fake_docker.data_root, "overlay2", "apache", "diff")
-    vol = os.path.join(fake_docker.data_root, "volumes", "data", "_data")
-    ckpt = os.path.join(inst.dump_dir, "apache.restore", "edgemig")
-    for d in (upper, vol, ckpt):
-        os.makedirs(d)
-    doc = fake_docker.add_container("apache", upper_dir=upper)
-    tid = inst.issue({"checkpoint": ckpt, "layer": upper, "volume/data": vol,
-                      "warm": os.path.join(inst.dump_dir, "apache.warm")},
-                     clear=["layer", "volume/data", "warm"], create=["warm"], service="apache",
-                     restore={"name": "apache", "container_id": doc["Id"], "docker_host": fake_docker.url,
-                              "health": None, "address": None, "interface": None})
-    canary = tmp_path / "outside"
-    canary.mkdir()
-    (canary / "keep").write_text("secret")
-    (tmp_path / "outside-link").symlink_to(canary)
-    return inst, tid, fake_docker, tmp_path
 
 
 def tree(root) -> dict:
@@ -91,12 +69,21 @@ OLD_OPTIONS = {"--root": "x=/outside", "--clear": "layer", "--create": "x", "--w
                "--stall-timeout": "0", "--commit-timeout": "0", "--hello-timeout": "0"}
 
 
+# The Docker client's endpoint and TLS settings are the ticket's (issue 24): a sender naming its own, in any
+# spelling, is refused like any other option (tests/security/test_docker_tls_ticket.py: in the stream).
+TLS_OPTIONS = {"--docker-tls": '{"validate_certs":false,"tcp_without_tls":true}', "--docker_tls": '{"tls":true}',
+               "--dockerTls": '{"tls":true}', "--DOCKER-TLS": '{"tls":true}', "--tls": "true",
+               "--docker-host": "tcp://127.0.0.1:9", "--validate-certs": "false", "--tls-verify": "0",
+               "--ca-path": "/etc/../root/x", "--client-cert": "~/cert.pem", "--client-key": "key.pem",
+               "--tls-hostname": "{{ lookup('pipe','id') }}", "--tcp-without-tls": "true"}
+
+
 def variants(opt: str, value: str) -> list[str]:
     return [f"{opt}={value}", f"{opt[:4]} {shlex.quote(value)}", f"{opt[:-1]} {shlex.quote(value)}",
             f"{opt} {shlex.quote(value)}"]
 
 
-ADDED = [(f"{form}", opt) for opt, value in OLD_OPTIONS.items() for form in variants(opt, value)]
+ADDED = [(f"{form}", opt) for opt, value in {**OLD_OPTIONS, **TLS_OPTIONS}.items() for form in variants(opt, value)]
 
 
 @pytest.mark.parametrize("extra, _opt", ADDED, ids=[a for a, _opt in ADDED])

@@ -44,6 +44,10 @@ class DockerTLSOptions:
     tcp_without_tls: bool = False     # plain HTTP to tcp://, refused unless true: that port is root on the host
 
 
+# The DockerTLSOptions that name files (the modules take them as paths; a ticket holds them absolute).
+TLS_FILES = ("ca_path", "client_cert", "client_key")
+
+
 def argument_spec(cls=MigrationOptions) -> dict:
     """The Ansible argument spec of ``cls``'s fields, each with its one default. (The annotations are
     strings under ``from __future__ import annotations``; str, bool, int and float are also Ansible's

@@ -9,7 +9,11 @@ import os
 
 from ansible.module_utils.basic import env_fallback
 
-from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DockerTLSOptions, argument_spec
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import (
+    TLS_FILES,
+    DockerTLSOptions,
+    argument_spec,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
     DEFAULT_DOCKER_HOST,
     DockerAPI,
@@ -31,7 +35,7 @@ def _docker_args() -> dict:
             spec["aliases"] = _TLS_ALIASES[name]
         if name in _TLS_ENV:
             spec["fallback"] = (env_fallback, [_TLS_ENV[name]])
-        if name in ("ca_path", "client_cert", "client_key"):
+        if name in TLS_FILES:
             spec["type"] = "path"
         args[name] = spec
     return args

@@ -329,7 +329,7 @@ def session_from_ticket(tk: dict, config: dict, commit: bool, forbidden: list[st
             raise TicketError(f"the ticket's {what} names roots it does not hold: {names!r}")
     then_restore = None
     if commit:
-        then_restore = check_restore(tk.get("restore"), roots, dump_dir)
+        then_restore = check_restore(tk.get("restore"), roots, dump_dir, config["allowed_roots"])
         if then_restore is None:
             raise TicketError("this ticket is for a stream without a restore: --commit refused")
         then_restore["migration"] = tk.get("id", "")

@@ -14,7 +14,7 @@ started with the ticket's ID only, claims the ticket (a second use is
 refused), checks it against its own configuration (``receiver.json``:
 the directories it may write, the dump dir) and derives everything from it.
 
-Standard library only: the receiver ships it.
+Standard library only (and common.options, the TLS options' names): the receiver ships it.
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ import os
 import re
 import secrets
 import time
+from dataclasses import fields
+
+from ansible_collections.edgemig.migration.plugins.module_utils.common.options import TLS_FILES, DockerTLSOptions
 
 # Where tickets live: beside the checkpoints on the target's dump tmpfs (they hold
 # no memory, but are one-shot: a reboot may well forget them).
@@ -193,8 +196,40 @@ def claim(dump_dir: str, ticket_id: str, now: float | None = None) -> dict:
     return body
 
 
-def check_restore(spec: dict | None, roots: dict[str, str], dump_dir: str) -> dict | None:
-    """The ticket's restore part, checked: the container by ID, the checkpoint where prepare put it."""
+def check_docker_tls(tls, writable: list[str] = ()) -> None:
+    """The ticket's docker_tls, or TicketError: DockerTLSOptions' fields only, each unset (None) or of its
+    type (a string "false" would be true: tcp_without_tls, plain HTTP to a root port), the files absolute
+    paths (the receiver's working directory is not the prepare's) whose real path is under none of
+    ``writable`` (the directories streams write: a certificate there would be a sender's to choose)."""
+    if tls is None:
+        return
+    if not isinstance(tls, dict):
+        raise TicketError("restore docker_tls must be an object of the TLS options")
+    known = {f.name: f.type for f in fields(DockerTLSOptions)}
+    for key, value in tls.items():
+        if key not in known:
+            raise TicketError(f"restore docker_tls {key!r} is not a TLS option ({', '.join(known)})")
+        if value is None:
+            continue
+        if known[key] == "bool" and not isinstance(value, bool):
+            raise TicketError(f"restore docker_tls {key} must be true or false, not {value!r}")
+        if known[key] != "bool" and not isinstance(value, str):
+            raise TicketError(f"restore docker_tls {key} must be a string, not {value!r}")
+        if known[key] != "bool" and "\0" in value:
+            raise TicketError(f"restore docker_tls {key} {value!r} holds a NUL")
+        if key not in TLS_FILES:
+            continue
+        if not os.path.isabs(value):
+            raise TicketError(f"restore docker_tls {key} {value!r} is not an absolute path")
+        real = os.path.realpath(value)
+        for w in writable:
+            if _under(real, os.path.realpath(w)):
+                raise TicketError(f"restore docker_tls {key} {value!r} lies under {w}, which streams write")
+
+
+def check_restore(spec: dict | None, roots: dict[str, str], dump_dir: str, writable: list[str] = ()) -> dict | None:
+    """The ticket's restore part, checked: the container by ID, the checkpoint where prepare put it, the Docker
+    client's TLS settings (``writable``: receiver.json's allowed_roots, see check_docker_tls)."""
     if spec is None:
         return None
     if not isinstance(spec, dict):
@@ -212,10 +247,7 @@ def check_restore(spec: dict | None, roots: dict[str, str], dump_dir: str) -> di
     for key in ("address", "interface", "docker_host"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise TicketError(f"restore {key} must be a string")
-    tls = spec.get("docker_tls")
-    if tls is not None and (not isinstance(tls, dict)
-                            or any(not isinstance(v, (str, bool, type(None))) for v in tls.values())):
-        raise TicketError("restore docker_tls must be an object of strings and booleans")
+    check_docker_tls(spec.get("docker_tls"), writable)
     if spec.get("health") is not None and not isinstance(spec["health"], dict):
         raise TicketError("restore health must be an object")
     return {**spec, "checkpoint_dir": ckpt, "state_dir": dump_dir}
