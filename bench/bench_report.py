@@ -1,15 +1,24 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""docs/benchmarks.md and docs/img/*.png from the raw results of bench/migration_bench.py.
+"""docs/benchmarks.md's generated sections and docs/img/*.png from the raw results of bench/migration_bench.py.
 
-    python3 bench/migration_bench.py --from-json docs/benchmarks.json   # rewrite the report only
+    python3 bench/migration_bench.py --from-json docs/benchmarks.json          # the main section
+    python3 bench/migration_bench.py --from-json docs/benchmarks-precopy.json  # the pre-copy section
 
-Every number in the report is computed here from the JSON; nothing is typed in.
+A run rewrites only its own section, in place between its markers (bench/doc_section.py): the main one
+(REPORT_MARKERS, ending with docs/benchmarks-notes.md) or the pre-copy one (PRECOPY_MARKERS, ending with
+docs/benchmarks-precopy-notes.md). Everything else in the document is kept byte for byte: the other
+section, and the sections written by hand after them (the floor under the restore, the evacuation, ...),
+which no generator touches. Edit a section's notes in its notes file, not between its markers.
+
+Every number in a generated section is computed here from the JSON; nothing is typed in.
 """
 from __future__ import annotations
 
 import os
 import statistics
+
+import doc_section
 
 # The unit of a referenced page in the pre-copy table (imported by migration_bench and the tests, both
 # with the collection on the path).
@@ -19,6 +28,9 @@ METHODS = ["uncompressed", "podman", "paper", "model"]
 LABEL = {"uncompressed": "uncompressed serial", "podman": "Podman-style export", "paper": "paper controller",
          "model": "model controller (default)"}
 TARGETS = {"apache_unshaped": 1.0, "apache_10": 1.5, "mysql": 3.0, "ratio": 0.35}
+# The main section of docs/benchmarks.md (make bench) and its notes written by hand, beside it in docs/.
+REPORT_MARKERS = ("<!-- report:begin -->", "<!-- report:end -->")
+REPORT_NOTES = "benchmarks-notes.md"
 
 
 def med(vals):
@@ -249,25 +261,39 @@ def write_any(data, path):
 
 
 def write(data, path):
-    """The whole report (docs/benchmarks.md) from a run's JSON, its plots beside it, the pre-copy section kept."""
-    res = data["results"]
+    """The report's main section (between REPORT_MARKERS) from a run's JSON, its plots beside it; every
+    other byte of ``path`` - the pre-copy section, the sections written by hand - as it was."""
     doc_dir = os.path.dirname(os.path.abspath(path))
     made = plots(data, os.path.join(doc_dir, "img"))
-    L = [*_intro(data, res), *_fig8_tables(res, made), *_savings(res), *_targets(res), *_breakdown(res),
-         *_fig9(res, made), *_fig5(res, made), *_ab(res, made), *_schedule(res, made), *_loss(res),
-         *_resources(res)]
-    notes = os.path.join(doc_dir, "benchmarks-notes.md")
-    if os.path.exists(notes):
-        with open(notes) as fh:
-            L.append(fh.read())
-    with open(path, "w") as fh:
-        fh.write("\n".join(L) + "\n")
-    # the pre-copy section comes from its own run (make bench-precopy): kept when this report is rewritten
-    pc_json = os.path.join(doc_dir, PRECOPY_JSON)
-    if os.path.exists(pc_json):
-        import json
-        with open(pc_json) as fh:
-            write_precopy(json.load(fh), path)
+    block = "\n".join(report_section(data, made, doc_dir))
+    doc_section.write_section(path, REPORT_MARKERS, block, skeleton=new_doc())
+
+
+def report_section(data, made, doc_dir):
+    """The main section as lines, markers included: the tables of the run, then its notes written by hand."""
+    return [REPORT_MARKERS[0], *report_tables(data, made),
+            *hand_notes(os.path.join(doc_dir, REPORT_NOTES)), REPORT_MARKERS[1]]
+
+
+def report_tables(data, made):
+    """Every table and figure of the main section, in order, as lines; every number from ``data``."""
+    res = data["results"]
+    return [*_intro(data, res), *_fig8_tables(res, made), *_savings(res), *_targets(res), *_breakdown(res),
+            *_fig9(res, made), *_fig5(res, made), *_ab(res, made), *_schedule(res, made), *_loss(res),
+            *_resources(res)]
+
+
+def hand_notes(path):
+    """A section's notes written by hand (a file beside the report; none: no lines), ending its section."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [fh.read().rstrip("\n") + "\n"]
+
+
+def new_doc():
+    """A report that does not exist yet: its generated sections' markers, in the document's order."""
+    return doc_section.skeleton(REPORT_MARKERS, PRECOPY_MARKERS)
 
 
 def _intro(data, res):
@@ -609,8 +635,9 @@ def _resources(res):
 
 # ----------------------------------------------------------------------------- pre-copy (issue 11)
 
-PRECOPY_BEGIN, PRECOPY_END = "<!-- precopy:begin -->", "<!-- precopy:end -->"
+PRECOPY_MARKERS = PRECOPY_BEGIN, PRECOPY_END = "<!-- precopy:begin -->", "<!-- precopy:end -->"
 PRECOPY_JSON = "benchmarks-precopy.json"   # next to the report (docs/)
+PRECOPY_NOTES = "benchmarks-precopy-notes.md"
 PC_METHODS = ("model", "precopy")
 PC_LABEL = {"model": "stop-and-copy (model controller)", "precopy": "warm pre-copy (model controller)"}
 # The issue's targets: client downtime of the pre-copy method per (service, rate), and total time.
@@ -698,13 +725,19 @@ def precopy_plot(data, img_dir):
 
 
 def precopy_section(data, img_dir):
-    """The section "Pre-copy vs stop-and-copy (issue 11)" as lines; every number from ``data``."""
-    res = data["results"]
-    rows, cells = _pc_cells(res)
+    """The section "Pre-copy vs stop-and-copy (issue 11)" as lines, markers included; every number from ``data``."""
+    rows, cells = _pc_cells(data["results"])
     img = precopy_plot(data, img_dir)
+    return [PRECOPY_BEGIN, *_pc_intro(data, rows), *_pc_loads(rows), "",
+            *([figure("client downtime vs rate, pre-copy vs stop-and-copy", img)] if img else []),
+            *_pc_table(rows, cells), *_pc_targets(rows, cells), *_pc_rounds(rows, cells), *_pc_where_time(rows, cells),
+            *hand_notes(os.path.join(os.path.dirname(img_dir), PRECOPY_NOTES)), PRECOPY_END]
+
+
+def _pc_intro(data, rows):
+    """The header: the command, the host, failed and left-out runs, the methods and the measures."""
     L = []
     a = L.append
-    a(PRECOPY_BEGIN)
     a("## Pre-copy vs stop-and-copy (issue 11)\n")
     a(f"Generated by `bench/bench_report.py` from `docs/{PRECOPY_JSON}` (rewrite: `python3 bench/migration_bench.py "
       f"--from-json docs/{PRECOPY_JSON}`).\n")
@@ -726,6 +759,13 @@ def precopy_section(data, img_dir):
     a("- **client downtime**: the benchmark's 20 ms poller (longest gap between good answers). **total time** = "
       "warm rounds incl. their predictions (sum of the report's `precopy.rounds[].seconds + predict_s`) + freeze to "
       "serving (`downtime_s`); for stop-and-copy just freeze to serving. **wall** = the whole `ansible-playbook` run.")
+    return L
+
+
+def _pc_loads(rows):
+    """The load each kind of cell ran under (writer, 1 GiB volume, sysbench), from the runs' records."""
+    L = []
+    a = L.append
     wr = [r["writer"] for r in rows if r.get("writer")]
     if wr:
         a(f"- MariaDB cells: `{FILL_TABLE_NAME}` filled to {min(w.get('fill_rows', 0) for w in wr)} rows (batched INSERTs, "
@@ -748,11 +788,13 @@ def precopy_section(data, img_dir):
           + ", ".join(f"{r['sysbench']['tps_before']:g} / {r['sysbench']['tps_after']:g}"
                       + (f" ({r['sysbench']['restarts']} restart(s))" if r["sysbench"].get("restarts") else "")
                       + ("" if r["sysbench"]["ran_through"] else " (no load after the migration)") for r in sb) + ".")
-    a("")
-    if img:
-        a(figure("client downtime vs rate, pre-copy vs stop-and-copy", img))
+    return L
 
-    # ---- main table
+
+def _pc_table(rows, cells):
+    """Per cell and method: the medians of downtime, stages, times, bytes and the writer's figures."""
+    L = []
+    a = L.append
     a("### Per cell (median over the runs; every run's client downtime in brackets)\n")
     a("| service | rate | method | runs | client downtime s | checkpoint | transfer | restore | health+switch | "
       "module downtime | total time | wall | stream MB (final) | lost rows | writer rows/s before / during | "
@@ -784,8 +826,13 @@ def precopy_section(data, img_dir):
     a("Stages as the module reports them: checkpoint = CRIU freeze + dump; transfer = the final stream (after the "
       "freeze); restore = `docker start --checkpoint` on the target; health+switch = health check + address move. "
       "Stream MB is what crossed after the freeze (`bytes_wire`).\n")
+    return L
 
-    # ---- targets
+
+def _pc_targets(rows, cells):
+    """The issue's targets against the medians: downtimes, total time, rows lost, writer rate."""
+    L = []
+    a = L.append
     a("### Targets\n")
     a("| target | pre-copy (median) | stop-and-copy, same run (median) | runs | verdict | stage holding the time "
       "(pre-copy, median s) |")
@@ -830,8 +877,13 @@ def precopy_section(data, img_dir):
           f"min {min(x or 0 for x in before):.1f} rows/s | | {len(before)} | "
           f"{'met' if not low else f'**missed** in {len(low)} of {len(before)} runs'} | - |")
     a("")
+    return L
 
-    # ---- rounds
+
+def _pc_rounds(rows, cells):
+    """Per pre-copy run: the warm rounds, why they ended, the predicted against the actual final round."""
+    L = []
+    a = L.append
     a("### Warm rounds, bytes per round, predicted vs actual final round\n")
     a("Per pre-copy run: each warm round's raw / wire MB and seconds; why the warm phase ended (`precopy.reason`); "
       "the last round's prediction of the final round (`predicted_final_bytes` raw, and / the warm rate = "
@@ -860,7 +912,13 @@ def precopy_section(data, img_dir):
       "their 4 KiB; the figure in brackets leaves them out and is the one to compare with the prediction. A prediction "
       "is the changed bytes found by re-reading and re-hashing the warmed state (`predict_s`, service still running) "
       "divided by the last round's raw rate.\n")
-    # where the time goes, per cell (medians), computed
+    return L
+
+
+def _pc_where_time(rows, cells):
+    """Per cell: what pre-copy took off the downtime and what it cannot (checkpoint, restore)."""
+    L = []
+    a = L.append
     a("### Where the time goes (medians, computed from the runs above)\n")
     for svc, rate in cells:
         pc = ok(sel(rows, service=svc, method="precopy", rate_mbit=rate))
@@ -878,11 +936,6 @@ def precopy_section(data, img_dir):
           f"{f(med([warm_s(r) for r in pc]), 1)} s, of it {f(med([sum(x.get('predict_s', 0.0) for x in r['precopy']['rounds']) for r in pc]), 1)} s "
           f"predicting the final round.{criu_share(pc + sc)}")
     a("")
-    notes = os.path.join(os.path.dirname(img_dir), "benchmarks-precopy-notes.md")
-    if os.path.exists(notes):
-        with open(notes) as fh:
-            a(fh.read().rstrip("\n") + "\n")
-    a(PRECOPY_END)
     return L
 
 
@@ -890,13 +943,7 @@ FILL_TABLE_NAME = "bench_fill"
 
 
 def write_precopy(data, path):
-    """Put the pre-copy section into ``path`` between its markers (appended the first time)."""
+    """The pre-copy section of ``path`` (between PRECOPY_MARKERS) from a run's JSON; every other byte kept."""
     doc_dir = os.path.dirname(os.path.abspath(path))
     block = "\n".join(precopy_section(data, os.path.join(doc_dir, "img")))
-    text = open(path).read() if os.path.exists(path) else ""
-    if PRECOPY_BEGIN in text and PRECOPY_END in text:
-        text = text.split(PRECOPY_BEGIN, maxsplit=1)[0] + block + text.split(PRECOPY_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
+    doc_section.write_section(path, PRECOPY_MARKERS, block, skeleton=new_doc())
