@@ -118,133 +118,155 @@ def criu_share(rows) -> str:
 
 
 def plots(data, img_dir):
+    """The main section's figures, each from its runs, as PNGs in ``img_dir``: {key: path from docs/} of those drawn."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     res = data["results"]
     made = {}
     os.makedirs(img_dir, exist_ok=True)
-    # Fig. 8: migration time vs bandwidth per method, one panel per service
+    for key, png, draw in PLOTS:
+        fig = draw(plt, res)
+        if fig is None:
+            continue
+        fig.tight_layout()
+        fig.savefig(os.path.join(img_dir, png), dpi=110)
+        plt.close(fig)
+        made[key] = f"img/{png}"
+    return made
+
+
+def _plot_fig8(plt, res):
+    """Fig. 8: migration time vs bandwidth per method, one panel per service. None: no such runs."""
     svcs = [s for s in ("apache", "mysql", "tomcat") if sel(res, service=s, group="fig8")]
-    if svcs:
-        fig, axes = plt.subplots(1, len(svcs), figsize=(5 * len(svcs), 4), squeeze=False)
-        for ax, svc in zip(axes[0], svcs):
-            for m in METHODS:
-                rates = sorted({r["rate_mbit"] for r in sel(res, service=svc, method=m, group="fig8") if r["rate_mbit"]})
-                ys = [med([mt(r) for r in ok(sel(res, service=svc, method=m, rate_mbit=x, group="fig8"))]) for x in rates]
-                pts = [(x, y) for x, y in zip(rates, ys) if y is not None]
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=LABEL[m])
-            ax.set_xscale("log")
-            ax.set_xlabel("link rate (Mbit/s, tbf)")
-            ax.set_ylabel("migration time, freeze to serving (s)")
-            ax.set_title(svc)
-            ax.grid(alpha=.3)
-        axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "fig8_time_vs_bandwidth.png"), dpi=110)
-        plt.close(fig)
-        made["fig8"] = "img/fig8_time_vs_bandwidth.png"
-    # Fig. 9: time vs fixed lz4 level per bandwidth
-    f9 = fig9_runs(res)
-    if f9:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for svc in sorted({r["service"] for r in f9}):
-            for rate in sorted({r["rate_mbit"] for r in f9 if r["service"] == svc}):
-                pts = sorted((int(r["method"][4:]), mt(r)) for r in f9 if r["service"] == svc and r["rate_mbit"] == rate)
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{svc} @ {rate_name(rate)}")
-        ax.set_xlabel("fixed lz4 level")
+    if not svcs:
+        return None
+    fig, axes = plt.subplots(1, len(svcs), figsize=(5 * len(svcs), 4), squeeze=False)
+    for ax, svc in zip(axes[0], svcs):
+        for m in METHODS:
+            rates = sorted({r["rate_mbit"] for r in sel(res, service=svc, method=m, group="fig8") if r["rate_mbit"]})
+            ys = [med([mt(r) for r in ok(sel(res, service=svc, method=m, rate_mbit=x, group="fig8"))]) for x in rates]
+            pts = [(x, y) for x, y in zip(rates, ys) if y is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=LABEL[m])
+        ax.set_xscale("log")
+        ax.set_xlabel("link rate (Mbit/s, tbf)")
         ax.set_ylabel("migration time, freeze to serving (s)")
-        ax.set_yscale("log")
+        ax.set_title(svc)
         ax.grid(alpha=.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "fig9_time_vs_lz4_level.png"), dpi=110)
-        plt.close(fig)
-        made["fig9"] = "img/fig9_time_vs_lz4_level.png"
-    # Fig. 5: serial vs pipelined
+    axes[0][0].legend(fontsize=8)
+    return fig
+
+
+def _plot_fig9(plt, res):
+    """Fig. 9: migration time vs fixed lz4 level, per service and rate. None: no such runs."""
+    f9 = fig9_runs(res)
+    if not f9:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for svc in sorted({r["service"] for r in f9}):
+        for rate in sorted({r["rate_mbit"] for r in f9 if r["service"] == svc}):
+            pts = sorted((int(r["method"][4:]), mt(r)) for r in f9 if r["service"] == svc and r["rate_mbit"] == rate)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{svc} @ {rate_name(rate)}")
+    ax.set_xlabel("fixed lz4 level")
+    ax.set_ylabel("migration time, freeze to serving (s)")
+    ax.set_yscale("log")
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _plot_fig5(plt, res):
+    """Fig. 5: the transfer stage, serial vs pipelined. None: no such runs."""
     f5 = ok([r for r in res if r.get("group") == "fig5"])
-    if f5:
-        keys = sorted({(r["service"], r["rate_mbit"]) for r in f5})
-        fig, ax = plt.subplots(figsize=(6, 4))
-        w = 0.38
-        for i, kind in enumerate(("serial", "pipelined")):
-            ys = [med([r["stages"].get("transfer_s") for r in f5 if (r["service"], r["rate_mbit"]) == k
-                       and r["method"].startswith(kind)]) or 0 for k in keys]
-            ax.bar([j + (i - .5) * w for j in range(len(keys))], ys, w, label=kind)
-        ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels([f"{s}\n{rate_name(r)}" for s, r in keys])
-        ax.set_ylabel("transfer stage (s)")
-        ax.legend()
-        ax.grid(alpha=.3, axis="y")
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "fig5_serial_vs_pipelined.png"), dpi=110)
-        plt.close(fig)
-        made["fig5"] = "img/fig5_serial_vs_pipelined.png"
-    # Fig. 6/7: ab throughput and QPS during a migration
+    if not f5:
+        return None
+    keys = sorted({(r["service"], r["rate_mbit"]) for r in f5})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    w = 0.38
+    for i, kind in enumerate(("serial", "pipelined")):
+        ys = [med([r["stages"].get("transfer_s") for r in f5 if (r["service"], r["rate_mbit"]) == k
+                   and r["method"].startswith(kind)]) or 0 for k in keys]
+        ax.bar([j + (i - .5) * w for j in range(len(keys))], ys, w, label=kind)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([f"{s}\n{rate_name(r)}" for s, r in keys])
+    ax.set_ylabel("transfer stage (s)")
+    ax.legend()
+    ax.grid(alpha=.3, axis="y")
+    return fig
+
+
+def _plot_ab(plt, res):
+    """Fig. 6/7: ab's throughput and requests/s during a migration. None: no such runs."""
     abr = [r for r in res if r.get("ab")]
-    if abr:
-        fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-        for r in abr:
-            ser = r["ab"]["series"]
-            lab = LABEL.get(r["method"], r["method"])
-            a1.plot([p["t"] for p in ser], [p["mbit"] for p in ser], marker=".", label=lab)
-            a2.plot([p["t"] for p in ser], [p["qps"] for p in ser], marker=".", label=lab)
-            w0, w1 = r["ab_migration_window"]
-            for ax in (a1, a2):
-                ax.axvspan(w0, w1, alpha=.12, color=a1.lines[-1].get_color())
-        a1.set_ylabel("throughput (Mbit/s)")
-        a2.set_ylabel("requests/s")
-        a2.set_xlabel("seconds since ab started (shaded: the migration)")
-        a1.set_title(f"ab -c 100 on /big.html (512 KiB) during an apache migration, {rate_name(abr[0]['rate_mbit'])}")
+    if not abr:
+        return None
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for r in abr:
+        ser = r["ab"]["series"]
+        lab = LABEL.get(r["method"], r["method"])
+        a1.plot([p["t"] for p in ser], [p["mbit"] for p in ser], marker=".", label=lab)
+        a2.plot([p["t"] for p in ser], [p["qps"] for p in ser], marker=".", label=lab)
+        w0, w1 = r["ab_migration_window"]
+        for ax in (a1, a2):
+            ax.axvspan(w0, w1, alpha=.12, color=a1.lines[-1].get_color())
+    a1.set_ylabel("throughput (Mbit/s)")
+    a2.set_ylabel("requests/s")
+    a2.set_xlabel("seconds since ab started (shaded: the migration)")
+    a1.set_title(f"ab -c 100 on /big.html (512 KiB) during an apache migration, {rate_name(abr[0]['rate_mbit'])}")
+    a1.legend(fontsize=8)
+    for ax in (a1, a2):
+        ax.grid(alpha=.3)
+    return fig
+
+
+def _plot_schedule(plt, res):
+    """The controller's codec level and the throughput under a changing rate. None: no such runs."""
+    sch = ok([r for r in res if r.get("schedule")])
+    if not sch:
+        return None
+    fig, axes = plt.subplots(2, len(sch), figsize=(6 * len(sch), 6), squeeze=False, sharex="col")
+    for col, r in enumerate(sch):
+        tl = r.get("timeline") or []
+        a1, a2 = axes[0][col], axes[1][col]
+        if isinstance(r.get("schedule_anchor"), dict):
+            # the schedule clock starts at the freeze; the stream after the checkpoint
+            offset = r["stages"].get("checkpoint_s") or 0
+        else:
+            # older runs: the clock started before the playbook
+            offset = (r.get("wall_s") or 0) - (r["stages"].get("downtime_s") or 0) + (r["stages"].get("checkpoint_s") or 0)
+        a1.plot([p["t"] for p in tl], [p.get("wire_Bps", 0) * 8 / 1e6 for p in tl], label="wire Mbit/s")
+        a1.plot([p["t"] for p in tl], [p.get("raw_Bps", 0) * 8 / 1e6 for p in tl], label="raw (effective) Mbit/s")
+        steps = r["schedule"]
+        xs, ys = [], []
+        for i, s in enumerate(steps):
+            t = s["t"] - offset
+            nxt = steps[i + 1]["t"] - offset if i + 1 < len(steps) else (tl[-1]["t"] if tl else t + 1)
+            xs += [t, nxt]
+            ys += [s["rate_mbit"], s["rate_mbit"]]
+        a1.plot(xs, ys, "k--", label="tbf rate")
+        a1.set_ylabel("Mbit/s")
+        a1.set_title(f"{r['service']}, {LABEL.get(r['method'], r['method'])}")
         a1.legend(fontsize=8)
+        lv = [(p["t"], f"{p['codec']}:{p['level']}") for p in tl]
+        names = sorted({v for _unused, v in lv})
+        a2.step([t for t, _unused in lv], [names.index(v) for _unused, v in lv], where="post")
+        a2.set_yticks(range(len(names)))
+        a2.set_yticklabels(names)
+        a2.set_xlabel("seconds since the stream started")
+        a2.set_ylabel("codec:level")
         for ax in (a1, a2):
             ax.grid(alpha=.3)
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "fig6_7_ab_during_migration.png"), dpi=110)
-        plt.close(fig)
-        made["ab"] = "img/fig6_7_ab_during_migration.png"
-    # level / throughput timeline under a changing rate schedule
-    sch = ok([r for r in res if r.get("schedule")])
-    if sch:
-        fig, axes = plt.subplots(2, len(sch), figsize=(6 * len(sch), 6), squeeze=False, sharex="col")
-        for col, r in enumerate(sch):
-            tl = r.get("timeline") or []
-            a1, a2 = axes[0][col], axes[1][col]
-            if isinstance(r.get("schedule_anchor"), dict):
-                # the schedule clock starts at the freeze; the stream after the checkpoint
-                offset = r["stages"].get("checkpoint_s") or 0
-            else:
-                # older runs: the clock started before the playbook
-                offset = (r.get("wall_s") or 0) - (r["stages"].get("downtime_s") or 0) + (r["stages"].get("checkpoint_s") or 0)
-            a1.plot([p["t"] for p in tl], [p.get("wire_Bps", 0) * 8 / 1e6 for p in tl], label="wire Mbit/s")
-            a1.plot([p["t"] for p in tl], [p.get("raw_Bps", 0) * 8 / 1e6 for p in tl], label="raw (effective) Mbit/s")
-            steps = r["schedule"]
-            xs, ys = [], []
-            for i, s in enumerate(steps):
-                t = s["t"] - offset
-                nxt = steps[i + 1]["t"] - offset if i + 1 < len(steps) else (tl[-1]["t"] if tl else t + 1)
-                xs += [t, nxt]
-                ys += [s["rate_mbit"], s["rate_mbit"]]
-            a1.plot(xs, ys, "k--", label="tbf rate")
-            a1.set_ylabel("Mbit/s")
-            a1.set_title(f"{r['service']}, {LABEL.get(r['method'], r['method'])}")
-            a1.legend(fontsize=8)
-            lv = [(p["t"], f"{p['codec']}:{p['level']}") for p in tl]
-            names = sorted({v for _unused, v in lv})
-            a2.step([t for t, _unused in lv], [names.index(v) for _unused, v in lv], where="post")
-            a2.set_yticks(range(len(names)))
-            a2.set_yticklabels(names)
-            a2.set_xlabel("seconds since the stream started")
-            a2.set_ylabel("codec:level")
-            for ax in (a1, a2):
-                ax.grid(alpha=.3)
-                ax.set_xlim(left=0)
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "schedule_timeline.png"), dpi=110)
-        plt.close(fig)
-        made["schedule"] = "img/schedule_timeline.png"
-    return made
+            ax.set_xlim(left=0)
+    return fig
+
+
+# key (as the section's text asks for it), file, drawing
+PLOTS = (("fig8", "fig8_time_vs_bandwidth.png", _plot_fig8),
+         ("fig9", "fig9_time_vs_lz4_level.png", _plot_fig9),
+         ("fig5", "fig5_serial_vs_pipelined.png", _plot_fig5),
+         ("ab", "fig6_7_ab_during_migration.png", _plot_ab),
+         ("schedule", "schedule_timeline.png", _plot_schedule))
 
 
 def fig9_runs(res):
