@@ -285,6 +285,7 @@ def write_any(data, path):
 def write(data, path):
     """The report's main section (between REPORT_MARKERS) from a run's JSON, its plots beside it; every
     other byte of ``path`` - the pre-copy section, the sections written by hand - as it was."""
+    doc_section.read_document(path, REPORT_MARKERS, new_doc())  # a doc without the markers: refused before any plot
     doc_dir = os.path.dirname(os.path.abspath(path))
     made = plots(data, os.path.join(doc_dir, "img"))
     block = "\n".join(report_section(data, made, doc_dir))
@@ -966,6 +967,7 @@ FILL_TABLE_NAME = "bench_fill"
 
 def write_precopy(data, path):
     """The pre-copy section of ``path`` (between PRECOPY_MARKERS) from a run's JSON; every other byte kept."""
+    doc_section.read_document(path, PRECOPY_MARKERS, new_doc())  # a doc without the markers: refused before the plot
     doc_dir = os.path.dirname(os.path.abspath(path))
     block = "\n".join(precopy_section(data, os.path.join(doc_dir, "img")))
     doc_section.write_section(path, PRECOPY_MARKERS, block, skeleton=new_doc())

@@ -124,6 +124,7 @@ def test_a_doc_without_the_sections_markers_is_refused_and_left_as_it_was(docs, 
             write(load(docs, source), str(doc))
         assert str(doc) in str(err.value)
         assert doc.read_text() == broken   # neither appended to nor cut
+    assert not (docs / "img").exists()     # refused before a plot was drawn: docs/img stays the doc's
 
 
 def test_a_new_report_starts_with_both_sections_in_order(docs):
