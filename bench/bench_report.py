@@ -1,15 +1,24 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""docs/benchmarks.md and docs/img/*.png from the raw results of bench/migration_bench.py.
+"""docs/benchmarks.md's generated sections and docs/img/*.png from the raw results of bench/migration_bench.py.
 
-    python3 bench/migration_bench.py --from-json docs/benchmarks.json   # rewrite the report only
+    python3 bench/migration_bench.py --from-json docs/benchmarks.json          # the main section
+    python3 bench/migration_bench.py --from-json docs/benchmarks-precopy.json  # the pre-copy section
 
-Every number in the report is computed here from the JSON; nothing is typed in.
+A run rewrites only its own section, in place between its markers (bench/doc_section.py): the main one
+(REPORT_MARKERS, ending with docs/benchmarks-notes.md) or the pre-copy one (PRECOPY_MARKERS, ending with
+docs/benchmarks-precopy-notes.md). Everything else in the document is kept byte for byte: the other
+section, and the sections written by hand after them (the floor under the restore, the evacuation, ...),
+which no generator touches. Edit a section's notes in its notes file, not between its markers.
+
+Every number in a generated section is computed here from the JSON; nothing is typed in.
 """
 from __future__ import annotations
 
 import os
 import statistics
+
+import doc_section
 
 # The unit of a referenced page in the pre-copy table (imported by migration_bench and the tests, both
 # with the collection on the path).
@@ -19,6 +28,9 @@ METHODS = ["uncompressed", "podman", "paper", "model"]
 LABEL = {"uncompressed": "uncompressed serial", "podman": "Podman-style export", "paper": "paper controller",
          "model": "model controller (default)"}
 TARGETS = {"apache_unshaped": 1.0, "apache_10": 1.5, "mysql": 3.0, "ratio": 0.35}
+# The main section of docs/benchmarks.md (make bench) and its notes written by hand, beside it in docs/.
+REPORT_MARKERS = ("<!-- report:begin -->", "<!-- report:end -->")
+REPORT_NOTES = "benchmarks-notes.md"
 
 
 def med(vals):
@@ -106,133 +118,155 @@ def criu_share(rows) -> str:
 
 
 def plots(data, img_dir):
+    """The main section's figures, each from its runs, as PNGs in ``img_dir``: {key: path from docs/} of those drawn."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     res = data["results"]
     made = {}
     os.makedirs(img_dir, exist_ok=True)
-    # Fig. 8: migration time vs bandwidth per method, one panel per service
+    for key, png, draw in PLOTS:
+        fig = draw(plt, res)
+        if fig is None:
+            continue
+        fig.tight_layout()
+        fig.savefig(os.path.join(img_dir, png), dpi=110)
+        plt.close(fig)
+        made[key] = f"img/{png}"
+    return made
+
+
+def _plot_fig8(plt, res):
+    """Fig. 8: migration time vs bandwidth per method, one panel per service. None: no such runs."""
     svcs = [s for s in ("apache", "mysql", "tomcat") if sel(res, service=s, group="fig8")]
-    if svcs:
-        fig, axes = plt.subplots(1, len(svcs), figsize=(5 * len(svcs), 4), squeeze=False)
-        for ax, svc in zip(axes[0], svcs):
-            for m in METHODS:
-                rates = sorted({r["rate_mbit"] for r in sel(res, service=svc, method=m, group="fig8") if r["rate_mbit"]})
-                ys = [med([mt(r) for r in ok(sel(res, service=svc, method=m, rate_mbit=x, group="fig8"))]) for x in rates]
-                pts = [(x, y) for x, y in zip(rates, ys) if y is not None]
-                if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=LABEL[m])
-            ax.set_xscale("log")
-            ax.set_xlabel("link rate (Mbit/s, tbf)")
-            ax.set_ylabel("migration time, freeze to serving (s)")
-            ax.set_title(svc)
-            ax.grid(alpha=.3)
-        axes[0][0].legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "fig8_time_vs_bandwidth.png"), dpi=110)
-        plt.close(fig)
-        made["fig8"] = "img/fig8_time_vs_bandwidth.png"
-    # Fig. 9: time vs fixed lz4 level per bandwidth
-    f9 = fig9_runs(res)
-    if f9:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for svc in sorted({r["service"] for r in f9}):
-            for rate in sorted({r["rate_mbit"] for r in f9 if r["service"] == svc}):
-                pts = sorted((int(r["method"][4:]), mt(r)) for r in f9 if r["service"] == svc and r["rate_mbit"] == rate)
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{svc} @ {rate_name(rate)}")
-        ax.set_xlabel("fixed lz4 level")
+    if not svcs:
+        return None
+    fig, axes = plt.subplots(1, len(svcs), figsize=(5 * len(svcs), 4), squeeze=False)
+    for ax, svc in zip(axes[0], svcs):
+        for m in METHODS:
+            rates = sorted({r["rate_mbit"] for r in sel(res, service=svc, method=m, group="fig8") if r["rate_mbit"]})
+            ys = [med([mt(r) for r in ok(sel(res, service=svc, method=m, rate_mbit=x, group="fig8"))]) for x in rates]
+            pts = [(x, y) for x, y in zip(rates, ys) if y is not None]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=LABEL[m])
+        ax.set_xscale("log")
+        ax.set_xlabel("link rate (Mbit/s, tbf)")
         ax.set_ylabel("migration time, freeze to serving (s)")
-        ax.set_yscale("log")
+        ax.set_title(svc)
         ax.grid(alpha=.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "fig9_time_vs_lz4_level.png"), dpi=110)
-        plt.close(fig)
-        made["fig9"] = "img/fig9_time_vs_lz4_level.png"
-    # Fig. 5: serial vs pipelined
+    axes[0][0].legend(fontsize=8)
+    return fig
+
+
+def _plot_fig9(plt, res):
+    """Fig. 9: migration time vs fixed lz4 level, per service and rate. None: no such runs."""
+    f9 = fig9_runs(res)
+    if not f9:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for svc in sorted({r["service"] for r in f9}):
+        for rate in sorted({r["rate_mbit"] for r in f9 if r["service"] == svc}):
+            pts = sorted((int(r["method"][4:]), mt(r)) for r in f9 if r["service"] == svc and r["rate_mbit"] == rate)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{svc} @ {rate_name(rate)}")
+    ax.set_xlabel("fixed lz4 level")
+    ax.set_ylabel("migration time, freeze to serving (s)")
+    ax.set_yscale("log")
+    ax.grid(alpha=.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _plot_fig5(plt, res):
+    """Fig. 5: the transfer stage, serial vs pipelined. None: no such runs."""
     f5 = ok([r for r in res if r.get("group") == "fig5"])
-    if f5:
-        keys = sorted({(r["service"], r["rate_mbit"]) for r in f5})
-        fig, ax = plt.subplots(figsize=(6, 4))
-        w = 0.38
-        for i, kind in enumerate(("serial", "pipelined")):
-            ys = [med([r["stages"].get("transfer_s") for r in f5 if (r["service"], r["rate_mbit"]) == k
-                       and r["method"].startswith(kind)]) or 0 for k in keys]
-            ax.bar([j + (i - .5) * w for j in range(len(keys))], ys, w, label=kind)
-        ax.set_xticks(range(len(keys)))
-        ax.set_xticklabels([f"{s}\n{rate_name(r)}" for s, r in keys])
-        ax.set_ylabel("transfer stage (s)")
-        ax.legend()
-        ax.grid(alpha=.3, axis="y")
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "fig5_serial_vs_pipelined.png"), dpi=110)
-        plt.close(fig)
-        made["fig5"] = "img/fig5_serial_vs_pipelined.png"
-    # Fig. 6/7: ab throughput and QPS during a migration
+    if not f5:
+        return None
+    keys = sorted({(r["service"], r["rate_mbit"]) for r in f5})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    w = 0.38
+    for i, kind in enumerate(("serial", "pipelined")):
+        ys = [med([r["stages"].get("transfer_s") for r in f5 if (r["service"], r["rate_mbit"]) == k
+                   and r["method"].startswith(kind)]) or 0 for k in keys]
+        ax.bar([j + (i - .5) * w for j in range(len(keys))], ys, w, label=kind)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels([f"{s}\n{rate_name(r)}" for s, r in keys])
+    ax.set_ylabel("transfer stage (s)")
+    ax.legend()
+    ax.grid(alpha=.3, axis="y")
+    return fig
+
+
+def _plot_ab(plt, res):
+    """Fig. 6/7: ab's throughput and requests/s during a migration. None: no such runs."""
     abr = [r for r in res if r.get("ab")]
-    if abr:
-        fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-        for r in abr:
-            ser = r["ab"]["series"]
-            lab = LABEL.get(r["method"], r["method"])
-            a1.plot([p["t"] for p in ser], [p["mbit"] for p in ser], marker=".", label=lab)
-            a2.plot([p["t"] for p in ser], [p["qps"] for p in ser], marker=".", label=lab)
-            w0, w1 = r["ab_migration_window"]
-            for ax in (a1, a2):
-                ax.axvspan(w0, w1, alpha=.12, color=a1.lines[-1].get_color())
-        a1.set_ylabel("throughput (Mbit/s)")
-        a2.set_ylabel("requests/s")
-        a2.set_xlabel("seconds since ab started (shaded: the migration)")
-        a1.set_title(f"ab -c 100 on /big.html (512 KiB) during an apache migration, {rate_name(abr[0]['rate_mbit'])}")
+    if not abr:
+        return None
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    for r in abr:
+        ser = r["ab"]["series"]
+        lab = LABEL.get(r["method"], r["method"])
+        a1.plot([p["t"] for p in ser], [p["mbit"] for p in ser], marker=".", label=lab)
+        a2.plot([p["t"] for p in ser], [p["qps"] for p in ser], marker=".", label=lab)
+        w0, w1 = r["ab_migration_window"]
+        for ax in (a1, a2):
+            ax.axvspan(w0, w1, alpha=.12, color=a1.lines[-1].get_color())
+    a1.set_ylabel("throughput (Mbit/s)")
+    a2.set_ylabel("requests/s")
+    a2.set_xlabel("seconds since ab started (shaded: the migration)")
+    a1.set_title(f"ab -c 100 on /big.html (512 KiB) during an apache migration, {rate_name(abr[0]['rate_mbit'])}")
+    a1.legend(fontsize=8)
+    for ax in (a1, a2):
+        ax.grid(alpha=.3)
+    return fig
+
+
+def _plot_schedule(plt, res):
+    """The controller's codec level and the throughput under a changing rate. None: no such runs."""
+    sch = ok([r for r in res if r.get("schedule")])
+    if not sch:
+        return None
+    fig, axes = plt.subplots(2, len(sch), figsize=(6 * len(sch), 6), squeeze=False, sharex="col")
+    for col, r in enumerate(sch):
+        tl = r.get("timeline") or []
+        a1, a2 = axes[0][col], axes[1][col]
+        if isinstance(r.get("schedule_anchor"), dict):
+            # the schedule clock starts at the freeze; the stream after the checkpoint
+            offset = r["stages"].get("checkpoint_s") or 0
+        else:
+            # older runs: the clock started before the playbook
+            offset = (r.get("wall_s") or 0) - (r["stages"].get("downtime_s") or 0) + (r["stages"].get("checkpoint_s") or 0)
+        a1.plot([p["t"] for p in tl], [p.get("wire_Bps", 0) * 8 / 1e6 for p in tl], label="wire Mbit/s")
+        a1.plot([p["t"] for p in tl], [p.get("raw_Bps", 0) * 8 / 1e6 for p in tl], label="raw (effective) Mbit/s")
+        steps = r["schedule"]
+        xs, ys = [], []
+        for i, s in enumerate(steps):
+            t = s["t"] - offset
+            nxt = steps[i + 1]["t"] - offset if i + 1 < len(steps) else (tl[-1]["t"] if tl else t + 1)
+            xs += [t, nxt]
+            ys += [s["rate_mbit"], s["rate_mbit"]]
+        a1.plot(xs, ys, "k--", label="tbf rate")
+        a1.set_ylabel("Mbit/s")
+        a1.set_title(f"{r['service']}, {LABEL.get(r['method'], r['method'])}")
         a1.legend(fontsize=8)
+        lv = [(p["t"], f"{p['codec']}:{p['level']}") for p in tl]
+        names = sorted({v for _unused, v in lv})
+        a2.step([t for t, _unused in lv], [names.index(v) for _unused, v in lv], where="post")
+        a2.set_yticks(range(len(names)))
+        a2.set_yticklabels(names)
+        a2.set_xlabel("seconds since the stream started")
+        a2.set_ylabel("codec:level")
         for ax in (a1, a2):
             ax.grid(alpha=.3)
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "fig6_7_ab_during_migration.png"), dpi=110)
-        plt.close(fig)
-        made["ab"] = "img/fig6_7_ab_during_migration.png"
-    # level / throughput timeline under a changing rate schedule
-    sch = ok([r for r in res if r.get("schedule")])
-    if sch:
-        fig, axes = plt.subplots(2, len(sch), figsize=(6 * len(sch), 6), squeeze=False, sharex="col")
-        for col, r in enumerate(sch):
-            tl = r.get("timeline") or []
-            a1, a2 = axes[0][col], axes[1][col]
-            if isinstance(r.get("schedule_anchor"), dict):
-                # the schedule clock starts at the freeze; the stream after the checkpoint
-                offset = r["stages"].get("checkpoint_s") or 0
-            else:
-                # older runs: the clock started before the playbook
-                offset = (r.get("wall_s") or 0) - (r["stages"].get("downtime_s") or 0) + (r["stages"].get("checkpoint_s") or 0)
-            a1.plot([p["t"] for p in tl], [p.get("wire_Bps", 0) * 8 / 1e6 for p in tl], label="wire Mbit/s")
-            a1.plot([p["t"] for p in tl], [p.get("raw_Bps", 0) * 8 / 1e6 for p in tl], label="raw (effective) Mbit/s")
-            steps = r["schedule"]
-            xs, ys = [], []
-            for i, s in enumerate(steps):
-                t = s["t"] - offset
-                nxt = steps[i + 1]["t"] - offset if i + 1 < len(steps) else (tl[-1]["t"] if tl else t + 1)
-                xs += [t, nxt]
-                ys += [s["rate_mbit"], s["rate_mbit"]]
-            a1.plot(xs, ys, "k--", label="tbf rate")
-            a1.set_ylabel("Mbit/s")
-            a1.set_title(f"{r['service']}, {LABEL.get(r['method'], r['method'])}")
-            a1.legend(fontsize=8)
-            lv = [(p["t"], f"{p['codec']}:{p['level']}") for p in tl]
-            names = sorted({v for _unused, v in lv})
-            a2.step([t for t, _unused in lv], [names.index(v) for _unused, v in lv], where="post")
-            a2.set_yticks(range(len(names)))
-            a2.set_yticklabels(names)
-            a2.set_xlabel("seconds since the stream started")
-            a2.set_ylabel("codec:level")
-            for ax in (a1, a2):
-                ax.grid(alpha=.3)
-                ax.set_xlim(left=0)
-        fig.tight_layout()
-        fig.savefig(os.path.join(img_dir, "schedule_timeline.png"), dpi=110)
-        plt.close(fig)
-        made["schedule"] = "img/schedule_timeline.png"
-    return made
+            ax.set_xlim(left=0)
+    return fig
+
+
+# key (as the section's text asks for it), file, drawing
+PLOTS = (("fig8", "fig8_time_vs_bandwidth.png", _plot_fig8),
+         ("fig9", "fig9_time_vs_lz4_level.png", _plot_fig9),
+         ("fig5", "fig5_serial_vs_pipelined.png", _plot_fig5),
+         ("ab", "fig6_7_ab_during_migration.png", _plot_ab),
+         ("schedule", "schedule_timeline.png", _plot_schedule))
 
 
 def fig9_runs(res):
@@ -249,25 +283,40 @@ def write_any(data, path):
 
 
 def write(data, path):
-    """The whole report (docs/benchmarks.md) from a run's JSON, its plots beside it, the pre-copy section kept."""
-    res = data["results"]
+    """The report's main section (between REPORT_MARKERS) from a run's JSON, its plots beside it; every
+    other byte of ``path`` - the pre-copy section, the sections written by hand - as it was."""
+    doc_section.read_document(path, REPORT_MARKERS, new_doc())  # a doc without the markers: refused before any plot
     doc_dir = os.path.dirname(os.path.abspath(path))
     made = plots(data, os.path.join(doc_dir, "img"))
-    L = [*_intro(data, res), *_fig8_tables(res, made), *_savings(res), *_targets(res), *_breakdown(res),
-         *_fig9(res, made), *_fig5(res, made), *_ab(res, made), *_schedule(res, made), *_loss(res),
-         *_resources(res)]
-    notes = os.path.join(doc_dir, "benchmarks-notes.md")
-    if os.path.exists(notes):
-        with open(notes) as fh:
-            L.append(fh.read())
-    with open(path, "w") as fh:
-        fh.write("\n".join(L) + "\n")
-    # the pre-copy section comes from its own run (make bench-precopy): kept when this report is rewritten
-    pc_json = os.path.join(doc_dir, PRECOPY_JSON)
-    if os.path.exists(pc_json):
-        import json
-        with open(pc_json) as fh:
-            write_precopy(json.load(fh), path)
+    block = "\n".join(report_section(data, made, doc_dir))
+    doc_section.write_section(path, REPORT_MARKERS, block, skeleton=new_doc())
+
+
+def report_section(data, made, doc_dir):
+    """The main section as lines, markers included: the tables of the run, then its notes written by hand."""
+    return [REPORT_MARKERS[0], *report_tables(data, made),
+            *hand_notes(os.path.join(doc_dir, REPORT_NOTES)), REPORT_MARKERS[1]]
+
+
+def report_tables(data, made):
+    """Every table and figure of the main section, in order, as lines; every number from ``data``."""
+    res = data["results"]
+    return [*_intro(data, res), *_fig8_tables(res, made), *_savings(res), *_targets(res), *_breakdown(res),
+            *_fig9(res, made), *_fig5(res, made), *_ab(res, made), *_schedule(res, made), *_loss(res),
+            *_resources(res)]
+
+
+def hand_notes(path):
+    """A section's notes written by hand (a file beside the report; none: no lines), ending its section."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as fh:
+        return [fh.read().rstrip("\n") + "\n"]
+
+
+def new_doc():
+    """A report that does not exist yet: its generated sections' markers, in the document's order."""
+    return doc_section.skeleton(REPORT_MARKERS, PRECOPY_MARKERS)
 
 
 def _intro(data, res):
@@ -609,8 +658,9 @@ def _resources(res):
 
 # ----------------------------------------------------------------------------- pre-copy (issue 11)
 
-PRECOPY_BEGIN, PRECOPY_END = "<!-- precopy:begin -->", "<!-- precopy:end -->"
+PRECOPY_MARKERS = PRECOPY_BEGIN, PRECOPY_END = "<!-- precopy:begin -->", "<!-- precopy:end -->"
 PRECOPY_JSON = "benchmarks-precopy.json"   # next to the report (docs/)
+PRECOPY_NOTES = "benchmarks-precopy-notes.md"
 PC_METHODS = ("model", "precopy")
 PC_LABEL = {"model": "stop-and-copy (model controller)", "precopy": "warm pre-copy (model controller)"}
 # The issue's targets: client downtime of the pre-copy method per (service, rate), and total time.
@@ -698,13 +748,19 @@ def precopy_plot(data, img_dir):
 
 
 def precopy_section(data, img_dir):
-    """The section "Pre-copy vs stop-and-copy (issue 11)" as lines; every number from ``data``."""
-    res = data["results"]
-    rows, cells = _pc_cells(res)
+    """The section "Pre-copy vs stop-and-copy (issue 11)" as lines, markers included; every number from ``data``."""
+    rows, cells = _pc_cells(data["results"])
     img = precopy_plot(data, img_dir)
+    return [PRECOPY_BEGIN, *_pc_intro(data, rows), *_pc_loads(rows), "",
+            *([figure("client downtime vs rate, pre-copy vs stop-and-copy", img)] if img else []),
+            *_pc_table(rows, cells), *_pc_targets(rows, cells), *_pc_rounds(rows, cells), *_pc_where_time(rows, cells),
+            *hand_notes(os.path.join(os.path.dirname(img_dir), PRECOPY_NOTES)), PRECOPY_END]
+
+
+def _pc_intro(data, rows):
+    """The header: the command, the host, failed and left-out runs, the methods and the measures."""
     L = []
     a = L.append
-    a(PRECOPY_BEGIN)
     a("## Pre-copy vs stop-and-copy (issue 11)\n")
     a(f"Generated by `bench/bench_report.py` from `docs/{PRECOPY_JSON}` (rewrite: `python3 bench/migration_bench.py "
       f"--from-json docs/{PRECOPY_JSON}`).\n")
@@ -726,6 +782,13 @@ def precopy_section(data, img_dir):
     a("- **client downtime**: the benchmark's 20 ms poller (longest gap between good answers). **total time** = "
       "warm rounds incl. their predictions (sum of the report's `precopy.rounds[].seconds + predict_s`) + freeze to "
       "serving (`downtime_s`); for stop-and-copy just freeze to serving. **wall** = the whole `ansible-playbook` run.")
+    return L
+
+
+def _pc_loads(rows):
+    """The load each kind of cell ran under (writer, 1 GiB volume, sysbench), from the runs' records."""
+    L = []
+    a = L.append
     wr = [r["writer"] for r in rows if r.get("writer")]
     if wr:
         a(f"- MariaDB cells: `{FILL_TABLE_NAME}` filled to {min(w.get('fill_rows', 0) for w in wr)} rows (batched INSERTs, "
@@ -748,11 +811,13 @@ def precopy_section(data, img_dir):
           + ", ".join(f"{r['sysbench']['tps_before']:g} / {r['sysbench']['tps_after']:g}"
                       + (f" ({r['sysbench']['restarts']} restart(s))" if r["sysbench"].get("restarts") else "")
                       + ("" if r["sysbench"]["ran_through"] else " (no load after the migration)") for r in sb) + ".")
-    a("")
-    if img:
-        a(figure("client downtime vs rate, pre-copy vs stop-and-copy", img))
+    return L
 
-    # ---- main table
+
+def _pc_table(rows, cells):
+    """Per cell and method: the medians of downtime, stages, times, bytes and the writer's figures."""
+    L = []
+    a = L.append
     a("### Per cell (median over the runs; every run's client downtime in brackets)\n")
     a("| service | rate | method | runs | client downtime s | checkpoint | transfer | restore | health+switch | "
       "module downtime | total time | wall | stream MB (final) | lost rows | writer rows/s before / during | "
@@ -784,8 +849,13 @@ def precopy_section(data, img_dir):
     a("Stages as the module reports them: checkpoint = CRIU freeze + dump; transfer = the final stream (after the "
       "freeze); restore = `docker start --checkpoint` on the target; health+switch = health check + address move. "
       "Stream MB is what crossed after the freeze (`bytes_wire`).\n")
+    return L
 
-    # ---- targets
+
+def _pc_targets(rows, cells):
+    """The issue's targets against the medians: downtimes, total time, rows lost, writer rate."""
+    L = []
+    a = L.append
     a("### Targets\n")
     a("| target | pre-copy (median) | stop-and-copy, same run (median) | runs | verdict | stage holding the time "
       "(pre-copy, median s) |")
@@ -830,8 +900,13 @@ def precopy_section(data, img_dir):
           f"min {min(x or 0 for x in before):.1f} rows/s | | {len(before)} | "
           f"{'met' if not low else f'**missed** in {len(low)} of {len(before)} runs'} | - |")
     a("")
+    return L
 
-    # ---- rounds
+
+def _pc_rounds(rows, cells):
+    """Per pre-copy run: the warm rounds, why they ended, the predicted against the actual final round."""
+    L = []
+    a = L.append
     a("### Warm rounds, bytes per round, predicted vs actual final round\n")
     a("Per pre-copy run: each warm round's raw / wire MB and seconds; why the warm phase ended (`precopy.reason`); "
       "the last round's prediction of the final round (`predicted_final_bytes` raw, and / the warm rate = "
@@ -860,7 +935,13 @@ def precopy_section(data, img_dir):
       "their 4 KiB; the figure in brackets leaves them out and is the one to compare with the prediction. A prediction "
       "is the changed bytes found by re-reading and re-hashing the warmed state (`predict_s`, service still running) "
       "divided by the last round's raw rate.\n")
-    # where the time goes, per cell (medians), computed
+    return L
+
+
+def _pc_where_time(rows, cells):
+    """Per cell: what pre-copy took off the downtime and what it cannot (checkpoint, restore)."""
+    L = []
+    a = L.append
     a("### Where the time goes (medians, computed from the runs above)\n")
     for svc, rate in cells:
         pc = ok(sel(rows, service=svc, method="precopy", rate_mbit=rate))
@@ -878,11 +959,6 @@ def precopy_section(data, img_dir):
           f"{f(med([warm_s(r) for r in pc]), 1)} s, of it {f(med([sum(x.get('predict_s', 0.0) for x in r['precopy']['rounds']) for r in pc]), 1)} s "
           f"predicting the final round.{criu_share(pc + sc)}")
     a("")
-    notes = os.path.join(os.path.dirname(img_dir), "benchmarks-precopy-notes.md")
-    if os.path.exists(notes):
-        with open(notes) as fh:
-            a(fh.read().rstrip("\n") + "\n")
-    a(PRECOPY_END)
     return L
 
 
@@ -890,13 +966,8 @@ FILL_TABLE_NAME = "bench_fill"
 
 
 def write_precopy(data, path):
-    """Put the pre-copy section into ``path`` between its markers (appended the first time)."""
+    """The pre-copy section of ``path`` (between PRECOPY_MARKERS) from a run's JSON; every other byte kept."""
+    doc_section.read_document(path, PRECOPY_MARKERS, new_doc())  # a doc without the markers: refused before the plot
     doc_dir = os.path.dirname(os.path.abspath(path))
     block = "\n".join(precopy_section(data, os.path.join(doc_dir, "img")))
-    text = open(path).read() if os.path.exists(path) else ""
-    if PRECOPY_BEGIN in text and PRECOPY_END in text:
-        text = text.split(PRECOPY_BEGIN, maxsplit=1)[0] + block + text.split(PRECOPY_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
+    doc_section.write_section(path, PRECOPY_MARKERS, block, skeleton=new_doc())

@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from collection_path import ensure_collection_path  # noqa: E402
 
 ensure_collection_path()
+import doc_section  # noqa: E402 (bench/ is on sys.path when run as a script)
 from followutil import Prober, Rulebook, place  # noqa: E402
 from labutil import ROOT, catalog, lab_is_up, running_on  # noqa: E402
 
@@ -213,13 +214,8 @@ def write_doc(path: str, out: dict) -> None:
     lines += ["", "(* the client saw no interruption: reaction to the end of the freeze path as the playbook noted it)",
               "", MARK_END]
     block = "\n".join(lines)
-    text = open(path).read() if os.path.exists(path) else f"# Mobility\n\n{MARK_START}\n{MARK_END}\n"
-    if MARK_START in text and MARK_END in text:
-        text = text[:text.index(MARK_START)] + block + text[text.index(MARK_END) + len(MARK_END):]
-    else:
-        text += "\n" + block + "\n"
-    with open(path, "w") as fh:
-        fh.write(text)
+    markers = (MARK_START, MARK_END)
+    doc_section.write_section(path, markers, block, skeleton=doc_section.skeleton(markers, head="# Mobility\n\n"))
 
 
 def _s(v: float | None) -> str:

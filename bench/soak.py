@@ -41,6 +41,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lab"))
 import chaos  # noqa: E402 (bench/ is on sys.path when run as a script)
+import doc_section  # noqa: E402
 import soak_report  # noqa: E402
 from labutil import (  # noqa: E402
     EDGES,
@@ -363,8 +364,8 @@ def main() -> int:
         json.dump(res, fh, indent=2)
     if args.doc:  # an interrupted soak is reported too: the block says where it stopped
         block = soak_report.chaos_block(res) if args.chaos else soak_report.soak_block(res)
-        soak_report.write_block(args.doc, soak_report.CHAOS_MARKERS if args.chaos else soak_report.SOAK_MARKERS,
-                                block)
+        doc_section.write_section(args.doc, soak_report.CHAOS_MARKERS if args.chaos else soak_report.SOAK_MARKERS,
+                                  block)
     print(json.dumps({k: v for k, v in res.items() if k not in ("failures", "run_records")}, indent=1))
     ok = res["lost_rows"] == 0 and res["invariant_failed_runs"] == 0 and not stopped
     # The plain soak promises more: every migration completes.

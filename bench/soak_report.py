@@ -6,7 +6,7 @@ One record per migration comes in (bench/soak.py ``migrate_once``): the fault
 drawn and what the injection did, the playbook's rc, recover.yml if it was
 needed, where the service ended, the writer's gap, ``downtime_s`` and the
 invariants. Out come the JSON summary and the block between the ``soak`` or
-the ``chaos`` markers. Unit-tested in tests/unit/bench/test_soak_report.py.
+the ``chaos`` markers (written in place by bench/doc_section.py). Unit-tested in tests/unit/bench/test_soak_report.py.
 """
 from __future__ import annotations
 
@@ -30,24 +30,6 @@ def dist(xs: list[float]) -> str:
     xs = sorted(xs)
     p95 = xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
     return f"min {xs[0]:.2f} s, median {statistics.median(xs):.2f} s, p95 {p95:.2f} s, max {xs[-1]:.2f} s"
-
-
-def replace_block(text: str, markers: tuple[str, str], block: str) -> str:
-    """``text`` with the part between ``markers`` (markers included) replaced by ``block``; appended if absent."""
-    begin, end = markers
-    if begin in text and end in text:
-        return text.split(begin, maxsplit=1)[0] + block + text.split(end, 1)[1]
-    return text + "\n" + block + "\n"
-
-
-def write_block(path: str, markers: tuple[str, str], block: str) -> None:
-    try:
-        with open(path) as fh:
-            text = fh.read()
-    except FileNotFoundError:
-        text = ""
-    with open(path, "w") as fh:
-        fh.write(replace_block(text, markers, block))
 
 
 # ------------------------------------------------------------------ one run's facts

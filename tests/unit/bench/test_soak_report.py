@@ -10,6 +10,7 @@ import sys
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path[:0] = [os.path.join(_ROOT, "bench"), os.path.join(_ROOT, "lab")]
 
+import doc_section  # noqa: E402
 import soak_report as sr  # noqa: E402
 
 OK = {name: {"ok": True, "detail": "fine"} for name in sr.INVARIANTS}
@@ -149,16 +150,11 @@ def test_the_chaos_block_replaces_what_reliability_md_holds_between_its_markers(
     before = doc.read_text()
     assert before.count(sr.CHAOS_MARKERS[0]) == 1 and before.count(sr.CHAOS_MARKERS[1]) == 1
     block = sr.chaos_block(chaos_res())
-    sr.write_block(str(doc), sr.CHAOS_MARKERS, block)
+    doc_section.write_section(str(doc), sr.CHAOS_MARKERS, block)
     after = doc.read_text()
     assert block in after and after.count(sr.CHAOS_MARKERS[0]) == 1
     head = before.split(sr.CHAOS_MARKERS[0])[0]
     assert after.startswith(head)  # the soak block and everything else untouched
     assert after.endswith(before.split(sr.CHAOS_MARKERS[1])[1])
-    sr.write_block(str(doc), sr.CHAOS_MARKERS, block)
+    doc_section.write_section(str(doc), sr.CHAOS_MARKERS, block)
     assert doc.read_text() == after  # idempotent
-
-
-def test_replace_block_appends_when_the_markers_are_missing():
-    assert sr.replace_block("text\n", ("<a>", "</a>"), "<a>x</a>") == "text\n\n<a>x</a>\n"
-    assert sr.replace_block("1 <a>old</a> 2", ("<a>", "</a>"), "<a>new</a>") == "1 <a>new</a> 2"
