@@ -24,9 +24,7 @@ import pytest
 from followutil import Rulebook, place  # noqa: E402 (lab/ is on sys.path via conftest)
 from labutil import ROOT, catalog, http_get, lab_is_up, run, running_on, user_inventory  # noqa: E402
 
-# slow (out of `make test`) until its venv form (stop of 2026-12-05) has passed on the lab once: the lab
-# was busy all that session. Run: python3 -m pytest -q tests/integration/test_installed.py
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = pytest.mark.lab
 INSTALLED = ("ansible_collections", "edgemig", "migration")
 DEPENDENCIES = ("ansible/posix", "community/crypto")
 
