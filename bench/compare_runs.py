@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Two runs of bench/migration_bench.py side by side, per cell and method (issue 27's "no behaviour change").
@@ -49,6 +48,11 @@ def stage_medians(results: list[dict]) -> str:
     return " / ".join(f"{statistics.median(r['stages'].get(s, 0.0) for r in results):.2f}" for s in STAGES)
 
 
+def runs(downtimes: list[float]) -> str:
+    """The median in bold, then every run's value."""
+    return f"**{statistics.median(downtimes):.2f}** ({', '.join(f'{x:.2f}' for x in downtimes)})"
+
+
 def table(old_path: str, new_path: str) -> tuple[str, int]:
     old, new = by_cell(old_path), by_cell(new_path)
     rows = ["| cell | rate | method | old client downtime s | new client downtime s | old / new "
@@ -60,7 +64,6 @@ def table(old_path: str, new_path: str) -> tuple[str, int]:
         n = [r["client_downtime_s"] for r in new[key]]
         v = verdict(o, statistics.median(n))
         higher += v == "HIGHER"
-        runs = lambda xs: f"**{statistics.median(xs):.2f}** ({', '.join(f'{x:.2f}' for x in xs)})"  # noqa: E731
         rows.append(f"| {name} | {f'{rate:g} Mbit/s' if rate else 'unshaped'} | {method} | {runs(o)} | {runs(n)} | "
                     f"{stage_medians(old[key])} vs {stage_medians(new[key])} | {v} |")
     alone = sorted(set(old) ^ set(new))

@@ -36,8 +36,8 @@ def test_table_counts_higher_rows_and_lists_cells_of_one_run(tmp_path):
     old = write(tmp_path, "old.json", [result("apache", 0, "model", 0.70), result("apache", 0, "model", 0.72),
                                        result("mysql", 10.0, "precopy", 2.3, cell="mysql-big"),
                                        result("tomcat", 10.0, "model", 12.2)])
-    new = write(tmp_path, "new.json", [result("apache", 0, "model", 1.5), result("mysql", 10.0, "precopy", 2.2,
-                                                                                  cell="mysql-big"),
+    new = write(tmp_path, "new.json", [result("apache", 0, "model", 1.5),
+                                       result("mysql", 10.0, "precopy", 2.2, cell="mysql-big"),
                                        result("tomcat", 10.0, "model", None), result("redis", 0, "model", 0.5)])
     text, higher = cr.table(old, new)
     assert higher == 1
