@@ -19,6 +19,7 @@ import os
 import statistics
 
 import doc_section
+from compare_runs import cell_name
 
 # The unit of a referenced page in the pre-copy table (imported by migration_bench and the tests, both
 # with the collection on the path).
@@ -689,7 +690,7 @@ def total_s(r):
 
 def _pc_cells(res):
     """The pre-copy rows, each under its cell's name as ``service``, and the (cell, rate) pairs in table order."""
-    rows = [dict(r, service=r.get("cell") or r["service"]) for r in res if r.get("group") == "precopy"]
+    rows = [dict(r, service=cell_name(r)) for r in res if r.get("group") == "precopy"]
     return rows, sorted({(r["service"], r["rate_mbit"]) for r in rows},
                         key=lambda c: (PC_ORDER.index(c[0]) if c[0] in PC_ORDER else 9, c[1] == 0, c[1]))
 

@@ -20,9 +20,14 @@ import sys
 STAGES = ("checkpoint_s", "transfer_s", "restore_s")
 
 
+def cell_name(result: dict) -> str:
+    """A benchmark row's cell: its own name (``mysql-big``, ...) or its service's (bench_report's too)."""
+    return result.get("cell") or result["service"]
+
+
 def cell_of(result: dict) -> tuple[str, float, str]:
     """(cell name, link rate in Mbit/s, 0 = unshaped; method) of one migration result."""
-    return (result.get("cell") or result["service"], float(result.get("rate_mbit") or 0), result["method"])
+    return (cell_name(result), float(result.get("rate_mbit") or 0), result["method"])
 
 
 def by_cell(path: str) -> dict[tuple[str, float, str], list[dict]]:

@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INVENTORY = os.path.join(ROOT, "inventory", "lab", "hosts.yml")
 # The lab's service catalog lives with the lab's inventory (group_vars beside hosts.yml).
 CATALOG = os.path.join(ROOT, "inventory", "lab", "group_vars", "all", "catalog.yml")
+LAB = "/var/lib/edgemig-lab"  # the edges' Docker data roots and dump tmpfs live under it
 LAB_IMAGE_CACHE = "{{ inventory_dir }}/../../.cache/images"
 EDGES = ("edge1", "edge2", "edge3")  # edge3: Docker 26 (lab/docker26.sh)
 DOCKER = "/usr/bin/docker"  # the 20.10 client (API 1.41: Docker 26 on edge3 accepts it too)
@@ -310,7 +311,7 @@ def nft_clear() -> None:
 
 # ------------------------------------------------------------ what a migration leaves behind
 def dump_dir(edge: str) -> str:
-    return f"/var/lib/edgemig-lab/{edge}/dumps"
+    return f"{LAB}/{edge}/dumps"
 
 
 def leftover_dumps(svc: str, target_side: bool = True) -> dict[str, list[str]]:
@@ -443,3 +444,41 @@ class RateSchedule(threading.Thread):
             self.apply(rate)
             self.applied.append({"t": round(time.monotonic() - self.t0, 3), "rate_mbit": rate,
                                  "wall": time.time()})
+
+
+# CRIU images on persistent storage (issue 13): the checks of test_security and test_services.
+CRIU_IMAGE = re.compile(r"^(pages|pagemap|core|mm|pstree|inventory|ids|fdinfo|files|tcp-stream)"
+                        r"(-\d+)?\.img$")
+# File systems that hold nothing once the machine is off (overlay mounts are views of layers on disk,
+# which are walked where they lie).
+VOLATILE = {"tmpfs", "ramfs", "proc", "sysfs", "devtmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "nsfs",
+            "overlay", "bpf", "tracefs", "debugfs", "securityfs", "pstore", "fusectl", "configfs", "hugetlbfs",
+            "autofs", "binfmt_misc"}
+
+
+def volatile_mounts() -> set[str]:
+    out = set()
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            left, _sep, right = line.partition(" - ")
+            if right.split()[0] in VOLATILE:
+                out.add(left.split()[4].replace("\\040", " "))
+    return out
+
+
+def criu_images_on_disk(roots: list[str], since: float) -> list[str]:
+    """CRIU images created (ctime) since ``since`` anywhere under ``roots`` but on volatile mounts."""
+    skip = volatile_mounts()
+    found = []
+    for root in roots:
+        for dirpath, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skip]
+            for name in files:
+                if CRIU_IMAGE.match(name):
+                    path = os.path.join(dirpath, name)
+                    try:
+                        if os.lstat(path).st_ctime >= since:
+                            found.append(path)
+                    except FileNotFoundError:
+                        pass
+    return found

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
 import time
 
 import pytest
-from labutil import catalog, docker, lab_is_up, playbook, running_on, uptime, wait_answering  # noqa: E402
+from labutil import LAB, catalog, criu_images_on_disk, docker, lab_is_up, playbook, running_on, uptime, wait_answering  # noqa: E402
 
 pytestmark = pytest.mark.lab
-LAB = "/var/lib/edgemig-lab"
 ADDRESS = {"edge1": "10.213.0.11", "edge2": "10.213.0.12"}
 
 
@@ -171,51 +169,15 @@ def test_a_target_with_another_receiver_version_is_refused_before_the_freeze():
 
 # ------------------------------------------------------------------ no memory image on disk
 # What CRIU writes: pages-*.img holds the memory itself, the others name its processes and files.
-CRIU_IMAGE = re.compile(r"^(pages|pagemap|core|mm|pstree|inventory|ids|fdinfo|files|tcp-stream)"
-                        r"(-\d+)?\.img$")
-# File systems that hold nothing once the machine is off (overlay mounts are views of layers on disk,
-# which are walked where they lie).
-VOLATILE = {"tmpfs", "ramfs", "proc", "sysfs", "devtmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "nsfs",
-            "overlay", "bpf", "tracefs", "debugfs", "securityfs", "pstore", "fusectl", "configfs", "hugetlbfs",
-            "autofs", "binfmt_misc"}
-
-
-def volatile_mounts() -> set[str]:
-    out = set()
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            left, _sep, right = line.partition(" - ")
-            if right.split()[0] in VOLATILE:
-                out.add(left.split()[4].replace("\\040", " "))
-    return out
-
-
-def criu_images_on_disk(roots: list[str], since: float) -> list[str]:
-    """CRIU images created (ctime) since ``since`` anywhere under ``roots`` but on volatile mounts."""
-    skip = volatile_mounts()
-    found = []
-    for root in roots:
-        for dirpath, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skip]
-            for name in files:
-                if CRIU_IMAGE.match(name):
-                    path = os.path.join(dirpath, name)
-                    try:
-                        if os.lstat(path).st_ctime >= since:
-                            found.append(path)
-                    except FileNotFoundError:
-                        pass
-    return found
-
-
 def test_no_checkpoint_image_lands_on_persistent_storage():
-    """Issue 13: every catalog service migrated, one migration rolled back from its checkpoint; then
-    no CRIU image created meanwhile is left on either edge's persistent file systems (Docker data
-    roots, /var, /tmp): the target restores from its dump tmpfs and deletes the images, and so does
-    a source that rolls back."""
+    """Issue 13: the paper's three services migrated (a plain one, one with a volume, a JVM), one
+    migration rolled back from its checkpoint; then no CRIU image created meanwhile is left on either
+    edge's persistent file systems (Docker data roots, /var, /tmp): the target restores from its dump
+    tmpfs and deletes the images, and so does a source that rolls back. The path is the same for every
+    service; test_services.py checks the same after moving the other catalog services."""
     since = time.time() - 1
     services = catalog()
-    for svc in sorted(services):
+    for svc in ("apache", "mysql", "tomcat"):
         if not running_on(svc):
             playbook("deploy.yml", "-e", f"svc={svc}", "-e", "host=edge1")
         src = running_on(svc)

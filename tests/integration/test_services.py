@@ -33,8 +33,10 @@ import pytest
 import svcclients
 from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
     EDGES,
+    LAB,
     ROOT,
     catalog,
+    criu_images_on_disk,
     docker,
     http_get,
     lab_is_up,
@@ -47,9 +49,7 @@ from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
     wait_for,
 )
 
-# slow (out of `make test`) until it has passed on the lab once: written in the stop of 2026-12-05, the
-# lab never got to run it then (issue 29). Run it with: python3 -m pytest -q tests/integration/test_services.py
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = pytest.mark.lab
 CATALOG = catalog()
 RUN = uuid.uuid4().hex[:8]   # this run's writes, told apart from a volume's older ones
 DOWNTIMES = os.path.join(ROOT, "reports", "services-downtime.json")
@@ -242,24 +242,30 @@ def fresh_on_edge1(svc: str) -> dict:
     return spec
 
 
-def record(svc: str, hop: int, rep: dict, extra: dict) -> None:
+def record(svc: str, key: str, value) -> None:
+    """``reports/services-downtime.json``[svc][key] = value (bench/services_table.py reads it)."""
     data = {}
     if os.path.exists(DOWNTIMES):
         with open(DOWNTIMES) as fh:
             data = json.load(fh)
-    data.setdefault(svc, {})[f"hop{hop}"] = {
-        "source": rep["source"], "target": rep["target"], "downtime_s": float(rep["downtime_s"]),
-        "bytes_raw": int(rep["bytes_raw"]), "bytes_wire": int(rep["bytes_wire"]),
-        "checkpoint_s": rep["stages_s"].get("checkpoint_s"), "restore_s": rep["stages_s"].get("restore_s"),
-        "precopy_rounds": len((rep.get("precopy") or {}).get("rounds") or []), **extra}
+    data.setdefault(svc, {})[key] = value
     os.makedirs(os.path.dirname(DOWNTIMES), exist_ok=True)
     with open(DOWNTIMES, "w") as fh:
         json.dump(data, fh, indent=1, sort_keys=True)
 
 
+def record_hop(svc: str, hop: int, rep: dict, extra: dict) -> None:
+    record(svc, f"hop{hop}", {
+        "source": rep["source"], "target": rep["target"], "downtime_s": float(rep["downtime_s"]),
+        "bytes_raw": int(rep["bytes_raw"]), "bytes_wire": int(rep["bytes_wire"]),
+        "checkpoint_s": rep["stages_s"].get("checkpoint_s"), "restore_s": rep["stages_s"].get("restore_s"),
+        "precopy_rounds": len((rep.get("precopy") or {}).get("rounds") or []), **extra})
+
+
 def hops(svc: str, spec: dict, on_hop=None) -> None:
     """edge1 -> edge2 -> edge1 as users type it; after each: restored, not restarted."""
     ident = IDENTITY[svc]
+    since = time.time() - 1
     for hop in range(2):
         time.sleep(3)   # the load runs a while before each move
         src = running_on(svc)[0]
@@ -281,7 +287,10 @@ def hops(svc: str, spec: dict, on_hop=None) -> None:
             assert after >= before + elapsed - float(rep["downtime_s"]) - 2.0, \
                 f"{svc} uptime {before} -> {after} over {elapsed:.1f} s: restarted, not restored"
         extra = on_hop(hop) if on_hop else {}
-        record(svc, hop, rep, {"probe_before": before, "probe_after": after, **extra})
+        record_hop(svc, hop, rep, {"probe_before": before, "probe_after": after, **extra})
+    # issue 13 for this service too: its CRIU images were restored from the dump tmpfs, never on disk
+    found = criu_images_on_disk(["/var", "/tmp"] + [f"{LAB}/{edge}/docker" for edge in ("edge1", "edge2")], since)
+    assert found == [], f"{svc}: CRIU images on persistent storage: {found[:20]}"
 
 
 def moved_under(svc: str, load: type[Load], prepare=None) -> tuple[dict, list]:
@@ -303,6 +312,7 @@ def test_redis_aof_under_writes():
         stored = {v.decode() for v in r.call("LRANGE", f"edgemig:{RUN}", 0, -1)}
         persistence = r.info("persistence")
     lost = [v for v in acked if v not in stored]
+    record("redis", "writes", {"acknowledged": len(acked), "lost": len(lost)})
     assert len(acked) > 100 and not lost, f"{len(lost)} of {len(acked)} acknowledged RPUSHes lost: {lost[:5]}"
     assert persistence["aof_enabled"] == "1" and persistence["aof_last_write_status"] == "ok", persistence
     # the AOF is on the volume that moved with the service
@@ -321,6 +331,7 @@ def test_postgres_committed_rows_survive():
     with svcclients.pg_connect(spec) as conn:
         stored = {r[0] for r in conn.execute("SELECT v FROM edgemig_load WHERE v LIKE %s", (f"{RUN}-%",))}
     lost = [v for v in acked if v not in stored]
+    record("postgres", "writes", {"acknowledged": len(acked), "lost": len(lost)})
     assert len(acked) > 100 and not lost, f"{len(lost)} of {len(acked)} committed rows lost: {lost[:5]}"
 
 
@@ -369,6 +380,7 @@ def test_mosquitto_sessions_and_retained():
     # the subscriber gets what the broker acknowledged, queued in its session if it was away
     wait_for(lambda: not set(acked) - set(sub.snapshot()), 60, what="every acknowledged message at the subscriber")
     got = sub.finish()
+    record("mosquitto", "writes", {"acknowledged": len(acked), "lost": len(set(acked) - set(got))})
     assert len(acked) > 100 and not set(acked) - set(got)
     # every reconnect after a move found its session (subscription and queue) on the broker
     assert len(sub.sessions_present) > 1 and all(sub.sessions_present[1:]), sub.sessions_present

@@ -51,6 +51,7 @@ import os
 import re
 import shutil
 import stat
+import threading
 import time
 
 from ansible_collections.edgemig.migration.plugins.module_utils.common.timeouts import RESTORE_TIMEOUT_S
@@ -320,11 +321,13 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float = RESTORE_TI
     since = time.time()
     docker_root = docker_root or api.info()["DockerRootDir"]
     link = point_checkpoints_at(docker_root, inspect["Id"], parent)
+    held_log = RestoreLogHold(docker_root, inspect["Id"], since)
     try:
-        api.start_container(inspect["Id"], checkpoint=checkpoint, timeout=timeout)
+        with held_log:
+            api.start_container(inspect["Id"], checkpoint=checkpoint, timeout=timeout)
     except DockerAPIError as exc:
         if exc.status != 304:
-            said = restore_log_errors(exc.message, docker_root, inspect["Id"], since)
+            said = restore_log_errors(exc.message, docker_root, inspect["Id"], since) or held_log.errors()
             if not said:
                 raise
             raise DockerAPIError(exc.status, f"{exc.message}; CRIU says: {said}") from None
@@ -344,6 +347,11 @@ def start_from_checkpoint(api, name: str, path: str, timeout: float = RESTORE_TI
 LOG_IN_MESSAGE = re.compile(r"(?:path=|log file:)\s*(\S+\.log)")
 
 
+def error_lines(text: str, lines: int = 8) -> str:
+    """The last ``lines`` ``Error`` lines of a CRIU log's text."""
+    return "\n".join([line.rstrip() for line in text.splitlines() if "Error" in line][-lines:])
+
+
 def criu_log_errors(message: str, candidates: list[str], lines: int = 8) -> str:
     """The last ``Error`` lines of the first CRIU log found: the one ``message`` names, else ``candidates``.
 
@@ -352,9 +360,57 @@ def criu_log_errors(message: str, candidates: list[str], lines: int = 8) -> str:
     for log in LOG_IN_MESSAGE.findall(message or "") + candidates:
         if os.path.isfile(log):
             with open(log, errors="replace") as fh:
-                errors = [line.rstrip() for line in fh if "Error" in line]
-            return "\n".join(errors[-lines:])
+                return error_lines(fh.read(), lines)
     return ""
+
+
+class RestoreLogHold:
+    """CRIU's restore.log held open from the moment runc creates it, for as long as the restore call runs.
+
+    When a restore fails, containerd deletes the task's directories, restore.log with them, before
+    Docker answers: runc's message names a log that is gone. A file held open stays readable after it is
+    unlinked, so a thread looks for the task's fresh restore.log (every ``interval`` s, two opens a look)
+    until it holds it or the call returns; :meth:`errors` reads CRIU's ``Error`` lines from it. A
+    restore that fails within one interval of CRIU's start can still be missed: then the message is
+    runc's alone, as before."""
+
+    def __init__(self, docker_root: str, container_id: str, since: float, task_dirs=None, interval: float = 0.01):
+        self.since = since  # a log older than the call is an earlier restore's (as restore_log_errors says)
+        self.paths = [os.path.join(p.format(docker_root=docker_root, id=container_id), "restore.log")
+                      for p in task_dirs or TASK_DIRS]
+        self.interval = interval
+        self.stop = threading.Event()
+        self.file = None
+        self.text = ""
+        self.thread = threading.Thread(target=self._look, name="restore-log-hold", daemon=True)
+
+    def _look(self) -> None:
+        while self.file is None and not self.stop.is_set():
+            for path in self.paths:
+                try:
+                    fh = open(path, "rb")
+                except OSError:
+                    continue
+                if os.fstat(fh.fileno()).st_mtime >= self.since - 1:
+                    self.file = fh
+                    break
+                fh.close()
+            self.stop.wait(self.interval)
+
+    def __enter__(self) -> RestoreLogHold:
+        self.thread.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop.set()
+        self.thread.join()
+        if self.file is not None:
+            if exc_type is not None:  # read only for a failure: a restore that worked keeps its log in place
+                self.text = self.file.read().decode(errors="replace")
+            self.file.close()
+
+    def errors(self, lines: int = 8) -> str:
+        return error_lines(self.text, lines)
 
 
 def restore_log_errors(message: str, docker_root: str, container_id: str, since: float,

@@ -9,7 +9,6 @@
  * is written only when it holds the thing).
  *
  *   hold iouring | inotify DIR | unix PATH | dgram PATH | device PATH | ghost BYTES | lock
- *   hold late    (sets up an io_uring instance only on SIGUSR1: after the preflight, at the dump)
  *   hold ready   (the health check: exit 0 once /tmp/ready exists)
  */
 #define _GNU_SOURCE
@@ -57,15 +56,6 @@ static void bye(int sig)
 {
 	(void)sig;
 	_exit(0);
-}
-
-static void late_iouring(int sig)
-{
-	unsigned char params[120] = { 0 };
-
-	(void)sig;
-	if (syscall(SYS_io_uring_setup, 4, params) >= 0)
-		say("/tmp/late", "io_uring set up\n");
 }
 
 static int unix_connect(const char *path, int type)
@@ -129,8 +119,6 @@ int main(int argc, char **argv)
 		}
 		if (unlink("/tmp/big") < 0)
 			fail("unlink /tmp/big");
-	} else if (!strcmp(mode, "late")) {
-		signal(SIGUSR1, late_iouring);
 	} else if (!strcmp(mode, "lock")) {
 		fd = open("/tmp/lock", O_RDWR | O_CREAT, 0600);
 		if (fd < 0 || flock(fd, LOCK_EX) < 0)

@@ -159,11 +159,17 @@ def test_deleted_open_files_over_the_ghost_limit(tmp_path):
                                     6: (f"/proc/self/fd/{fs.fileno()}", fdinfo())})
         found = scan(proc)
         raised = scan(proc, ghost_limit=cp.size_of("16M"))
+        lowered = scan(proc, ghost_limit=2048)
     ghost = only(found, "ghost_file")
     assert (ghost.fd, ghost.verdict, ghost.option) == (5, cp.WITH_OPTION, "ghost-limit 3M")
-    assert not [f for f in raised if f.kind == "ghost_file"]
+    # under a raised limit the file is still found (the report says the limit carried it), and settled
+    assert only(raised, "ghost_file").option == "ghost-limit 3M"
     assert cp.settle([ghost], cp.runc_options("ghost-limit 2M\n")) == [ghost]       # too small still
     assert cp.settle([ghost], cp.runc_options("--ghost-limit 4M\n")) == []
+    assert ghost.handled and "'ghost-limit 4M'" in ghost.done
+    # a limit lowered below CRIU's default (2K): the 4 KiB file is over it, and 1M is what it needs
+    found_lowered = sorted((f.fd, f.option) for f in lowered if f.kind == "ghost_file")
+    assert found_lowered == [(5, "ghost-limit 3M"), (6, "ghost-limit 1M")]
 
 
 def test_memfds_are_not_ghost_files(tmp_path):
