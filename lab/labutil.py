@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INVENTORY = os.path.join(ROOT, "inventory", "lab", "hosts.yml")
 # The lab's service catalog lives with the lab's inventory (group_vars beside hosts.yml).
 CATALOG = os.path.join(ROOT, "inventory", "lab", "group_vars", "all", "catalog.yml")
+RUNC_CONF = "/etc/criu/runc.conf"  # the lab's: runc hands it to CRIU on every edge (one file system)
 LAB = "/var/lib/edgemig-lab"  # the edges' Docker data roots and dump tmpfs live under it
 LAB_IMAGE_CACHE = "{{ inventory_dir }}/../../.cache/images"
 EDGES = ("edge1", "edge2", "edge3")  # edge3: Docker 26 (lab/docker26.sh)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
 import sys
+import tempfile
 
 import pytest
 
 # The lab helpers (labutil) live in lab/, shared with bench/.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "lab"))
+
+from labutil import RUNC_CONF  # noqa: E402 (lab/ is on sys.path from here on)
 
 LAB_LOCK = "/run/edgemig-lab.lock"
 
@@ -47,3 +51,45 @@ def lab_lock():
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
         fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# Exits 1 for CRIU's {action} action in {edge}'s network namespace only (CRIU runs its action scripts
+# from the process runc started, in that edge's dockerd's namespace): a real CRIU failure there.
+FAIL_ACTION = """#!/bin/sh
+# edgemig preflight test: CRIU's {action} fails in {edge} only
+if [ "$CRTOOLS_SCRIPT_ACTION" = {action} ] && \\
+   [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i /var/run/netns/{edge})" ]; then
+  exit 1
+fi
+exit 0
+"""
+
+
+@pytest.fixture
+def criu_fails():
+    """``install(edge, action)``: the lab's runc.conf plus an ``action-script`` that fails CRIU's
+    ``action`` (pre-dump, pre-restore) on ``edge``, bind-mounted over the lab's until the test ends
+    (runc hands the one file to CRIU on every edge)."""
+    made: list[str] = []
+
+    def install(edge: str, action: str) -> None:
+        fd, script = tempfile.mkstemp(prefix="edgemig-criu-fail-", dir="/run")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(FAIL_ACTION.format(edge=edge, action=action))
+        os.chmod(script, 0o755)
+        fd, conf = tempfile.mkstemp(prefix="edgemig-runc-conf-", dir="/run")
+        with os.fdopen(fd, "w") as fh, open(RUNC_CONF) as lab_conf:
+            fh.write(lab_conf.read().rstrip("\n") + f"\naction-script {script}\n")
+        os.chmod(conf, 0o644)
+        made.extend([script, conf])
+        subprocess.run(["mount", "--bind", conf, RUNC_CONF], check=True)
+        made.append("mounted")
+
+    try:
+        yield install
+    finally:
+        if "mounted" in made:
+            subprocess.run(["umount", RUNC_CONF], check=True)
+        for path in made:
+            if path != "mounted":
+                os.unlink(path)

@@ -41,12 +41,11 @@ import tempfile
 import time
 
 import pytest
-from labutil import ROOT, docker, lab_is_up, other, run, running_on, user_inventory, wait_for  # noqa: E402
+from labutil import ROOT, RUNC_CONF, docker, lab_is_up, other, run, running_on, user_inventory, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.lab
 HERE = os.path.dirname(os.path.abspath(__file__))
 IMAGE = "edgemig-test/holder:1"
-RUNC_CONF = "/etc/criu/runc.conf"
 TICKETS = "/var/lib/edgemig-lab/{edge}/dumps/tickets"
 # Docker's events for a container that was frozen or stopped by a checkpoint (the containerd
 # path shows the task's exit as die; Docker's own call logs checkpoint).
@@ -271,48 +270,6 @@ def test_a_ghost_file_migrates_under_a_raised_ghost_limit(user_dir, raised_ghost
 
 
 CRIU_ERROR = r"Error \(criu/[\w./-]+\.c:\d+\): [^\n]+"
-# Exits 1 for CRIU's {action} action in {edge}'s network namespace only (CRIU runs its action scripts
-# from the process runc started, in that edge's dockerd's namespace): a real CRIU failure there.
-FAIL_ACTION = """#!/bin/sh
-# edgemig preflight test: CRIU's {action} fails in {edge} only
-if [ "$CRTOOLS_SCRIPT_ACTION" = {action} ] && \\
-   [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i /var/run/netns/{edge})" ]; then
-  exit 1
-fi
-exit 0
-"""
-
-
-@pytest.fixture
-def criu_fails():
-    """``install(edge, action)``: the lab's runc.conf plus an ``action-script`` that fails CRIU's
-    ``action`` (pre-dump, pre-restore) on ``edge``, bind-mounted over the lab's until the test ends
-    (runc hands the one file to CRIU on every edge)."""
-    made: list[str] = []
-
-    def install(edge: str, action: str) -> None:
-        fd, script = tempfile.mkstemp(prefix="edgemig-criu-fail-", dir="/run")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(FAIL_ACTION.format(edge=edge, action=action))
-        os.chmod(script, 0o755)
-        fd, conf = tempfile.mkstemp(prefix="edgemig-runc-conf-", dir="/run")
-        with os.fdopen(fd, "w") as fh, open(RUNC_CONF) as lab_conf:
-            fh.write(lab_conf.read().rstrip("\n") + f"\naction-script {script}\n")
-        os.chmod(conf, 0o644)
-        made.extend([script, conf])
-        subprocess.run(["mount", "--bind", conf, RUNC_CONF], check=True)
-        made.append("mounted")
-
-    try:
-        yield install
-    finally:
-        if "mounted" in made:
-            subprocess.run(["umount", RUNC_CONF], check=True)
-        for path in made:
-            if path != "mounted":
-                os.unlink(path)
-
-
 def test_a_criu_failure_at_the_dump_shows_criu_s_own_error(user_dir, criu_fails):
     """CRIU fails on the source: nothing moved, the service runs on the source, and the playbook's
     failure message carries CRIU's error line from the dump's log."""
