@@ -269,7 +269,10 @@ def test_a_ghost_file_migrates_under_a_raised_ghost_limit(user_dir, raised_ghost
         remove(svc)
 
 
+# CRIU's own error line, as its log has it: "Error (criu/action-scripts.c:119): ..."
 CRIU_ERROR = r"Error \(criu/[\w./-]+\.c:\d+\): [^\n]+"
+
+
 def test_a_criu_failure_at_the_dump_shows_criu_s_own_error(user_dir, criu_fails):
     """CRIU fails on the source: nothing moved, the service runs on the source, and the playbook's
     failure message carries CRIU's error line from the dump's log."""
