@@ -28,13 +28,18 @@ LOADS = {"redis": "RPUSH, one client", "postgres": "INSERT + COMMIT per row", "n
          "mosquitto": "2 QoS 1 publishers, 1 QoS 1 persistent subscriber", "pyapp": "GET / (3 gunicorn workers)"}
 
 
+def seconds(value) -> str:
+    """A stage's seconds, or "?" where the report had none (a stage not measured on that path)."""
+    return f"{value:.2f} s" if isinstance(value, (int, float)) else "?"
+
+
 def hop_cell(hop: dict | None) -> str:
     if not hop:
         return "not measured"
     # bytes_wire: the stream after the freeze (the warm rounds sent the rest before it); bytes_raw: the dump
     return (f"{hop['downtime_s']:.2f} ({hop['source']} -> {hop['target']}; {hop['bytes_wire'] / 1e6:.2f} MB sent "
-            f"after the freeze of a {hop['bytes_raw'] / 1e6:.1f} MB dump; checkpoint {hop['checkpoint_s']:.2f} s, "
-            f"restore {hop['restore_s']:.2f} s)")
+            f"after the freeze of a {hop['bytes_raw'] / 1e6:.1f} MB dump; checkpoint {seconds(hop.get('checkpoint_s'))}, "
+            f"restore {seconds(hop.get('restore_s'))})")
 
 
 def writes_cell(svc: dict) -> str:

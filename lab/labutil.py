@@ -8,11 +8,13 @@ leaves behind). One home for both; each puts this directory on sys.path.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -483,3 +485,31 @@ def criu_images_on_disk(roots: list[str], since: float) -> list[str]:
                     except FileNotFoundError:
                         pass
     return found
+
+
+# ------------------------------------------------------------ runc.conf with a line more, for a test
+def runc_conf_overlays() -> int:
+    """How many mounts sit on the lab's runc.conf (a test's bind mounts; 0 normally)."""
+    with open("/proc/self/mountinfo") as fh:
+        return sum(1 for line in fh if line.split()[4] == RUNC_CONF)
+
+
+@contextlib.contextmanager
+def runc_conf_plus(text: str):
+    """The lab's runc.conf plus ``text`` (CRIU options, one per line), bind-mounted over it while the
+    block runs: runc hands the one file to CRIU on every edge. A mount a killed run left is undone first
+    (it would otherwise be copied into this one), and this one is undone whatever the block raised."""
+    while runc_conf_overlays():
+        subprocess.run(["umount", RUNC_CONF], check=True)
+    fd, conf = tempfile.mkstemp(prefix="edgemig-runc-conf-", dir="/run")
+    try:
+        with os.fdopen(fd, "w") as fh, open(RUNC_CONF) as lab_conf:
+            fh.write(lab_conf.read().rstrip("\n") + "\n" + text.strip("\n") + "\n")
+        os.chmod(conf, 0o644)
+        subprocess.run(["mount", "--bind", conf, RUNC_CONF], check=True)
+        try:
+            yield conf
+        finally:
+            subprocess.run(["umount", RUNC_CONF], check=False)
+    finally:
+        os.unlink(conf)

@@ -53,15 +53,21 @@ def progress_line(p: dict) -> str:
     return ", ".join(parts)
 
 
-# Done when the results file no longer holds async_wrapper's '{"started": true, ...}' (its first 16 bytes),
-# or when it is gone (async_status then says the job is lost). Fractional sleep: GNU and busybox.
-WAIT_SH = """f={results}; i=0; done=0
+# One poll, on the source: "done" once the results file no longer holds async_wrapper's
+# '{"started": true, ...}' (its first 16 bytes), "missing" when the file was absent the whole wait, else
+# "running"; then the progress file. Fractional sleep: GNU and busybox.
+WAIT_SH = """f={results}; i=0; state=missing
 while [ "$i" -lt {ticks} ]; do
-  if [ ! -e "$f" ]; then done=1; break; fi
-  case "$(head -c 16 "$f" 2>/dev/null)" in '{{"started": true'*|'') ;; *) done=1; break ;; esac
+  if [ -e "$f" ]; then
+    case "$(head -c 16 "$f" 2>/dev/null)" in '{{"started": true'*|'') state=running ;; *) state=done; break ;; esac
+  fi
   sleep 0.1; i=$((i + 1))
 done
-echo "$done"; cat {progress} 2>/dev/null; true"""
+echo "$state"; cat {progress} 2>/dev/null; true"""
+STATES = ("done", "running", "missing")
+# async_wrapper may answer "started" before its job writes the results file (it waits 2.5 s at most for
+# the job's signal): a file still missing this long after the start means the job is lost.
+MISSING_GRACE_S = 15.0
 
 
 def wait_command(results_file: str, progress_file: str, seconds: float) -> str:
@@ -70,14 +76,21 @@ def wait_command(results_file: str, progress_file: str, seconds: float) -> str:
                           ticks=max(1, int(seconds * 10)))
 
 
-def parse_wait(stdout: str) -> tuple[bool, dict]:
-    """(done, progress) from :data:`WAIT_SH`'s output: its first line, then the progress file's JSON."""
+def parse_wait(stdout: str) -> tuple[str, dict]:
+    """(state, progress) from :data:`WAIT_SH`'s output: its first line (one of STATES, else
+    "unknown"), then the progress file's JSON."""
     first, _sep, rest = stdout.strip().partition("\n")
     try:
         progress = json.loads(rest) if rest.strip() else {}
     except ValueError:  # caught while the module rewrote it
         progress = {}
-    return first.strip() == "1", progress if isinstance(progress, dict) else {}
+    state = first.strip() if first.strip() in STATES else "unknown"
+    return state, progress if isinstance(progress, dict) else {}
+
+
+def should_ask(state: str, since_start_s: float) -> bool:
+    """Whether to ask async_status now: the job wrote its result, or its file stayed missing past the grace."""
+    return state == "done" or (state == "missing" and since_start_s > MISSING_GRACE_S)
 
 
 class ActionModule(ActionBase):
@@ -111,18 +124,23 @@ class ActionModule(ActionBase):
         deadline = time.monotonic() + ASYNC_LIMIT_S
         last_line = ""
         status: dict = {}
+        start = time.monotonic()
         while time.monotonic() < deadline:
-            done, progress = self._wait(results_file, args["progress_file"])
-            if done:
+            state, progress = self._wait(results_file, args["progress_file"])
+            if state == "unknown":  # the wait itself did not run (its command failed): never a hot loop
+                time.sleep(1.0)
+            if should_ask(state, time.monotonic() - start):
                 try:
                     status = self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
                                                   module_args={"jid": jid, "_async_dir": async_dir})
                 except AnsibleError as exc:  # a bounced connection: the job goes on, ask again
                     display.vvv(f"edge_migrate: status poll failed, retrying: {exc}")
+                    time.sleep(1.0)
                     continue
                 if status.get("finished") or (status.get("failed") and status.get("_ansible_parsed", True)
                                               and not status.get("started")):
                     break
+                time.sleep(POLL_S)  # done by its file, not yet by async_status: ask again, not at once
             line = progress_line(progress) if progress else ""
             if line and line != last_line:
                 display.display(f"  [{host}] edge_migrate: {line}")
@@ -139,12 +157,12 @@ class ActionModule(ActionBase):
             status.pop(key, None)
         return merge_hash(result, status)
 
-    def _wait(self, results_file: str, progress_file: str) -> tuple[bool, dict]:
-        """(the job is done, its latest progress): one shell command on the source, at most ``POLL_S`` long."""
+    def _wait(self, results_file: str, progress_file: str) -> tuple[str, dict]:
+        """(the job's state, its latest progress): one shell command on the source, at most ``POLL_S`` long."""
         try:
             res = self._low_level_execute_command(wait_command(results_file, progress_file, POLL_S))
         except AnsibleError as exc:  # a bounced connection: the job goes on, ask again after a pause
             display.vvv(f"edge_migrate: wait failed, retrying: {exc}")
             time.sleep(1.0)
-            return False, {}
+            return "running", {}
         return parse_wait(res.get("stdout") or "")

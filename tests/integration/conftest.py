@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -13,7 +13,7 @@ import pytest
 # The lab helpers (labutil) live in lab/, shared with bench/.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "lab"))
 
-from labutil import RUNC_CONF  # noqa: E402 (lab/ is on sys.path from here on)
+from labutil import runc_conf_plus  # noqa: E402 (lab/ is on sys.path from here on)
 
 LAB_LOCK = "/run/edgemig-lab.lock"
 
@@ -73,27 +73,18 @@ exit 0
 def criu_fails():
     """``install(edge, action)``: the lab's runc.conf plus an ``action-script`` that fails CRIU's
     ``action`` (pre-dump, pre-restore) on ``edge``, bind-mounted over the lab's until the test ends
-    (runc hands the one file to CRIU on every edge)."""
-    made: list[str] = []
+    (labutil.runc_conf_plus). Once per test: a second would stack a mount on the first."""
+    with contextlib.ExitStack() as stack:
+        installed: list[str] = []
 
-    def install(edge: str, action: str) -> None:
-        fd, script = tempfile.mkstemp(prefix="edgemig-criu-fail-", dir="/run")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(FAIL_ACTION.format(edge=edge, action=action))
-        os.chmod(script, 0o755)
-        fd, conf = tempfile.mkstemp(prefix="edgemig-runc-conf-", dir="/run")
-        with os.fdopen(fd, "w") as fh, open(RUNC_CONF) as lab_conf:
-            fh.write(lab_conf.read().rstrip("\n") + f"\naction-script {script}\n")
-        os.chmod(conf, 0o644)
-        made.extend([script, conf])
-        subprocess.run(["mount", "--bind", conf, RUNC_CONF], check=True)
-        made.append("mounted")
+        def install(edge: str, action: str) -> None:
+            assert not installed, f"criu_fails is installed already ({installed}): once per test"
+            fd, script = tempfile.mkstemp(prefix="edgemig-criu-fail-", dir="/run")
+            stack.callback(os.unlink, script)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(FAIL_ACTION.format(edge=edge, action=action))
+            os.chmod(script, 0o755)
+            stack.enter_context(runc_conf_plus(f"action-script {script}"))
+            installed.append(f"{action} on {edge}")
 
-    try:
         yield install
-    finally:
-        if "mounted" in made:
-            subprocess.run(["umount", RUNC_CONF], check=True)
-        for path in made:
-            if path != "mounted":
-                os.unlink(path)

@@ -37,11 +37,10 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
-from labutil import ROOT, RUNC_CONF, docker, lab_is_up, other, run, running_on, user_inventory, wait_for  # noqa: E402
+from labutil import ROOT, docker, lab_is_up, other, run, runc_conf_plus, running_on, user_inventory, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.lab
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -246,16 +245,8 @@ def test_a_file_lock_migrates_with_runc_conf_file_locks(user_dir):
 @pytest.fixture
 def raised_ghost_limit():
     """The lab's runc.conf plus ``ghost-limit 4M``, bind-mounted over it (both edges read the one file)."""
-    fd, conf = tempfile.mkstemp(prefix="edgemig-runc-conf-", dir="/run")
-    with os.fdopen(fd, "w") as fh, open(RUNC_CONF) as lab_conf:
-        fh.write(lab_conf.read().rstrip("\n") + "\nghost-limit 4M\n")
-    os.chmod(conf, 0o644)
-    subprocess.run(["mount", "--bind", conf, RUNC_CONF], check=True)
-    try:
+    with runc_conf_plus("ghost-limit 4M"):
         yield
-    finally:
-        subprocess.run(["umount", RUNC_CONF], check=True)
-        os.unlink(conf)
 
 
 def test_a_ghost_file_migrates_under_a_raised_ghost_limit(user_dir, raised_ghost_limit):

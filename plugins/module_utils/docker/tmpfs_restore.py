@@ -374,6 +374,8 @@ class RestoreLogHold:
     restore that fails within one interval of CRIU's start can still be missed: then the message is
     runc's alone, as before."""
 
+    TAIL = 256 * 1024  # bytes of the log's end read after a failure (runc's level-4 logs run to megabytes)
+
     def __init__(self, docker_root: str, container_id: str, since: float, task_dirs=None, interval: float = 0.01):
         self.since = since  # a log older than the call is an earlier restore's (as restore_log_errors says)
         self.paths = [os.path.join(p.format(docker_root=docker_root, id=container_id), "restore.log")
@@ -382,10 +384,12 @@ class RestoreLogHold:
         self.stop = threading.Event()
         self.file = None
         self.text = ""
+        self.looks = 0
         self.thread = threading.Thread(target=self._look, name="restore-log-hold", daemon=True)
 
     def _look(self) -> None:
         while self.file is None and not self.stop.is_set():
+            self.looks += 1
             for path in self.paths:
                 try:
                     fh = open(path, "rb")
@@ -404,9 +408,18 @@ class RestoreLogHold:
     def __exit__(self, exc_type, exc, tb) -> None:
         self.stop.set()
         self.thread.join()
-        if self.file is not None:
-            if exc_type is not None:  # read only for a failure: a restore that worked keeps its log in place
+        if self.file is None:
+            return
+        try:
+            # Read only for Docker's refusal of the restore (a restore that worked keeps its log in place;
+            # a timeout says nothing CRIU wrote), and only the log's end: its errors are its last lines.
+            if exc_type is not None and issubclass(exc_type, DockerAPIError):
+                size = os.fstat(self.file.fileno()).st_size
+                self.file.seek(max(0, size - self.TAIL))
                 self.text = self.file.read().decode(errors="replace")
+        except OSError:
+            self.text = ""  # never in the way of the error being raised
+        finally:
             self.file.close()
 
     def errors(self, lines: int = 8) -> str:

@@ -19,7 +19,7 @@ HOP = {"source": "edge1", "target": "edge2", "downtime_s": 0.7629, "bytes_raw": 
        "checkpoint_s": 0.2075, "restore_s": 0.3988}
 DATA = {"redis": {"hop0": HOP, "hop1": {**HOP, "source": "edge2", "target": "edge1", "downtime_s": 0.6144},
                   "writes": {"acknowledged": 812, "lost": 0}},
-        "nginx": {"hop0": HOP}}
+        "nginx": {"hop0": {**HOP, "checkpoint_s": None}}}
 
 
 def test_each_hop_and_the_writes_are_in_the_table():
@@ -29,6 +29,7 @@ def test_each_hop_and_the_writes_are_in_the_table():
     assert "| 0.61 (edge2 -> edge1;" in redis and redis.endswith("| 0 of 812 |")
     nginx = next(line for line in text.splitlines() if line.startswith("| nginx |"))
     assert "| not measured | n/a (reads) |" in nginx      # a hop the run did not reach is said, not blank
+    assert "checkpoint ?, restore 0.40 s" in nginx       # a stage the report did not measure
     assert "Measured at abc1234" in text
 
 

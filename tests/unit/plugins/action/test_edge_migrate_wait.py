@@ -8,7 +8,16 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.edgemig.migration.plugins.action.edge_migrate import parse_wait, wait_command
+from ansible.errors import AnsibleError
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.edgemig.migration.plugins.action import edge_migrate as em
+from ansible_collections.edgemig.migration.plugins.action.edge_migrate import (
+    MISSING_GRACE_S,
+    parse_wait,
+    should_ask,
+    wait_command,
+)
 
 STARTED = json.dumps({"started": True, "finished": False, "ansible_job_id": "j1"})  # as async_wrapper writes it
 
@@ -24,7 +33,7 @@ def test_a_running_job_waits_the_poll_out_and_brings_the_progress(tmp_path):
     results.write_text(STARTED)
     progress.write_text(json.dumps({"phase": "streaming", "acked_bytes": 5}))
     t0 = time.monotonic()
-    assert wait(results, progress) == (False, {"phase": "streaming", "acked_bytes": 5})
+    assert wait(results, progress) == ("running", {"phase": "streaming", "acked_bytes": 5})
     assert time.monotonic() - t0 >= 0.4
 
 
@@ -40,22 +49,98 @@ def test_the_wait_ends_as_soon_as_the_result_is_written(tmp_path):
 
     threading.Thread(target=finish).start()
     t0 = time.monotonic()
-    done, progress = wait(results, tmp_path / "absent.json", seconds=20)
-    assert done and progress == {} and time.monotonic() - t0 < 15
+    state, progress = wait(results, tmp_path / "absent.json", seconds=20)
+    assert state == "done" and progress == {} and time.monotonic() - t0 < 15
 
 
-def test_a_lost_job_file_ends_the_wait_for_async_status_to_say_so(tmp_path):
-    assert wait(tmp_path / "gone", tmp_path / "absent.json", seconds=20)[0] is True
+def test_a_job_file_not_there_yet_is_waited_for_then_called_lost(tmp_path):
+    results = tmp_path / "j1"
+
+    def appear():   # async_wrapper may answer "started" before its job wrote the file
+        time.sleep(0.3)
+        results.write_text(STARTED)
+
+    threading.Thread(target=appear).start()
+    assert wait(results, tmp_path / "absent.json", seconds=1)[0] == "running"
+    assert wait(tmp_path / "gone", tmp_path / "absent.json", seconds=0.3)[0] == "missing"
+    # missing: async_status is asked (it says the job is lost) only after the grace, never at once
+    assert not should_ask("missing", 1.0) and should_ask("missing", MISSING_GRACE_S + 1)
+    assert should_ask("done", 0.1) and not should_ask("running", 1e6) and not should_ask("unknown", 1e6)
 
 
 def test_hostile_or_odd_paths_stay_one_argument_each(tmp_path):
     weird = tmp_path / "a b;touch pwned'$(id)"
     weird.write_text(STARTED)
-    assert wait(weird, tmp_path / "p q.json", seconds=0.2) == (False, {})
+    assert wait(weird, tmp_path / "p q.json", seconds=0.2) == ("running", {})
     assert not (tmp_path / "pwned").exists()
 
 
 def test_a_progress_file_caught_mid_write_is_no_progress():
-    assert parse_wait("0\n{\"phase\": \"stream") == (False, {})
-    assert parse_wait("1\n") == (True, {})
-    assert parse_wait("") == (False, {})
+    assert parse_wait("running\n{\"phase\": \"stream") == ("running", {})
+    assert parse_wait("done\n") == ("done", {})
+    assert parse_wait("") == ("unknown", {})          # the wait did not run: the loop pauses, never spins
+    assert parse_wait("sh: 1: head: not found") == ("unknown", {})
+
+
+class _Shell:
+    tmpdir = "/tmp/x"
+
+
+class _Connection:
+    has_native_async = False
+    _shell = _Shell()
+
+
+class _Task:
+    def __init__(self):
+        self.args = {"name": "apache"}
+        self.async_val = 0
+        self.check_mode = False
+
+
+def action_with(monkeypatch, waits: list[str], statuses: list):
+    """The action plugin's run() with Ansible's plumbing replaced: ``waits`` are the source's answers
+    to each wait, ``statuses`` async_status's (an exception is raised); returns (result, calls, sleeps)."""
+    calls, sleeps = [], []
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    monkeypatch.setattr(em.time, "sleep", sleeps.append)
+    act = em.ActionModule.__new__(em.ActionModule)
+    act._task, act._connection = _Task(), _Connection()
+
+    def execute_module(module_name=None, module_args=None, task_vars=None, wrap_async=False):
+        calls.append(module_name or "edge_migrate")
+        if wrap_async:
+            return {"ansible_job_id": "j1", "results_file": "/root/.ansible_async/j1", "started": True}
+        answer = statuses.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def low_level(cmd, **kw):
+        calls.append("rm" if cmd.startswith("rm ") else "wait")
+        return {"rc": 0, "stdout": (waits.pop(0) if waits else "done") + "\n"} if not cmd.startswith("rm ") else {"rc": 0}
+
+    act._execute_module = execute_module
+    act._low_level_execute_command = low_level
+    act._remote_expand_user = lambda path: path.replace("~", "/root")
+    act.get_shell_option = lambda name, default=None: default
+    act._remove_tmp_path = lambda path: None
+    return act.run(task_vars={"inventory_hostname": "edge1"}), calls, sleeps
+
+
+def test_the_task_ends_at_the_first_wait_that_sees_the_result(monkeypatch):
+    result, calls, sleeps = action_with(monkeypatch, ["running", "done"], [{"finished": True, "changed": True}])
+    assert result == {"changed": True} and calls == ["edge_migrate", "wait", "wait", "ansible.legacy.async_status", "rm"]
+    assert sleeps == []   # the waits themselves wait, on the source
+
+
+def test_a_failing_status_call_is_retried_after_a_pause_not_in_a_spin(monkeypatch):
+    result, calls, sleeps = action_with(monkeypatch, [], [AnsibleError("ssh bounced")] * 3
+                                        + [{"started": True, "finished": False}, {"finished": True, "changed": True}])
+    assert result == {"changed": True}
+    assert calls.count("ansible.legacy.async_status") == 5 and len(sleeps) == 4 and all(s >= 1.0 for s in sleeps)
+
+
+def test_a_wait_that_did_not_run_pauses_before_the_next(monkeypatch):
+    result, calls, sleeps = action_with(monkeypatch, ["", "sh: head: not found", "done"], [{"finished": True}])
+    assert sleeps == [1.0, 1.0] and calls.count("wait") == 3
