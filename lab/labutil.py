@@ -459,17 +459,26 @@ VOLATILE = {"tmpfs", "ramfs", "proc", "sysfs", "devtmpfs", "devpts", "mqueue", "
             "autofs", "binfmt_misc"}
 
 
-def volatile_mounts() -> set[str]:
-    out = set()
+# Where a migration could leave a CRIU image on disk: the edges' Docker data roots lie under /var
+# (LAB/<edge>/docker), so walking /var covers them once.
+PERSISTENT_ROOTS = ("/var", "/tmp")
+
+
+def mounts() -> list[tuple[str, str]]:
+    """(mount point, file system type) of every mount this process sees, from /proc/self/mountinfo."""
+    out = []
     with open("/proc/self/mountinfo") as fh:
         for line in fh:
             left, _sep, right = line.partition(" - ")
-            if right.split()[0] in VOLATILE:
-                out.add(left.split()[4].replace("\\040", " "))
+            out.append((left.split()[4].replace("\\040", " "), right.split()[0]))
     return out
 
 
-def criu_images_on_disk(roots: list[str], since: float) -> list[str]:
+def volatile_mounts() -> set[str]:
+    return {point for point, fstype in mounts() if fstype in VOLATILE}
+
+
+def criu_images_on_disk(since: float, roots=PERSISTENT_ROOTS) -> list[str]:
     """CRIU images created (ctime) since ``since`` anywhere under ``roots`` but on volatile mounts."""
     skip = volatile_mounts()
     found = []
@@ -490,8 +499,7 @@ def criu_images_on_disk(roots: list[str], since: float) -> list[str]:
 # ------------------------------------------------------------ runc.conf with a line more, for a test
 def runc_conf_overlays() -> int:
     """How many mounts sit on the lab's runc.conf (a test's bind mounts; 0 normally)."""
-    with open("/proc/self/mountinfo") as fh:
-        return sum(1 for line in fh if line.split()[4] == RUNC_CONF)
+    return sum(1 for point, _fstype in mounts() if point == RUNC_CONF)
 
 
 @contextlib.contextmanager

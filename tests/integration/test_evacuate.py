@@ -62,13 +62,24 @@ def readme_command(*args: str, timeout: int = 1800):
     return run(["ansible-playbook", "playbooks/evacuate.yml", *args], timeout=timeout)
 
 
-def test_evacuate_check_then_evacuate_then_return():
-    on_edge1()
+def seeded_rows() -> int:
+    """20 more rows in MariaDB's ``evacuated`` table; how many it holds now."""
     spec = CATALOG["mysql"]
     sql(spec, "CREATE TABLE IF NOT EXISTS evacuated (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64))")
     for i in range(20):
         sql(spec, "INSERT INTO evacuated (v) VALUES (%s)", (f"row-{i}",), commit=True)
-    rows = sql(spec, "SELECT COUNT(*) FROM evacuated")[0][0]
+    return sql(spec, "SELECT COUNT(*) FROM evacuated")[0][0]
+
+
+def planned_targets(out: str) -> dict[str, str]:
+    """Each service's target in the plan an evacuate.yml run printed."""
+    return {svc: re.search(rf"{svc}: edge1 -> (edge[23])\b", out).group(1) for svc in SERVICES}
+
+
+def test_evacuate_check_then_evacuate_then_return():
+    on_edge1()
+    spec = CATALOG["mysql"]
+    rows = seeded_rows()
     if os.path.exists(RECORD):
         os.unlink(RECORD)
 
@@ -98,7 +109,7 @@ def test_evacuate_check_then_evacuate_then_return():
     # the plan is printed before the first move's freeze; it is made again from what the edges report
     # now (their free memory changed since --check), so the moves are checked against this one
     assert out.index("Print the plan") < out.index("Migrate (freeze, stream, restore, switch over)")
-    planned = {svc: re.search(rf"{svc}: edge1 -> (edge[23])\b", out).group(1) for svc in SERVICES}
+    planned = planned_targets(out)
     for svc in SERVICES:
         assert running_on(svc) == [planned[svc]], (svc, planned, out[-4000:])
         after = wait_answering(CATALOG[svc], timeout=60)

@@ -35,7 +35,7 @@ from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
     wait_answering,
     wait_for,
 )
-from test_evacuate import SERVICES, on_edge1
+from test_evacuate import SERVICES, on_edge1, planned_targets, seeded_rows
 
 pytestmark = pytest.mark.lab
 SPEC = catalog()
@@ -43,10 +43,6 @@ RECORD = os.path.join(ROOT, "reports", "evacuate-edge1.json")
 # Where each service's users are near: the plan sends it there when that edge can take it, so that
 # both targets get a move (apache to edge3, whose restores fail in the first test).
 NEAR = {"apache": "edge3", "mysql": "edge2", "tomcat": "edge2"}
-
-
-def planned_targets(out: str) -> dict[str, str]:
-    return {svc: re.search(rf"{svc}: edge1 -> (edge[23])\b", out).group(1) for svc in SERVICES}
 
 
 # Seconds a service's uptime may trail the time passed since it was read: its own downtime in the move
@@ -82,14 +78,6 @@ def no_record() -> None:
 def recover_edge1() -> None:
     proc = run(["ansible-playbook", "playbooks/recover.yml", "-e", "edge=edge1"])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-
-
-def seeded_rows() -> int:
-    spec = SPEC["mysql"]
-    sql(spec, "CREATE TABLE IF NOT EXISTS evacuated (id INT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(64))")
-    for i in range(20):
-        sql(spec, "INSERT INTO evacuated (v) VALUES (%s)", (f"row-{i}",), commit=True)
-    return sql(spec, "SELECT COUNT(*) FROM evacuated")[0][0]
 
 
 def test_a_restore_failing_on_one_target_leaves_every_service_once(criu_fails):
@@ -129,10 +117,9 @@ def test_the_controller_killed_during_an_evacuation():
                      what="a move's receiver")
     os.killpg(proc.pid, signal.SIGKILL)
     finish(proc, timeout=60)
-    say_first = f"killed while {first}'s move streamed"
     # the modules already started on edge1 finish (or roll back) by themselves
     wait_for(lambda: not module_pids() and not any(receiver_pids(s) for s in SERVICES), 180, step=0.5,
-             what=f"the running moves to end ({say_first})")
+             what=f"the running moves to end (killed while {first}'s move streamed)")
     recover_edge1()
     exactly_once_and_answering(before)
     assert sql(SPEC["mysql"], "SELECT COUNT(*) FROM evacuated")[0][0] == rows
