@@ -57,6 +57,8 @@ containers:
   type: dict
 '''
 
+import concurrent.futures
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
@@ -69,6 +71,18 @@ from ansible_collections.edgemig.migration.plugins.module_utils.planning.edge_lo
 )
 
 
+def memory_of_each(api, ids: list[str]) -> dict[str, int]:
+    """Each running container's memory in use, read at once: Docker 20.10 answers a one-shot stats
+    request at its collector's next tick (up to 1 s), so one after another an edge with eight services
+    took eight seconds before an evacuation's plan; side by side they take one tick."""
+    if not ids:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(ids), 16)) as pool:
+        stats = pool.map(lambda cid: api.get(f"/containers/{cid}/stats", params={"stream": "false", "one-shot": "true"}),
+                         ids)
+        return {cid: memory_in_use(s) for cid, s in zip(ids, stats)}
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=dict(names=dict(type="list", elements="str", default=[]),
                                               **DOCKER_ARGS),
@@ -76,16 +90,16 @@ def main() -> None:
     api = docker_api(module)
     containers = {}
     try:
+        found = {}
         for name in module.params["names"]:
             inspect = api.inspect_container(name)
-            if inspect is None:
-                continue
+            if inspect is not None:
+                found[name] = inspect
+        memory = memory_of_each(api, [i["Id"] for i in found.values() if (i.get("State") or {}).get("Running")])
+        for name, inspect in found.items():
             running = bool((inspect.get("State") or {}).get("Running"))
-            memory = 0
-            if running:
-                memory = memory_in_use(api.get(f"/containers/{inspect['Id']}/stats",
-                                               params={"stream": "false", "one-shot": "true"}))
-            containers[name] = {"running": running, "image_id": inspect.get("Image"), "memory": memory}
+            containers[name] = {"running": running, "image_id": inspect.get("Image"),
+                                "memory": memory.get(inspect["Id"], 0) if running else 0}
         images = sorted({i.get("Id") for i in api.get("/images/json") or [] if isinstance(i, dict) and i.get("Id")})
         ports = published_ports(api.get("/containers/json"))
     except DockerAPIError as exc:

@@ -30,7 +30,9 @@ options:
     type: str
     required: true
   plot:
-    description: Draw the PNG.
+    description:
+      - Draw the PNG. Without one (V(false), or matplotlib missing), an earlier O(name).png in O(dest_dir) is removed,
+        so that no plot of another migration stands beside this report.
     type: bool
     default: true
 author:
@@ -106,6 +108,14 @@ def main() -> None:
             note = f"no plot: {exc}"
     else:
         note = "plot=false"
+    if not drawn:
+        # A plot left by an earlier migration would be read as this one's.
+        try:
+            os.unlink(png)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            note += f"; the earlier plot {png} could not be removed ({exc})"
     module.exit_json(changed=True, path=path, plot=drawn, plot_note=note)
 
 

@@ -335,8 +335,8 @@ def request_from_facts(ask: dict) -> tuple[dict, list[dict]]:
     """The planner's request from what evacuate.yml gathered.
 
     ``ask``: ``edge``, ``mode``, ``order``, ``per_source``, ``per_target``; ``catalog`` (edgemig_services);
-    ``seen`` (edge -> edge_load_info's result, or null when the edge did not answer; or the results of
-    edge_load_info looped over the edges, failed and unreachable ones counting as null); ``interfaces``
+    ``seen`` (edge -> edge_load_info's result registered on that edge, null when it did not run there;
+    a failed or unreachable one counts as null); ``interfaces``
     (edge -> its edgemig_address_interface, '' when unset) and ``links`` (edge -> edgemig_link_mbit);
     ``near`` (service -> edge its users are near, optional: the catalog's ``near`` otherwise);
     ``only`` (service names to consider, optional: the return's record).
@@ -351,12 +351,12 @@ def request_from_facts(ask: dict) -> tuple[dict, list[dict]]:
     if not isinstance(interfaces, dict) or not isinstance(links, dict):
         raise PlanError("interfaces and links must be mappings of edge -> value")
     near = ask.get("near") or {}
-    if not isinstance(catalog, dict) or not isinstance(seen, (dict, list)) or not isinstance(near, dict):
-        raise PlanError("catalog and near must be mappings, seen a mapping or a loop's results")
+    if not isinstance(catalog, dict) or not isinstance(seen, dict) or not isinstance(near, dict):
+        raise PlanError("catalog, seen and near must be mappings")
     only = ask.get("only")
-    if isinstance(seen, list):  # a loop's results (edge_load_info delegated to each edge)
-        seen = {r.get("item"): (None if r.get("unreachable") or r.get("failed") else r)
-                for r in seen if isinstance(r, dict)}
+    # An edge that failed or could not be reached answered nothing (its registered result says so).
+    seen = {e: (None if not isinstance(r, dict) or r.get("unreachable") or r.get("failed") else r)
+            for e, r in seen.items()}
     edges = {}
     for e in interfaces or seen:
         facts = seen.get(e)

@@ -27,8 +27,7 @@ GENERATORS = {"report": (br.REPORT_MARKERS, br.write, "benchmarks.json"),
               "precopy": (br.PRECOPY_MARKERS, br.write_precopy, br.PRECOPY_JSON)}
 # Sections written by hand after the generated ones: no generator may drop them.
 BY_HAND = ("## containerd's scratch on tmpfs", "## Patch granularity of changed files",
-           "## The floor under the restore and the checkpoint (issue 26", "### What went, what stays, and why",
-           "## Evacuation (issue 28)")
+           "## The floor under the restore and the checkpoint (issue 26", "### What went, what stays, and why")
 
 
 @pytest.fixture(name="docs")

@@ -43,7 +43,7 @@ def test_the_filter_plans_and_records():
 
 @pytest.mark.parametrize("ask,msg", [({"edge": "edge9", "seen": {"edge1": None}, "interfaces": {"edge1": ""}},
                                       "edge='edge9' is not an edge host"),
-                                     ({"edge": "edge1", "seen": "x"}, "seen a mapping"),
+                                     ({"edge": "edge1", "seen": "x"}, "seen and near must be mappings"),
                                      ("nonsense", "must be a mapping")])
 def test_a_bad_request_fails_the_filter_with_the_reason(ask, msg):
     with pytest.raises(AnsibleFilterError, match=msg):

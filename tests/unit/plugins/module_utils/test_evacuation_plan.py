@@ -259,17 +259,29 @@ def test_the_request_is_built_from_the_edges_reports():
     running = {"running": True, "image_id": "sha:a", "memory": 5 * MB}
     ask = {"edge": "edge1", "catalog": CATALOG, "interfaces": {"edge1": "eth0", "edge2": "eth0", "edge3": ""},
            "links": {"edge1": 20, "edge2": "", "edge3": ""},
-           "seen": [dict(seen({"apache": running, "counter": running, "idle": dict(running, running=False)}), item="edge1"),
-                    dict(seen({}), item="edge2"),
-                    {"item": "edge3", "unreachable": True, "msg": "no route"}]}
+           # as evacuate.yml passes it: each edge's registered result (edge4: the play did not reach it at all)
+           "seen": {"edge1": seen({"apache": running, "counter": running, "idle": dict(running, running=False)}),
+                    "edge2": seen({}), "edge3": {"unreachable": True, "msg": "no route", "changed": False},
+                    "edge4": None}}
     req, doubled = ep.request_from_facts(ask)
     assert doubled == [] and [s["name"] for s in req["services"]] == ["apache", "counter"]
     assert req["edges"]["edge3"]["reachable"] is False and req["edges"]["edge1"]["link_mbit"] == 20
+    assert "edge4" not in req["edges"]  # not an edge of the interfaces' group
     p = ep.plan(req)
     assert by_service(p)["apache"]["target"] == "edge2"
     # counter's users are near edge3, which does not answer: it goes to edge2
     assert by_service(p)["counter"]["target"] == "edge2"
     assert by_service(p)["apache"]["solo_s"] == pytest.approx(5e6 / (20e6 / 8), rel=0.01)
+
+
+def test_an_edge_whose_module_failed_takes_nothing_even_with_partial_facts():
+    """A failed edge_load_info may still carry keys (e.g. from a module that died mid-way): it answered nothing."""
+    running = {"running": True, "image_id": "sha:a", "memory": MB}
+    ask = {"edge": "edge1", "catalog": CATALOG, "interfaces": {"edge1": "eth0", "edge2": "eth0"},
+           "seen": {"edge1": seen({"apache": running}), "edge2": dict(seen({}), failed=True, msg="docker down")}}
+    req, _unused = ep.request_from_facts(ask)
+    assert req["edges"]["edge2"]["reachable"] is False
+    assert ep.plan(req)["stays"][0]["reason"] == "edge2: unreachable"
 
 
 def test_a_service_running_twice_is_not_moved_but_named():

@@ -63,3 +63,21 @@ def test_a_daemon_that_does_not_answer_fails_the_module(monkeypatch):
     use_api(monkeypatch, mod, LoadAPI(fail={"get": DockerAPIError(0, "cannot talk to Docker")}))
     failed, res = run_module(mod, {"names": []})
     assert failed and "cannot talk to Docker" in res["msg"]
+
+
+def test_the_running_containers_memory_is_asked_side_by_side():
+    """Docker 20.10 answers each one-shot stats request at its collector's next tick (up to 1 s): the
+    requests of one edge must be in flight together, not one after another. Each fake answer waits until
+    all three are asked (a barrier): asked one at a time, the first would wait in vain."""
+    import threading
+
+    barrier = threading.Barrier(3, timeout=5)
+
+    class TickAPI:
+        def get(self, path, params=None, timeout=None):
+            assert params == {"stream": "false", "one-shot": "true"}
+            barrier.wait()
+            return {"memory_stats": {"usage": int(path.split("/")[2]) * 100}}
+
+    assert mod.memory_of_each(TickAPI(), ["1", "2", "3"]) == {"1": 100, "2": 200, "3": 300}
+    assert mod.memory_of_each(TickAPI(), []) == {}

@@ -25,3 +25,12 @@ def test_writes_the_report_and_says_about_the_plot(tmp_path):
 def test_a_name_with_a_path_is_refused(tmp_path):
     failed, res = run_module(mod, {"report": REPORT, "dest_dir": str(tmp_path), "name": "../x"})
     assert failed and "plain file name" in res["msg"]
+
+
+def test_without_a_plot_an_earlier_one_is_not_left_beside_the_new_report(tmp_path):
+    (tmp_path / "m.png").write_bytes(b"an earlier migration's plot")
+    (tmp_path / "other.png").write_bytes(b"not ours")
+    failed, res = run_module(mod, {"report": REPORT, "dest_dir": str(tmp_path), "name": "m", "plot": False})
+    assert not failed and res["plot"] == "" and res["plot_note"] == "plot=false"
+    assert not (tmp_path / "m.png").exists() and (tmp_path / "other.png").exists()
+    assert json.loads((tmp_path / "m.json").read_text()) == REPORT
