@@ -59,7 +59,6 @@ LOCK = "/run/edgemig-lab.lock"
 SERVICES = ("apache", "mysql", "mysql2", "tomcat", "redis", "postgres", "pyapp", "mosquitto")
 ORDERS = ("shortest", "catalog", "largest")
 SOURCE = "edge1"
-WRITER_TABLE = "evac_writer"
 WRITER_RATE = 50.0  # rows/s per MariaDB
 
 
@@ -130,11 +129,8 @@ class Client(migration_bench.Poller):
 
 def descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            st = migration_bench._stat(int(name))
-            if st:
-                children.setdefault(st["ppid"], []).append(int(name))
+    for pid, st in migration_bench._all_stats().items():
+        children.setdefault(st["ppid"], []).append(pid)
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
@@ -193,9 +189,7 @@ def shape(rate_mbit: float | None) -> None:
     if not rate_mbit:
         subprocess.run(base + ["del", "dev", "eth0", "root"], capture_output=True, check=False)
         return
-    burst = max(32 * 1024, int(rate_mbit * 1e6 / 8 * 0.004))
-    subprocess.run(base + ["replace", "dev", "eth0", "root", "tbf", "rate", f"{rate_mbit}mbit", "burst", str(burst),
-                           "latency", "100ms"], check=True)
+    subprocess.run(base + ["replace", "dev", "eth0", "root", *migration_bench.Link._tbf(rate_mbit)], check=True)
 
 
 class Bench:
@@ -240,25 +234,24 @@ class Bench:
 
 
 def writers_start(bench: Bench) -> dict:
+    """migration_bench's writer on each MariaDB, on its table (made here without its fill)."""
     ws = {}
     for db in ("mysql", "mysql2"):
         if db not in bench.services:
             continue
         spec = bench.catalog[db]
-        labutil.sql(spec, f"CREATE TABLE IF NOT EXISTS {WRITER_TABLE} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                          "v CHAR(32) NOT NULL, KEY (v))", commit=True)
-        ws[db] = labutil.Writer(spec, table=WRITER_TABLE, rate=WRITER_RATE, name=f"evac-writer-{db}")
-        ws[db].start()
+        labutil.sql(spec, f"CREATE TABLE IF NOT EXISTS {migration_bench.WRITER_TABLE} (id BIGINT AUTO_INCREMENT "
+                          "PRIMARY KEY, v CHAR(32) NOT NULL, KEY (v))", commit=True)
+        ws[db] = migration_bench.Writers(spec, WRITER_RATE).start()
     return ws
 
 
-def writers_check(bench: Bench, ws: dict) -> dict:
+def writers_check(ws: dict) -> dict:
+    """Every acknowledged row of each writer, looked for in its table (migration_bench.Writers.check)."""
     out = {}
     for db, w in ws.items():
-        acked = w.finish()
-        present = {r[0] for r in labutil.sql(bench.catalog[db], f"SELECT v FROM {WRITER_TABLE}")}
-        out[db] = {"acked_rows": len(acked), "lost_rows": sum(1 for v in acked if v not in present),
-                   "errors": w.errors}
+        w.stop()
+        out[db] = w.check()
     return out
 
 
@@ -355,7 +348,7 @@ def main() -> int:
         finally:
             for c in clients.values():
                 c.stop()
-            rows = writers_check(bench, ws)
+            rows = writers_check(ws)
     run = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
            "host": f"{os.cpu_count()} CPUs, kernel {os.uname().release}", "services": services, "writer_rate": WRITER_RATE, "rates": cells,
            "writers": rows}
