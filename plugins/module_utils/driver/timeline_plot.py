@@ -94,16 +94,26 @@ def _stage_bars(ax, bars: list[tuple[str, float]], inner: list[tuple[str, str, f
     ax.set_xlabel("seconds (stages of the migration, in order; hatched: CRIU's own share inside a stage)")
 
 
-def plot(report: dict, out: str) -> str:
-    """Write the PNG to ``out``; ImportError without matplotlib, ValueError with nothing to draw."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def drawable(report: dict) -> tuple[list[tuple[str, float]], list[dict]]:
+    """The stage bars and timeline points a plot of the report draws; ValueError when there are none.
 
+    No matplotlib needed: the module asks this before it starts a drawer.
+    """
     bars = stages(report)
     pts = [p for p in find_timeline(report) if isinstance(p, dict) and "t" in p]
     if not bars and not pts:
         raise ValueError("the report has neither stage durations nor timeline points")
+    return bars, pts
+
+
+def plot(report: dict, out: str) -> str:
+    """Write the PNG to ``out`` (whatever its name ends with); ImportError without matplotlib, ValueError
+    with nothing to draw."""
+    bars, pts = drawable(report)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     has_net = any("rtt_ms" in p for p in pts)
     panels = ([("stages", 1.5)] if bars else []) + ([("rate", 3), ("codec", 2)] if pts else []) \
         + ([("net", 1.5)] if has_net else [])
@@ -152,6 +162,6 @@ def plot(report: dict, out: str) -> str:
             twin.set_ylabel("loss %")
             ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, format="png")
     plt.close(fig)
     return out
