@@ -284,8 +284,8 @@ def receiver_pids(svc: str) -> list[int]:
 
 def module_pids(module: str = "edge_migrate") -> list[int]:
     """Processes running an Ansible module on an edge (the edges share the host's process table):
-    async modules run from ``AnsiballZ_<module>.py`` under async_wrapper, and go on when the
-    controller is killed."""
+    modules run from a file ``AnsiballZ_<module>.py`` (async_wrapper's, or edge_migrate's detached
+    job directory) go on when the controller is killed."""
     proc = subprocess.run(["pgrep", "-f", f"AnsiballZ_{module}"], capture_output=True, text=True, check=False)
     return [int(p) for p in proc.stdout.split()]
 

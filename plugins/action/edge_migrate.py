@@ -10,16 +10,26 @@ bytes acknowledged of the total, rate and expected end. The module's own work
 is unchanged, so the downtime is too. With ``async:`` set on the task, or in
 check mode, the module runs as usual and prints nothing extra.
 
+With pipelining on (as a module's stdin is trusted with its code anyway), the
+start is one command on the source: the module's code goes in on stdin, into a
+private job directory, and runs there detached from the SSH session (its own
+session: it outlives the controller, as async_wrapper's job does), writing its
+result beside it. Without pipelining, Ansible's own async start runs
+(async_wrapper: four more round trips and a second module to build and send).
+
 The wait costs the run nothing beyond the module's own time: each poll is one
 small shell command on the source that returns as soon as the job's results
 file holds the module's result (checked every 0.1 s with ``head``, no Python on
-the source while it migrates), else after ``POLL_S`` with the progress file;
-``async_status`` runs once, for the result. (A fixed ``sleep(3)`` before each
-``async_status`` made a 2 s migration a 5 s task: issue 26.)
+the source while it migrates), with that result, else after ``POLL_S`` with the
+progress file. ``async_status`` runs only when the result cannot be read that
+way (a job lost, a result that does not parse). (A fixed ``sleep(3)`` before
+each ``async_status`` made a 2 s migration a 5 s task, and the ``async_status``
+run itself cost 0.4 s: issue 26.)
 """
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shlex
 import time
@@ -28,6 +38,7 @@ from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
+from ansible.vars.clean import remove_internal_keys
 
 display = Display()
 
@@ -55,7 +66,8 @@ def progress_line(p: dict) -> str:
 
 # One poll, on the source: "done" once the results file no longer holds async_wrapper's
 # '{"started": true, ...}' (its first 16 bytes), "missing" when the file was absent the whole wait, else
-# "running"; then the progress file. Fractional sleep: GNU and busybox.
+# "running"; on the next line, when done, the results file (async_wrapper writes it whole, by a rename,
+# as one line of JSON); then the progress file. Fractional sleep: GNU and busybox.
 WAIT_SH = """f={results}; i=0; state=missing
 while [ "$i" -lt {ticks} ]; do
   if [ -e "$f" ]; then
@@ -63,7 +75,7 @@ while [ "$i" -lt {ticks} ]; do
   fi
   sleep 0.1; i=$((i + 1))
 done
-echo "$state"; cat {progress} 2>/dev/null; true"""
+echo "$state"; if [ "$state" = done ]; then tr -d '\\n' < "$f"; fi; echo; cat {progress} 2>/dev/null; true"""
 STATES = ("done", "running", "missing")
 # async_wrapper may answer "started" before its job writes the results file (it waits 2.5 s at most for
 # the job's signal): a file still missing this long after the start means the job is lost.
@@ -76,16 +88,37 @@ def wait_command(results_file: str, progress_file: str, seconds: float) -> str:
                           ticks=max(1, int(seconds * 10)))
 
 
-def parse_wait(stdout: str) -> tuple[str, dict]:
-    """(state, progress) from :data:`WAIT_SH`'s output: its first line (one of STATES, else
-    "unknown"), then the progress file's JSON."""
-    first, _sep, rest = stdout.strip().partition("\n")
+def parse_wait(stdout: str) -> tuple[str, str, dict]:
+    """(state, result, progress) from :data:`WAIT_SH`'s output: its first line (one of STATES, else
+    "unknown"), the job's result as the results file holds it ("" unless done), the progress file's JSON."""
+    first, _sep, rest = stdout.lstrip().partition("\n")
+    state = first.strip() if first.strip() in STATES else "unknown"
+    result, _sep, rest = rest.partition("\n") if state in STATES else ("", "", rest)
     try:
         progress = json.loads(rest) if rest.strip() else {}
     except ValueError:  # caught while the module rewrote it
         progress = {}
-    state = first.strip() if first.strip() in STATES else "unknown"
-    return state, progress if isinstance(progress, dict) else {}
+    return state, result.strip() if state == "done" else "", progress if isinstance(progress, dict) else {}
+
+
+# The detached start (pipelining on): the module's code from stdin into a new private directory (named
+# as Ansible names a module it runs from a file, so that ps shows what runs), a
+# placeholder result as async_wrapper writes one, then the module run in its own session; its output
+# lands in result.partial and is renamed to result when it exits, however it exits (killed: a line
+# saying so, never an empty file, which the wait would read as async_wrapper's file being written).
+START_SH = """umask 077 && mkdir {job} && cat > {job}/AnsiballZ_edge_migrate.py && printf '%s' '{{"started": true}}' > {job}/result \
+&& cat > {job}/run <<'EDGEMIG_RUN' && (setsid sh {job}/run < /dev/null > /dev/null 2>&1 &) && echo edgemig-started
+{env}{python} {job}/AnsiballZ_edge_migrate.py > {job}/result.partial 2> {job}/stderr
+rc=$?
+[ -s {job}/result.partial ] || printf 'no output: the module exited with status %s' "$rc" > {job}/result.partial
+mv -f {job}/result.partial {job}/result
+rm -f {job}/AnsiballZ_edge_migrate.py {job}/run
+EDGEMIG_RUN"""
+
+
+def start_command(job: str, python: str, env: str) -> str:
+    """The source-side start of :data:`START_SH`; ``env``: Ansible's environment string (shell syntax)."""
+    return START_SH.format(job=shlex.quote(job), python=python, env=env)
 
 
 def should_ask(state: str, since_start_s: float) -> bool:
@@ -110,26 +143,53 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         if not args.get("progress_file"):
             args["progress_file"] = f"/tmp/edgemig-progress-{secrets.token_hex(6)}.json"
-        self._task.async_val = ASYNC_LIMIT_S
-        try:
-            started = self._execute_module(module_args=args, task_vars=task_vars, wrap_async=True)
-        finally:
-            self._task.async_val = 0
+        job_dir = f"/tmp/edgemig-job-{secrets.token_hex(8)}" if self._is_pipelining_enabled("new") else None
+        if job_dir:
+            started = self._start_detached(job_dir, args, task_vars)
+        else:
+            self._task.async_val = ASYNC_LIMIT_S
+            try:
+                started = self._execute_module(module_args=args, task_vars=task_vars, wrap_async=True)
+            finally:
+                self._task.async_val = 0
         if started.get("failed") or "ansible_job_id" not in started:
             return merge_hash(result, started)
+        status = self._await(started, job_dir, args["progress_file"], task_vars)
+        try:
+            self._low_level_execute_command(f"rm -rf {shlex.quote(job_dir or started['results_file'])} "
+                                            f"{shlex.quote(args['progress_file'])}")
+        except AnsibleError:
+            pass
+        self._remove_tmp_path(self._connection._shell.tmpdir)
+        for key in ("ansible_job_id", "started", "finished", "results_file", "erased", "stdout", "stderr",
+                    "stdout_lines", "stderr_lines"):
+            status.pop(key, None)
+        return merge_hash(result, status)
+
+    def _await(self, started: dict, job_dir: str | None, progress_file: str, task_vars) -> dict:
+        """The module's result: waits on the source (:meth:`_wait`), printing its progress as it changes."""
         jid = started["ansible_job_id"]
-        async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
-        results_file = started.get("results_file") or f"{async_dir}/{jid}"
+        async_dir = None
+        if not started.get("results_file"):
+            async_dir = self._remote_expand_user(self.get_shell_option("async_dir", default="~/.ansible_async"))
+            started["results_file"] = f"{async_dir}/{jid}"
         host = (task_vars or {}).get("inventory_hostname", "?")
         deadline = time.monotonic() + ASYNC_LIMIT_S
         last_line = ""
-        status: dict = {}
         start = time.monotonic()
         while time.monotonic() < deadline:
-            state, progress = self._wait(results_file, args["progress_file"])
+            state, job_result, progress = self._wait(started["results_file"], progress_file)
             if state == "unknown":  # the wait itself did not run (its command failed): never a hot loop
                 time.sleep(1.0)
+            status = self._module_result(job_result) if state == "done" else {}
+            if status:
+                return status
+            if job_dir and state in ("done", "missing"):  # no async_status to ask: the job ended without a result
+                return self._lost(job_dir, job_result, state)
             if should_ask(state, time.monotonic() - start):
+                if async_dir is None:
+                    async_dir = self._remote_expand_user(self.get_shell_option("async_dir",
+                                                                               default="~/.ansible_async"))
                 try:
                     status = self._execute_module(module_name="ansible.legacy.async_status", task_vars=task_vars,
                                                   module_args={"jid": jid, "_async_dir": async_dir})
@@ -139,30 +199,62 @@ class ActionModule(ActionBase):
                     continue
                 if status.get("finished") or (status.get("failed") and status.get("_ansible_parsed", True)
                                               and not status.get("started")):
-                    break
+                    return status
                 time.sleep(POLL_S)  # done by its file, not yet by async_status: ask again, not at once
             line = progress_line(progress) if progress else ""
             if line and line != last_line:
                 display.display(f"  [{host}] edge_migrate: {line}")
                 last_line = line
-        else:
-            status = {"failed": True, "msg": f"edge_migrate did not finish within {ASYNC_LIMIT_S} s"}
-        try:
-            self._low_level_execute_command(f"rm -f {shlex.quote(results_file)} {shlex.quote(args['progress_file'])}")
-        except AnsibleError:
-            pass
-        self._remove_tmp_path(self._connection._shell.tmpdir)
-        for key in ("ansible_job_id", "started", "finished", "results_file", "erased", "stdout", "stderr",
-                    "stdout_lines", "stderr_lines"):
-            status.pop(key, None)
-        return merge_hash(result, status)
+        return {"failed": True, "msg": f"edge_migrate did not finish within {ASYNC_LIMIT_S} s"}
 
-    def _wait(self, results_file: str, progress_file: str) -> tuple[str, dict]:
-        """(the job's state, its latest progress): one shell command on the source, at most ``POLL_S`` long."""
+    def _wait(self, results_file: str, progress_file: str) -> tuple[str, str, dict]:
+        """(the job's state, its result once done, its latest progress): one shell command on the source,
+        at most ``POLL_S`` long."""
         try:
             res = self._low_level_execute_command(wait_command(results_file, progress_file, POLL_S))
         except AnsibleError as exc:  # a bounced connection: the job goes on, ask again after a pause
             display.vvv(f"edge_migrate: wait failed, retrying: {exc}")
             time.sleep(1.0)
-            return "running", {}
+            return "running", "", {}
         return parse_wait(res.get("stdout") or "")
+
+    def _start_detached(self, job_dir: str, args: dict, task_vars) -> dict:
+        """Start the module on the source in one command (:data:`START_SH`); the answer as async_wrapper
+        gives it (``ansible_job_id``, ``results_file``) or a failure."""
+        self._update_module_args(self._task.action, args, task_vars)
+        bits, _path = self._configure_module(module_name=self._task.action, module_args=args, task_vars=task_vars)
+        self._used_interpreter = bits.shebang
+        python = bits.shebang.replace("#!", "").strip()
+        cmd = start_command(job_dir, python, self._compute_environment_string())
+        res = self._low_level_execute_command(cmd, sudoable=True, in_data=bits.b_module_data)
+        if res.get("rc") != 0 or "edgemig-started" not in (res.get("stdout") or ""):
+            return {"failed": True, "msg": f"edge_migrate could not be started on the source (rc {res.get('rc')}): "
+                                           f"{(res.get('stderr') or res.get('stdout') or '').strip()[-2000:]}"}
+        return {"ansible_job_id": os.path.basename(job_dir), "results_file": f"{job_dir}/result"}
+
+    def _lost(self, job_dir: str, text: str, state: str) -> dict:
+        """The failure of a detached job that ended without a result it could give (the module killed, its
+        output not JSON, its directory gone): what it wrote, and its stderr's end."""
+        if state == "missing":
+            return {"failed": True, "msg": f"edge_migrate's job on the source vanished ({job_dir}). Its migration "
+                                           "record says where the service stands (playbooks/recover.yml converges)"}
+        try:
+            err = self._low_level_execute_command(f"tail -c 2000 {shlex.quote(job_dir + '/stderr')}").get("stdout")
+        except AnsibleError:
+            err = ""
+        return {"failed": True, "msg": f"edge_migrate ended without a result on the source: {text[-1000:]!r}; "
+                                       f"stderr: {(err or '').strip()!r}. Its migration record says where the "
+                                       "service stands (playbooks/recover.yml converges)"}
+
+    def _module_result(self, text: str) -> dict:
+        """The module's result from the results file's text, as async_status would return it (decoded as
+        the module's own output is, internal keys removed); {} when it does not parse (async_status is
+        asked then)."""
+        if not text:
+            return {}
+        data = self._parse_returned_data({"stdout": text, "stderr": "", "rc": 0}, "legacy")
+        if not data.pop("_ansible_parsed", False) or data.get("started"):
+            return {}
+        remove_internal_keys(data)
+        data.pop("ansible_job_id", None)
+        return data

@@ -12,6 +12,9 @@ description:
     container, image referenced by ID - and makes the directory the checkpoint must land in. Run it on the
     target before the source is frozen, so container creation stays off the downtime path. A stopped
     leftover of the same name is replaced; a running one is an error (the service already runs here).
+    It refuses, before creating anything, a target without the image (by ID) and one where something already
+    answers on a TCP host port the container publishes (at C(127.0.0.1)), since the restore would fail there with
+    the service frozen on the source.
     The checkpoint directory is C(<dump_dir>/<name>.restore/<checkpoint>), on the dump tmpfs, so that memory images
     never touch persistent storage.
   - O(stage=prepare) also writes a one-time migration ticket on this host (root only, C(<dump_dir>/tickets/), valid
@@ -142,6 +145,7 @@ durations:
 
 import os
 import shutil
+import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -225,6 +229,23 @@ def host_access(config: dict) -> list[str]:
     return found
 
 
+def ports_taken(config: dict, host: str = "127.0.0.1", timeout: float = 1.0) -> list[int]:
+    """The TCP host ports ``config`` publishes that something on this host already answers (a
+    container publishing it, a daemon). Checked before the freeze: Docker would only find out when
+    it starts the restored container, with the service already frozen on the source."""
+    taken = []
+    for key, bindings in sorted(((config.get("HostConfig") or {}).get("PortBindings") or {}).items()):
+        if not str(key).endswith("/tcp"):
+            continue  # nothing to connect to; Docker's own bind at the restore still checks them
+        for port in sorted({int(b["HostPort"]) for b in bindings or [] if str(b.get("HostPort") or "").isdigit()}):
+            try:
+                with socket.create_connection((host, port), timeout=timeout):
+                    taken.append(port)
+            except OSError:
+                pass
+    return sorted(set(taken))
+
+
 def prepare(module, api) -> None:
     p = module.params
     t0 = time.monotonic()
@@ -243,8 +264,14 @@ def prepare(module, api) -> None:
             api.remove_container(p["name"], force=True)
         image = p["config"].get("Image")
         if not image or api.inspect_image(image) is None:
-            module.fail_json(msg=f"image {image!r} of {p['name']!r} is not present on this host: the base "
-                                 "image must be shared (run the base_images role)")
+            module.fail_json(msg=f"this host does not have image {image!r} of {p['name']!r}: the base image must "
+                                 "be shared (run playbooks/provision.yml --tags images, the base_images role); "
+                                 "nothing was frozen")
+        taken = ports_taken(p["config"])
+        if taken:
+            module.fail_json(msg=f"{p['name']!r} publishes host port(s) {', '.join(map(str, taken))}, already "
+                                 "answered on this host: the restored service could not bind them. Free them or "
+                                 "pick another target; nothing was frozen")
         conflict = volume_conflicts(api, p["name"], p["config"])
         if conflict:
             module.fail_json(msg=conflict)

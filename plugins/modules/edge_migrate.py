@@ -18,6 +18,7 @@ description:
     tells the receiver to restore. After it the target wins; this module rolls back only when the target answered
     that it failed and fenced itself. If the target's answer is lost, the module fails with RV(outcome=unknown),
     keeps the service down here with its checkpoint, and C(playbooks/recover.yml) (migrate.yml's rescue) converges.
+  - Once the target serves, the stopped container here is removed (RV(source_removed)).
   - The target container must have been created with M(edgemig.migration.docker_checkpoint_restore)
     O(edgemig.migration.docker_checkpoint_restore#module:stage=prepare), which writes the one-time ticket
     O(target.ticket) names.
@@ -174,6 +175,13 @@ clients_reset:
     instead of waiting for their own timeout.
   returned: success
   type: int
+source_removed:
+  description: >-
+    Whether the stopped source container was removed once the target served (its held restart policy with it):
+    true, false when it was not the copy this migration stopped, or why its removal failed (the migration still
+    succeeded; the next migration of the service removes stopped leftovers).
+  returned: success
+  type: raw
 rolled_back:
   description: >-
     On failure, how the service was kept up here - C(checkpoint), C(fresh_start), C(not_needed), C(failed), or

@@ -233,22 +233,16 @@ runc_conf:
       sample: [tcp-close, skip-in-flight, file-locks]
 '''
 
-import os
-import shutil
-import urllib.parse
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker.criu_preflight import check_container, refusal
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.criu_preflight import check_service
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.host_readiness import (
-    cpu_features,
-    docker_facts,
-    dump_dir_facts,
-    parse_criu_version,
-    parse_runc_conf,
-    problems,
-    read_text,
+    CRIU_MIN_VERSION,
+    REQUIRED_RUNC_OPTIONS,
+    RUNC_CONF_PATH,
+    STORAGE_DRIVER,
+    host_report,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import DOCKER_ARGS, docker_api
 
@@ -258,80 +252,28 @@ def main() -> None:
         argument_spec=dict(
             DOCKER_ARGS,
             criu_path=dict(type="path"),
-            criu_min_version=dict(type="str", default="4.2"),
+            criu_min_version=dict(type="str", default=CRIU_MIN_VERSION),
             run_criu_check=dict(type="bool", default=True),
             dump_dir=dict(type="path"),
             min_free_bytes=dict(type="int", default=0),
-            runc_conf=dict(type="path", default="/etc/criu/runc.conf"),
-            required_runc_options=dict(type="list", elements="str", default=["skip-in-flight"]),
-            storage_driver=dict(type="str", default="overlay2"),
+            runc_conf=dict(type="path", default=RUNC_CONF_PATH),
+            required_runc_options=dict(type="list", elements="str", default=list(REQUIRED_RUNC_OPTIONS)),
+            storage_driver=dict(type="str", default=STORAGE_DRIVER),
             service=dict(type="str"),
         ),
         supports_check_mode=True,
     )
     p = module.params
-
-    # CRIU: the one runc would find, unless told otherwise.
-    criu_path = p["criu_path"] or shutil.which("criu")
-    criu = {"path": criu_path, "version": None, "min_version": p["criu_min_version"],
-            "check_ok": None, "check_output": None}
-    if criu_path and not os.access(criu_path, os.X_OK):
-        criu.update(path=None)
-    elif criu_path:
-        rc, out, err = module.run_command([criu_path, "--version"])
-        criu["version"] = parse_criu_version(out + err)
-        if p["run_criu_check"]:
-            rc, out, err = module.run_command([criu_path, "check"])
-            criu["check_ok"] = rc == 0
-            criu["check_output"] = (out + err).strip()
-
-    # Docker.
     api = docker_api(module)
-    docker = {"host": api.base_url, "error": None}
-    try:
-        docker.update(docker_facts(api.info(), api.version()))
-    except DockerAPIError as exc:
-        docker.update(docker_facts(None, None), experimental=False, error=str(exc))
-
-    dump_dir = dump_dir_facts(p["dump_dir"], read_text("/proc/self/mountinfo") or "")
-
-    conf_text = read_text(p["runc_conf"])
-    runc_conf = {"path": p["runc_conf"], "exists": conf_text is not None,
-                 "options": parse_runc_conf(conf_text or "")}
-
-    found = problems(criu, docker, dump_dir, runc_conf,
-                     min_version=p["criu_min_version"],
-                     required_runc_options=p["required_runc_options"],
-                     storage_driver=p["storage_driver"],
-                     min_free_bytes=p["min_free_bytes"])
-    extra = {}
+    report = host_report(module.run_command, api, **{k: p[k] for k in (
+        "criu_path", "criu_min_version", "run_criu_check", "dump_dir", "min_free_bytes", "runc_conf",
+        "required_runc_options", "storage_driver")})
     if p["service"]:
-        extra["service"] = service_check(module, api, p["service"])
-    module.exit_json(changed=False, ready=not found, problems=found, criu=criu, docker=docker,
-                     dump_dir=dump_dir, runc_conf=runc_conf, cpu=cpu_features(read_text("/proc/cpuinfo") or ""),
-                     **extra)
-
-
-def service_check(module: AnsibleModule, api, name: str) -> dict:
-    """criu_preflight's check of the container ``name`` if it runs here; ``refusal`` names what refuses it."""
-    try:
-        inspect = api.inspect_container(name)
-    except DockerAPIError as exc:
-        module.fail_json(msg=f"inspecting {name}: {exc}")
-    if inspect is None or not (inspect.get("State") or {}).get("Running"):
-        return {"checked": False, "refusal": None}
-    report, refusing = check_container(inspect, lambda _init: docker_top_pids(api, name))
-    return {**report, "refusal": refusal(refusing) if refusing else None}
-
-
-def docker_top_pids(api, name: str) -> list[int]:
-    """The container's host pids as Docker lists them (its cgroup's): edge_migrate lists them with
-    process_memory, part of the stream engine this read-only module does not ship."""
-    try:
-        top = api.get(f"/containers/{urllib.parse.quote(name, safe='')}/top", params={"ps_args": "-o pid"})
-    except DockerAPIError as exc:
-        raise OSError(str(exc)) from None
-    return [int(row[0]) for row in (top or {}).get("Processes") or []]
+        try:
+            report["service"] = check_service(api, p["service"])
+        except DockerAPIError as exc:
+            module.fail_json(msg=f"inspecting {p['service']}: {exc}")
+    module.exit_json(changed=False, **report)
 
 
 if __name__ == "__main__":

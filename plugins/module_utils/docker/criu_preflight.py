@@ -50,9 +50,11 @@ import socket
 import stat
 import struct
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.host_readiness import parse_runc_conf, read_text
 
 REFUSE = "refuse"
@@ -596,6 +598,27 @@ def check_container(inspect: dict, list_processes: Callable[[int], Iterable[int]
     if note:
         report.setdefault("notes", []).append(note)
     return report, refusing
+
+
+def check_service(api, name: str) -> dict:
+    """The check of the container ``name`` if it runs on this host (migrate.yml asks the source before
+    anything is made on the target): the report plus ``refusal``, the message naming what refuses the
+    migration (None when nothing does); ``checked=False`` when it does not run here. Raises DockerAPIError."""
+    inspect = api.inspect_container(name)
+    if inspect is None or not (inspect.get("State") or {}).get("Running"):
+        return {"checked": False, "refusal": None}
+    report, refusing = check_container(inspect, lambda _init: docker_top_pids(api, name))
+    return {**report, "refusal": refusal(refusing) if refusing else None}
+
+
+def docker_top_pids(api, name: str) -> list[int]:
+    """The container's host pids as Docker lists them (its cgroup's): edge_migrate lists them with
+    process_memory, part of the stream engine the read-only modules do not ship."""
+    try:
+        top = api.get(f"/containers/{urllib.parse.quote(name, safe='')}/top", params={"ps_args": "-o pid"})
+    except DockerAPIError as exc:
+        raise OSError(str(exc)) from None
+    return [int(row[0]) for row in (top or {}).get("Processes") or []]
 
 
 def preflight(inspect: dict, pids: Iterable[int], proc: str = "/proc", conf: str = RUNC_CONF,

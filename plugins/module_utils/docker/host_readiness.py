@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 from collections.abc import Callable
 from typing import Any
+
+from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
+
+# What a ready host has, unless the caller asks otherwise (migration_host_info's options;
+# migration_survey takes these as they are): the one home of these defaults.
+CRIU_MIN_VERSION = "4.2"
+RUNC_CONF_PATH = "/etc/criu/runc.conf"
+REQUIRED_RUNC_OPTIONS = ("skip-in-flight",)
+STORAGE_DRIVER = "overlay2"
 
 _VERSION_RE = re.compile(r"Version:\s*([0-9]+(?:\.[0-9]+)*)")
 
@@ -208,3 +218,39 @@ def problems(criu: dict, docker: dict, dump_dir: dict, runc_conf: dict, *,
         where = runc_conf.get("path") if runc_conf.get("exists") else f"{runc_conf.get('path')} (missing)"
         out.append(f"runc.conf: {where} lacks {', '.join(missing)}")
     return out
+
+
+def host_report(run_command: Callable[[list[str]], tuple[int, str, str]], api, *, criu_path: str | None = None,
+                criu_min_version: str = CRIU_MIN_VERSION, run_criu_check: bool = True, dump_dir: str | None = None,
+                min_free_bytes: int = 0, runc_conf: str = RUNC_CONF_PATH,
+                required_runc_options=REQUIRED_RUNC_OPTIONS, storage_driver: str = STORAGE_DRIVER) -> dict:
+    """The host's readiness as migration_host_info returns it: ready, problems, criu, docker,
+    dump_dir, runc_conf, cpu. ``run_command``: AnsibleModule.run_command; ``api``: docker_api."""
+    # CRIU: the one runc would find, unless told otherwise.
+    criu_path = criu_path or shutil.which("criu")
+    criu = {"path": criu_path, "version": None, "min_version": criu_min_version,
+            "check_ok": None, "check_output": None}
+    if criu_path and not os.access(criu_path, os.X_OK):
+        criu.update(path=None)
+    elif criu_path:
+        _rc, out, err = run_command([criu_path, "--version"])
+        criu["version"] = parse_criu_version(out + err)
+        if run_criu_check:
+            rc, out, err = run_command([criu_path, "check"])
+            criu["check_ok"] = rc == 0
+            criu["check_output"] = (out + err).strip()
+
+    docker = {"host": api.base_url, "error": None}
+    try:
+        docker.update(docker_facts(api.info(), api.version()))
+    except DockerAPIError as exc:
+        docker.update(docker_facts(None, None), experimental=False, error=str(exc))
+
+    dump = dump_dir_facts(dump_dir, read_text("/proc/self/mountinfo") or "")
+    conf_text = read_text(runc_conf)
+    conf = {"path": runc_conf, "exists": conf_text is not None, "options": parse_runc_conf(conf_text or "")}
+    found = problems(criu, docker, dump, conf, min_version=criu_min_version,
+                     required_runc_options=list(required_runc_options), storage_driver=storage_driver,
+                     min_free_bytes=min_free_bytes)
+    return {"ready": not found, "problems": found, "criu": criu, "docker": docker, "dump_dir": dump,
+            "runc_conf": conf, "cpu": cpu_features(read_text("/proc/cpuinfo") or "")}

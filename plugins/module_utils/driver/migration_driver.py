@@ -50,7 +50,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_co
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import interface_exists, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.tcp_reset import established_peers, poke_clients
 from ansible_collections.edgemig.migration.plugins.module_utils.driver.progress import ProgressFile, stream_progress
-from ansible_collections.edgemig.migration.plugins.module_utils.driver.recovery import bring_up
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.recovery import bring_up, stand_down
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import parse_policy
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import warm_up
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.process_memory import container_processes
@@ -357,6 +357,20 @@ class MigrationDriver:
                 "not_needed": "still running"}[how]
         return self._fail(f"migration failed: {cause}; the service was {said} on the source", rolled_back=how)
 
+    def remove_source(self) -> bool | str:
+        """Once the target serves, the stopped source copy goes (recovery's stand_down: its held record
+        too). Its checkpoint went with cleanup(), so it could only start fresh, a second copy with
+        the state of its last start. True when removed; a failure is said, not raised: the migration
+        succeeded, and the next migration removes stopped leftovers."""
+        try:
+            inspect = self.api.inspect_container(self.p["name"])
+            if inspect is None or inspect["Id"] != self.ck["container_id"] or inspect["State"].get("Running"):
+                return False  # not the copy this migration stopped
+            stand_down(self.api, self.p["name"], held_dir=self.ck.get("held_dir"))
+            return True
+        except (DockerAPIError, OSError) as exc:
+            return f"the stopped source container was not removed: {exc}"
+
     def cleanup(self) -> None:
         if self.ck is not None:
             shutil.rmtree(self.ck["work_dir"], ignore_errors=True)
@@ -408,6 +422,7 @@ class MigrationDriver:
         self.conn.close()
         self.progress.remove()
         self.cleanup()
+        source_removed = self.remove_source()
         timeline = result.pop("timeline", [])
         if self.precopy is not None:
             # What the freeze still carried, next to what the warm rounds predicted it would.
@@ -418,4 +433,4 @@ class MigrationDriver:
         return dict(changed=True, durations=self.durations, sizes=self.ck["sizes"], stats=result,
                     checkpoint_via=self.ck.get("checkpoint_via"),
                     timeline=timeline, clients_reset=poked, precopy=self.precopy or {"enabled": False},
-                    preflight=self.criu_report)
+                    preflight=self.criu_report, source_removed=source_removed)

@@ -9,6 +9,7 @@ import os
 import subprocess
 
 import pytest
+from collection_path import COLLECTIONS, user_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 INVENTORY = """\
@@ -29,7 +30,8 @@ def test_missing_interface_is_named(tmp_path, playbook):
     (tmp_path / "hosts.yml").write_text(INVENTORY)
     proc = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"),
                            os.path.join(ROOT, "playbooks", playbook), "-e", "svc=web"],
-                          capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+                          env=user_env(COLLECTIONS))   # the collection installed, as a user has it
     assert proc.returncode != 0
     assert "needs edgemig_address_interface" in proc.stdout, proc.stdout[-3000:]
     assert "['e2']" in proc.stdout, proc.stdout[-3000:]

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 
+import pytest
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 
@@ -33,7 +36,7 @@ def test_a_running_job_waits_the_poll_out_and_brings_the_progress(tmp_path):
     results.write_text(STARTED)
     progress.write_text(json.dumps({"phase": "streaming", "acked_bytes": 5}))
     t0 = time.monotonic()
-    assert wait(results, progress) == ("running", {"phase": "streaming", "acked_bytes": 5})
+    assert wait(results, progress) == ("running", "", {"phase": "streaming", "acked_bytes": 5})
     assert time.monotonic() - t0 >= 0.4
 
 
@@ -49,8 +52,18 @@ def test_the_wait_ends_as_soon_as_the_result_is_written(tmp_path):
 
     threading.Thread(target=finish).start()
     t0 = time.monotonic()
-    state, progress = wait(results, tmp_path / "absent.json", seconds=20)
+    state, result, progress = wait(results, tmp_path / "absent.json", seconds=20)
     assert state == "done" and progress == {} and time.monotonic() - t0 < 15
+    assert json.loads(result) == {"changed": True, "downtime_s": 0.5}     # the result comes with the wait
+
+
+def test_the_result_comes_whole_and_on_its_line_before_the_progress(tmp_path):
+    results, progress = tmp_path / "j1", tmp_path / "p.json"
+    body = {"changed": True, "msg": "line one\nline two", "stderr": "x\n"}
+    results.write_text(json.dumps(body, indent=2) + "\n")          # even a result spread over lines
+    progress.write_text(json.dumps({"phase": "cleaned"}))
+    state, result, prog = wait(results, progress, seconds=2)
+    assert state == "done" and json.loads(result) == body and prog == {"phase": "cleaned"}
 
 
 def test_a_job_file_not_there_yet_is_waited_for_then_called_lost(tmp_path):
@@ -71,15 +84,16 @@ def test_a_job_file_not_there_yet_is_waited_for_then_called_lost(tmp_path):
 def test_hostile_or_odd_paths_stay_one_argument_each(tmp_path):
     weird = tmp_path / "a b;touch pwned'$(id)"
     weird.write_text(STARTED)
-    assert wait(weird, tmp_path / "p q.json", seconds=0.2) == ("running", {})
+    assert wait(weird, tmp_path / "p q.json", seconds=0.2) == ("running", "", {})
     assert not (tmp_path / "pwned").exists()
 
 
 def test_a_progress_file_caught_mid_write_is_no_progress():
-    assert parse_wait("running\n{\"phase\": \"stream") == ("running", {})
-    assert parse_wait("done\n") == ("done", {})
-    assert parse_wait("") == ("unknown", {})          # the wait did not run: the loop pauses, never spins
-    assert parse_wait("sh: 1: head: not found") == ("unknown", {})
+    assert parse_wait("running\n\n{\"phase\": \"stream") == ("running", "", {})
+    assert parse_wait("done\n\n") == ("done", "", {})
+    assert parse_wait("") == ("unknown", "", {})          # the wait did not run: the loop pauses, never spins
+    assert parse_wait("sh: 1: head: not found") == ("unknown", "", {})
+    assert parse_wait("running\n{\"changed\": true}\n") == ("running", "", {})   # a result only when done
 
 
 class _Shell:
@@ -125,13 +139,29 @@ def action_with(monkeypatch, waits: list[str], statuses: list):
     act._remote_expand_user = lambda path: path.replace("~", "/root")
     act.get_shell_option = lambda name, default=None: default
     act._remove_tmp_path = lambda path: None
+    act._used_interpreter = None
+    act._is_pipelining_enabled = lambda *a, **kw: False      # Ansible's async start (async_wrapper)
     return act.run(task_vars={"inventory_hostname": "edge1"}), calls, sleeps
 
 
-def test_the_task_ends_at_the_first_wait_that_sees_the_result(monkeypatch):
-    result, calls, sleeps = action_with(monkeypatch, ["running", "done"], [{"finished": True, "changed": True}])
-    assert result == {"changed": True} and calls == ["edge_migrate", "wait", "wait", "ansible.legacy.async_status", "rm"]
+def test_the_task_ends_at_the_first_wait_that_sees_the_result_and_takes_it_from_there(monkeypatch):
+    done = 'done\n{"changed": true, "downtime_s": 0.5, "failed": false, "_ansible_no_log": false}'
+    result, calls, sleeps = action_with(monkeypatch, ["running", done], [])
+    assert result == {"changed": True, "downtime_s": 0.5, "failed": False}
+    assert calls == ["edge_migrate", "wait", "wait", "rm"]    # no async_status run
     assert sleeps == []   # the waits themselves wait, on the source
+
+
+def test_a_failed_module_result_is_the_tasks_result(monkeypatch):
+    result, calls, _sleeps = action_with(monkeypatch, ['done\n{"failed": true, "msg": "rolled back"}'], [])
+    assert result["failed"] is True and result["msg"] == "rolled back" and "ansible.legacy.async_status" not in calls
+
+
+@pytest.mark.parametrize("line", ["", '{"changed": tr', '{"started": true, "finished": false}', "[1, 2]"])
+def test_a_done_result_that_does_not_parse_is_asked_of_async_status(monkeypatch, line):
+    result, calls, _sleeps = action_with(monkeypatch, ["done\n" + line], [{"finished": True, "changed": True}])
+    assert result == {"changed": True}
+    assert calls == ["edge_migrate", "wait", "ansible.legacy.async_status", "rm"]
 
 
 def test_a_failing_status_call_is_retried_after_a_pause_not_in_a_spin(monkeypatch):
@@ -144,3 +174,99 @@ def test_a_failing_status_call_is_retried_after_a_pause_not_in_a_spin(monkeypatc
 def test_a_wait_that_did_not_run_pauses_before_the_next(monkeypatch):
     result, calls, sleeps = action_with(monkeypatch, ["", "sh: head: not found", "done"], [{"finished": True}])
     assert sleeps == [1.0, 1.0] and calls.count("wait") == 3
+
+
+# ---------------------------------------------------------------- the detached start (pipelining on)
+def start(job, module_code: str, env: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", em.start_command(str(job), sys.executable, env)], input=module_code,
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def wait_done(job, seconds=60):
+    """The action's own wait, polled until it says done (a loaded machine: a generous bound)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        state, result, _progress = wait(job / "result", job / "none.json", seconds=1)
+        if state == "done":
+            return result
+        assert state == "running", state
+    raise AssertionError("the detached job never finished")
+
+
+def test_the_detached_start_returns_at_once_and_its_result_comes_through_the_wait(tmp_path):
+    job = tmp_path / "edgemig-job-1"
+    code = ("import json, os, sys, time\n"
+            "time.sleep(1.0)\n"
+            "print(json.dumps({'changed': True, 'env': os.environ.get('EDGEMIG_FAULTS'), 'sid': os.getsid(0)}))\n")
+    t0 = time.monotonic()
+    proc = start(job, code, env="EDGEMIG_FAULTS='{\"a\": 1}' ")
+    assert proc.returncode == 0 and "edgemig-started" in proc.stdout, proc
+    assert time.monotonic() - t0 < 0.9 or (job / "result").read_text().startswith('{"started": true')
+    assert oct(os.stat(job).st_mode & 0o777) == "0o700"
+    result = json.loads(wait_done(job))
+    assert result["changed"] is True and result["env"] == '{"a": 1}'      # the task's environment
+    assert result["sid"] != os.getsid(0)                                  # its own session: outlives the SSH one
+    assert sorted(os.listdir(job)) == ["result", "stderr"]               # the code is gone, the result stays
+
+
+def test_a_job_killed_before_its_result_ends_done_without_one_and_a_used_directory_is_refused(tmp_path):
+    job = tmp_path / "edgemig-job-2"
+    proc = start(job, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    assert proc.returncode == 0
+    assert wait_done(job) == "no output: the module exited with status 137"   # done, not JSON: _lost says so
+    again = start(job, "print('{}')\n")
+    assert again.returncode != 0 and "edgemig-started" not in again.stdout   # mkdir refuses an existing path
+
+
+def test_hostile_job_paths_stay_one_argument(tmp_path):
+    job = tmp_path / "a b;touch pwned'$(id)"
+    assert start(job, "print('{\"changed\": false}')\n").returncode == 0
+    assert json.loads(wait_done(job)) == {"changed": False} and not (tmp_path / "pwned").exists()
+
+
+def test_with_pipelining_the_task_starts_in_one_command_and_never_runs_async_status(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    monkeypatch.setattr(em.time, "sleep", lambda s: None)
+    act = em.ActionModule.__new__(em.ActionModule)
+    act._task, act._connection = _Task(), _Connection()
+    act._task.action = "edgemig.migration.edge_migrate"
+    act._used_interpreter = None
+    act._is_pipelining_enabled = lambda *a, **kw: True
+    act._update_module_args = lambda *a, **kw: None
+    act._compute_environment_string = lambda: ""
+    act._remove_tmp_path = lambda path: None
+
+    class Bits:
+        shebang, b_module_data = "#!/usr/bin/python3", b"code"
+    act._configure_module = lambda **kw: (Bits, "/x")
+
+    def low_level(cmd, **kw):
+        calls.append(cmd.split()[0] if not cmd.startswith("f=") else "wait")
+        if cmd.startswith("umask"):
+            assert kw["in_data"] == b"code" and "setsid" in cmd
+            return {"rc": 0, "stdout": "edgemig-started\n"}
+        if cmd.startswith("f="):
+            return {"rc": 0, "stdout": 'done\n{"changed": true}\n'}
+        return {"rc": 0, "stdout": ""}
+    act._low_level_execute_command = low_level
+    act._execute_module = lambda **kw: calls.append("module") or {}
+    result = act.run(task_vars={"inventory_hostname": "edge1"})
+    assert result == {"changed": True} and calls == ["umask", "wait", "rm"]
+
+
+def test_with_pipelining_a_start_that_fails_says_why(monkeypatch):
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    act = em.ActionModule.__new__(em.ActionModule)
+    act._task, act._connection = _Task(), _Connection()
+    act._task.action = "edgemig.migration.edge_migrate"
+    act._is_pipelining_enabled = lambda *a, **kw: True
+    act._update_module_args = lambda *a, **kw: None
+    act._compute_environment_string = lambda: ""
+
+    class Bits:
+        shebang, b_module_data = "#!/usr/bin/python3", b"code"
+    act._configure_module = lambda **kw: (Bits, "/x")
+    act._low_level_execute_command = lambda cmd, **kw: {"rc": 1, "stdout": "", "stderr": "mkdir: No space left"}
+    result = act.run(task_vars={})
+    assert result["failed"] and "could not be started" in result["msg"] and "No space left" in result["msg"]

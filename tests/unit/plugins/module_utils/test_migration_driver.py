@@ -137,7 +137,7 @@ def run(api, tmp_path, fault, target=None, **kw):
 
 
 def source_serves(api, addr) -> bool:
-    return api.containers["mysql"]["State"]["Running"] and addr["source"]
+    return "mysql" in api.containers and api.containers["mysql"]["State"]["Running"] and addr["source"]
 
 
 def test_success_walks_every_phase(world):
@@ -145,6 +145,8 @@ def test_success_walks_every_phase(world):
     d, link, target, res, exc = run(api, tmp_path, None)
     assert exc is None and d.phase == "cleaned" and link.sent_commit and link.closed
     assert target.serving and not source_serves(api, addr)
+    # the stopped source copy is gone once the target serves
+    assert "mysql" not in api.containers and res["source_removed"] is True
     assert {"checkpoint_s", "connect_s", "downtime_s", "transfer_s", "restore_s", "health_s",
             "switch_s"} <= set(res["durations"])
     assert res["clients_reset"] == 0 and res["stats"]["receiver"]["ok"]
@@ -424,12 +426,12 @@ def test_the_restart_policy_is_held_from_the_freeze_and_given_back_by_the_rollba
         _d, _link, target, res, exc = run(api, tmp_path, fault)
     finally:
         Link.commit = restore
-    policy = api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"]
     if fault:
         assert exc.result["rolled_back"] == "checkpoint" and source_serves(api, addr)
-        assert policy == held_after
+        assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == held_after
     else:
-        assert exc is None and target.serving and policy == "no"
+        # the stopped source (at "no" from the freeze on) is removed once the target serves
+        assert exc is None and target.serving and "mysql" not in api.containers
         # the record a recovery reads names the policy to give back
         assert seen == [{"Name": "unless-stopped", "MaximumRetryCount": 0}]
 
@@ -540,7 +542,7 @@ def test_local_facts_reports_the_held_record_and_sweeps_a_stale_one(world, tmp_p
     assert recovery.local_facts(api, "mysql", dumps)["held"] is None and read_held(held_dir, "mysql") is None
 
 
-def test_rollback_gives_the_policy_back_and_a_success_keeps_the_record_until_the_copy_goes(world):
+def test_rollback_gives_the_policy_back_and_a_success_drops_the_record_with_the_copy(world):
     api, addr, tmp_path = world
     api.containers["mysql"]["HostConfig"]["RestartPolicy"] = {"Name": "always", "MaximumRetryCount": 0}
     held_dir = str(tmp_path / "held")
@@ -548,13 +550,24 @@ def test_rollback_gives_the_policy_back_and_a_success_keeps_the_record_until_the
     assert exc.result["rolled_back"] == "checkpoint" and source_serves(api, addr)
     assert api.containers["mysql"]["HostConfig"]["RestartPolicy"]["Name"] == "always"
     assert read_held(held_dir, "mysql") is None
-    _d, _link, target, _res, exc = run(api, tmp_path, None)
+    _d, _link, target, res, exc = run(api, tmp_path, None)
     assert exc is None and target.serving
-    # the stopped source stays at "no" with its record until it is removed (migrate.yml's last step)
-    assert read_held(held_dir, "mysql")["restart_policy"]["Name"] == "always"
-    api.remove_container("mysql")
-    assert recovery.local_facts(api, "mysql", str(tmp_path / "dumps"))["held"] is None
+    # once the target serves, the stopped source goes and its held record with it
+    assert res["source_removed"] is True and "mysql" not in api.containers
     assert read_held(held_dir, "mysql") is None
+    assert recovery.local_facts(api, "mysql", str(tmp_path / "dumps"))["held"] is None
+
+
+def test_a_source_copy_that_is_not_the_one_stopped_stays_and_a_failed_removal_is_said(world, monkeypatch):
+    api, _addr, tmp_path = world
+    real_remove = api.remove_container
+    monkeypatch.setattr(api, "remove_container", lambda *a, **kw: (_ for _ in ()).throw(OSError("busy")))
+    _d, _link, target, res, exc = run(api, tmp_path, None)
+    assert exc is None and target.serving and "busy" in res["source_removed"] and "mysql" in api.containers
+    monkeypatch.setattr(api, "remove_container", real_remove)
+    d = drv.MigrationDriver(api, params(tmp_path), stream_factory=Link(Target(), None), poke=lambda *a: 1)
+    d.ck = {"container_id": "someone-else"}                    # a copy by that name this run did not stop
+    assert d.remove_source() is False and "mysql" in api.containers
 
 
 # ---------------------------------------------------------------- issue 29: CRIU's preflight

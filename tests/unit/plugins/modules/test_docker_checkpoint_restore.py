@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 from fakes import FakeDockerAPI, container, run_module, use_api
@@ -49,7 +50,7 @@ def test_prepare_replaces_a_stopped_leftover_refuses_a_running_one(api):
 
 def test_prepare_needs_the_shared_base_image(api):
     failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": {"Image": "sha256:other"}})
-    assert failed and "'sha256:other'" in res["msg"] and "base_images" in res["msg"]
+    assert failed and "does not have image 'sha256:other'" in res["msg"] and "base_images" in res["msg"]
 
 
 VOL_CONFIG = {"Image": "sha256:apache", "HostConfig": {"Mounts": [{"Type": "volume", "Source": "data",
@@ -259,3 +260,28 @@ def test_prepare_refuses_a_config_that_reaches_into_the_host(api, tmp_path, host
     assert failed and word in res["msg"] and "nothing was created" in res["msg"] and api.calls == []
     failed, res = run_module(mod, dict(args, allow_host_access=True))
     assert not failed and api.calls == [("create", "apache")]
+
+
+def test_prepare_refuses_a_host_port_something_answers_here_before_creating_anything(api):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        busy = listener.getsockname()[1]
+        with socket.socket() as probe:          # a port nothing listens on (bound, not listening)
+            probe.bind(("127.0.0.1", 0))
+            free = probe.getsockname()[1]
+            config = {"Image": "sha256:apache", "HostConfig": {"PortBindings": {
+                "80/tcp": [{"HostIp": "", "HostPort": str(busy)}], "81/tcp": [{"HostPort": str(free)}],
+                "53/udp": [{"HostPort": str(busy)}], "82/tcp": [{"HostIp": "", "HostPort": ""}]}}}
+            failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": config})
+    assert failed and f"host port(s) {busy}," in res["msg"] and str(free) not in res["msg"], res
+    assert "nothing was frozen" in res["msg"] and ("create", "apache") not in api.calls
+
+
+def test_prepare_with_free_ports_creates(api):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+        config = {"Image": "sha256:apache", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": str(free)}]}}}
+        failed, res = run_module(mod, {"name": "apache", "stage": "prepare", "config": config})
+    assert not failed and ("create", "apache") in api.calls, res

@@ -8,7 +8,7 @@ import pytest
 from ansible.module_utils import basic
 from fakes import FakeDockerAPI, container, run_module, use_api
 
-from ansible_collections.edgemig.migration.plugins.module_utils.docker import criu_preflight as cp
+from ansible_collections.edgemig.migration.plugins.module_utils.docker import criu_preflight as cp, host_readiness as hr
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.modules import migration_host_info as mod
 
@@ -29,7 +29,7 @@ def criu(monkeypatch, tmp_path):
             "" if state["check_rc"] == 0 else "Error (criu/cr-check.c): vdso"
 
     monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
-    monkeypatch.setattr(mod.shutil, "which", lambda name: str(exe))
+    monkeypatch.setattr(hr.shutil, "which", lambda name: str(exe))
     conf = tmp_path / "runc.conf"
     conf.write_text("tcp-close\nskip-in-flight\n")
     state["conf"] = str(conf)
@@ -110,7 +110,8 @@ def test_service_refused_names_the_finding_and_its_processes_come_from_docker(mo
                        "CRIU cannot checkpoint io_uring", "disable io_uring")
         return {"processes": len(pids), "findings": [f.as_dict()], "refused": True}, [f]
 
-    monkeypatch.setattr(mod, "check_container", lambda inspect, lister: cp.check_container(inspect, lister, check))
+    real = cp.check_container
+    monkeypatch.setattr(cp, "check_container", lambda inspect, lister: real(inspect, lister, check))
     failed, res = run_module(mod, {"runc_conf": criu["conf"], "service": "svc"})
     assert not failed and res["ready"] is True  # the host is fine: the service is refused on its own
     assert seen["pids"] == [42, 43] and api.asked == [("/containers/svc/top", {"ps_args": "-o pid"})]
@@ -125,7 +126,8 @@ def test_service_whose_processes_docker_cannot_list_is_checked_by_its_init(monke
             raise DockerAPIError(500, "ps: not found")
 
     use_api(monkeypatch, mod, Broken({"svc": container("svc") | {"State": {"Running": True, "Pid": 42}}}, []))
-    monkeypatch.setattr(mod, "check_container", lambda inspect, lister: cp.check_container(
+    real = cp.check_container
+    monkeypatch.setattr(cp, "check_container", lambda inspect, lister: real(
         inspect, lister, lambda _i, pids: ({"processes": len(pids), "pids": pids}, [])))
     failed, res = run_module(mod, {"runc_conf": criu["conf"], "service": "svc"})
     assert not failed and res["service"]["pids"] == [42] and res["service"]["refusal"] is None
