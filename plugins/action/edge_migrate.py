@@ -25,20 +25,36 @@ progress file. ``async_status`` runs only when the result cannot be read that
 way (a job lost, a result that does not parse). (A fixed ``sleep(3)`` before
 each ``async_status`` made a 2 s migration a 5 s task, and the ``async_status``
 run itself cost 0.4 s: issue 26.)
+
+A move parked ahead (``gate``, issue 26): the module starts at once with
+``park`` on its job directory, connects to the target and runs its warm
+rounds; when its progress says parked (the wait returns as soon as it does),
+the controller asks the gate URL (one GET, a long poll) and writes its answer
+into the job directory as a file (``go`` or ``nogo``), which the module sees
+within 20 ms. So the handover costs the freeze path only. The module gives up
+by itself (nothing frozen) ``PARK_GRACE_S`` after the gate's timeout: a
+controller that dies while parked leaves nothing frozen and nothing parked.
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import secrets
 import shlex
+import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from ansible.errors import AnsibleError
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 from ansible.vars.clean import remove_internal_keys
+
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.park import GATE_TIMEOUT_S, PARK_GRACE_S
 
 display = Display()
 
@@ -73,19 +89,25 @@ while [ "$i" -lt {ticks} ]; do
   if [ -e "$f" ]; then
     case "$(head -c 16 "$f" 2>/dev/null)" in '{{"started": true'*|'') state=running ;; *) state=done; break ;; esac
   fi
-  sleep 0.1; i=$((i + 1))
+  {parked}sleep 0.1; i=$((i + 1))
 done
 echo "$state"; if [ "$state" = done ]; then tr -d '\\n' < "$f"; fi; echo; cat {progress} 2>/dev/null; true"""
-STATES = ("done", "running", "missing")
+# With a gate: the wait also ends, "parked", as soon as the running module's progress says it is parked
+# (progress.ProgressFile writes json.dump's spacing; park.PARKED and PARKED_COLD begin so).
+PARKED_SH = """if [ "$state" = running ] && grep -q '"phase": "parked' {progress} 2>/dev/null; then state=parked; break; fi
+  """
+STATES = ("done", "running", "missing", "parked")
 # async_wrapper may answer "started" before its job writes the results file (it waits 2.5 s at most for
 # the job's signal): a file still missing this long after the start means the job is lost.
 MISSING_GRACE_S = 15.0
 
 
-def wait_command(results_file: str, progress_file: str, seconds: float) -> str:
-    """The source-side wait of one poll (see the module's docstring)."""
-    return WAIT_SH.format(results=shlex.quote(results_file), progress=shlex.quote(progress_file),
-                          ticks=max(1, int(seconds * 10)))
+def wait_command(results_file: str, progress_file: str, seconds: float, parked: bool = False) -> str:
+    """The source-side wait of one poll (see the module's docstring); ``parked``: it also ends when
+    the module is parked at its gate."""
+    progress = shlex.quote(progress_file)
+    return WAIT_SH.format(results=shlex.quote(results_file), progress=progress, ticks=max(1, int(seconds * 10)),
+                          parked=PARKED_SH.format(progress=progress) if parked else "")
 
 
 def parse_wait(stdout: str) -> tuple[str, str, dict]:
@@ -121,6 +143,64 @@ def start_command(job: str, python: str, env: str) -> str:
     return START_SH.format(job=shlex.quote(job), python=python, env=env)
 
 
+# ---------------------------------------------------------------- the gate (a move parked ahead)
+GATE_ANSWER_MAX = 64 << 10
+# While the gate is asked, the job is looked at this often: a module that ended while parked (a
+# failure, its own timeout) ends the task, and the SSH master to the source stays up (ControlPersist).
+PARK_CHECK_S = 30.0
+
+
+def gate_problem(url) -> str | None:
+    """Why ``url`` is not a gate this plugin asks (it comes from an event source: hostile-ish), else None."""
+    if not isinstance(url, str) or not url:
+        return f"gate must be a URL, not {url!r}"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7f for c in url):
+        return f"gate {url!r}: whitespace or control characters in the URL"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port   # port: raises on one that is not a number
+    except ValueError as exc:
+        return f"gate {url!r}: {exc}"
+    if parts.scheme not in ("http", "https") or not host or port == 0:
+        return f"gate {url!r}: only an http or https URL with a host is asked"
+    return None
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer that is not go: the URL is asked as given, nowhere else."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+def ask_gate(url: str, timeout: float) -> tuple[bool, str]:
+    """(go, what the gate said in words): one GET on ``url`` (checked by gate_problem), waiting up to
+    ``timeout`` s for the answer; go only for a JSON object whose ``go`` is true (a bool), anything
+    else - another answer, an HTTP error or redirect, no answer - is no-go. No proxy: the URL holds
+    the run's secret."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, headers={"Accept": "application/json"}),
+                         timeout=timeout) as resp:
+            body = resp.read(GATE_ANSWER_MAX + 1)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return False, f"HTTP {exc.code} from the gate"
+    except urllib.error.URLError as exc:
+        return False, f"no answer from the gate: {exc.reason}"
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return False, f"no answer from the gate: {type(exc).__name__}: {exc}"
+    if len(body) > GATE_ANSWER_MAX:
+        return False, f"the gate's answer is longer than {GATE_ANSWER_MAX} bytes"
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return False, "the gate's answer is not JSON"
+    if not isinstance(data, dict) or not isinstance(data.get("go"), bool):
+        return False, 'the gate\'s answer is not {"go": true|false}'
+    return data["go"], "go" if data["go"] else "no-go"
+
+
 def should_ask(state: str, since_start_s: float) -> bool:
     """Whether to ask async_status now: the job wrote its result, or its file stayed missing past the grace."""
     return state == "done" or (state == "missing" and since_start_s > MISSING_GRACE_S)
@@ -133,17 +213,41 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
+        args = dict(self._task.args)
+        # The controller's options: never the module's (it refuses a gate that reaches it).
+        gate, gate_timeout = args.pop("gate", None), args.pop("gate_timeout", None)
+        if gate is not None:
+            problem = self._gate_problem(gate, gate_timeout)
+            if problem:
+                return merge_hash(result, {"failed": True, "rolled_back": "not_needed",
+                                           "msg": f"{problem}; nothing was started, nothing frozen"})
+            gate_timeout = float(gate_timeout if gate_timeout is not None else GATE_TIMEOUT_S)
         if self._task.async_val or self._task.check_mode:
             wrap = bool(self._task.async_val) and not self._connection.has_native_async
-            result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap))
+            result = merge_hash(result, self._execute_module(module_args=args, task_vars=task_vars, wrap_async=wrap))
             if not wrap:
                 self._remove_tmp_path(self._connection._shell.tmpdir)
             return result
 
-        args = dict(self._task.args)
         if not args.get("progress_file"):
             args["progress_file"] = f"/tmp/edgemig-progress-{secrets.token_hex(6)}.json"
         job_dir = f"/tmp/edgemig-job-{secrets.token_hex(8)}" if self._is_pipelining_enabled("new") else None
+        said = None
+        if gate is not None and job_dir:
+            # Parked ahead: the module waits at its job directory, a little longer than the controller
+            # waits for the gate; the user's refresh_s (and timeout) stand.
+            args["park"] = dict(args.get("park") or {}, dir=job_dir)
+            args["park"].setdefault("timeout", gate_timeout + PARK_GRACE_S)
+        elif gate is not None:
+            # Without pipelining there is no job directory to release: the gate is asked first.
+            display.warning("edge_migrate: gate without pipelining: the gate is asked before the module starts "
+                            "(no parking ahead: the handover then waits for the module's start and connection)")
+            t0 = time.monotonic()
+            go, said = ask_gate(gate, gate_timeout)
+            if not go:
+                return merge_hash(result, {"changed": False, "parked": {
+                    "released": False, "why": "no-go at the gate", "gate": said,
+                    "waited_s": round(time.monotonic() - t0, 3), "refresh_rounds": 0}})
         if job_dir:
             started = self._start_detached(job_dir, args, task_vars)
         else:
@@ -154,7 +258,13 @@ class ActionModule(ActionBase):
                 self._task.async_val = 0
         if started.get("failed") or "ansible_job_id" not in started:
             return merge_hash(result, started)
-        status = self._await(started, job_dir, args["progress_file"], task_vars)
+        status = self._await(started, job_dir, args["progress_file"], task_vars,
+                             gate=(gate, gate_timeout) if gate is not None and job_dir else None)
+        said = self._gate_said if job_dir else said
+        if said is not None and isinstance(status.get("parked"), dict):
+            status["parked"]["gate"] = said
+        elif said is not None:
+            status["parked"] = {"released": True, "gate": said}
         try:
             self._low_level_execute_command(f"rm -rf {shlex.quote(job_dir or started['results_file'])} "
                                             f"{shlex.quote(args['progress_file'])}")
@@ -166,8 +276,28 @@ class ActionModule(ActionBase):
             status.pop(key, None)
         return merge_hash(result, status)
 
-    def _await(self, started: dict, job_dir: str | None, progress_file: str, task_vars) -> dict:
-        """The module's result: waits on the source (:meth:`_wait`), printing its progress as it changes."""
+    _gate_said: str | None = None
+
+    def _gate_problem(self, gate, gate_timeout) -> str | None:
+        """Why ``gate`` (with ``gate_timeout``) cannot be asked by this task, checked before anything starts."""
+        problem = gate_problem(gate)
+        if problem:
+            return problem
+        if gate_timeout is not None:
+            try:
+                ok = float(gate_timeout) > 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                return f"gate_timeout must be a number of seconds > 0, not {gate_timeout!r}"
+        if self._task.async_val:
+            return "gate does not combine with async: (the action plugin waits at the gate itself)"
+        return None
+
+    def _await(self, started: dict, job_dir: str | None, progress_file: str, task_vars,
+               gate: tuple[str, float] | None = None) -> dict:
+        """The module's result: waits on the source (:meth:`_wait`), printing its progress as it changes;
+        with ``gate`` (url, timeout), asks it once the module is parked (:meth:`_at_gate`)."""
         jid = started["ansible_job_id"]
         async_dir = None
         if not started.get("results_file"):
@@ -178,7 +308,8 @@ class ActionModule(ActionBase):
         last_line = ""
         start = time.monotonic()
         while time.monotonic() < deadline:
-            state, job_result, progress = self._wait(started["results_file"], progress_file)
+            at_gate = gate is not None and self._gate_said is None
+            state, job_result, progress = self._wait(started["results_file"], progress_file, parked=at_gate)
             if state == "unknown":  # the wait itself did not run (its command failed): never a hot loop
                 time.sleep(1.0)
             status = self._module_result(job_result) if state == "done" else {}
@@ -205,13 +336,51 @@ class ActionModule(ActionBase):
             if line and line != last_line:
                 display.display(f"  [{host}] edge_migrate: {line}")
                 last_line = line
+            if at_gate and (state == "parked" or (state == "running"
+                                                  and str(progress.get("phase", "")).startswith("parked"))):
+                display.display(f"  [{host}] edge_migrate: parked, asking the gate")
+                self._gate_said = self._at_gate(gate, job_dir, started["results_file"], progress_file)
+                display.display(f"  [{host}] edge_migrate: the gate said {self._gate_said}")
         return {"failed": True, "msg": f"edge_migrate did not finish within {ASYNC_LIMIT_S} s"}
 
-    def _wait(self, results_file: str, progress_file: str) -> tuple[str, str, dict]:
+    def _at_gate(self, gate: tuple[str, float], job_dir: str, results_file: str, progress_file: str) -> str:
+        """Ask the gate (a thread: one GET, up to its timeout) while the parked job is looked at every
+        ``PARK_CHECK_S``; its answer goes to the job as a file (``go``, else ``nogo``). Returns what the
+        gate said, or why it was not asked to the end (the job ended first: its result says how)."""
+        box: dict = {}
+        asker = threading.Thread(target=lambda: box.update(answer=ask_gate(*gate)), name="edgemig-gate", daemon=True)
+        asker.start()
+        while True:
+            asker.join(PARK_CHECK_S)
+            if not asker.is_alive():
+                break
+            if self._wait(results_file, progress_file, seconds=0.1)[0] in ("done", "missing"):
+                return "not asked to the end: the module ended while parked"
+        go, said = box.get("answer", (False, "no answer from the gate"))
+        self._release(job_dir, "go" if go else "nogo")
+        return said
+
+    def _release(self, job_dir: str, name: str) -> None:
+        """The gate's answer to the parked module: one short command on the source. A failure is
+        retried twice; the module gives up by itself (nothing frozen) if it never comes."""
+        cmd = f"touch {shlex.quote(job_dir + '/' + name)}"
+        for attempt in range(3):
+            try:
+                if self._low_level_execute_command(cmd, sudoable=True).get("rc") == 0:
+                    return
+            except AnsibleError as exc:
+                display.vvv(f"edge_migrate: releasing the gate ({name}) failed: {exc}")
+            if attempt < 2:
+                time.sleep(1.0)
+        display.warning(f"edge_migrate: the gate's answer ({name}) could not be given to the parked module; it "
+                        "gives up by itself at its park timeout, nothing frozen")
+
+    def _wait(self, results_file: str, progress_file: str, parked: bool = False,
+              seconds: float = POLL_S) -> tuple[str, str, dict]:
         """(the job's state, its result once done, its latest progress): one shell command on the source,
-        at most ``POLL_S`` long."""
+        at most ``seconds`` long (``parked``: it ends when the module is parked too)."""
         try:
-            res = self._low_level_execute_command(wait_command(results_file, progress_file, POLL_S))
+            res = self._low_level_execute_command(wait_command(results_file, progress_file, seconds, parked))
         except AnsibleError as exc:  # a bounced connection: the job goes on, ask again after a pause
             display.vvv(f"edge_migrate: wait failed, retrying: {exc}")
             time.sleep(1.0)

@@ -110,6 +110,53 @@ options:
       - This module's action plugin sets it and prints the file every few seconds, so that a long migration shows
         progress in the playbook's output; set it yourself only to follow a run from elsewhere.
     type: path
+  park:
+    description:
+      - A move parked ahead (docs/mobility.md, "Warm ahead and the decision path"). After the target is connected
+        and the warm rounds ran, wait with the service running until a file C(go) or C(nogo) appears in
+        O(park.dir) on this host, then freeze (C(go)) or give up (C(nogo), or O(park.timeout) reached) with
+        nothing frozen and nothing changed (RV(parked)). Never frozen while parked; a failure while parked (the
+        receiver gone, a refresh round failing) fails with RV(rolled_back=not_needed).
+      - O(gate) sets this (O(park.dir) is then the action plugin's private job directory); set it yourself only
+        to release the freeze by other means.
+      - With O(precopy=false) the migration parks before it connects (a stop-and-copy session cannot be held
+        open) and connects at the go.
+    type: dict
+    suboptions:
+      dir:
+        description:
+          - The gate, on this host. A directory of the module's user that nobody else may write (whoever can
+            create a file there releases the freeze), holding neither C(go) nor C(nogo) when the module starts.
+        type: path
+        required: true
+      timeout:
+        description: Seconds to wait for C(go) or C(nogo); then the migration gives up, nothing frozen.
+        type: float
+        default: 900.0
+      refresh_s:
+        description:
+          - With O(precopy), one more warm round after this many seconds parked (and at least 9 x the last
+            round's length, so that rounds take at most a tenth of the source's time), so that the final round
+            carries only what changed since; V(0) runs none.
+        type: float
+        default: 10.0
+  gate:
+    description:
+      - Handled by the action plugin, on the controller (the module refuses it). A URL (C(http) or C(https),
+        no redirects, no proxy) the controller asks with one GET once the module, started with O(park) on its
+        job directory, is parked. A JSON object whose C(go) is V(true) releases the freeze; anything else (C(go)
+        V(false) or not a boolean, not JSON, an HTTP error, no answer within O(gate_timeout)) gives up, nothing
+        frozen. The follow rulebook's C(follow_gate) (playbooks/migrate.yml).
+      - Needs pipelining on the source's connection; without it the gate is asked before the module starts
+        (no parking ahead; the warm reaction then includes the module's start, connection and warm rounds).
+    type: str
+  gate_timeout:
+    description:
+      - Handled by the action plugin. Seconds the controller waits for the gate's answer; the module's own
+        O(park.timeout) is this plus 60 s (unless O(park.timeout) is given), so that a controller that died
+        leaves nothing parked for long.
+    type: float
+    default: 900.0
 requirements:
   - paramiko, lz4, zstandard (both ends)
   - numpy (the source, for the default pre-copy path O(precopy=true), which indexes CRIU's pages and hashes the warm
@@ -213,6 +260,14 @@ outcome:
   description: C(unknown) when the commit was sent and the target's answer never came (run the recovery).
   returned: when the outcome is unknown
   type: str
+parked:
+  description: >-
+    With O(park) or O(gate), how the park ended - C(released) (true - a go, the migration went on; false -
+    nothing was frozen and nothing changed, C(changed=false), not failed), C(why) (when not released - C(no-go at
+    the gate), C(park timeout (N s)), or the failure while parked), C(waited_s), C(refresh_rounds) (warm rounds
+    run while parked, in RV(precopy.refresh)), and, through O(gate), C(gate) (what the gate answered).
+  returned: when O(park) or O(gate) is set
+  type: dict
 '''
 
 import signal
@@ -232,6 +287,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.driver.migration
     check_options,
     read_faults,
 )
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.park import GATE_TIMEOUT_S, PARK_OPTIONS
 from ansible_collections.edgemig.migration.plugins.module_utils.driver.progress import ProgressFile
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import (
     HAS_PARAMIKO,
@@ -251,6 +307,10 @@ def main() -> None:
             interface=dict(type="str"),
             health=dict(type="dict"),
             progress_file=dict(type="path"),
+            park=dict(type="dict", options=PARK_OPTIONS),
+            # The action plugin's (it pops them); here only to be refused, never silently skipped.
+            gate=dict(type="str"),
+            gate_timeout=dict(type="float", default=GATE_TIMEOUT_S),
             **argument_spec(),  # policy, dedup, pipelined, stall_timeout, precopy, ...: options.MigrationOptions
             **DOCKER_ARGS,
         ),
@@ -265,6 +325,10 @@ def main() -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     p = module.params
+    if p["gate"]:
+        # A gate skipped would move the service without its go.
+        module.fail_json(msg="gate is asked by edge_migrate's action plugin on the controller, which did not run; "
+                             "nothing was frozen", rolled_back="not_needed", durations={})
     # Refused before Docker, SSH or the freeze are touched.
     problem = check_options(p)
     if problem:

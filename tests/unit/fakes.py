@@ -1,8 +1,9 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Fakes for unit tests without root or lab: a Docker Engine API that keeps its
-containers in a dict, and a runner that calls a module's main() with arguments
-and returns what it exited with.
+containers in a dict, a runner that calls a module's main() with arguments
+and returns what it exited with, and edge_migrate's action plugin with Ansible's
+plumbing replaced.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from ansible.plugins.action import ActionBase
 
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import (
     DockerAPIError,
@@ -200,3 +202,48 @@ def use_api(monkeypatch, mod, api: FakeDockerAPI) -> FakeDockerAPI:
     """Make ``mod`` (a module) talk to ``api`` instead of a Docker socket."""
     monkeypatch.setattr(mod, "docker_api", lambda module: api)
     return api
+
+
+# ---------------------------------------------------------------- edge_migrate's action plugin
+class ActionShell:
+    tmpdir = "/tmp/x"
+
+
+class ActionConnection:
+    has_native_async = False
+    _shell = ActionShell()
+
+
+class ActionTask:
+    def __init__(self, args: dict | None = None):
+        self.args = dict(args or {"name": "apache"})
+        self.async_val = 0
+        self.check_mode = False
+        self.action = "edgemig.migration.edge_migrate"
+
+
+def bare_action(monkeypatch, em, args: dict | None = None, pipelining: bool = True):
+    """edge_migrate's ActionModule (``em``, its module) without Ansible under it: ActionBase.run, the
+    task and the connection are stand-ins; with pipelining the module's code is b"code" and the
+    arguments it was built with land in ``act.module_args``. The caller sets _low_level_execute_command
+    (the source's shell) and, for Ansible's async start, _execute_module."""
+    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    act = em.ActionModule.__new__(em.ActionModule)
+    act._task, act._connection = ActionTask(args), ActionConnection()
+    act._used_interpreter = None
+    act._is_pipelining_enabled = lambda *a, **kw: pipelining
+    act._update_module_args = lambda *a, **kw: None
+    act._compute_environment_string = lambda: ""
+    act._remove_tmp_path = lambda path: None
+    act._remote_expand_user = lambda path: path.replace("~", "/root")
+    act.get_shell_option = lambda name, default=None: default
+    act.module_args = {}
+
+    class Bits:
+        shebang, b_module_data = "#!/usr/bin/python3", b"code"
+
+    def configure(module_name=None, module_args=None, task_vars=None):
+        act.module_args = dict(module_args or {})
+        return Bits, "/x"
+    act._configure_module = configure
+    return act

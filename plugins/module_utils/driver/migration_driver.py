@@ -2,10 +2,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The migration, source side: one driver with explicit phases and one rollback.
 
-    prepare -> freeze -> stream -> verified -> committed -> switched -> cleaned
+    prepare -> [parked] -> freeze -> stream -> verified -> committed -> switched -> cleaned
 
 * prepare: options checked, SSH connected and the receiver started; nothing
   frozen. A failure here needs no rollback.
+* parked (with ``park``, driver/park.py): connected and warm, the service
+  running, the driver waits at its gate (``go``/``nogo`` in ``park.dir``),
+  feeding the receiver's watchdog and refreshing the warm copy every
+  ``park.refresh_s``. No-go or timeout: the connection closes and the result
+  says ``parked.released=false`` (not failed, nothing changed). A failure:
+  like one in prepare. No record is written while parked: nothing is in doubt.
 * freeze: clients noted, checkpoint into the dump tmpfs; the source record
   says ``frozen`` (with where the checkpoint is).
 * stream: address off the source, checkpoint + layer + volumes to the target.
@@ -25,6 +31,7 @@ put a service back, whoever asks.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import uuid
@@ -49,10 +56,17 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_ap
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.module_common import ipv4_problem
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchover import interface_exists, set_address
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.tcp_reset import established_peers, poke_clients
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.park import (
+    PACE,
+    PARKED,
+    PARKED_COLD,
+    park_problem,
+    wait_release,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.driver.progress import ProgressFile, stream_progress
 from ansible_collections.edgemig.migration.plugins.module_utils.driver.recovery import bring_up, stand_down
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.controller import parse_policy
-from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import warm_up
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import refresh, warm_up
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.process_memory import container_processes
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import (
     DEFAULT_KEY_FILE,
@@ -63,7 +77,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_strea
     TransferError,
 )
 
-PHASES = ("prepare", "freeze", "stream", "verified", "committed", "switched", "cleaned")
+PHASES = ("prepare", "parked", "freeze", "stream", "verified", "committed", "switched", "cleaned")
 
 
 class MigrationFailed(Exception):
@@ -99,7 +113,7 @@ def check_options(p: dict) -> str | None:
     share = p.get("link_share", 1.0)
     if not 0 < share <= 1:
         return f"link_share must be in (0, 1], not {share}"
-    return preflight(p)
+    return park_problem(p.get("park")) or preflight(p)
 
 
 def client_connections(inspect: dict) -> list[tuple[int, list[tuple[str, int]]]]:
@@ -152,6 +166,8 @@ class MigrationDriver:
         self.ck: dict | None = None
         self.durations: dict = {}
         self.precopy: dict | None = None  # the warm rounds' report, with pre-copy
+        self.live: list[tuple[str, str]] = []  # what the warm rounds read: layer and volumes, memory
+        self.pids: dict | None = None
 
     # -- records
     def _record(self, phase: str, **fields) -> None:
@@ -168,7 +184,8 @@ class MigrationDriver:
         return MigrationFailed(msg, **result)
 
     # -- phases
-    def prepare(self) -> tuple[dict, list]:
+    def prepare(self, connect: bool = True) -> tuple[dict, list]:
+        """Everything checked that can be before the freeze; with ``connect``, the target connected."""
         p, tgt = self.p, self.p["target"]
         problem = check_options(p)
         if problem:
@@ -208,6 +225,16 @@ class MigrationDriver:
                                  rolled_back="not_needed", durations={}) from None
         health = p.get("health")
         self.health_timeout = float((health or {}).get("timeout", 30) or 30)
+        if connect:
+            self.connect()
+        # Connections open now die with the freeze (CRIU tcp-close); remember
+        # their clients so they can be told at once after the switch-over.
+        clients = client_connections(inspect) if p.get("address") else []
+        return inspect, clients
+
+    def connect(self) -> None:
+        """SSH to the target, its receiver started, the link probed: nothing frozen yet."""
+        p, tgt = self.p, self.p["target"]
         try:
             # The request names the ticket the target's prepare wrote: where the stream
             # lands, which container is restored and how, are the target's to say.
@@ -219,10 +246,6 @@ class MigrationDriver:
                 stall_timeout=p["stall_timeout"], link_share=p.get("link_share", 1.0)).open()
         except TransferError as exc:
             raise self._fail(f"connecting to the target: {exc}", rolled_back="not_needed", durations={}) from None
-        # Connections open now die with the freeze (CRIU tcp-close); remember
-        # their clients so they can be told at once after the switch-over.
-        clients = client_connections(inspect) if p.get("address") else []
-        return inspect, clients
 
     def check_criu(self, inspect: dict) -> None:
         """Refuse, before anything freezes, a service CRIU would fail to dump (criu_preflight),
@@ -241,6 +264,7 @@ class MigrationDriver:
         except (OSError, ValueError, KeyError) as exc:
             # Files are still pre-copied; memory then crosses at the freeze.
             pids, note = None, f"memory not pre-copied: the container's processes could not be listed ({exc})"
+        self.live, self.pids = live, pids
 
         def on_round(k: int, entry: dict) -> None:
             self.progress.write({"phase": f"warm round {k} done (service running)", "sent_bytes": entry["bytes_raw"],
@@ -259,6 +283,76 @@ class MigrationDriver:
         self.precopy["memory_processes"] = len(pids or {})
         if note:
             self.precopy["note"] = note
+
+    def park(self, inspect: dict) -> dict:
+        """Wait at the gate (driver/park.py) with the service running: ``go`` in ``park.dir`` returns
+        ``{released: True, ...}`` and the freeze follows; ``nogo`` or the timeout return
+        ``{released: False, why, ...}`` with the connection closed and the progress file gone. While
+        parked the receiver's watchdog is fed (KEEPALIVE frames between rounds), the session is
+        checked about once a second, and every ``refresh_s`` (at least PACE x the last round's
+        length) one more warm round keeps the final round small. Never frozen here: a failure
+        (a refresh round, the receiver gone) ends as a warm pre-copy failure does."""
+        spec, p = self.p["park"], self.p
+        self.phase = "parked"
+        limit, every = float(spec["timeout"]), float(spec["refresh_s"])
+        warm = self.precopy is not None
+        refreshes: list[dict] = []
+        t0 = self.clock()
+        deadline = t0 + limit
+        next_round = t0 + every if warm and every > 0 else None
+
+        def check() -> None:
+            why = self.conn.broken() if self.conn is not None else None
+            if why:
+                raise RuntimeError(why)
+
+        def said(released: bool, **fields) -> dict:
+            out = {"released": released, "waited_s": round(self.clock() - t0, 3), "refresh_rounds": len(refreshes),
+                   **fields}
+            if warm:
+                self.precopy["refresh"] = refreshes
+            return out
+
+        try:
+            while True:
+                self.progress.write({"phase": PARKED if self.conn is not None else PARKED_COLD,
+                                     "refresh_rounds": len(refreshes)})
+                with self.conn.keepalive() if self.conn is not None else contextlib.nullcontext():
+                    answer = wait_release(spec["dir"], deadline if next_round is None else min(deadline, next_round),
+                                          self.clock, check)
+                if answer == "go":
+                    return said(True)
+                if answer == "nogo" or self.clock() >= deadline:
+                    why = "no-go at the gate" if answer == "nogo" else f"park timeout ({limit:g} s)"
+                    if self.conn is not None:
+                        self.conn.close()   # the receiver ends on the EOF; it drops the warm copy
+                    self.progress.remove()
+                    return said(False, why=why)
+                self._refresh_pids(inspect)
+                refreshes.append(refresh(self.conn, self.live, self.pids, policy=p["policy"]))
+                next_round = self.clock() + max(every, PACE * refreshes[-1]["seconds"])
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # nothing is frozen: any failure ends here
+            if self.conn is not None:
+                self.conn.close()
+            self.progress.remove()
+            raise self._fail(f"parked migration failed: {exc}; nothing was frozen, the service kept running",
+                             rolled_back="not_needed", durations={},
+                             parked=said(False, why=f"failed while parked: {exc}")) from None
+
+    def _refresh_pids(self, inspect: dict) -> None:
+        """The container's processes as they are now (one forked while parked is warmed too); the
+        last list when they cannot be read (its identities still guard every read)."""
+        if self.pids is None:
+            return   # memory was not pre-copied: not now either
+        try:
+            self.pids = container_processes(int(inspect["State"]["Pid"]))
+        except (OSError, ValueError, KeyError):
+            pass
+
+    def not_moved(self, parked: dict) -> dict:
+        """The result of a park that ended without a go: nothing frozen, nothing changed."""
+        return dict(changed=False, parked=parked, durations={}, precopy=self.precopy or {"enabled": False},
+                    preflight=self.criu_report)
 
     def freeze(self) -> None:
         p = self.p
@@ -378,9 +472,22 @@ class MigrationDriver:
         self.phase = "cleaned" if self.phase == "switched" else self.phase
 
     def run(self) -> dict:
-        inspect, clients = self.prepare()
+        park = self.p.get("park")
+        # A stop-and-copy session cannot be held open (frames before HELLO are not allowed, and the
+        # receiver gives up without one): parked without pre-copy, it connects at the go.
+        cold = bool(park) and not self.p.get("precopy")
+        inspect, clients = self.prepare(connect=not cold)
         if self.p.get("precopy"):
             self.warm(inspect)
+        parked = None
+        if park:
+            parked = self.park(inspect)
+            if not parked["released"]:
+                return self.not_moved(parked)
+            if cold:
+                self.connect()
+            # The clients to tell after the switch-over are those connected now, not at the park.
+            clients = client_connections(inspect) if self.p.get("address") else []
         t0 = self.clock()
         # The freeze window: from here until the commit point, ANY exception
         # rolls back (a list of types once let a KeyError leave the service frozen).
@@ -433,4 +540,5 @@ class MigrationDriver:
         return dict(changed=True, durations=self.durations, sizes=self.ck["sizes"], stats=result,
                     checkpoint_via=self.ck.get("checkpoint_via"),
                     timeline=timeline, clients_reset=poked, precopy=self.precopy or {"enabled": False},
-                    preflight=self.criu_report, source_removed=source_removed)
+                    preflight=self.criu_report, source_removed=source_removed,
+                    **({"parked": parked} if parked else {}))

@@ -499,6 +499,26 @@ def _changed_pages(state: WarmState, memory_pids: dict[int, int]) -> int:
     return pages
 
 
+def round_entry(stats: dict, pids_skipped: int = 0) -> dict:
+    """A warm round's report line from its stats (StreamSender.run's)."""
+    return {"bytes_raw": stats.get("bytes_raw", 0), "bytes_wire": stats.get("bytes_wire", 0),
+            "seconds": round(max(float(stats.get("seconds") or 0.0), 1e-3), 3),
+            "files_sent": stats.get("files_sent", 0), "files_patched": stats.get("files_patched", 0),
+            "files_deleted": stats.get("files_deleted", 0), "pages_sent": stats.get("pages_sent", 0),
+            "pids_skipped": stats.get("pids_skipped", pids_skipped)}
+
+
+def refresh(conn: WarmSession, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None, *,
+            policy: str = "model") -> dict:
+    """One more warm round while a parked migration waits for its go (driver/park.py, issue 26): what
+    the service changed since the last round crosses now, so the final round stays about one refresh
+    interval's worth of changes, whenever the go comes. No prediction (it re-reads and hashes
+    everything: the parked source is meant to cost little). Returns the round's report line."""
+    skipped_before = conn.warm.pids_skipped
+    stats = conn.warm_round(roots, memory_pids, policy=policy)
+    return round_entry(stats, conn.warm.pids_skipped - skipped_before)
+
+
 def warm_up(conn: WarmSession, roots: list[tuple[str, str]], memory_pids: dict[int, int] | None, *,
             downtime_target: float = 1.0, max_rounds: int = 5, policy: str = "model",
             on_round: Callable[[int, dict], None] | None = None) -> dict:
@@ -529,12 +549,8 @@ def warm_up(conn: WarmSession, roots: list[tuple[str, str]], memory_pids: dict[i
         # A round too small to measure the link keeps the last usable rate.
         if rate <= 0 or stats.get("bytes_raw", 0) < (1 << 20):
             rate = next((r["raw_Bps"] for r in reversed(rounds) if r.get("raw_Bps")), rate)
-        entry = {"round": k, "bytes_raw": stats.get("bytes_raw", 0), "bytes_wire": stats.get("bytes_wire", 0),
-                 "seconds": round(secs, 3), "raw_Bps": round(rate), "pause_s": 0.0,
-                 "files_sent": stats.get("files_sent", 0), "files_patched": stats.get("files_patched", 0),
-                 "files_deleted": stats.get("files_deleted", 0), "pages_sent": stats.get("pages_sent", 0),
-                 "pids_skipped": stats.get("pids_skipped", state.pids_skipped - skipped_before),
-                 "predicted_final_bytes": detail["bytes"], "predict_s": round(detail["seconds"], 3),
+        entry = {"round": k, **round_entry(stats, state.pids_skipped - skipped_before), "raw_Bps": round(rate),
+                 "pause_s": 0.0, "predicted_final_bytes": detail["bytes"], "predict_s": round(detail["seconds"], 3),
                  "predicted_final_s": round(detail["bytes"] / rate, 3) if rate > 0 else None}
         rounds.append(entry)
         if on_round is not None:

@@ -288,6 +288,20 @@ class SshStream:
             return contextlib.nullcontext()
         return keepalive(self.chan.sendall, keepalive_interval(self.stall_timeout))
 
+    def broken(self) -> str | None:
+        """Why this session can no longer carry the migration (the receiver answered an error or
+        closed the channel, the SSH transport is down), else None. Cheap: for a parked migration
+        (driver/park.py), which sends nothing between its rounds and would otherwise learn of a
+        dead receiver only after the freeze. A link that drops silently is not seen here: the next
+        round's stall watchdog sees it."""
+        if self.acks.error:
+            return f"receiver on {self.host}: {self.acks.error}"
+        if self.acks.closed:
+            return f"receiver on {self.host} closed the channel"
+        if self.transport is None or not self.transport.is_active():
+            return f"SSH session to {self.host} is down"
+        return None
+
     def stream(self, src_roots: list[tuple[str, str]], *, policy: str = "model", workers: int = 0,
                chunk_size: int = 1 << 20, dedup: bool = True, pipelined: bool = True,
                timeout: float = 3600.0, warm: WarmState | None = None, _warm_round: bool = False,

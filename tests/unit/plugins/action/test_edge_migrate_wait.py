@@ -12,7 +12,7 @@ import time
 
 import pytest
 from ansible.errors import AnsibleError
-from ansible.plugins.action import ActionBase
+from fakes import bare_action
 
 from ansible_collections.edgemig.migration.plugins.action import edge_migrate as em
 from ansible_collections.edgemig.migration.plugins.action.edge_migrate import (
@@ -96,30 +96,12 @@ def test_a_progress_file_caught_mid_write_is_no_progress():
     assert parse_wait("running\n{\"changed\": true}\n") == ("running", "", {})   # a result only when done
 
 
-class _Shell:
-    tmpdir = "/tmp/x"
-
-
-class _Connection:
-    has_native_async = False
-    _shell = _Shell()
-
-
-class _Task:
-    def __init__(self):
-        self.args = {"name": "apache"}
-        self.async_val = 0
-        self.check_mode = False
-
-
 def action_with(monkeypatch, waits: list[str], statuses: list):
     """The action plugin's run() with Ansible's plumbing replaced: ``waits`` are the source's answers
     to each wait, ``statuses`` async_status's (an exception is raised); returns (result, calls, sleeps)."""
     calls, sleeps = [], []
-    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
     monkeypatch.setattr(em.time, "sleep", sleeps.append)
-    act = em.ActionModule.__new__(em.ActionModule)
-    act._task, act._connection = _Task(), _Connection()
+    act = bare_action(monkeypatch, em, pipelining=False)      # Ansible's async start (async_wrapper)
 
     def execute_module(module_name=None, module_args=None, task_vars=None, wrap_async=False):
         calls.append(module_name or "edge_migrate")
@@ -136,11 +118,6 @@ def action_with(monkeypatch, waits: list[str], statuses: list):
 
     act._execute_module = execute_module
     act._low_level_execute_command = low_level
-    act._remote_expand_user = lambda path: path.replace("~", "/root")
-    act.get_shell_option = lambda name, default=None: default
-    act._remove_tmp_path = lambda path: None
-    act._used_interpreter = None
-    act._is_pipelining_enabled = lambda *a, **kw: False      # Ansible's async start (async_wrapper)
     return act.run(task_vars={"inventory_hostname": "edge1"}), calls, sleeps
 
 
@@ -226,20 +203,8 @@ def test_hostile_job_paths_stay_one_argument(tmp_path):
 
 def test_with_pipelining_the_task_starts_in_one_command_and_never_runs_async_status(monkeypatch):
     calls = []
-    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
     monkeypatch.setattr(em.time, "sleep", lambda s: None)
-    act = em.ActionModule.__new__(em.ActionModule)
-    act._task, act._connection = _Task(), _Connection()
-    act._task.action = "edgemig.migration.edge_migrate"
-    act._used_interpreter = None
-    act._is_pipelining_enabled = lambda *a, **kw: True
-    act._update_module_args = lambda *a, **kw: None
-    act._compute_environment_string = lambda: ""
-    act._remove_tmp_path = lambda path: None
-
-    class Bits:
-        shebang, b_module_data = "#!/usr/bin/python3", b"code"
-    act._configure_module = lambda **kw: (Bits, "/x")
+    act = bare_action(monkeypatch, em)
 
     def low_level(cmd, **kw):
         calls.append(cmd.split()[0] if not cmd.startswith("f=") else "wait")
@@ -256,17 +221,7 @@ def test_with_pipelining_the_task_starts_in_one_command_and_never_runs_async_sta
 
 
 def test_with_pipelining_a_start_that_fails_says_why(monkeypatch):
-    monkeypatch.setattr(ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
-    act = em.ActionModule.__new__(em.ActionModule)
-    act._task, act._connection = _Task(), _Connection()
-    act._task.action = "edgemig.migration.edge_migrate"
-    act._is_pipelining_enabled = lambda *a, **kw: True
-    act._update_module_args = lambda *a, **kw: None
-    act._compute_environment_string = lambda: ""
-
-    class Bits:
-        shebang, b_module_data = "#!/usr/bin/python3", b"code"
-    act._configure_module = lambda **kw: (Bits, "/x")
+    act = bare_action(monkeypatch, em)
     act._low_level_execute_command = lambda cmd, **kw: {"rc": 1, "stdout": "", "stderr": "mkdir: No space left"}
     result = act.run(task_vars={})
     assert result["failed"] and "could not be started" in result["msg"] and "No space left" in result["msg"]

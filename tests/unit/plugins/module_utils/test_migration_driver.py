@@ -9,7 +9,10 @@ The property every scenario ends with: exactly one side believes it serves
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import threading
+import time
 
 import pytest
 from fakes import CriuDocker, container
@@ -26,7 +29,8 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.checkpoin
     RestartPolicyError,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
-from ansible_collections.edgemig.migration.plugins.module_utils.driver import migration_driver as drv, recovery
+from ansible_collections.edgemig.migration.plugins.module_utils.driver import migration_driver as drv, park, recovery
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import WarmState
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import OutcomeUnknown, TransferError
 
 
@@ -618,3 +622,238 @@ def test_without_a_pid_the_preflight_says_it_did_not_check(world):
     _d, _link, _target, res, exc = run(api, tmp_path, None)
     assert exc is None and res["preflight"] == {"checked": False,
                                                 "notes": ["no process id in Docker's inspect: not checked"]}
+
+
+# ---------------------------------------------------------------- a move parked ahead (issue 26)
+class WarmLink(Link):
+    """A Link with a pre-copy session: warm rounds counted (never inside a keepalive: frames must not
+    interleave), the keepalive's holding seen, ``dead`` what broken() says; ``fail_round`` makes that
+    round raise as a dropped link would; ``on_open`` is called when it connects."""
+
+    def __init__(self, target, fault=None, fail_round=None, on_open=None):
+        super().__init__(target, fault)
+        self.warm = WarmState()
+        self.rounds, self.fail_round, self.on_open = 0, fail_round, on_open
+        self.keepalives, self.in_keepalive, self.dead = 0, False, None
+
+    def open(self):
+        if self.on_open:
+            self.on_open()
+        return super().open()
+
+    def warm_round(self, roots, memory_pids=None, *, policy="model", **kw):
+        assert not self.in_keepalive, "a round while KEEPALIVE frames go out"
+        self.rounds += 1
+        if self.rounds == self.fail_round:
+            raise TransferError("transfer stalled: the receiver acknowledged nothing for 8 s")
+        return {"bytes_raw": 100, "seconds": 0.001, "pages_sent": 1}
+
+    @contextlib.contextmanager
+    def keepalive(self):
+        self.keepalives += 1
+        self.in_keepalive = True
+        try:
+            yield
+        finally:
+            self.in_keepalive = False
+
+    def broken(self):
+        return self.dead
+
+
+@pytest.fixture
+def parked(world, monkeypatch):
+    """The world with a gate directory (0700), one warm round before the park, and a checkpoint that
+    notes what the gate held when it froze the service."""
+    api, addr, tmp_path = world
+    gate = tmp_path / "gate"
+    gate.mkdir(mode=0o700)
+    froze = []
+
+    def warm_up(conn, live, pids, **kw):
+        conn.warm_round(live, pids)
+        return {"rounds": [{"round": 1}], "reason": "converged", "predicted_final_s": 0.1}
+
+    def create(api_, name, *a, **kw):
+        froze.append(sorted(os.listdir(gate)))
+        return real_create(api_, name, *a, **kw)
+    real_create = drv.create
+    monkeypatch.setattr(drv, "warm_up", warm_up)
+    monkeypatch.setattr(drv, "create", create)
+    return api, addr, tmp_path, gate, froze
+
+
+def park_params(tmp_path, gate, **park):
+    return params(tmp_path, precopy=True, park=dict({"dir": str(gate), "timeout": 60.0, "refresh_s": 0.0}, **park))
+
+
+def release_when(gate, name: str, ready, seconds: float = 30.0) -> threading.Thread:
+    """A thread that writes ``name`` into the gate once ``ready()`` holds (or after ``seconds``, so a
+    broken driver fails the test instead of hanging it)."""
+    def run_():
+        deadline = time.monotonic() + seconds
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        (gate / name).touch()
+    t = threading.Thread(target=run_, daemon=True)
+    t.start()
+    return t
+
+
+def progress_phase(path) -> str:
+    try:
+        return json.loads(path.read_text()).get("phase", "")
+    except (OSError, ValueError):
+        return ""
+
+
+def test_parked_then_go_freezes_only_after_the_go_and_refreshes_while_parked(parked):
+    api, addr, tmp_path, gate, froze = parked
+    link = WarmLink(Target())
+    prog = tmp_path / "progress.json"
+    running_at_go = []
+
+    def ready():
+        if link.rounds >= 4 and progress_phase(prog).startswith("parked"):   # the warm round + 3 refreshes
+            running_at_go.append(source_serves(api, addr))
+            return True
+        return False
+    t = release_when(gate, "go", ready)
+    d = drv.MigrationDriver(api, park_params(tmp_path, gate, refresh_s=0.01), stream_factory=link,
+                            poke=lambda *a: 1, progress=drv.ProgressFile(str(prog)))
+    res = d.run()
+    t.join()
+    assert running_at_go == [True]                         # parked with the service running
+    assert froze == [["go"]]                               # the one freeze came after the go
+    assert res["changed"] is True and target_serves(link) and not source_serves(api, addr)
+    assert res["parked"]["released"] is True and res["parked"]["refresh_rounds"] >= 3
+    assert len(res["precopy"]["refresh"]) == res["parked"]["refresh_rounds"] == link.rounds - 1
+    assert res["precopy"]["refresh"][0]["bytes_raw"] == 100 and res["parked"]["waited_s"] >= 0
+    assert link.keepalives >= res["parked"]["refresh_rounds"]   # fed between the rounds
+    assert read_state(str(tmp_path / "dumps"), "mysql") is None and not prog.exists()
+
+
+def target_serves(link) -> bool:
+    return link.target.serving
+
+
+def test_the_receiver_is_fed_all_the_time_it_is_parked(parked):
+    api, _addr, tmp_path, gate, froze = parked
+    link = WarmLink(Target())
+    held = []
+    t = release_when(gate, "go", lambda: link.in_keepalive and not held.append(True))
+    res = drv.MigrationDriver(api, park_params(tmp_path, gate), stream_factory=link, poke=lambda *a: 1).run()
+    t.join()
+    assert held and res["parked"]["released"] and res["parked"]["refresh_rounds"] == 0 and link.rounds == 1
+    assert froze == [["go"]] and not link.in_keepalive
+
+
+def test_parked_then_no_go_freezes_nothing_and_changes_nothing(parked):
+    api, addr, tmp_path, gate, froze = parked
+    link = WarmLink(Target())
+    prog = tmp_path / "progress.json"
+    t = release_when(gate, "nogo", lambda: progress_phase(prog).startswith("parked"))
+    p = park_params(tmp_path, gate, refresh_s=0.01)
+    d = drv.MigrationDriver(api, p, stream_factory=link, poke=lambda *a: 1, progress=drv.ProgressFile(str(prog)))
+    res = d.run()
+    t.join()
+    assert res["changed"] is False and "failed" not in res
+    assert res["parked"]["released"] is False and res["parked"]["why"] == "no-go at the gate"
+    assert froze == [] and source_serves(api, addr) and not link.target.serving and not link.sent_commit
+    assert link.closed and not prog.exists()
+    assert read_state(str(tmp_path / "dumps"), "mysql") is None   # nothing for a recovery to read
+
+
+def test_a_park_nobody_releases_gives_up_at_its_timeout(parked):
+    api, addr, tmp_path, gate, froze = parked
+    link = WarmLink(Target())
+    res = drv.MigrationDriver(api, park_params(tmp_path, gate, timeout=0.2), stream_factory=link,
+                              poke=lambda *a: 1).run()
+    assert res["changed"] is False and res["parked"]["why"] == "park timeout (0.2 s)"
+    assert res["parked"]["released"] is False and res["parked"]["waited_s"] >= 0.2
+    assert froze == [] and source_serves(api, addr) and link.closed and not link.sent_commit
+
+
+def test_a_refresh_round_that_fails_while_parked_freezes_nothing(parked):
+    api, addr, tmp_path, gate, froze = parked
+    link = WarmLink(Target(), fail_round=3)
+    with pytest.raises(drv.MigrationFailed) as info:
+        drv.MigrationDriver(api, park_params(tmp_path, gate, refresh_s=0.01), stream_factory=link,
+                            poke=lambda *a: 1).run()
+    res = info.value.result
+    assert res["rolled_back"] == "not_needed" and res["phase"] == "parked"
+    assert "parked migration failed" in str(info.value) and "nothing was frozen" in str(info.value)
+    assert res["parked"]["released"] is False and res["parked"]["refresh_rounds"] == 1
+    assert froze == [] and source_serves(api, addr) and link.closed
+
+
+def test_a_receiver_that_died_while_parked_ends_the_park_not_a_freeze_later(parked, monkeypatch):
+    api, addr, tmp_path, gate, froze = parked
+    monkeypatch.setattr(park, "CHECK_S", 0.02)
+    link = WarmLink(Target())
+    link.dead = "receiver on 10.213.0.12 closed the channel"
+    with pytest.raises(drv.MigrationFailed) as info:
+        drv.MigrationDriver(api, park_params(tmp_path, gate), stream_factory=link, poke=lambda *a: 1).run()
+    assert info.value.result["rolled_back"] == "not_needed" and "closed the channel" in str(info.value)
+    assert froze == [] and source_serves(api, addr) and link.closed
+
+
+def test_stop_and_copy_parks_before_it_connects(parked):
+    """Without pre-copy a session cannot be held open (nothing may be sent before HELLO): it connects at the go."""
+    api, _addr, tmp_path, gate, froze = parked
+    opened = []
+    link = WarmLink(Target(), on_open=lambda: opened.append(sorted(os.listdir(gate))))
+    p = park_params(tmp_path, gate)
+    p["precopy"] = False
+    prog = tmp_path / "progress.json"
+    t = release_when(gate, "go", lambda: progress_phase(prog).startswith("parked"))
+    res = drv.MigrationDriver(api, p, stream_factory=link, poke=lambda *a: 1,
+                              progress=drv.ProgressFile(str(prog))).run()
+    t.join()
+    assert opened == [["go"]] and froze == [["go"]] and link.rounds == 0
+    assert res["parked"]["released"] and res["precopy"] == {"enabled": False} and link.target.serving
+
+
+@pytest.mark.parametrize("case, says", [
+    ("missing", "No such file"),
+    ("link", "not a directory"),
+    ("file", "not a directory"),
+    ("group_writable", "writable by nobody else"),
+    ("left_go", "already holds go"),
+    ("left_nogo", "already holds nogo"),
+    ("timeout", "park.timeout"),
+    ("refresh", "park.refresh_s"),
+])
+def test_a_gate_anyone_could_release_or_left_from_before_is_refused_before_connecting(parked, case, says):
+    api, addr, tmp_path, gate, froze = parked
+    spec = {"dir": str(gate), "timeout": 60.0, "refresh_s": 0.0}
+    if case == "missing":
+        spec["dir"] = str(tmp_path / "nowhere")
+    elif case == "link":
+        (tmp_path / "alias").symlink_to(gate)
+        spec["dir"] = str(tmp_path / "alias")
+    elif case == "file":
+        (tmp_path / "plain").write_text("")
+        spec["dir"] = str(tmp_path / "plain")
+    elif case == "group_writable":
+        gate.chmod(0o770)
+    elif case in ("left_go", "left_nogo"):
+        (gate / case[5:]).touch()
+    elif case == "timeout":
+        spec["timeout"] = 0.0
+    else:
+        spec["refresh_s"] = -1.0
+    opened = []
+    link = WarmLink(Target(), on_open=lambda: opened.append(True))
+    with pytest.raises(drv.MigrationFailed) as info:
+        drv.MigrationDriver(api, params(tmp_path, precopy=True, park=spec), stream_factory=link).run()
+    assert says in str(info.value) and info.value.result["rolled_back"] == "not_needed"
+    assert opened == [] and froze == [] and source_serves(api, addr)
+
+
+def test_the_gate_answers_at_once_and_nogo_wins(tmp_path):
+    assert park.wait_release(str(tmp_path), time.monotonic() + 0.05) is None
+    (tmp_path / "go").touch()
+    assert park.wait_release(str(tmp_path), time.monotonic() + 60) == "go"
+    (tmp_path / "nogo").touch()
+    assert park.wait_release(str(tmp_path), time.monotonic() + 60) == "nogo"

@@ -263,3 +263,23 @@ def test_a_volume_shared_with_another_running_container_is_refused_before_the_fr
     assert failed and res["rolled_back"] == "not_needed"
     assert "data (also mounted by sidecar)" in res["msg"] and "nothing was frozen" in res["msg"]
     assert api.containers["apache"]["State"]["Running"] is True and FakeStream.instances == []
+
+
+def test_a_gate_that_reaches_the_module_is_refused_never_skipped(env):
+    """The gate is the action plugin's to ask; a module run without it must not move the service."""
+    api, _addr, tmp_path = env
+    failed, res = run_module(mod, args(tmp_path, gate="http://127.0.0.1:5055/gate/p/k"))
+    assert failed and res["rolled_back"] == "not_needed" and "action plugin" in res["msg"]
+    assert FakeStream.instances == [] and api.containers["apache"]["State"]["Running"] is True
+
+
+def test_a_park_given_up_is_a_result_not_a_failure(env, monkeypatch):
+    api, _addr, tmp_path = env
+    gate = tmp_path / "gate"
+    gate.mkdir(mode=0o700)
+    monkeypatch.setattr(driver, "warm_up", lambda conn, *a, **kw: {"rounds": [], "reason": "converged"})
+    failed, res = run_module(mod, args(tmp_path, precopy=True, park={"dir": str(gate), "timeout": 0.1}))
+    assert not failed and res["changed"] is False, res
+    assert res["parked"]["released"] is False and res["parked"]["why"] == "park timeout (0.1 s)"
+    assert res["options"]["precopy"] is True and FakeStream.instances[0].closed
+    assert api.containers["apache"]["State"]["Running"] is True and "checkpoint" not in str(api.calls)
