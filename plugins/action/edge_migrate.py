@@ -233,21 +233,10 @@ class ActionModule(ActionBase):
             args["progress_file"] = f"/tmp/edgemig-progress-{secrets.token_hex(6)}.json"
         job_dir = f"/tmp/edgemig-job-{secrets.token_hex(8)}" if self._is_pipelining_enabled("new") else None
         said = None
-        if gate is not None and job_dir:
-            # Parked ahead: the module waits at its job directory, a little longer than the controller
-            # waits for the gate; the user's refresh_s (and timeout) stand.
-            args["park"] = dict(args.get("park") or {}, dir=job_dir)
-            args["park"].setdefault("timeout", gate_timeout + PARK_GRACE_S)
-        elif gate is not None:
-            # Without pipelining there is no job directory to release: the gate is asked first.
-            display.warning("edge_migrate: gate without pipelining: the gate is asked before the module starts "
-                            "(no parking ahead: the handover then waits for the module's start and connection)")
-            t0 = time.monotonic()
-            go, said = ask_gate(gate, gate_timeout)
-            if not go:
-                return merge_hash(result, {"changed": False, "parked": {
-                    "released": False, "why": "no-go at the gate", "gate": said,
-                    "waited_s": round(time.monotonic() - t0, 3), "refresh_rounds": 0}})
+        if gate is not None:
+            early, said = self._before_start(args, gate, gate_timeout, job_dir)
+            if early is not None:
+                return merge_hash(result, early)
         if job_dir:
             started = self._start_detached(job_dir, args, task_vars)
         else:
@@ -260,10 +249,9 @@ class ActionModule(ActionBase):
             return merge_hash(result, started)
         status = self._await(started, job_dir, args["progress_file"], task_vars,
                              gate=(gate, gate_timeout) if gate is not None and job_dir else None)
-        said = self._gate_said if job_dir else said
-        if said is not None and isinstance(status.get("parked"), dict):
-            status["parked"]["gate"] = said
-        elif said is not None:
+        if job_dir and self._gate_said is not None and isinstance(status.get("parked"), dict):
+            status["parked"]["gate"] = self._gate_said
+        elif said is not None:   # asked before the start (no pipelining): it said go
             status["parked"] = {"released": True, "gate": said}
         try:
             self._low_level_execute_command(f"rm -rf {shlex.quote(job_dir or started['results_file'])} "
@@ -277,6 +265,31 @@ class ActionModule(ActionBase):
         return merge_hash(result, status)
 
     _gate_said: str | None = None
+
+    def _before_start(self, args: dict, gate: str, gate_timeout: float,
+                      job_dir: str | None) -> tuple[dict | None, str | None]:
+        """(the task's result if it ends here, what the gate said if it was asked): with a job directory
+        the module parks there (``args["park"]``), a little longer than the controller waits for the
+        gate (the user's refresh_s and timeout stand); without one (no pipelining) the gate is asked
+        now, before the module starts."""
+        if job_dir:
+            park = args.get("park") or {}
+            if not isinstance(park, dict):
+                return {"failed": True, "rolled_back": "not_needed",
+                        "msg": "park must be a dict (dir, timeout, refresh_s) with gate; nothing was started, "
+                               "nothing frozen"}, None
+            args["park"] = dict(park, dir=job_dir)
+            if args["park"].get("timeout") is None:
+                args["park"]["timeout"] = gate_timeout + PARK_GRACE_S
+            return None, None
+        display.warning("edge_migrate: gate without pipelining: the gate is asked before the module starts "
+                        "(no parking ahead: the handover then waits for the module's start and connection)")
+        t0 = time.monotonic()
+        go, said = ask_gate(gate, gate_timeout)
+        if go:
+            return None, said
+        return {"changed": False, "parked": {"released": False, "why": "no-go at the gate", "gate": said,
+                                             "waited_s": round(time.monotonic() - t0, 3), "refresh_rounds": 0}}, said
 
     def _gate_problem(self, gate, gate_timeout) -> str | None:
         """Why ``gate`` (with ``gate_timeout``) cannot be asked by this task, checked before anything starts."""

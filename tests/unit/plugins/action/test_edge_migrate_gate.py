@@ -255,3 +255,24 @@ def test_the_parked_wait_ends_when_the_progress_says_parked(tmp_path):
     out = subprocess.run(["sh", "-c", em.wait_command(str(results), str(progress), 0.2, parked=True)],
                          capture_output=True, text=True, check=True, timeout=15).stdout
     assert em.parse_wait(out)[0] == "running"
+
+
+def test_the_users_park_settings_stand_but_the_gate_directory_is_the_jobs(gate_server, monkeypatch):
+    g = gate_server()
+    src = Source(g, waits=["parked\n\n" + PARKED], later=[parked_run(True)])
+    run_task(monkeypatch, {"name": "apache", "gate": g.url, "gate_timeout": 30,
+                           "park": {"dir": "/elsewhere", "refresh_s": 2.5, "timeout": None}}, src)
+    park = src.module_args["park"]
+    assert park["dir"].startswith("/tmp/edgemig-job-") and park["refresh_s"] == 2.5 and park["timeout"] == 90.0
+    src = Source(g, waits=[], later=[])
+    res = run_task(monkeypatch, {"name": "apache", "gate": g.url, "park": "dir=/x"}, src)
+    assert res["failed"] and "park must be a dict" in res["msg"] and src.log == []
+
+
+def test_a_module_killed_while_the_gate_is_asked_is_not_called_released(gate_server, monkeypatch):
+    monkeypatch.setattr(em, "PARK_CHECK_S", 0.05)
+    g = gate_server(hold=threading.Event())
+    killed = "done\nno output: the module exited with status 137"
+    src = Source(g, waits=["parked\n\n" + PARKED], later=[killed, killed, "tail\n"])
+    res = run_task(monkeypatch, {"name": "apache", "gate": g.url}, src)
+    assert res["failed"] is True and "without a result" in res["msg"] and "parked" not in res
