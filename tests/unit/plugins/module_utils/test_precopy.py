@@ -25,6 +25,8 @@ from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy i
     WarmSession,
     WarmState,
     predict_final,
+    refresh,
+    warm_up,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.stream_sender import AckState, StreamSender
 from ansible_collections.edgemig.migration.plugins.module_utils.wire import criu_images as ci, protocol as P
@@ -88,13 +90,17 @@ def dests(base, names=("layer", "volume/data", "checkpoint", "warm")):
     return out
 
 
-def test_rounds_over_a_changing_tree_end_identical(tmp_path):
-    layer, vol = make_source(tmp_path)
-    ck = tmp_path / "src-ck"
+def session_trees(base):
+    """(layer, volume, checkpoint dir, the receiver's roots, the warm roots) of a pre-copy session."""
+    layer, vol = make_source(base)
+    ck = base / "src-ck"
     ck.mkdir()
     (ck / "core-1.img").write_bytes(b"core" * 100)
-    dst = dests(tmp_path)
-    roots = [("layer", str(layer)), ("volume/data", str(vol))]
+    return layer, vol, ck, dests(base), [("layer", str(layer)), ("volume/data", str(vol))]
+
+
+def test_rounds_over_a_changing_tree_end_identical(tmp_path):
+    layer, vol, ck, dst, roots = session_trees(tmp_path)
     sess = LocalSession(dst, workers=2, warm_on_disk=True)
     r1 = sess.warm_round(roots)
     assert r1["round"] == 1 and r1["files_sent"] == 7 and r1["receiver"]["round"] == 1
@@ -123,6 +129,32 @@ def test_rounds_over_a_changing_tree_end_identical(tmp_path):
     for name, src in [("layer", layer), ("volume/data", vol), ("checkpoint", ck)]:
         assert snapshot(dst[name]) == snapshot(src), name
         assert dir_times(dst[name]) == dir_times(src), name
+    assert [r["round"] for r in sess.warm.rounds] == [1, 2, 3]
+
+
+def test_a_parked_session_refreshes_between_keepalives_and_the_final_round_carries_only_what_came_after(tmp_path):
+    """A move parked ahead (issue 26): warm, then parked (KEEPALIVE frames), a refresh round takes what
+    changed meanwhile, parked again; the final round carries only what changed after the last refresh."""
+    layer, vol, ck, dst, roots = session_trees(tmp_path)
+    sess = LocalSession(dst, workers=2, warm_on_disk=True, keepalive_s=0.01)
+    rep = warm_up(sess, roots, None, downtime_target=60.0, max_rounds=1)
+    assert rep["rounds"][0]["files_sent"] == 7
+    with sess.keepalive():                        # parked: beats cross, nothing else
+        time.sleep(0.1)
+    mutate(layer, vol)
+    entry = refresh(sess, roots, None)
+    assert entry["files_patched"] == 3 and entry["files_deleted"] == 3 and entry["files_sent"] == 3
+    assert 0 < entry["bytes_raw"] < 4 * BLOCK + 100_000 + 1000 and entry["seconds"] > 0
+    assert snapshot(dst["layer"]) == snapshot(layer) and snapshot(dst["volume/data"]) == snapshot(vol)
+    with sess.keepalive():
+        time.sleep(0.1)
+    assert refresh(sess, roots, None)["bytes_raw"] == 0      # nothing changed since
+    (layer / "etc" / "small.conf").write_bytes(b"a=3\n" * 52)  # changed after the last refresh
+    final = sess.stream([("checkpoint", str(ck))] + roots)
+    assert final["receiver"]["ok"] and final["files_sent"] == 2      # small.conf and the checkpoint's image
+    assert final["files_patched"] == 0 and final["bytes_raw"] == 4 * 52 + 400
+    for name, src in [("layer", layer), ("volume/data", vol), ("checkpoint", ck)]:
+        assert snapshot(dst[name]) == snapshot(src), name
     assert [r["round"] for r in sess.warm.rounds] == [1, 2, 3]
 
 
