@@ -31,7 +31,11 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.checkpoin
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.docker_api import DockerAPIError
 from ansible_collections.edgemig.migration.plugins.module_utils.driver import migration_driver as drv, park, recovery
 from ansible_collections.edgemig.migration.plugins.module_utils.sender.precopy import WarmState
-from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import OutcomeUnknown, TransferError
+from ansible_collections.edgemig.migration.plugins.module_utils.sender.ssh_stream import (
+    OutcomeUnknown,
+    SshStream,
+    TransferError,
+)
 
 
 class Target:
@@ -857,3 +861,24 @@ def test_the_gate_answers_at_once_and_nogo_wins(tmp_path):
     assert park.wait_release(str(tmp_path), time.monotonic() + 60) == "go"
     (tmp_path / "nogo").touch()
     assert park.wait_release(str(tmp_path), time.monotonic() + 60) == "nogo"
+
+
+def test_a_parked_session_says_when_it_can_no_longer_carry_the_migration():
+    """SshStream.broken: what a parked migration checks about once a second (driver/park.py)."""
+
+    class Transport:
+        active = True
+
+        def is_active(self):
+            return self.active
+    conn = SshStream("0" * 32, host="192.0.2.1", key_file="k", known_hosts="kh")
+    assert conn.broken() == "SSH session to 192.0.2.1 is down"          # never opened
+    conn.transport = Transport()
+    assert conn.broken() is None
+    conn.transport.active = False
+    assert conn.broken() == "SSH session to 192.0.2.1 is down"
+    conn.transport.active = True
+    conn.acks.eof()                                                       # the receiver hung up
+    assert conn.broken() == "receiver on 192.0.2.1 closed the channel"
+    conn.acks.feed_line(b'{"error": "receiver got no data for 60 s (link down or sender gone); gave up"}')
+    assert conn.broken() == "receiver on 192.0.2.1: receiver got no data for 60 s (link down or sender gone); gave up"
