@@ -130,7 +130,7 @@ def parse_wait(stdout: str) -> tuple[str, str, dict]:
 # saying so, never an empty file, which the wait would read as async_wrapper's file being written).
 START_SH = """umask 077 && mkdir {job} && cat > {job}/AnsiballZ_edge_migrate.py && printf '%s' '{{"started": true}}' > {job}/result \
 && cat > {job}/run <<'EDGEMIG_RUN' && (setsid sh {job}/run < /dev/null > /dev/null 2>&1 &) && echo edgemig-started
-{env}{python} {job}/AnsiballZ_edge_migrate.py > {job}/result.partial 2> {job}/stderr
+{env} {python} {job}/AnsiballZ_edge_migrate.py > {job}/result.partial 2> {job}/stderr
 rc=$?
 [ -s {job}/result.partial ] || printf 'no output: the module exited with status %s' "$rc" > {job}/result.partial
 mv -f {job}/result.partial {job}/result

@@ -176,7 +176,7 @@ def test_the_detached_start_returns_at_once_and_its_result_comes_through_the_wai
             "time.sleep(1.0)\n"
             "print(json.dumps({'changed': True, 'env': os.environ.get('EDGEMIG_FAULTS'), 'sid': os.getsid(0)}))\n")
     t0 = time.monotonic()
-    proc = start(job, code, env="EDGEMIG_FAULTS='{\"a\": 1}' ")
+    proc = start(job, code, env="EDGEMIG_FAULTS='{\"a\": 1}'")   # as Ansible's shell makes it: no trailing space
     assert proc.returncode == 0 and "edgemig-started" in proc.stdout, proc
     assert time.monotonic() - t0 < 0.9 or (job / "result").read_text().startswith('{"started": true')
     assert oct(os.stat(job).st_mode & 0o777) == "0o700"

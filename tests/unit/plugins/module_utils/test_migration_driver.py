@@ -569,7 +569,10 @@ def test_rollback_gives_the_policy_back_and_a_success_drops_the_record_with_the_
 def test_a_source_copy_that_is_not_the_one_stopped_stays_and_a_failed_removal_is_said(world, monkeypatch):
     api, _addr, tmp_path = world
     real_remove = api.remove_container
-    monkeypatch.setattr(api, "remove_container", lambda *a, **kw: (_x for _x in ()).throw(OSError("busy")))
+
+    def busy(*_args, **_kw):
+        raise OSError("busy")
+    monkeypatch.setattr(api, "remove_container", busy)
     _d, _link, target, res, exc = run(api, tmp_path, None)
     assert exc is None and target.serving and "busy" in res["source_removed"] and "mysql" in api.containers
     monkeypatch.setattr(api, "remove_container", real_remove)
