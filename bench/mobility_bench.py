@@ -32,7 +32,7 @@ from collection_path import ensure_collection_path  # noqa: E402
 ensure_collection_path()
 import doc_section  # noqa: E402 (bench/ is on sys.path when run as a script)
 from followutil import Prober, Rulebook, place  # noqa: E402
-from labutil import ROOT, catalog, lab_is_up, running_on  # noqa: E402
+from labutil import ROOT, catalog, lab_is_up, run, running_on  # noqa: E402
 
 LOCK = "/run/edgemig-lab.lock"
 MARK_START, MARK_END = "<!-- mobility-bench:start -->", "<!-- mobility-bench:end -->"
@@ -146,6 +146,7 @@ def main() -> int:
             status = rb.status()
         log = status["log"]
         res = analyse(log, probe, steps, spec)
+        plain = plain_runs(3 if args.quick else 5)
     # Hysteresis: handovers toward the edge the service was not on at the time, and the moves made.
     pp = [s for s in steps if s["label"] == "ping-pong"]
     pp_end = pp[-1]["t"] + 2.0 if pp else 0
@@ -173,7 +174,10 @@ def main() -> int:
         rs = [m["reaction_s"] for m in res["moves"] if m["warm"] == (kind == "warm")]
         summary[f"{kind}_moves"] = len(rs)
         summary[f"{kind}_reaction_median_s"] = round(statistics.median(rs), 3) if rs else None
+    summary["plain_runs"] = len(plain)
+    summary["plain_wall_median_s"] = round(statistics.median(plain), 3) if plain else None
     out = {"summary": summary, "moves": res["moves"], "steps": steps, "running_on": running_on("apache"),
+           "plain_wall_s": plain,
            "probe_timeout_s": probe.timeout}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
@@ -183,6 +187,22 @@ def main() -> int:
     return 0
 
 
+PLAIN = ["ansible-playbook", "playbooks/migrate.yml", "-e", "svc=apache"]
+
+
+def plain_runs(n: int) -> list[float]:
+    """Wall seconds of ``n`` runs of the main job as the README types it (to the other edge each
+    time), in the checkout, with a user's environment: process start to exit."""
+    walls = []
+    for _unused in range(n):
+        t = time.monotonic()
+        proc = run(PLAIN)
+        walls.append(round(time.monotonic() - t, 3))
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        print(f"  {' '.join(PLAIN)}: {walls[-1]:.2f} s", flush=True)
+    return walls
+
+
 def write_doc(path: str, out: dict) -> None:
     s = out["summary"]
     lines = [MARK_START, "",
@@ -190,8 +210,11 @@ def write_doc(path: str, out: dict) -> None:
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; dwell {s['dwell_s']:g} s, TTL {s['ttl_s']:g} s; "
              "raw data in `reports/mobility-bench.json`).", "",
              "| what | result | target |", "|---|---|---|",
-             f"| apache reaction, warm (median of {s['warm_moves']}) | {_s(s['warm_reaction_median_s'])} | <= 2.0 s |",
-             f"| apache reaction, cold (median of {s['cold_moves']}) | {_s(s['cold_reaction_median_s'])} | <= 4 s |",
+             f"| apache reaction, warm (median of {s['warm_moves']}) | {_s(s['warm_reaction_median_s'])} | "
+             "<= downtime + 0.3 s and <= 1.2 s |",
+             f"| apache reaction, cold (median of {s['cold_moves']}) | {_s(s['cold_reaction_median_s'])} | <= 3.0 s |",
+             f"| `{' '.join(PLAIN)}`, wall (median of {s.get('plain_runs', 0)}) | {_s(s.get('plain_wall_median_s'))} | "
+             "<= 5 s |",
              f"| ping-pong: {s['ping_pong_handovers']} handovers every 2 s | {s['ping_pong_migrations']} migrations | <= 1 |",
              f"| handovers / toward the other edge / moves / avoided by hysteresis | {s['handovers']} / {s['handovers_away']} / "
              f"{s['moves']} / {s['avoided_by_hysteresis']} | |",
