@@ -54,7 +54,13 @@ from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 from ansible.vars.clean import remove_internal_keys
 
-from ansible_collections.edgemig.migration.plugins.module_utils.driver.park import GATE_TIMEOUT_S, PARK_GRACE_S
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.park import (
+    GATE_TIMEOUT_S,
+    LEASE,
+    LEASE_S,
+    PARK_CHECK_S,
+    PARK_GRACE_S,
+)
 
 display = Display()
 
@@ -102,12 +108,14 @@ STATES = ("done", "running", "missing", "parked")
 MISSING_GRACE_S = 15.0
 
 
-def wait_command(results_file: str, progress_file: str, seconds: float, parked: bool = False) -> str:
+def wait_command(results_file: str, progress_file: str, seconds: float, parked: bool = False,
+                 renew: str | None = None) -> str:
     """The source-side wait of one poll (see the module's docstring); ``parked``: it also ends when
-    the module is parked at its gate."""
+    the module is parked at its gate; ``renew``: the parked module's lease file, touched first."""
     progress = shlex.quote(progress_file)
-    return WAIT_SH.format(results=shlex.quote(results_file), progress=progress, ticks=max(1, int(seconds * 10)),
+    wait = WAIT_SH.format(results=shlex.quote(results_file), progress=progress, ticks=max(1, int(seconds * 10)),
                           parked=PARKED_SH.format(progress=progress) if parked else "")
+    return f"touch {shlex.quote(renew)} 2>/dev/null; {wait}" if renew else wait
 
 
 def parse_wait(stdout: str) -> tuple[str, str, dict]:
@@ -145,9 +153,6 @@ def start_command(job: str, python: str, env: str) -> str:
 
 # ---------------------------------------------------------------- the gate (a move parked ahead)
 GATE_ANSWER_MAX = 64 << 10
-# While the gate is asked, the job is looked at this often: a module that ended while parked (a
-# failure, its own timeout) ends the task, and the SSH master to the source stays up (ControlPersist).
-PARK_CHECK_S = 30.0
 
 
 def gate_problem(url) -> str | None:
@@ -281,6 +286,8 @@ class ActionModule(ActionBase):
             args["park"] = dict(park, dir=job_dir)
             if args["park"].get("timeout") is None:
                 args["park"]["timeout"] = gate_timeout + PARK_GRACE_S
+            if args["park"].get("lease_s") is None:
+                args["park"]["lease_s"] = LEASE_S   # renewed by _at_gate
             return None, None
         display.warning("edge_migrate: gate without pipelining: the gate is asked before the module starts "
                         "(no parking ahead: the handover then waits for the module's start and connection)")
@@ -367,7 +374,8 @@ class ActionModule(ActionBase):
             asker.join(PARK_CHECK_S)
             if not asker.is_alive():
                 break
-            if self._wait(results_file, progress_file, seconds=0.1)[0] in ("done", "missing"):
+            if self._wait(results_file, progress_file, seconds=0.1,
+                          renew=f"{job_dir}/{LEASE}")[0] in ("done", "missing"):
                 return "not asked to the end: the module ended while parked"
         go, said = box.get("answer", (False, "no answer from the gate"))
         self._release(job_dir, "go" if go else "nogo")
@@ -389,11 +397,13 @@ class ActionModule(ActionBase):
                         "gives up by itself at its park timeout, nothing frozen")
 
     def _wait(self, results_file: str, progress_file: str, parked: bool = False,
-              seconds: float = POLL_S) -> tuple[str, str, dict]:
+              seconds: float = POLL_S, renew: str | None = None) -> tuple[str, str, dict]:
         """(the job's state, its result once done, its latest progress): one shell command on the source,
-        at most ``seconds`` long (``parked``: it ends when the module is parked too)."""
+        at most ``seconds`` long (``parked``: it ends when the module is parked too; ``renew``: a parked
+        module's lease file, touched first)."""
         try:
-            res = self._low_level_execute_command(wait_command(results_file, progress_file, seconds, parked))
+            res = self._low_level_execute_command(wait_command(results_file, progress_file, seconds, parked, renew),
+                                                  sudoable=True)
         except AnsibleError as exc:  # a bounced connection: the job goes on, ask again after a pause
             display.vvv(f"edge_migrate: wait failed, retrying: {exc}")
             time.sleep(1.0)

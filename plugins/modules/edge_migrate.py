@@ -140,6 +140,14 @@ options:
             carries only what changed since; V(0) runs none.
         type: float
         default: 10.0
+      lease_s:
+        description:
+          - Give up, nothing frozen, when this many seconds pass without the file C(lease) in O(park.dir) being
+            touched (counted from the park's start); V(0), no lease. With O(gate) the action plugin sets 45 and
+            touches it every 10 s while it asks the gate, so that a controller that died (killed, its host down)
+            leaves nothing parked for long, whatever O(gate_timeout) is.
+        type: float
+        default: 0.0
   gate:
     description:
       - Handled by the action plugin, on the controller (the module refuses it). A URL (C(http) or C(https),
@@ -153,8 +161,8 @@ options:
   gate_timeout:
     description:
       - Handled by the action plugin. Seconds the controller waits for the gate's answer; the module's own
-        O(park.timeout) is this plus 60 s (unless O(park.timeout) is given), so that a controller that died
-        leaves nothing parked for long.
+        O(park.timeout) is this plus 30 s (unless O(park.timeout) is given); the park's lease
+        (O(park.lease_s)) ends it sooner if the controller dies.
     type: float
     default: 900.0
 requirements:

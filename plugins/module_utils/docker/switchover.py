@@ -115,6 +115,28 @@ def prepared_inspect(api: DockerAPI, spec: dict) -> dict:
     return inspect
 
 
+NEVER_STARTED = "0001-01-01T00:00:00Z"
+
+
+def give_back_prepared(spec: dict, api: DockerAPI | None = None) -> bool:
+    """Remove the container the ticket's prepare created, if it was never started: the stream it waited
+    for ended before ``verified`` (the sender gave up, was killed, or its edge went down: a parked move
+    whose controller died ends so). Its ticket is used, so nothing can restore into it any more, and a
+    later prepare would replace it; removing it now leaves nothing behind. Only that container (by ID,
+    under the service's name), only never started (a copy that ever ran may hold state); best effort:
+    True when removed."""
+    try:
+        api = api or docker_client(spec)
+        inspect = api.inspect_container(spec["container_id"])
+        state = (inspect or {}).get("State") or {}
+        if (not inspect or (inspect.get("Name") or "").lstrip("/") != spec["name"]
+                or state.get("Status") != "created" or state.get("StartedAt", NEVER_STARTED) != NEVER_STARTED):
+            return False
+        return api.remove_container(spec["container_id"], force=False)
+    except Exception:  # the recovery sees it and stands it down; the receiver's own failure is what is said
+        return False
+
+
 def docker_client(spec: dict) -> DockerAPI:
     """The target's Docker as the ticket names it: the endpoint and TLS settings its prepare used."""
     return DockerAPI(spec.get("docker_host") or DEFAULT_DOCKER_HOST, tls=DockerTLS.from_dict(spec.get("docker_tls")))

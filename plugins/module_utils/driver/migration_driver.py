@@ -60,6 +60,8 @@ from ansible_collections.edgemig.migration.plugins.module_utils.driver.park impo
     PACE,
     PARKED,
     PARKED_COLD,
+    LeaseEnded,
+    check_lease,
     park_problem,
     wait_release,
 )
@@ -301,10 +303,13 @@ class MigrationDriver:
         deadline = t0 + limit
         next_round = t0 + every if warm and every > 0 else None
 
+        since = time.time()
+
         def check() -> None:
             why = self.conn.broken() if self.conn is not None else None
             if why:
                 raise RuntimeError(why)
+            check_lease(spec["dir"], since, float(spec.get("lease_s") or 0))
 
         def said(released: bool, **fields) -> dict:
             out = {"released": released, "waited_s": round(self.clock() - t0, 3), "refresh_rounds": len(refreshes),
@@ -317,13 +322,18 @@ class MigrationDriver:
             while True:
                 self.progress.write({"phase": PARKED if self.conn is not None else PARKED_COLD,
                                      "refresh_rounds": len(refreshes)})
-                with self.conn.keepalive() if self.conn is not None else contextlib.nullcontext():
-                    answer = wait_release(spec["dir"], deadline if next_round is None else min(deadline, next_round),
-                                          self.clock, check)
+                lease_ended = None
+                try:
+                    with self.conn.keepalive() if self.conn is not None else contextlib.nullcontext():
+                        answer = wait_release(spec["dir"],
+                                              deadline if next_round is None else min(deadline, next_round),
+                                              self.clock, check)
+                except LeaseEnded as exc:
+                    answer, lease_ended = "nogo", str(exc)
                 if answer == "go":
                     return said(True)
                 if answer == "nogo" or self.clock() >= deadline:
-                    why = "no-go at the gate" if answer == "nogo" else f"park timeout ({limit:g} s)"
+                    why = lease_ended or ("no-go at the gate" if answer == "nogo" else f"park timeout ({limit:g} s)")
                     if self.conn is not None:
                         self.conn.close()   # the receiver ends on the EOF; it drops the warm copy
                     self.progress.remove()

@@ -25,11 +25,18 @@ PARK_OPTIONS = dict(
     dir=dict(type="path", required=True),
     timeout=dict(type="float", default=900.0),
     refresh_s=dict(type="float", default=10.0),
+    lease_s=dict(type="float", default=0.0),
 )
 # The controller's side (edge_migrate's action plugin, its ``gate`` option): how long it waits for the
 # gate's answer, and how much longer the parked module waits for the file that answer becomes.
 GATE_TIMEOUT_S = 900.0
-PARK_GRACE_S = 60.0
+PARK_GRACE_S = 30.0
+# The controller renews a gated park (touches ``lease`` in park.dir) every PARK_CHECK_S while it asks
+# the gate; the module gives up, nothing frozen, when LEASE_S pass without a renewal: a controller
+# that died (killed, its host down) leaves nothing parked for long, whatever the gate's timeout.
+PARK_CHECK_S = 10.0
+LEASE_S = 45.0
+LEASE = "lease"
 RELEASES = ("nogo", "go")       # nogo first: when both are there, nothing moves
 PARKED = "parked (service running, connected, warm)"
 PARKED_COLD = "parked (service running; stop-and-copy: connects at the go)"
@@ -48,6 +55,8 @@ def park_problem(park: dict | None) -> str | None:
         return f"park.timeout must be > 0 s, not {park.get('timeout')}; nothing was frozen"
     if park.get("refresh_s") is None or park["refresh_s"] < 0:
         return f"park.refresh_s must be >= 0 s (0: no refresh rounds), not {park.get('refresh_s')}; nothing was frozen"
+    if (park.get("lease_s") or 0) < 0:
+        return f"park.lease_s must be >= 0 s (0: no lease), not {park.get('lease_s')}; nothing was frozen"
     gate = park.get("dir") or ""
     try:
         st = os.lstat(gate)
@@ -72,6 +81,25 @@ def released(gate: str) -> str | None:
         if os.path.lexists(os.path.join(gate, name)):
             return name
     return None
+
+
+class LeaseEnded(Exception):
+    """Nobody renewed the park's lease in time: the controller that would answer the gate is gone."""
+
+
+def check_lease(gate: str, since: float, lease_s: float, now: float | None = None) -> None:
+    """Raise LeaseEnded when ``lease_s`` (> 0) passed since the last renewal: the mtime of ``lease`` in
+    ``gate``, or ``since`` (wall-clock time the park began) when it is older or missing."""
+    if not lease_s:
+        return
+    try:
+        renewed = max(since, os.lstat(os.path.join(gate, LEASE)).st_mtime)
+    except OSError:
+        renewed = since
+    now = time.time() if now is None else now
+    if now - renewed > lease_s:
+        raise LeaseEnded(f"the controller stopped renewing the park (no renewal for {now - renewed:.0f} s, "
+                         f"lease {lease_s:g} s)")
 
 
 def wait_release(gate: str, until: float, clock: Callable[[], float] = time.monotonic,

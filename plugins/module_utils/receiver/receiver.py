@@ -51,6 +51,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.switchove
     DockerReady,
     SwitchoverError,
     fence,
+    give_back_prepared,
     interface_exists,
     restore_and_switch,
 )
@@ -478,6 +479,14 @@ def _drop_warm(roots: dict[str, str]) -> None:
         shutil.rmtree(roots["warm"], ignore_errors=True)
 
 
+def _give_back(session: Session) -> None:
+    # The stream ended before verified (the sender gave up, was killed or its edge went down;
+    # a parked move whose controller died ends so): the source serves on, and the container
+    # prepared for this ticket - never started, its ticket used - goes too.
+    if session.then_restore:
+        give_back_prepared(session.then_restore)
+
+
 def _receive(session: Session, inp, reply: Callable[[dict], None], own_process: bool) -> dict:
     """The stream into the session's roots, then (two-phase sessions) COMMIT and the switch-over."""
     roots = session.roots
@@ -494,12 +503,16 @@ def _receive(session: Session, inp, reply: Callable[[dict], None], own_process: 
         # process (tests pass stdin) receive_stream raises instead.
         if own_process:
             _drop_warm(roots)
+            _give_back(session)
             os._exit(1)
     try:
         summary = receive_stream(reader.read, reply, roots, workers=session.workers or None,
                                  corrupt_hook=hook,
                                  on_hello=watchdog.start if watchdog is not None else None,
                                  on_failure=failed)
+    except BaseException:
+        _give_back(session)
+        raise
     finally:
         if watchdog is not None:
             watchdog.stop.set()

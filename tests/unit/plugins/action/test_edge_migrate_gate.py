@@ -14,7 +14,7 @@ import pytest
 from fakes import bare_action
 
 from ansible_collections.edgemig.migration.plugins.action import edge_migrate as em
-from ansible_collections.edgemig.migration.plugins.module_utils.driver.park import GATE_TIMEOUT_S, PARK_GRACE_S
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.park import GATE_TIMEOUT_S, LEASE_S, PARK_GRACE_S
 
 PARKED = json.dumps({"elapsed_s": 2.0, "phase": "parked (service running, connected, warm)", "refresh_rounds": 0})
 
@@ -139,6 +139,10 @@ class Source:
 
     def __call__(self, cmd, **kw):
         asked = len(self.gate.paths) if self.gate else 0
+        if cmd.startswith("touch ") and "; f=" in cmd:      # a wait that renews the parked module's lease
+            renewed, cmd = cmd.split("; ", 1)
+            assert renewed.split()[1].endswith("/lease") and kw.get("sudoable") is True
+            self.log.append(("renew", asked))
         if cmd.startswith("umask"):
             self.log.append(("start", asked))
             return {"rc": 0, "stdout": "edgemig-started\n"}
@@ -184,7 +188,7 @@ def test_the_gate_is_asked_once_the_module_is_parked_and_its_go_released(gate_se
     assert [asked for e, asked in src.log if e.startswith("wait-parked") or e == "start"] == [0, 0, 0]
     assert g.paths == ["/gate/plan-1/k3y"]                               # once, as given
     park = src.module_args["park"]
-    assert park["dir"].startswith("/tmp/edgemig-job-") and park["timeout"] == 120 + PARK_GRACE_S
+    assert park["dir"].startswith("/tmp/edgemig-job-") and park["timeout"] == 120 + PARK_GRACE_S and park["lease_s"] == LEASE_S
     assert "gate" not in src.module_args and "gate_timeout" not in src.module_args
     assert res["parked"] == {"released": True, "waited_s": 1.5, "refresh_rounds": 2, "gate": "go"}
 
@@ -210,6 +214,7 @@ def test_a_module_that_ends_while_the_gate_is_asked_ends_the_task(gate_server, m
     res = run_task(monkeypatch, {"name": "apache", "gate": g.url}, src)
     assert res["failed"] is True and res["rolled_back"] == "not_needed"
     assert not any(e.startswith("touch") for e, _asked in src.log)
+    assert ("renew", 1) in src.log    # the parked module's lease was renewed while the gate was asked
 
 
 def test_without_a_gate_nothing_parks(monkeypatch):
@@ -263,7 +268,7 @@ def test_the_users_park_settings_stand_but_the_gate_directory_is_the_jobs(gate_s
     run_task(monkeypatch, {"name": "apache", "gate": g.url, "gate_timeout": 30,
                            "park": {"dir": "/elsewhere", "refresh_s": 2.5, "timeout": None}}, src)
     park = src.module_args["park"]
-    assert park["dir"].startswith("/tmp/edgemig-job-") and park["refresh_s"] == 2.5 and park["timeout"] == 90.0
+    assert park["dir"].startswith("/tmp/edgemig-job-") and park["refresh_s"] == 2.5 and park["timeout"] == 30 + PARK_GRACE_S
     src = Source(g, waits=[], later=[])
     res = run_task(monkeypatch, {"name": "apache", "gate": g.url, "park": "dir=/x"}, src)
     assert res["failed"] and "park must be a dict" in res["msg"] and src.log == []

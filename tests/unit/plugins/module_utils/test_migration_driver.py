@@ -805,6 +805,50 @@ def test_a_receiver_that_died_while_parked_ends_the_park_not_a_freeze_later(park
     assert froze == [] and source_serves(api, addr) and link.closed
 
 
+def test_a_park_whose_lease_is_not_renewed_gives_up_and_one_renewed_stays(parked, monkeypatch):
+    """The controller renews a gated park (touches ``lease``); a controller that died renews nothing:
+    the park ends within about lease_s, nothing frozen, however long its timeout."""
+    api, addr, tmp_path, gate, froze = parked
+    monkeypatch.setattr(park, "CHECK_S", 0.02)
+    link = WarmLink(Target())
+    t0 = time.monotonic()
+    res = drv.MigrationDriver(api, park_params(tmp_path, gate, lease_s=0.3), stream_factory=link,
+                              poke=lambda *a: 1).run()
+    assert res["changed"] is False and res["parked"]["released"] is False
+    assert "stopped renewing the park" in res["parked"]["why"] and time.monotonic() - t0 < 30
+    assert froze == [] and source_serves(api, addr) and link.closed and not link.sent_commit
+
+    # Renewed (a touch every 0.05 s) for well past lease_s: still parked, then the go freezes.
+    froze.clear()
+    link = WarmLink(Target())
+    renewing = threading.Event()
+
+    def renew():
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            (gate / park.LEASE).touch()
+            time.sleep(0.05)
+        renewing.set()
+    threading.Thread(target=renew, daemon=True).start()
+    t = release_when(gate, "go", renewing.is_set)
+    res = drv.MigrationDriver(api, park_params(tmp_path, gate, lease_s=0.3), stream_factory=link,
+                              poke=lambda *a: 1).run()
+    t.join()
+    assert res["parked"]["released"] is True and res["parked"]["waited_s"] >= 0.9 and froze == [["go", "lease"]]
+
+
+def test_check_lease_counts_from_the_park_start_or_the_last_touch(tmp_path):
+    park.check_lease(str(tmp_path), since=100.0, lease_s=0, now=10_000.0)         # no lease: never ends
+    park.check_lease(str(tmp_path), since=100.0, lease_s=45, now=140.0)
+    with pytest.raises(park.LeaseEnded):
+        park.check_lease(str(tmp_path), since=100.0, lease_s=45, now=146.0)
+    (tmp_path / park.LEASE).touch()
+    os.utime(tmp_path / park.LEASE, (130.0, 130.0))
+    park.check_lease(str(tmp_path), since=100.0, lease_s=45, now=170.0)
+    with pytest.raises(park.LeaseEnded):
+        park.check_lease(str(tmp_path), since=100.0, lease_s=45, now=176.0)
+
+
 def test_stop_and_copy_parks_before_it_connects(parked):
     """Without pre-copy a session cannot be held open (nothing may be sent before HELLO): it connects at the go."""
     api, _addr, tmp_path, gate, froze = parked

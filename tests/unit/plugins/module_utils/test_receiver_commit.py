@@ -38,6 +38,7 @@ def target(tmp_path, monkeypatch):
         return {"restore_s": 0.1}
     monkeypatch.setattr(receiver, "restore_and_switch", restore)
     monkeypatch.setattr(receiver, "fence", lambda spec: calls.append(("fence", spec["name"])) or True)
+    monkeypatch.setattr(receiver, "give_back_prepared", lambda spec: calls.append(("give back", spec["name"])))
     dest = tmp_path / "dest"
     dest.mkdir()
     spec = {"name": "mysql", "state_dir": str(tmp_path / "dumps"), "migration": "m1"}
@@ -153,3 +154,14 @@ def test_outcome_is_bounded_by_silence():
     s.acks.eof()
     with pytest.raises(ssh_stream.OutcomeUnknown, match="closed the channel"):
         s.outcome(limit=5, silence=1)
+
+
+def test_a_stream_that_ends_before_verified_gives_back_the_prepared_container(target):
+    """The sender gone before END (a parked move whose controller died, its edge rebooted): the
+    container prepared for this ticket goes; at or after verified it is kept (in doubt, or restored)."""
+    calls, dest, spec, _dumps = target
+    rc, replies = receive(dest, spec, io.BytesIO(HELLO))
+    assert rc == 1 and calls == [("give back", "mysql")] and "error" in replies[-1]
+    calls.clear()
+    rc, _replies = receive(dest, spec, io.BytesIO(HELLO + END))          # verified, then no COMMIT
+    assert rc == 4 and calls == []

@@ -209,3 +209,36 @@ def test_docker_ready_without_docker_leaves_the_restore_to_ask(tmp_path):
     ready = sw.DockerReady({"docker_host": f"unix://{tmp_path}/no-docker.sock"})
     ready.join(10)
     assert ready.ready() == (None, None)
+
+
+def prepared(running=False, status="created", started=sw.NEVER_STARTED, name="apache"):
+    c = container(name, running=running)
+    c["State"].update(Status=status, StartedAt=started)
+    return c
+
+
+@pytest.mark.parametrize("state, removed", [
+    (dict(), True),                                                   # created, never started: goes
+    (dict(status="exited", started="2026-12-05T10:00:00Z"), False),    # it ran once: may hold state
+    (dict(running=True, status="running", started="2026-12-05T10:00:00Z"), False),
+    (dict(status="created", started="2026-12-05T10:00:00Z"), False),   # created again after a run? kept
+])
+def test_give_back_prepared_removes_only_a_container_never_started(state, removed):
+    api = FakeDockerAPI(containers={"apache": prepared(**state)})
+    spec = {"name": "apache", "container_id": "apache-id-0123456789abcdef"}
+    assert sw.give_back_prepared(spec, api) is removed
+    assert ("apache" in api.containers) is not removed
+
+
+def test_give_back_prepared_never_removes_another_name_or_a_missing_one():
+    # The ID under another name (the ticket names both): not this ticket's container.
+    api = FakeDockerAPI(containers={"other": prepared(name="other")})
+    assert sw.give_back_prepared({"name": "apache", "container_id": "other-id-0123456789abcdef"}, api) is False
+    assert "other" in api.containers
+    assert sw.give_back_prepared({"name": "apache", "container_id": "apache-id-0123456789abcdef"},
+                                 FakeDockerAPI()) is False
+
+
+def test_give_back_prepared_is_best_effort_when_docker_fails():
+    api = FakeDockerAPI(containers={"apache": prepared()}, fail={"inspect_container": RuntimeError("down")})
+    assert sw.give_back_prepared({"name": "apache", "container_id": "apache-id-0123456789abcdef"}, api) is False

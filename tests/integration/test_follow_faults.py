@@ -1,0 +1,203 @@
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Issue 26, safe parking, on the lab: a move parked ahead that is never released leaves one running copy
+and nothing behind, whatever stops it.
+
+apache runs on edge1; an approach to edge2 starts the follow rulebook's run, which prepares edge2 and
+parks inside edge_migrate (connected to edge2's receiver, warm, the service running). Then:
+
+* the event source is killed (ansible-rulebook, SIGKILL): nobody answers the gate;
+* the controller is killed (the parked run's ansible-playbook, SIGKILL): nobody renews the park's lease,
+  the module on edge1 gives up by itself (park.lease_s);
+* the TTL runs out (no handover): the gate answers no-go;
+* the source edge "reboots" (the parked module killed, the dump tmpfs emptied, the service restarted by
+  its edge, as far as a shared lab allows): the controller's run sees its job lost and recovers.
+
+Each must end, within a bound, with apache running on edge1 only and answering, no migration record on
+either edge, no parked module or receiver left, and no container left on edge2 (the receiver gives back
+the container prepared for it when its stream ends before ``verified``; the playbook's no-go path or
+recovery removes it too). Nothing is ever frozen: edge1's container is the same one, never stopped (a
+checkpoint stops it; its start time would change); the client probe's view is printed.
+
+    pytest -m faults tests/integration/test_follow_faults.py
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import time
+
+import pytest
+from followutil import Prober, Rulebook, place  # noqa: E402 (lab/ is on sys.path via conftest)
+from labutil import (  # noqa: E402
+    catalog,
+    docker,
+    dump_dir,
+    lab_is_up,
+    module_pids,
+    receiver_pids,
+    running_on,
+    state_phase,
+    wait_answering,
+    wait_for,
+)
+
+from ansible_collections.edgemig.migration.plugins.module_utils.driver.park import LEASE_S, PARK_CHECK_S
+
+pytestmark = [pytest.mark.lab, pytest.mark.faults]
+SVC = "apache"
+APACHE = catalog()[SVC]
+PORT = APACHE["ports"][0]["host"]
+# What must have ended once the parked run is stopped: the lease, a check of it, the receiver's EOF and
+# the playbook's or recovery's last steps, with room for a loaded machine.
+SETTLE_S = LEASE_S + 2 * PARK_CHECK_S + 120
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lab():
+    assert lab_is_up(), "the lab is not up: run `make provision` (or `make test`, which does it)"
+
+
+@pytest.fixture
+def on_edge1():
+    place(SVC, "edge1")
+    wait_answering(APACHE, timeout=60)
+
+
+def exists(edge: str) -> bool:
+    return docker(edge, "inspect", SVC, check=False).returncode == 0
+
+
+def identity(edge: str) -> str:
+    """The container's ID and start time: a checkpoint (which stops it) or a restart changes the second."""
+    return docker(edge, "inspect", "-f", "{{.Id}} {{.State.StartedAt}}", SVC).stdout.strip()
+
+
+def parked(rb: Rulebook) -> str:
+    """The approach to edge2, and its run parked inside edge_migrate (module and receiver running);
+    edge1's container's identity then."""
+    rb.event("edge2", "approach", confidence=0.9)
+    rb.wait_parked(SVC, 150)
+    wait_for(lambda: module_pids() and receiver_pids(SVC), 60, step=0.2, what="the parked module and receiver")
+    assert exists("edge2") and running_on(SVC) == ["edge1"]
+    return identity("edge1")
+
+
+def nothing_behind() -> bool:
+    return not module_pids() and not receiver_pids(SVC) and not exists("edge2")
+
+
+def settled(probe: Prober, since: float, was: str | None) -> None:
+    """Within SETTLE_S: nothing parked or prepared is left; apache runs on edge1 only, answers, and
+    (``was``) is the very container that ran when the run parked: never frozen."""
+    wait_for(nothing_behind, SETTLE_S, step=0.5,
+             what="no parked module, no receiver and no prepared container on edge2")
+    assert running_on(SVC) == ["edge1"], f"{SVC} runs on {running_on(SVC)}"
+    assert state_phase("edge1", SVC) is None and state_phase("edge2", SVC) is None
+    if was is not None:
+        assert identity("edge1") == was, "edge1's container was stopped or replaced: it must never be frozen"
+    wait_answering(APACHE, timeout=60)
+    print(f"\nsettled {time.time() - since:.1f} s after the fault; client: {probe.window(since, time.time())}")
+
+
+def rulebook_runs(rb: Rulebook) -> list[int]:
+    """The ansible-playbook processes of the rulebook's runs: its descendants (ansible-runner starts each
+    run in a session of its own) whose command line is ansible-playbook's."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parent[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, todo = [], [rb.proc.pid]
+    while todo:
+        pid = todo.pop()
+        for child, ppid in parent.items():
+            if ppid == pid:
+                todo.append(child)
+                try:
+                    with open(f"/proc/{child}/cmdline", "rb") as fh:
+                        if b"ansible-playbook" in fh.read():
+                            found.append(child)
+                except OSError:
+                    continue
+    return found
+
+
+def test_the_event_source_killed_while_parked_leaves_one_copy_and_nothing_behind(on_edge1, tmp_path):
+    probe = Prober(APACHE["address"], PORT)
+    probe.start()
+    try:
+        with Rulebook(dwell_s=1.5, ttl_s=600, locations={SVC: "edge1"}, workdir=str(tmp_path)) as rb:
+            was = parked(rb)
+            t0 = time.time()
+            os.kill(rb.proc.pid, signal.SIGKILL)       # ansible-rulebook, its event source inside
+            rb.proc.wait(30)
+            try:
+                settled(probe, t0, was)
+            finally:   # its run, if it outlived it (the Rulebook's exit stops only a live one)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(rb.proc.pid, signal.SIGKILL)
+    finally:
+        probe.stop()
+
+
+def test_the_controller_killed_while_parked_gives_up_at_the_lease(on_edge1, tmp_path):
+    probe = Prober(APACHE["address"], PORT)
+    probe.start()
+    try:
+        with Rulebook(dwell_s=1.5, ttl_s=600, locations={SVC: "edge1"}, workdir=str(tmp_path)) as rb:
+            was = parked(rb)
+            runs = rulebook_runs(rb)
+            assert runs, "the parked run's ansible-playbook was not found"
+            t0 = time.time()
+            for pid in runs:
+                os.kill(pid, signal.SIGKILL)
+            # The event source is alive but its gate is never asked again; the TTL (600 s) is far off:
+            # only the lease ends the park.
+            settled(probe, t0, was)
+            assert time.time() - t0 < SETTLE_S
+    finally:
+        probe.stop()
+
+
+def test_a_parked_run_nobody_hands_over_to_gives_up_at_the_ttl(on_edge1, tmp_path):
+    probe = Prober(APACHE["address"], PORT)
+    probe.start()
+    try:
+        with Rulebook(dwell_s=1.5, ttl_s=8, locations={SVC: "edge1"}, workdir=str(tmp_path)) as rb:
+            t0 = time.time()
+            was = parked(rb)
+            st = rb.wait_idle(SVC, SETTLE_S)
+            assert st["policy"]["counts"]["moves"] == 0
+            settled(probe, t0, was)
+    finally:
+        probe.stop()
+
+
+def test_the_source_rebooted_while_parked_is_recovered_by_the_run(on_edge1, tmp_path):
+    probe = Prober(APACHE["address"], PORT)
+    probe.start()
+    try:
+        with Rulebook(dwell_s=1.5, ttl_s=600, locations={SVC: "edge1"}, workdir=str(tmp_path)) as rb:
+            parked(rb)
+            # The reboot as far as a shared lab allows: the parked module dies (no rollback runs: nothing
+            # was frozen), the dump tmpfs is emptied, and the edge starts the service again at boot.
+            for pid in module_pids():
+                os.kill(pid, signal.SIGKILL)
+            d = dump_dir("edge1")
+            for entry in os.listdir(d):
+                path = os.path.join(d, entry)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+            docker("edge1", "restart", "-t", "1", SVC)
+            t0 = time.time()
+            # The controller's run sees its job end without a result and recovers: one copy, on edge1.
+            settled(probe, t0, None)   # restarted by its edge: not the same start time
+            st = rb.wait_idle(SVC, SETTLE_S)
+            assert st["policy"]["counts"]["moves"] == 0 or st["policy"]["location"].get(SVC) == "edge1"
+    finally:
+        probe.stop()
