@@ -8,6 +8,7 @@ with the receiver.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import threading
@@ -23,6 +24,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.docker.garp impo
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.health import wait_healthy
 from ansible_collections.edgemig.migration.plugins.module_utils.docker.tmpfs_restore import (
     discard,
+    restore_parent,
     start_from_checkpoint,
 )
 
@@ -132,7 +134,10 @@ def give_back_prepared(spec: dict, api: DockerAPI | None = None) -> bool:
         if (not inspect or (inspect.get("Name") or "").lstrip("/") != spec["name"]
                 or state.get("Status") != "created" or state.get("StartedAt", NEVER_STARTED) != NEVER_STARTED):
             return False
-        return api.remove_container(spec["container_id"], force=False)
+        removed = api.remove_container(spec["container_id"], force=False)
+        if removed and spec.get("state_dir"):   # and what the stream had put where it would restore from
+            shutil.rmtree(restore_parent(spec["state_dir"], spec["name"]), ignore_errors=True)
+        return removed
     except Exception:  # the recovery sees it and stands it down; the receiver's own failure is what is said
         return False
 

@@ -223,11 +223,13 @@ def prepared(running=False, status="created", started=sw.NEVER_STARTED, name="ap
     (dict(running=True, status="running", started="2026-12-05T10:00:00Z"), False),
     (dict(status="created", started="2026-12-05T10:00:00Z"), False),   # created again after a run? kept
 ])
-def test_give_back_prepared_removes_only_a_container_never_started(state, removed):
+def test_give_back_prepared_removes_only_a_container_never_started(state, removed, tmp_path):
     api = FakeDockerAPI(containers={"apache": prepared(**state)})
-    spec = {"name": "apache", "container_id": "apache-id-0123456789abcdef"}
+    (tmp_path / "apache.restore" / "cp1").mkdir(parents=True)
+    spec = {"name": "apache", "container_id": "apache-id-0123456789abcdef", "state_dir": str(tmp_path)}
     assert sw.give_back_prepared(spec, api) is removed
     assert ("apache" in api.containers) is not removed
+    assert (tmp_path / "apache.restore").exists() is not removed     # its checkpoint dir goes with it
 
 
 def test_give_back_prepared_never_removes_another_name_or_a_missing_one():
