@@ -92,6 +92,16 @@ def analyse(log: list[dict], probe: Prober, steps: list[dict], spec: dict) -> di
         stages = fin.get("stages_s") or {}
         t_freeze = t_up - downtime
         step = next((s for s in steps if abs(s["t"] - t_event) < 0.05), {})
+        # The go -> freeze split (a parked move): the gate's answer as the source logged it, and the
+        # module's own wall-clock marks (edge_migrate's parked.go_seen_at / freeze_at, in the done report).
+        answered = [e["t"] for e in log if e.get("gate") == plan and e.get("answer") == "go"]
+        marks = fin.get("parked") or {}
+        split = None
+        if answered and marks.get("go_seen_at") and marks.get("freeze_at"):
+            split = {"go_to_answer_s": round(answered[0] - g["t"], 3),
+                     "answer_to_seen_s": round(marks["go_seen_at"] - answered[0], 3),
+                     "seen_to_freeze_s": round(marks["freeze_at"] - marks["go_seen_at"], 3),
+                     "reaction_by_module_s": round(marks["freeze_at"] + downtime - t_event, 3)}
         moves.append({
             "plan": plan, "target": target, "label": step.get("label", ""),
             "warm": parked.get(plan, float("inf")) <= t_event,
@@ -103,6 +113,7 @@ def analyse(log: list[dict], probe: Prober, steps: list[dict], spec: dict) -> di
             "prepare_s": round(parked.get(plan, g["t"]) - prepared_plans.get(plan, g)["t"], 3),
             "client": probe.window(t_event, t_end),
             "moved": bool(fin.get("moved")),
+            "split": split,
         })
     # Handovers toward the edge the service was not on, that no move answered.
     return {"moves": moves}
@@ -234,8 +245,17 @@ def write_doc(path: str, out: dict) -> None:
                      f"{'' if m['measured_by'] == 'client' else '*'} | {m['hold_s']:.2f} s | {m['start_connect_s']:.2f} s | "
                      f"{m['connect_s']:.2f} s | {m['downtime_s']:.2f} s | {m['prepare_s']:.2f} s | "
                      f"{c['failed']} / {c['slow']} / {c['max_gap_s']:.2f} s |")
-    lines += ["", "(* the client saw no interruption: reaction to the end of the freeze path as the playbook noted it)",
-              "", MARK_END]
+    lines += ["", "(* the client saw no interruption: reaction to the end of the freeze path as the playbook noted it)"]
+    split = [(i, m["split"]) for i, m in enumerate(out["moves"], 1) if m.get("split")]
+    if split:
+        lines += ["", "Where go -> freeze goes in a parked move (the event source's log and edge_migrate's own wall-clock "
+                  "marks, `parked.go_seen_at` and `parked.freeze_at`); reaction by the module = freeze begun + the "
+                  "report's downtime - handover event, free of the client's request timeout:", "",
+                  "| # | go -> gate answered | answered -> go seen on the source | go seen -> freeze | "
+                  "reaction by the module | reaction by the client |", "|---|---|---|---|---|---|"]
+        lines += [f"| {i} | {x['go_to_answer_s']:.3f} s | {x['answer_to_seen_s']:.3f} s | {x['seen_to_freeze_s']:.3f} s | "
+                  f"{x['reaction_by_module_s']:.2f} s | {out['moves'][i - 1]['reaction_s']:.2f} s |" for i, x in split]
+    lines += ["", MARK_END]
     block = "\n".join(lines)
     markers = (MARK_START, MARK_END)
     doc_section.write_section(path, markers, block, skeleton=doc_section.skeleton(markers, head="# Mobility\n\n"))

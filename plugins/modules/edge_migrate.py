@@ -273,7 +273,9 @@ parked:
     With O(park) or O(gate), how the park ended - C(released) (true - a go, the migration went on; false -
     nothing was frozen and nothing changed, C(changed=false), not failed), C(why) (when not released - C(no-go at
     the gate), C(park timeout (N s)), or the failure while parked), C(waited_s), C(refresh_rounds) (warm rounds
-    run while parked, listed in C(precopy.refresh)), and, through O(gate), C(gate) (what the gate answered).
+    run while parked, listed in C(precopy.refresh)), when released C(go_seen_at) and C(freeze_at) (wall-clock
+    seconds: when the go was seen and when the freeze began), and, through O(gate), C(gate) (what the gate
+    answered).
   returned: when O(park) or O(gate) is set
   type: dict
 '''

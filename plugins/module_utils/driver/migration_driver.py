@@ -331,7 +331,9 @@ class MigrationDriver:
                 except LeaseEnded as exc:
                     answer, lease_ended = "nogo", str(exc)
                 if answer == "go":
-                    return said(True)
+                    # Wall clock, for the reaction's split (bench/mobility_bench.py): gate answered
+                    # on the controller -> go seen here -> freeze begun (``freeze_at``).
+                    return said(True, go_seen_at=round(time.time(), 3))
                 if answer == "nogo" or self.clock() >= deadline:
                     why = lease_ended or ("no-go at the gate" if answer == "nogo" else f"park timeout ({limit:g} s)")
                     if self.conn is not None:
@@ -498,6 +500,7 @@ class MigrationDriver:
                 self.connect()
             # The clients to tell after the switch-over are those connected now, not at the park.
             clients = client_connections(inspect) if self.p.get("address") else []
+            parked["freeze_at"] = round(time.time(), 3)
         t0 = self.clock()
         # The freeze window: from here until the commit point, ANY exception
         # rolls back (a list of types once let a KeyError leave the service frozen).

@@ -406,6 +406,9 @@ class HandoverSource:
         for k in ("t_migrated", "downtime_s"):
             if (n := _number(body.get(k))) is not None:
                 out[k] = n
+        parked = body.get("parked")
+        if isinstance(parked, dict):   # the park's wall-clock marks (edge_migrate's parked), numbers only
+            out["parked"] = {k: n for k in ("go_seen_at", "freeze_at") if (n := _number(parked.get(k))) is not None}
         stages = body.get("stages_s")
         if isinstance(stages, dict):
             out["stages_s"] = {str(k)[:64]: _number(v) for k, v in stages.items() if _number(v) is not None}

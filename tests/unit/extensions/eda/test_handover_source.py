@@ -156,11 +156,13 @@ def test_a_done_report_is_typed_and_its_location_configured():
             await post(s, src.base_url + "/event", {"user": "u1", "edge": "edge2", "kind": "approach"})
             ev = (await queue.get())["edgemig"]
             st, _body = await post(s, ev["done"], {"location": "{{ 7 }}", "moved": "yes", "t": 0, "done": "x",
-                                                   "downtime_s": "1.5", "stages_s": {"a": 1, "b": "{{"}})
+                                                   "downtime_s": "1.5", "stages_s": {"a": 1, "b": "{{"},
+                                                   "parked": {"go_seen_at": 1.5e9, "freeze_at": "{{ x }}", "x": 1}})
             assert st == 200 and src.policy.location == {}  # an unknown place is no place
         rec = [e for e in src.log if "done" in e][-1]
         assert rec["done"] == ev["plan"] and rec["location"] is None and rec["moved"] is False
         assert rec["downtime_s"] == 1.5 and rec["stages_s"] == {"a": 1.0} and rec["t"] > 1e9
+        assert rec["parked"] == {"go_seen_at": 1.5e9}       # its two marks, numbers only
         await stop(task)
 
     run(go())
