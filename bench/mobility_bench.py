@@ -72,7 +72,7 @@ def trace(quick: bool) -> list[tuple]:
 def analyse(log: list[dict], probe: Prober, steps: list[dict], spec: dict) -> dict:
     events = [e for e in log if "event" in e]
     gos = [e for e in log if e.get("decision", {}).get("action") == "go"]
-    parked = {e["parked"]: e["t"] for e in log if "parked" in e}
+    parked = {e["parked"]: e["t"] for e in log if isinstance(e.get("parked"), str)}  # done reports carry a dict
     done = {e["done"]: e for e in log if "done" in e}
     prepared_plans = {e["decision"]["plan"]: e for e in log if e.get("decision", {}).get("action") == "prepare"}
     moves = []

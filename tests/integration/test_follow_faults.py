@@ -80,7 +80,7 @@ def parked(rb: Rulebook, live: bool = True) -> str:
     says ``parked``; ``live``: module and receiver still running); edge1's container's identity then."""
     was = identity("edge1")
     rb.event("edge2", "approach", confidence=0.9)
-    wait_for(lambda: any("parked" in e for e in rb.log()), 150, step=0.2, what="the run parked at its gate")
+    wait_for(lambda: any(isinstance(e.get("parked"), str) for e in rb.log()), 150, step=0.2, what="the run parked at its gate")
     if live:
         wait_for(lambda: module_pids() and receiver_pids(SVC), 60, step=0.2, what="the parked module and receiver")
         assert exists("edge2")
