@@ -251,7 +251,9 @@ cmd_up() {
   need_root
   local t0
   t0=$(now)
-  for c in ip nsenter setsid dpkg-deb runc criu; do
+  # Not criu: runc looks it up on the daemon's PATH at checkpoint time, and on a fresh
+  # machine the criu role (make provision, after the lab is up) is what installs it.
+  for c in ip nsenter setsid dpkg-deb runc; do
     command -v "$c" >/dev/null || die "missing $c"
   done
   fetch_debs

@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -315,6 +316,14 @@ def nft_clear() -> None:
 # ------------------------------------------------------------ what a migration leaves behind
 def dump_dir(edge: str) -> str:
     return f"{LAB}/{edge}/dumps"
+
+
+def empty_dump_dir(edge: str) -> None:
+    """What a reboot does to ``edge``'s dump tmpfs: everything in it gone."""
+    d = dump_dir(edge)
+    for entry in os.listdir(d):
+        path = os.path.join(d, entry)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
 
 
 def leftover_dumps(svc: str, target_side: bool = True) -> dict[str, list[str]]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 
@@ -34,7 +33,7 @@ from followutil import Prober, Rulebook, place  # noqa: E402 (lab/ is on sys.pat
 from labutil import (  # noqa: E402
     catalog,
     docker,
-    dump_dir,
+    empty_dump_dir,
     lab_is_up,
     module_pids,
     receiver_pids,
@@ -191,10 +190,7 @@ def test_the_source_rebooted_while_parked_is_recovered_by_the_run(on_edge1, tmp_
         # was frozen), the dump tmpfs is emptied, and the edge starts the service again at boot.
         for pid in module_pids():
             os.kill(pid, signal.SIGKILL)
-        d = dump_dir("edge1")
-        for entry in os.listdir(d):
-            path = os.path.join(d, entry)
-            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+        empty_dump_dir("edge1")
         docker("edge1", "restart", "-t", "1", SVC)
         t0 = time.time()
         # The controller's run sees its job end without a result and recovers: one copy, on edge1.

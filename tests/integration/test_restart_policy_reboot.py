@@ -15,7 +15,6 @@ with ``unless-stopped``, and leave no held record.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 
@@ -25,6 +24,7 @@ from labutil import (  # noqa: E402 (lab/ is on sys.path via conftest)
     catalog,
     docker,
     dump_dir,
+    empty_dump_dir,
     faults_arg,
     finish,
     lab_is_up,
@@ -64,10 +64,7 @@ def deploy() -> str:
 def reboot_leftovers(edge: str) -> None:
     """What a reboot of ``edge`` leaves: the dump tmpfs empty; the stopped container stays stopped
     (its policy is ``no``: dockerd does not start it at boot), the address is not configured."""
-    d = dump_dir(edge)
-    for entry in os.listdir(d):
-        path = os.path.join(d, entry)
-        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    empty_dump_dir(edge)
     addr = CATALOG[SVC].get("address")
     if addr:
         subprocess.run(["ip", "-n", edge, "addr", "del", f"{addr}/32", "dev", "eth0"], capture_output=True, check=False)

@@ -127,12 +127,12 @@ def give_back_prepared(spec: dict, api: DockerAPI | None = None) -> bool:
     later prepare would replace it; removing it now leaves nothing behind. Only that container (by ID,
     under the service's name), only never started (a copy that ever ran may hold state); best effort:
     True when removed."""
+    if not spec.get("container_id"):     # by its ID only: never whatever now holds the name
+        return False
     try:
         api = api or docker_client(spec)
-        inspect = api.inspect_container(spec["container_id"])
-        state = (inspect or {}).get("State") or {}
-        if (not inspect or (inspect.get("Name") or "").lstrip("/") != spec["name"]
-                or state.get("Status") != "created" or state.get("StartedAt", NEVER_STARTED) != NEVER_STARTED):
+        state = prepared_inspect(api, spec).get("State") or {}
+        if state.get("Status") != "created" or state.get("StartedAt", NEVER_STARTED) != NEVER_STARTED:
             return False
         removed = api.remove_container(spec["container_id"], force=False)
         if removed and spec.get("state_dir"):   # and what the stream had put where it would restore from

@@ -239,6 +239,10 @@ def test_give_back_prepared_never_removes_another_name_or_a_missing_one():
     assert "other" in api.containers
     assert sw.give_back_prepared({"name": "apache", "container_id": "apache-id-0123456789abcdef"},
                                  FakeDockerAPI()) is False
+    # No ID in the ticket: never whatever holds the name now (prepared_inspect would look it up by name).
+    api = FakeDockerAPI(containers={"apache": prepared()})
+    assert sw.give_back_prepared({"name": "apache"}, api) is False
+    assert "apache" in api.containers
 
 
 def test_give_back_prepared_is_best_effort_when_docker_fails():
