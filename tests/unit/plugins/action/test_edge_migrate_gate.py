@@ -9,6 +9,7 @@ import http.server
 import json
 import subprocess
 import threading
+import types
 
 import pytest
 from fakes import bare_action
@@ -281,3 +282,72 @@ def test_a_module_killed_while_the_gate_is_asked_is_not_called_released(gate_ser
     src = Source(g, waits=["parked\n\n" + PARKED], later=[killed, killed, "tail\n"])
     res = run_task(monkeypatch, {"name": "apache", "gate": g.url}, src)
     assert res["failed"] is True and "without a result" in res["msg"] and "parked" not in res
+
+
+class SshConnection:
+    """The ssh connection as AnswerChannel uses it, its ssh run away: the remote command runs here."""
+    transport = "ssh"
+    become = None
+
+    def __init__(self, **options):
+        self.options = {"host": "edge1", "ssh_executable": "ssh", "password": None, "pkcs11_provider": None, **options}
+        self._play_context = types.SimpleNamespace(remote_addr="edge1", password=None)
+        self.built: list = []
+
+    def get_option(self, name):
+        return self.options[name]
+
+    def _build_command(self, binary, subsystem, host, cmd):
+        self.built.append((binary, subsystem, host))
+        return [b"sh", b"-c", cmd.encode()]
+
+
+def test_the_answer_channel_writes_only_the_answer_it_is_given(tmp_path):
+    conn = SshConnection()
+    channel = em.AnswerChannel.open(conn, str(tmp_path))
+    assert conn.built == [("ssh", "ssh", "edge1")]
+    assert channel.answer("go") is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["go"]
+    channel.close()
+    # Anything else (a path, a second word) writes nothing and says so: the caller falls back.
+    for bad in ("../go", "go nogo", "lease"):
+        channel = em.AnswerChannel.open(conn, str(tmp_path))
+        assert channel.answer(bad) is False
+        channel.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["go"]
+
+
+def test_a_channel_closed_without_an_answer_writes_nothing(tmp_path):
+    channel = em.AnswerChannel.open(SshConnection(), str(tmp_path / "job dir; touch x"))
+    channel.close()
+    assert list(tmp_path.iterdir()) == []
+    assert channel.answer("go") is False                      # gone: the caller sends it as a command
+
+
+@pytest.mark.parametrize("conn", [
+    types.SimpleNamespace(transport="paramiko_ssh", become=None),
+    types.SimpleNamespace(transport="local", become=None),
+])
+def test_no_channel_but_through_ssh(conn, tmp_path):
+    assert em.AnswerChannel.open(conn, str(tmp_path)) is None
+
+
+def test_no_channel_where_a_prompt_would_wait(tmp_path):
+    conn = SshConnection()
+    conn.become = object()                                    # sudo may ask for a password
+    assert em.AnswerChannel.open(conn, str(tmp_path)) is None
+    assert em.AnswerChannel.open(SshConnection(password="secret"), str(tmp_path)) is None
+    assert em.AnswerChannel.open(SshConnection(pkcs11_provider="/lib/p11.so"), str(tmp_path)) is None
+
+
+def test_an_answer_the_channel_could_not_give_goes_as_a_command(monkeypatch, tmp_path):
+    act = bare_action(monkeypatch, em)
+    sent = []
+    act._low_level_execute_command = lambda cmd, **kw: sent.append(cmd) or {"rc": 0}
+    channel = em.AnswerChannel.open(SshConnection(), str(tmp_path))
+    channel.close()                                           # the channel died before the answer
+    act._release(str(tmp_path), "go", channel)
+    assert sent == [f"touch {tmp_path}/go"]
+    channel = em.AnswerChannel.open(SshConnection(), str(tmp_path))
+    act._release(str(tmp_path), "nogo", channel)
+    assert sent == [f"touch {tmp_path}/go"] and (tmp_path / "nogo").exists()
