@@ -37,7 +37,8 @@
 #   WATCH=1 (list B's nftables tables every few ms during the restore, into OUT/watch-b.txt: when
 #            CRIU's restore lock comes and goes)
 #
-# Prints one JSON line (mode, dump_s, restore_s, the client's messages, longest gap, error) and
+# Prints one JSON line (mode, dump_s, restore_s, the client's messages, longest gap, error, the resets
+# B's kernel sent from the service port, counted by an nft counter in B's output) and
 # keeps CRIU's logs in OUT (default /tmp/edgemig-step2-<mode>). Exit 0 when the client ends without
 # an error.
 set -euo pipefail
@@ -105,6 +106,12 @@ for n in a b; do
     ip link set s2$n-h master $BRIDGE
 done
 ip link set s2a-h up
+# Count the resets B's kernel sends from the service port (output, before anything else; drops nothing).
+ip netns exec s2b nft -f - <<EOF
+table inet edgemig_count {
+  chain output { type filter hook output priority -400; policy accept; tcp sport $PORT tcp flags rst counter; }
+}
+EOF
 if [ "$HOLD" = 1 ]; then
     ip netns exec s2b nft -f - <<EOF
 table inet edgemig_hold {
@@ -229,12 +236,13 @@ ip netns exec s2b ss -tni > "$OUT/ss-b.txt" 2>&1 || true
 
 wait "$client_pid" || true
 client_pid=
-python3 - $W/client.json "$MODE" "$METHOD" "$HOLD" "$rc" "$rrc" "$t0" "$t1" "$t2" "$t3" "$t4" <<'EOF'
+rst=$(ip netns exec s2b nft list table inet edgemig_count | sed -n 's/.*counter packets \([0-9]*\).*/\1/p')
+python3 - $W/client.json "$MODE" "$METHOD" "$HOLD" "$rc" "$rrc" "$t0" "$t1" "$t2" "$t3" "$t4" "${rst:-?}" <<'EOF'
 import json, sys
-path, mode, method, hold, rc, rrc, t0, t1, t2, t3, t4 = sys.argv[1:]
+path, mode, method, hold, rc, rrc, t0, t1, t2, t3, t4, rst = sys.argv[1:]
 with open(path) as fh:
     result = json.load(fh)
-result.update(mode=mode, method=method, hold=hold == "1", checkpoint_rc=int(rc), restore_rc=int(rrc),
+result.update(mode=mode, method=method, hold=hold == "1", resets_sent_by_b=rst, checkpoint_rc=int(rc), restore_rc=int(rrc),
               dump_s=round(float(t1) - float(t0), 3), switch_s=round(float(t2) - float(t1), 3),
               restore_s=round(float(t3) - float(t2), 3), hold_off_s=round(float(t4) - float(t3), 3),
               dump_start=float(t0), hold_off_at=float(t4))
