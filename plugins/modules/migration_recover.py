@@ -86,11 +86,15 @@ facts:
   description:
     - With O(mode=inspect) - record, exists, running, checkpoint (the images its record names, still on the
       dump tmpfs), has_checkpoint (a target holding them), held (the held record of this container, or null),
-      address_here.
+      address_here, parked (the note of a migration of the service parked here at its gate, while its process
+      runs - target, job, since - or null).
   returned: mode=inspect
   type: dict
 decision:
-  description: With O(mode=decide) - winner, reason, actions (edge -> action), complete.
+  description:
+    - With O(mode=decide) - winner, reason, actions (edge -> action), complete.
+    - When a migration of the service is parked on an edge (nothing frozen), also parked (that edge); then every
+      action is none and the reason says so.
   returned: mode=decide
   type: dict
 done:

@@ -36,6 +36,7 @@ from labutil import (  # noqa: E402
     empty_dump_dir,
     lab_is_up,
     module_pids,
+    playbook,
     receiver_pids,
     running_on,
     state_phase,
@@ -197,3 +198,25 @@ def test_the_source_rebooted_while_parked_is_recovered_by_the_run(on_edge1, tmp_
         settled(probe, t0, None)   # restarted by its edge: not the same start time
         st = rb.wait_idle(SVC, SETTLE_S)
         assert st["policy"]["counts"]["moves"] == 0 or st["policy"]["location"].get(SVC) == "edge1"
+
+
+def test_recover_and_a_second_migrate_leave_a_parked_move_alone(on_edge1, tmp_path):
+    """recover.yml knows a parked move (issue 26): it says so and does nothing (before, it stood the
+    prepared target down under it); a second migrate.yml of the service is refused before anything is
+    made. The parked move then goes at the handover as if nothing had happened."""
+    with following(tmp_path) as (_probe, rb):
+        was = parked(rb)
+        target = docker("edge2", "inspect", "-f", "{{.Id}}", SVC).stdout.strip()
+        proc = playbook("recover.yml", "-e", f"svc={SVC}")
+        assert "a migration is parked on edge1 (to edge2)" in proc.stdout, proc.stdout[-3000:]
+        proc = playbook("migrate.yml", "-e", f"svc={SVC}", check=False)
+        assert proc.returncode != 0 and "no second move is started" in proc.stdout, proc.stdout[-3000:]
+        # Untouched: the same parked module and receiver, the same prepared target, the source never frozen.
+        assert module_pids() and receiver_pids(SVC)
+        assert docker("edge2", "inspect", "-f", "{{.Id}}", SVC).stdout.strip() == target
+        assert running_on(SVC) == ["edge1"] and identity("edge1") == was
+        rb.event("edge2", "handover")
+        rb.wait(lambda s: s["policy"]["location"].get(SVC) == "edge2", 120, f"{SVC} on edge2")
+        assert running_on(SVC) == ["edge2"]
+        wait_answering(APACHE, timeout=60)
+        rb.wait_idle(SVC, SETTLE_S)

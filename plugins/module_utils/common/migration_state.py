@@ -20,6 +20,11 @@ checkpoint stopped this container and which restart policy it took away (set to
 ``no`` so that Docker does not start the stopped source again beside the
 target). Written before the policy is changed, removed only once the policy was
 given back or the container is gone. It holds no memory, only names and the policy.
+
+The *parked* note (``<dump_dir>/.edgemig-state/<svc>.parked``) says that a migration of the service
+is parked on this edge (driver/park.py): connected and warm, nothing frozen, waiting at its gate.
+Not a record: nothing is in doubt while it stands. It names the process that holds it, so a note
+whose process is gone (killed) is no parked migration (:func:`read_parked` checks).
 """
 from __future__ import annotations
 
@@ -148,3 +153,46 @@ def clear_held(held_dir: str, service: str, container: str | None = None) -> boo
         return False
     _fsync_dir(held_dir)
     return True
+
+
+# ---------------------------------------------------------------- the parked note
+PARKED_SUFFIX = ".parked"
+
+
+def parked_path(dump_dir: str, service: str) -> str:
+    """Beside the record; never a record's name (those end in ``.json``)."""
+    return state_path(dump_dir, service)[: -len(".json")] + PARKED_SUFFIX
+
+
+def process_start(pid: int, proc: str = "/proc") -> int | None:
+    """When ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22): with the pid, one
+    process; None when there is no such process."""
+    try:
+        with open(os.path.join(proc, str(pid), "stat"), "rb") as fh:
+            stat = fh.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def write_parked(dump_dir: str, service: str, **fields) -> dict:
+    """Note that this process holds a parked migration of ``service``."""
+    note = {"service": service, "pid": os.getpid(), "started": process_start(os.getpid()), "since": time.time(),
+            **fields}
+    return _write_json(parked_path(dump_dir, service), note)
+
+
+def clear_parked(dump_dir: str, service: str) -> None:
+    try:
+        os.unlink(parked_path(dump_dir, service))
+    except FileNotFoundError:
+        pass
+
+
+def read_parked(dump_dir: str, service: str, proc: str = "/proc") -> dict | None:
+    """The parked note of ``service`` while the very process that wrote it runs, else None."""
+    note = _read_json(parked_path(dump_dir, service), {}) or {}
+    pid, started = note.get("pid"), note.get("started")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not isinstance(started, int):
+        return None
+    return note if process_start(pid, proc) == started else None

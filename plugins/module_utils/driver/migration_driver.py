@@ -38,7 +38,12 @@ import uuid
 from collections.abc import Callable
 
 from ansible_collections.edgemig.migration.plugins.module_utils.common.faults import read_faults
-from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import clear_state, write_state
+from ansible_collections.edgemig.migration.plugins.module_utils.common.migration_state import (
+    clear_parked,
+    clear_state,
+    write_parked,
+    write_state,
+)
 from ansible_collections.edgemig.migration.plugins.module_utils.common.options import MigrationOptions
 from ansible_collections.edgemig.migration.plugins.module_utils.common.timeouts import (
     confirm_timeout_s,
@@ -319,6 +324,10 @@ class MigrationDriver:
             return out
 
         try:
+            # For the recovery (recover.yml, a second migrate.yml): a migration parked here, nothing
+            # frozen; removed however the park ends (a killed module's note names a process gone).
+            write_parked(p["dump_dir"], p["name"], target=p["target"].get("name") or p["target"].get("host"),
+                         job=spec["dir"])
             while True:
                 self.progress.write({"phase": PARKED if self.conn is not None else PARKED_COLD,
                                      "refresh_rounds": len(refreshes)})
@@ -350,6 +359,8 @@ class MigrationDriver:
             raise self._fail(f"parked migration failed: {exc}; nothing was frozen, the service kept running",
                              rolled_back="not_needed", durations={},
                              parked=said(False, why=f"failed while parked: {exc}")) from None
+        finally:
+            clear_parked(p["dump_dir"], p["name"])
 
     def _refresh_pids(self, inspect: dict) -> None:
         """The container's processes as they are now (one forked while parked is warmed too); the

@@ -22,6 +22,7 @@ from ansible_collections.edgemig.migration.plugins.module_utils.common.migration
     clear_held,
     held_dir_for,
     read_held,
+    read_parked,
     read_state,
 )
 from ansible_collections.edgemig.migration.plugins.module_utils.common.options import DEFAULT_DUMP_DIR
@@ -92,7 +93,7 @@ def local_facts(api, name: str, dump_dir: str, address: str | None = None,
              "running": bool(inspect and inspect["State"].get("Running")),
              "checkpoint": held, "has_checkpoint": bool(held and inspect is not None and record
                                                         and record.get("role") == "target"),
-             "held": held_rec, "address_here": False}
+             "held": held_rec, "address_here": False, "parked": read_parked(dump_dir, name)}
     if address and interface:
         try:
             facts["address_here"] = address_present(interface, address)[0]
@@ -105,7 +106,9 @@ def local_facts(api, name: str, dump_dir: str, address: str | None = None,
 def decide(edges: dict[str, dict | None]) -> dict:
     """The recovery's decision table. ``edges``: edge name -> local_facts (None: unreachable).
 
-    Returns ``{"winner", "reason", "actions": {edge: serve|stand_down|stop|wait|none}, "complete"}``:
+    Returns ``{"winner", "reason", "actions": {edge: serve|stand_down|stop|wait|none}, "complete"}``
+    (and ``parked``: the edge where a migration of the service is parked, when one is: then nothing
+    is done anywhere):
     ``serve`` = bring_up (restore from the checkpoint it holds if not running), ``stand_down`` =
     address off + container removed, ``stop`` = address off + container stopped but kept (with its
     checkpoint and record) until the winner is seen serving (then it is stood down), ``wait`` =
@@ -132,6 +135,15 @@ def decide(edges: dict[str, dict | None]) -> dict:
                                               or seen[e].get("record")) else "none"
         return {"winner": winner, "reason": reason, "actions": dict(actions), "complete": not gone}
 
+    parked = [e for e in seen if seen[e].get("parked") and role[e] is None]
+    if parked:
+        # Nothing frozen, nothing in doubt: the parked run ends by itself (its gate, its lease or
+        # its timeout) and gives back what it prepared; acting here would undo its target under it.
+        note = seen[parked[0]]["parked"]
+        return {"winner": None, "parked": parked[0],
+                "reason": f"a migration is parked on {parked[0]} (to {note.get('target') or '?'}): nothing is "
+                          "frozen and nothing to recover; it ends at its gate, its lease or its timeout",
+                "actions": actions, "complete": not gone}
     if sources:
         return with_source(sources[0], edges, seen, gone, role, plan, actions)
     # No source record seen.

@@ -35,6 +35,9 @@ CASES = {
     "held, nothing runs": {"edge1": facts(held=HELD), "edge2": facts()},
     "two running": {"edge1": facts(running=True), "edge2": facts(running=True)},
     "nothing anywhere": {"edge1": facts(exists=False), "edge2": facts(exists=False)},
+    "parked on edge1": {"edge1": {**facts(running=True, addr=True),
+                                  "parked": {"service": "mysql", "pid": 7, "started": 1, "target": "edge2"}},
+                        "edge2": facts()},
     # A record is data the edge wrote: braces in it are never rendered on the controller.
     "braces in a record": {"edge1": facts({"role": "source", "phase": "{{ lookup('env', 'HOME') }}"}),
                            "edge2": facts(running=True)},

@@ -379,6 +379,64 @@ def test_never_removes_a_copy_past_the_commit_point():
             assert d["actions"]["edge2"] == "serve", d
 
 
+PARKED_NOTE = {"service": "mysql", "pid": 4242, "started": 99, "target": "edge2", "job": "/tmp/edgemig-job-1"}
+
+
+def test_a_parked_migration_is_left_alone():
+    """Parked: the source runs, the target holds the container its prepare made (never started), no
+    record anywhere. The recovery of a run beside it must not stand that target down under it."""
+    src = {**facts(running=True, addr=True), "parked": PARKED_NOTE}
+    d = recovery.decide({"edge1": src, "edge2": facts()})
+    assert d["parked"] == "edge1" and d["winner"] is None and d["complete"] is True
+    assert d["actions"] == {"edge1": "none", "edge2": "none"}
+    assert "parked on edge1 (to edge2)" in d["reason"] and "nothing to recover" in d["reason"]
+    # Without the note (the module gone: read_parked says None) the one running copy stays, as before.
+    d = recovery.decide({"edge1": {**src, "parked": None}, "edge2": facts()})
+    assert (d["winner"], d["actions"]) == ("edge1", {"edge1": "serve", "edge2": "stand_down"})
+    # A record beside a note (a later migration's): the record decides.
+    d = recovery.decide({"edge1": {**facts(SRC_FROZEN), "parked": PARKED_NOTE}, "edge2": facts(TGT_IN_DOUBT, ckpt=True)})
+    assert "parked" not in d and d["winner"] == "edge1"
+
+
+def test_the_park_notes_itself_for_the_recovery_and_takes_the_note_away(parked):
+    api, _addr, tmp_path, gate, _froze = parked
+    link = WarmLink(Target())
+    dumps = str(tmp_path / "dumps")
+    seen = []
+
+    def ready():
+        note = recovery.read_parked(dumps, "mysql")
+        if note:
+            seen.append(note)
+        return bool(note)
+    t = release_when(gate, "nogo", ready)
+    res = drv.MigrationDriver(api, park_params(tmp_path, gate), stream_factory=link, poke=lambda *a: 1).run()
+    t.join()
+    assert res["parked"]["released"] is False and seen
+    assert seen[0]["pid"] == os.getpid() and seen[0]["job"] == str(gate)
+    assert recovery.read_parked(dumps, "mysql") is None and not os.listdir(os.path.join(dumps, ".edgemig-state"))
+    assert recovery.local_facts(api, "mysql", dumps)["parked"] is None
+
+
+def test_a_park_note_counts_only_while_the_process_that_wrote_it_runs(tmp_path):
+    from ansible_collections.edgemig.migration.plugins.module_utils.common import migration_state as ms
+    dumps = str(tmp_path)
+    note = ms.write_parked(dumps, "mysql", target="edge2")
+    assert ms.read_parked(dumps, "mysql") == note and note["started"] == ms.process_start(os.getpid())
+    assert ms.parked_path(dumps, "mysql") != ms.state_path(dumps, "mysql")
+    assert ms.read_state(dumps, "mysql") is None                       # a note is no record
+    # Another process under the same pid (started at another time), a pid gone, or a note that is
+    # not one: no parked migration.
+    for bad in ({**note, "started": note["started"] + 1}, {**note, "pid": 2 ** 22 + 1}, {**note, "pid": True},
+                {**note, "started": None}, []):
+        with open(ms.parked_path(dumps, "mysql"), "w") as fh:
+            json.dump(bad, fh)
+        assert ms.read_parked(dumps, "mysql") is None, bad
+    ms.clear_parked(dumps, "mysql")
+    ms.clear_parked(dumps, "mysql")                                    # twice: nothing there, no error
+    assert ms.read_parked(dumps, "mysql") is None
+
+
 def test_bring_up_and_stand_down(world, tmp_path):
     api, addr, _tmp = world
     api.containers["mysql"]["State"]["Running"] = False
