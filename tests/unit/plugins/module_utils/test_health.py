@@ -30,10 +30,17 @@ def http_port():
     srv.server_close()
 
 
+_HELD: list[socket.socket] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, for the whole run: bound here and never listened on, so no
+    other process can listen on it and no connect picks it as its own source port (a connect from
+    port P to P on loopback connects to itself: seen once in make check, a dead container "healthy")."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return s.getsockname()[1]
 
 
 def test_http_and_tcp(http_port):
