@@ -11,7 +11,7 @@ did not restore; ``fenced``: it restored, failed, and took itself down).
 
 Written atomically (temporary file, fsync, rename, fsync of the directory):
 a record is either the old one or the new one after a crash, never half.
-Standard library only: the receiver (shipped to the target) writes records.
+Standard library and common/ only: the receiver (shipped to the target) writes records.
 
 The *held* record (``<held_dir>/<svc>.json``, by default ``held`` beside the
 dump dir: ``/var/lib/edgemig/held``) is the one record that must survive a
@@ -31,6 +31,8 @@ from __future__ import annotations
 import json
 import os
 import time
+
+from ansible_collections.edgemig.migration.plugins.module_utils.common.proc_stat import parse_start_time
 
 STATE_DIR = ".edgemig-state"
 
@@ -168,10 +170,9 @@ def process_start(pid: int, proc: str = "/proc") -> int | None:
     """When ``pid`` started (clock ticks since boot, /proc/<pid>/stat field 22): with the pid, one
     process; None when there is no such process."""
     try:
-        with open(os.path.join(proc, str(pid), "stat"), "rb") as fh:
-            stat = fh.read()
-        return int(stat[stat.rindex(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
+        with open(os.path.join(proc, str(pid), "stat"), encoding="utf-8", errors="replace") as fh:
+            return parse_start_time(fh.read())
+    except (OSError, ValueError):
         return None
 
 

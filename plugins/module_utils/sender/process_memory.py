@@ -60,6 +60,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from ansible_collections.edgemig.migration.plugins.module_utils.common.proc_stat import parse_start_time
 from ansible_collections.edgemig.migration.plugins.module_utils.wire.page_arrays import PAGE_SIZE, np
 
 CHUNK = 4 << 20  # bytes per pread: large enough to amortise the syscall and GUP set-up
@@ -255,18 +256,6 @@ class ProcIdentity:
 
     start_time: int
     cgroup: str
-
-
-def parse_start_time(stat_text: str) -> int:
-    """Field 22 (starttime) of a /proc/<pid>/stat text.
-
-    Field 2 (comm, in parentheses) may hold spaces and parentheses itself: count
-    from the last ``)``, after which field 3 comes."""
-    try:
-        rest = stat_text[stat_text.rindex(")") + 1:].split()
-        return int(rest[22 - 3])
-    except (ValueError, IndexError):
-        raise ValueError(f"unparsable /proc/<pid>/stat: {stat_text[:120]!r}") from None
 
 
 def _read_small(pid: int, name: str, dir_fd: int | None) -> str:

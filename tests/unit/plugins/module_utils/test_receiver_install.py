@@ -57,6 +57,7 @@ def test_bundle_holds_exactly_what_the_receiver_imports():
                        "docker", "docker.switchover", "docker.tmpfs_restore", "docker.docker_api", "docker.health",
                        "docker.garp",
                        "common", "common.migration_state",
+                       "common.proc_stat",  # migration_state's parked note: its owner's start time
                        "common.options",  # docker_api's TLS options (DockerTLSOptions) and their defaults
                        "common.timeouts"}  # its watchdog and COMMIT wait, sized from the sender's stall timeout
     for name, src in bundle.items():
